@@ -1,0 +1,1 @@
+"""ript-phone: RIPT desk-phone firmware."""

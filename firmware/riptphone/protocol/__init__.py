@@ -1,0 +1,1 @@
+"""Sans-IO RIPT protocol core: bytes and a clock in, events and actions out."""

@@ -1,0 +1,316 @@
+"""Signalling events (profile section 7) as typed, immutable objects.
+
+An event on the wire is a JSON object::
+
+    {"direction": "s2c", "timestamp": "2026-11-22T10:00:00.123Z",
+     "call": "https://p.example/calls/0b6f...", "event": "alerting"}
+
+:func:`event_from_json` turns a decoded JSON object into one of the classes
+below; :meth:`Event.to_json` does the reverse.  Types this module does not know
+become :class:`UnknownEvent` with every member kept, so that nothing is lost
+and a newer peer's events can be logged and skipped.  Unknown *members* of a
+known event are ignored (profile section 1: forward compatibility).
+
+The byte-level streaming (``[`` ... ``,`` ... never ``]``) lives in
+:mod:`riptphone.protocol.jsonstream`.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from riptphone.protocol.errors import RemoteProtocolError
+
+
+class EventError(RemoteProtocolError):
+    """A decoded JSON value is not a valid RIPT event."""
+
+
+class Direction(enum.StrEnum):
+    """Who sent an event (or a media chunk): client to server or back."""
+
+    C2S = "c2s"
+    S2C = "s2c"
+
+
+class CallStatus(enum.StrEnum):
+    """The call-description ``state`` values of profile section 6."""
+
+    PROCEEDING = "proceeding"
+    ALERTING = "alerting"
+    ANSWERED = "answered"
+    DECLINED = "declined"
+    FAILED = "failed"
+    NOANSWER = "noanswer"
+    ENDED = "ended"
+
+    @property
+    def is_final(self) -> bool:
+        return self in _FINAL_STATUSES
+
+
+_FINAL_STATUSES = frozenset(
+    {CallStatus.DECLINED, CallStatus.FAILED, CallStatus.NOANSWER, CallStatus.ENDED}
+)
+
+
+def format_timestamp(unix_seconds: float) -> str:
+    """RFC 3339 UTC with milliseconds, the form every event carries."""
+    moment = _dt.datetime.fromtimestamp(unix_seconds, tz=_dt.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def parse_timestamp(text: str) -> float:
+    """Unix seconds of an RFC 3339 timestamp (any offset, any fraction)."""
+    try:
+        moment = _dt.datetime.fromisoformat(text.replace("z", "Z").replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise EventError(f"bad timestamp {text!r}: {exc}") from None
+    if moment.tzinfo is None:
+        raise EventError(f"timestamp {text!r} has no UTC offset")
+    return moment.timestamp()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Event:
+    """Members common to every event.  Subclasses set :attr:`TYPE`."""
+
+    TYPE: ClassVar[str] = ""
+
+    direction: Direction
+    call: str
+    timestamp: str
+
+    @property
+    def type(self) -> str:
+        return self.TYPE
+
+    def _extra(self) -> dict[str, Any]:
+        return {}
+
+    def to_json(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "direction": self.direction.value,
+            "timestamp": self.timestamp,
+            "call": self.call,
+            "event": self.type,
+        }
+        doc.update(self._extra())
+        return doc
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StateEvent(Event):
+    """An event that sets the call's state (proceeding ... end).
+
+    ``reason`` is an optional, free-text extension member (``"reason"``) that
+    says why a call failed or ended; peers that do not know it ignore it.
+    """
+
+    STATUS: ClassVar[CallStatus]
+    reason: str | None = None
+
+    @property
+    def status(self) -> CallStatus:
+        return self.STATUS
+
+    def _extra(self) -> dict[str, Any]:
+        return {} if self.reason is None else {"reason": self.reason}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Proceeding(StateEvent):
+    TYPE: ClassVar[str] = "proceeding"
+    STATUS: ClassVar[CallStatus] = CallStatus.PROCEEDING
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Alerting(StateEvent):
+    TYPE: ClassVar[str] = "alerting"
+    STATUS: ClassVar[CallStatus] = CallStatus.ALERTING
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Answered(StateEvent):
+    TYPE: ClassVar[str] = "answered"
+    STATUS: ClassVar[CallStatus] = CallStatus.ANSWERED
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Declined(StateEvent):
+    TYPE: ClassVar[str] = "declined"
+    STATUS: ClassVar[CallStatus] = CallStatus.DECLINED
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Failed(StateEvent):
+    TYPE: ClassVar[str] = "failed"
+    STATUS: ClassVar[CallStatus] = CallStatus.FAILED
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NoAnswer(StateEvent):
+    TYPE: ClassVar[str] = "noanswer"
+    STATUS: ClassVar[CallStatus] = CallStatus.NOANSWER
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class End(StateEvent):
+    """``end``; the inbound draft's ``ended`` is read as a synonym."""
+
+    TYPE: ClassVar[str] = "end"
+    STATUS: ClassVar[CallStatus] = CallStatus.ENDED
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Migrate(Event):
+    """Server asks the client to re-establish its byways, optionally at a new URI."""
+
+    TYPE: ClassVar[str] = "migrate"
+    uri: str | None = None
+
+    def _extra(self) -> dict[str, Any]:
+        return {} if self.uri is None else {"uri": self.uri}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Ping(Event):
+    TYPE: ClassVar[str] = "ping"
+    nonce: str | None = None
+
+    def _extra(self) -> dict[str, Any]:
+        return {} if self.nonce is None else {"nonce": self.nonce}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Pong(Event):
+    TYPE: ClassVar[str] = "pong"
+    nonce: str | None = None
+
+    def _extra(self) -> dict[str, Any]:
+        return {} if self.nonce is None else {"nonce": self.nonce}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HandlerChanged(Event):
+    """The call now has another handler (answer, pull, push, 3PCC move)."""
+
+    TYPE: ClassVar[str] = "handler-changed"
+    handler: str
+
+    def _extra(self) -> dict[str, Any]:
+        return {"handler": self.handler}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Reconnecting(Event):
+    """The far end lost connectivity and is reconnecting (UI only)."""
+
+    TYPE: ClassVar[str] = "reconnecting"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Reconnected(Event):
+    TYPE: ClassVar[str] = "reconnected"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MediaPanic(Event):
+    """The server had media to send and no open reverse media byway."""
+
+    TYPE: ClassVar[str] = "media-panic"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UnknownEvent(Event):
+    """An event type this implementation does not know, kept whole."""
+
+    event_type: str
+    members: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def type(self) -> str:
+        return self.event_type
+
+    def _extra(self) -> dict[str, Any]:
+        return dict(self.members)
+
+
+STATE_EVENTS: dict[CallStatus, type[StateEvent]] = {
+    cls.STATUS: cls for cls in (Proceeding, Alerting, Answered, Declined, Failed, NoAnswer, End)
+}
+
+_KNOWN: dict[str, type[Event]] = {
+    cls.TYPE: cls
+    for cls in (
+        Proceeding,
+        Alerting,
+        Answered,
+        Declined,
+        Failed,
+        NoAnswer,
+        End,
+        Migrate,
+        Ping,
+        Pong,
+        HandlerChanged,
+        Reconnecting,
+        Reconnected,
+        MediaPanic,
+    )
+}
+_KNOWN["ended"] = End
+
+_COMMON = ("direction", "timestamp", "call", "event")
+
+
+def _optional(doc: Mapping[str, Any], name: str) -> str | None:
+    value = doc.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise EventError(f"event member {name!r} must be a string, not {type(value).__name__}")
+    return value
+
+
+def _required(doc: Mapping[str, Any], name: str) -> str:
+    value = _optional(doc, name)
+    if value is None:
+        raise EventError(f"event lacks the {name!r} member")
+    return value
+
+
+def event_from_json(doc: object) -> Event:
+    """Build the typed event for one decoded JSON value; raise :class:`EventError`."""
+    if not isinstance(doc, dict):
+        raise EventError(f"an event must be a JSON object, not {type(doc).__name__}")
+    direction_text = _required(doc, "direction")
+    try:
+        direction = Direction(direction_text)
+    except ValueError:
+        raise EventError(f"direction must be 'c2s' or 's2c', not {direction_text!r}") from None
+    timestamp = _required(doc, "timestamp")
+    call = _required(doc, "call")
+    kind = _required(doc, "event")
+    parse_timestamp(timestamp)
+    common: dict[str, Any] = {"direction": direction, "timestamp": timestamp, "call": call}
+
+    cls = _KNOWN.get(kind)
+    if cls is None:
+        members = {k: v for k, v in doc.items() if k not in _COMMON}
+        return UnknownEvent(**common, event_type=kind, members=members)
+    if issubclass(cls, StateEvent):
+        return cls(**common, reason=_optional(doc, "reason"))
+    if cls is Migrate:
+        return Migrate(**common, uri=_optional(doc, "uri"))
+    if cls is Ping:
+        return Ping(**common, nonce=_optional(doc, "nonce"))
+    if cls is Pong:
+        return Pong(**common, nonce=_optional(doc, "nonce"))
+    if cls is HandlerChanged:
+        return HandlerChanged(**common, handler=_required(doc, "handler"))
+    return cls(**common)
