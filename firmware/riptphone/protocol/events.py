@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import datetime as _dt
 import enum
+import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -60,18 +62,33 @@ _FINAL_STATUSES = frozenset(
 
 def format_timestamp(unix_seconds: float) -> str:
     """RFC 3339 UTC with milliseconds, the form every event carries."""
-    moment = _dt.datetime.fromtimestamp(unix_seconds, tz=_dt.UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    # Truncate to the millisecond; the epsilon keeps 2081.919 (2081918.9999...) at .919.
+    millis = math.floor(unix_seconds * 1000 + 1e-6)
+    moment = _dt.datetime.fromtimestamp(millis // 1000, tz=_dt.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{millis % 1000:03d}Z"
+
+
+_RFC3339 = re.compile(
+    r"(\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?([Zz]|[+-]\d{2}:\d{2})?",
+    re.ASCII,
+)
 
 
 def parse_timestamp(text: str) -> float:
-    """Unix seconds of an RFC 3339 timestamp (any offset, any fraction)."""
+    """Unix seconds of an RFC 3339 timestamp (any offset, up to 9 fraction digits)."""
+    match = _RFC3339.fullmatch(text)
+    if match is None:
+        raise EventError(f"bad timestamp {text!r}: not RFC 3339 (like 2026-11-22T10:00:00.123Z)")
+    whole, fraction, offset = match.groups()
+    if offset is None:
+        raise EventError(f"timestamp {text!r} has no UTC offset")
+    # fromisoformat takes at most 6 fraction digits; finer ones do not matter here.
+    iso = whole.upper() + (f".{fraction[:6]:0<6}" if fraction else "")
+    iso += "+00:00" if offset in "Zz" else offset
     try:
-        moment = _dt.datetime.fromisoformat(text.replace("z", "Z").replace("Z", "+00:00"))
+        moment = _dt.datetime.fromisoformat(iso)
     except ValueError as exc:
         raise EventError(f"bad timestamp {text!r}: {exc}") from None
-    if moment.tzinfo is None:
-        raise EventError(f"timestamp {text!r} has no UTC offset")
     return moment.timestamp()
 
 
@@ -99,7 +116,9 @@ class Event:
             "call": self.call,
             "event": self.type,
         }
-        doc.update(self._extra())
+        for name, value in self._extra().items():
+            # An extension member never overwrites a common one.
+            doc.setdefault(name, value)
         return doc
 
 
