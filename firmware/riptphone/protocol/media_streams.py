@@ -1,0 +1,510 @@
+"""Per-call media chunk sender and receiver state, sans-IO (profile section 8).
+
+:class:`ChunkSender` turns codec frames into sealed chunks of one direction:
+it numbers each stream (source, sink) from 0, sends full 8-byte sequence
+numbers and timestamps until a chunk carrying them has been acknowledged and
+2-byte / 4-byte truncated values after that, numbers control chunks in their
+own space, and turns the acknowledgements it gets back into loss and
+round-trip-time figures.
+
+:class:`ChunkReceiver` takes the bodies or datagrams of the other direction,
+unframes, opens and checks them, expands truncated values, drops duplicates,
+and queues one acknowledgement per authenticated media chunk.  It never
+raises: malformed and forged chunks are counted in its result and statistics.
+
+Both are fed a clock (``now``, seconds, any monotonic origin, the same for
+every call of one object); neither reads time or does I/O itself.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from riptphone.protocol.chunks import (
+    FULL_WIDTH,
+    TRUNCATED_SEQ_WIDTH,
+    TRUNCATED_TIMESTAMP_WIDTH,
+    AckChunk,
+    ChunkEncodeError,
+    ChunkKind,
+    MediaChunk,
+    PayloadType,
+    UnknownControlChunk,
+    assemble_chunk,
+    chunk_parts,
+    control_from_package,
+    decode_chunk_parts,
+    expand,
+    media_from_package,
+    open_body,
+    unframe_partial,
+)
+from riptphone.protocol.errors import RiptProtocolError
+from riptphone.protocol.events import Direction
+from riptphone.protocol.media_crypto import MediaKeys
+from riptphone.protocol.varint import VARINT_MAX, Buffer, varint_size
+
+SEND_HISTORY = 256
+"""Send times kept per stream for RTT: 5 s of 20 ms chunks; later acks give no RTT."""
+
+REPLAY_WINDOW = 1024
+"""Sequence numbers below the highest seen by more than this are dropped as too late."""
+
+MAX_STREAMS = 64
+"""Receive streams tracked per call; chunks of further streams are dropped."""
+
+MAX_PENDING_ACKS = 1024
+"""Acks waiting to be sent; beyond this the oldest are forgotten (and counted)."""
+
+ACK_HOLD = 0.060
+"""Pending acks travel alone when no media leaves within this many seconds."""
+
+DATAGRAM_PAYLOAD = 1000
+"""Largest framed chunk a sender emits, so that each chunk fits one datagram alone."""
+
+_SEQ_MASK = (1 << (8 * TRUNCATED_SEQ_WIDTH)) - 1
+_TIMESTAMP_MASK = (1 << (8 * TRUNCATED_TIMESTAMP_WIDTH)) - 1
+_WINDOW_MASK = (1 << REPLAY_WINDOW) - 1
+
+
+@dataclass(frozen=True, slots=True)
+class PendingAck:
+    """One received media chunk still to be acknowledged; ``delay_us`` since its receipt."""
+
+    direction: Direction
+    source: int
+    sink: int
+    seq: int
+    delay_us: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiveResult:
+    """What one body or datagram held.
+
+    ``media`` are new, authenticated chunks with full sequence numbers and
+    timestamps, in arrival order.  ``auth_failures`` counts forged or
+    corrupted chunks, ``malformed`` chunks (or a framing error that lost the
+    rest of the body), ``dropped`` authenticated media chunks not delivered
+    (duplicate, too late, truncated without a reference, too many streams).
+    """
+
+    media: tuple[MediaChunk, ...] = ()
+    acks: tuple[AckChunk, ...] = ()
+    other_control: tuple[UnknownControlChunk, ...] = ()
+    auth_failures: int = 0
+    malformed: int = 0
+    dropped: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SenderStats:
+    """Totals of one sender; RTTs in seconds (``None`` until an ack has given one)."""
+
+    sent: int
+    acked: int
+    lost: int
+    control_sent: int
+    rtt_last: float | None
+    rtt_min: float | None
+    rtt_avg: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiverStats:
+    """Totals of one receiver; ``lost`` from sequence gaps, ``jitter_ms`` as RFC 3550 §6.4.1."""
+
+    received: int
+    duplicates: int
+    late: int
+    lost: int
+    auth_failures: int
+    malformed: int
+    unexpandable: int
+    stream_overflow: int
+    acks_dropped: int
+    control_received: int
+    jitter_ms: float
+
+
+class _SendStream:
+    """Sequence counter, truncation permission and send history of one outgoing stream."""
+
+    __slots__ = (
+        "acked",
+        "highest_acked",
+        "history_acked",
+        "history_epoch",
+        "history_seq",
+        "history_time",
+        "next_seq",
+        "sent",
+        "truncate",
+    )
+
+    def __init__(self) -> None:
+        self.next_seq = 0
+        self.truncate = False
+        self.sent = 0
+        self.acked = 0
+        self.highest_acked = -1
+        self.history_seq = [-1] * SEND_HISTORY
+        self.history_time = [0.0] * SEND_HISTORY
+        # The require_full_values epoch a full-value chunk was sent in; -1 if truncated.
+        self.history_epoch = [-1] * SEND_HISTORY
+        self.history_acked = [False] * SEND_HISTORY
+
+
+class ChunkSender:
+    """Builds the sealed chunks one side sends in ``direction`` during one handler's call leg.
+
+    ``keys`` is ``None`` when the call description has no ``media-key``.
+    Encoding errors (a field out of range, a chunk over the size limit) raise
+    :class:`~riptphone.protocol.chunks.ChunkEncodeError` and change no state.
+    """
+
+    def __init__(self, direction: Direction, keys: MediaKeys | None) -> None:
+        self.direction = direction
+        self._key = None if keys is None else keys.for_direction(direction)
+        self._streams: dict[tuple[int, int], _SendStream] = {}
+        self._control_seq = 0
+        self._epoch = 0
+        self._rtt_count = 0
+        self._rtt_sum = 0.0
+        self._rtt_min: float | None = None
+        self._rtt_last: float | None = None
+        self._unacked_since: float | None = None
+
+    def _seal(
+        self, envelope: bytes, package: bytes, nonce_fields: tuple[int, int, int, int]
+    ) -> bytes:
+        if self._key is None:
+            chunk = assemble_chunk(envelope, package)
+        else:
+            nonce = self._key.nonce(*nonce_fields)
+            chunk = assemble_chunk(envelope, self._key.seal(nonce, envelope, package))
+        if varint_size(len(chunk)) + len(chunk) > DATAGRAM_PAYLOAD:
+            raise ChunkEncodeError(
+                f"chunk of {len(chunk)} bytes does not fit a {DATAGRAM_PAYLOAD}-byte datagram"
+            )
+        return chunk
+
+    def media(
+        self,
+        source: int,
+        sink: int,
+        payload_type: PayloadType | int,
+        timestamp_ms: int,
+        payload: bytes,
+        *,
+        now: float,
+        active_level: int | None = None,
+        reference_frame: bool | None = None,
+        spatial_layer: int | None = None,
+        temporal_layer: int | None = None,
+    ) -> bytes:
+        """The next chunk of stream (``source``, ``sink``), numbered and sealed.
+
+        Full values travel until this stream's full-value chunk is acked (and
+        always on a reference frame, as the draft asks for intra frames).
+        """
+        stream = self._streams.get((source, sink))
+        new_stream = stream is None
+        if stream is None:
+            stream = _SendStream()
+        full = not stream.truncate or bool(reference_frame)
+        seq = stream.next_seq
+        chunk = MediaChunk(
+            seq,
+            timestamp_ms,
+            payload_type,
+            source,
+            sink,
+            payload,
+            active_level,
+            reference_frame,
+            spatial_layer,
+            temporal_layer,
+            seq_bytes=FULL_WIDTH if full else TRUNCATED_SEQ_WIDTH,
+            timestamp_bytes=FULL_WIDTH if full else TRUNCATED_TIMESTAMP_WIDTH,
+        )
+        encoded = self._seal(*chunk_parts(chunk))
+        if new_stream:
+            self._streams[(source, sink)] = stream
+        slot = seq % SEND_HISTORY
+        stream.history_seq[slot] = seq
+        stream.history_time[slot] = now
+        stream.history_epoch[slot] = self._epoch if full else -1
+        stream.history_acked[slot] = False
+        stream.next_seq = seq + 1
+        stream.sent += 1
+        if self._unacked_since is None:
+            self._unacked_since = now
+        return encoded
+
+    def ack(
+        self, acked_direction: Direction, source: int, sink: int, acked_seq: int, delay_us: int
+    ) -> bytes:
+        """A sealed acknowledgement control chunk with the next control sequence number."""
+        chunk = AckChunk(self._control_seq, acked_direction, source, sink, acked_seq, delay_us)
+        encoded = self._seal(*chunk_parts(chunk))
+        self._control_seq += 1
+        return encoded
+
+    def acks(self, pending: Iterable[PendingAck]) -> list[bytes]:
+        """One acknowledgement chunk per entry of :meth:`ChunkReceiver.take_pending_acks`."""
+        return [self.ack(p.direction, p.source, p.sink, p.seq, p.delay_us) for p in pending]
+
+    def on_ack(self, ack: AckChunk, now: float) -> float | None:
+        """Take note of an ack of one of our chunks; return its RTT in seconds if known.
+
+        Acks of another direction, of unknown streams, of chunks older than
+        :data:`SEND_HISTORY`, and repeated acks are ignored (``None``).
+        """
+        if ack.direction is not self.direction:
+            return None
+        stream = self._streams.get((ack.source, ack.sink))
+        if stream is None:
+            return None
+        slot = ack.acked_seq % SEND_HISTORY
+        if stream.history_seq[slot] != ack.acked_seq or stream.history_acked[slot]:
+            return None
+        stream.history_acked[slot] = True
+        stream.acked += 1
+        stream.highest_acked = max(stream.highest_acked, ack.acked_seq)
+        if stream.history_epoch[slot] == self._epoch:
+            stream.truncate = True
+        self._unacked_since = None
+        rtt = max(0.0, now - stream.history_time[slot] - ack.delay_us / 1e6)
+        self._rtt_last = rtt
+        self._rtt_min = rtt if self._rtt_min is None else min(self._rtt_min, rtt)
+        self._rtt_count += 1
+        self._rtt_sum += rtt
+        return rtt
+
+    def require_full_values(self) -> None:
+        """Send full values again until a chunk sent from now on is acked (handler change)."""
+        self._epoch += 1
+        for stream in self._streams.values():
+            stream.truncate = False
+
+    def rekey(self, keys: MediaKeys | None) -> None:
+        """Seal with a new handler's ``media-key`` from now on, with full values until acked.
+
+        Sequence numbers continue; a fresh key means no nonce repeats anyway.
+        """
+        self._key = None if keys is None else keys.for_direction(self.direction)
+        self.require_full_values()
+
+    @property
+    def unacked_since(self) -> float | None:
+        """When the first media chunk sent after the latest ack left (``None``: all acked)."""
+        return self._unacked_since
+
+    def stats(self) -> SenderStats:
+        streams = self._streams.values()
+        acked = sum(s.acked for s in streams)
+        # Chunks up to the highest acked one that were never acked count as lost.
+        lost = sum(max(0, s.highest_acked + 1 - s.acked) for s in streams)
+        return SenderStats(
+            sent=sum(s.sent for s in streams),
+            acked=acked,
+            lost=lost,
+            control_sent=self._control_seq,
+            rtt_last=self._rtt_last,
+            rtt_min=self._rtt_min,
+            rtt_avg=self._rtt_sum / self._rtt_count if self._rtt_count else None,
+        )
+
+
+class _ReceiveStream:
+    """Expansion reference, duplicate window and counters of one incoming stream."""
+
+    __slots__ = (
+        "base",
+        "duplicates",
+        "highest",
+        "highest_timestamp",
+        "jitter",
+        "last_arrival",
+        "last_timestamp",
+        "late",
+        "received",
+        "window",
+    )
+
+    def __init__(self, seq: int, timestamp: int) -> None:
+        self.highest = seq
+        self.highest_timestamp = timestamp
+        self.base = seq
+        self.window = 0  # bit i set: highest - i was received
+        self.received = 0
+        self.duplicates = 0
+        self.late = 0
+        self.jitter = 0.0
+        self.last_arrival: float | None = None
+        self.last_timestamp = timestamp
+
+    def accept(self, seq: int, timestamp: int, now: float) -> bool:
+        """Record a chunk; ``False`` if it is a duplicate or older than the window."""
+        if seq > self.highest or self.received == 0:
+            shift = seq - self.highest
+            self.window = (
+                ((self.window << shift) | 1) & _WINDOW_MASK if shift < REPLAY_WINDOW else 1
+            )
+            self.highest = seq
+            self.highest_timestamp = timestamp
+        else:
+            offset = self.highest - seq
+            if offset >= REPLAY_WINDOW:
+                self.late += 1
+                return False
+            bit = 1 << offset
+            if self.window & bit:
+                self.duplicates += 1
+                return False
+            self.window |= bit
+            self.base = min(self.base, seq)
+        self.received += 1
+        if self.last_arrival is not None:
+            transit_change = (now - self.last_arrival) * 1000.0 - (timestamp - self.last_timestamp)
+            self.jitter += (abs(transit_change) - self.jitter) / 16.0
+        self.last_arrival = now
+        self.last_timestamp = timestamp
+        return True
+
+
+class ChunkReceiver:
+    """Opens the chunks the peer sends in ``direction`` and tracks its streams."""
+
+    def __init__(self, direction: Direction, keys: MediaKeys | None) -> None:
+        self.direction = direction
+        self._key = None if keys is None else keys.for_direction(direction)
+        self._streams: dict[tuple[int, int], _ReceiveStream] = {}
+        self._pending: deque[tuple[int, int, int, float]] = deque(maxlen=MAX_PENDING_ACKS)
+        self._auth_failures = 0
+        self._malformed = 0
+        self._unexpandable = 0
+        self._stream_overflow = 0
+        self._acks_dropped = 0
+        self._control_received = 0
+        self._last_receipt: float | None = None
+
+    def receive(self, data: Buffer, now: float) -> ReceiveResult:
+        """Process one body or datagram received at ``now``; never raises."""
+        chunks, framing_error = unframe_partial(data)
+        malformed = 0 if framing_error is None else 1
+        auth_failures = dropped = 0
+        media: list[MediaChunk] = []
+        acks: list[AckChunk] = []
+        other: list[UnknownControlChunk] = []
+        key = self._key
+        for raw in chunks:
+            try:
+                envelope, envelope_bytes, rest = decode_chunk_parts(raw)
+                if envelope.kind is ChunkKind.CONTROL:
+                    package = open_body(envelope, envelope_bytes, rest, key, envelope.seq)
+                    if package is None:
+                        auth_failures += 1
+                        continue
+                    control = control_from_package(envelope, package)
+                    if isinstance(control, AckChunk):
+                        acks.append(control)
+                    else:
+                        other.append(control)
+                    continue
+                stream = self._streams.get((envelope.source, envelope.sink))
+                if stream is None and (
+                    envelope.seq_bytes != FULL_WIDTH or envelope.timestamp_bytes != FULL_WIDTH
+                ):
+                    # No full value seen yet for this stream: nothing to expand against.
+                    self._unexpandable += 1
+                    dropped += 1
+                    continue
+                seq = envelope.seq
+                timestamp = envelope.timestamp
+                if stream is not None:
+                    seq = expand(seq, envelope.seq_bytes, stream.highest)
+                    timestamp = expand(
+                        timestamp, envelope.timestamp_bytes, stream.highest_timestamp
+                    )
+                package = open_body(envelope, envelope_bytes, rest, key, seq)
+                if package is None:
+                    auth_failures += 1
+                    continue
+                chunk = media_from_package(envelope, package, seq, timestamp)
+            except RiptProtocolError:
+                malformed += 1
+                continue
+            if stream is None:
+                if len(self._streams) >= MAX_STREAMS:
+                    self._stream_overflow += 1
+                    dropped += 1
+                    continue
+                stream = _ReceiveStream(seq, timestamp)
+                self._streams[(envelope.source, envelope.sink)] = stream
+            if len(self._pending) == MAX_PENDING_ACKS:
+                self._acks_dropped += 1
+            # Duplicates are acked too: the first ack may have been the one lost.
+            self._pending.append((envelope.source, envelope.sink, seq, now))
+            self._last_receipt = now
+            if stream.accept(seq, timestamp, now):
+                media.append(chunk)
+            else:
+                dropped += 1
+        self._auth_failures += auth_failures
+        self._malformed += malformed
+        self._control_received += len(acks) + len(other)
+        return ReceiveResult(
+            tuple(media), tuple(acks), tuple(other), auth_failures, malformed, dropped
+        )
+
+    def take_pending_acks(self, now: float) -> list[PendingAck]:
+        """Every media chunk received since the last call, to be acked; clears the queue."""
+        direction = self.direction
+        pending = [
+            PendingAck(
+                direction, source, sink, seq, min(max(0, round((now - at) * 1e6)), VARINT_MAX)
+            )
+            for source, sink, seq, at in self._pending
+        ]
+        self._pending.clear()
+        return pending
+
+    @property
+    def has_pending_acks(self) -> bool:
+        return bool(self._pending)
+
+    @property
+    def ack_deadline(self) -> float | None:
+        """When pending acks must leave alone if no media has carried them (``None``: none)."""
+        return self._pending[0][3] + ACK_HOLD if self._pending else None
+
+    @property
+    def last_receipt(self) -> float | None:
+        """When the latest authenticated media chunk arrived (for the 5 s media timeout)."""
+        return self._last_receipt
+
+    def rekey(self, keys: MediaKeys | None) -> None:
+        """A new handler's leg: new key, streams start afresh, old pending acks are dropped."""
+        self._key = None if keys is None else keys.for_direction(self.direction)
+        self._streams.clear()
+        self._pending.clear()
+
+    def stats(self) -> ReceiverStats:
+        streams = self._streams.values()
+        return ReceiverStats(
+            received=sum(s.received for s in streams),
+            duplicates=sum(s.duplicates for s in streams),
+            late=sum(s.late for s in streams),
+            lost=sum(max(0, s.highest - s.base + 1 - s.received) for s in streams),
+            auth_failures=self._auth_failures,
+            malformed=self._malformed,
+            unexpandable=self._unexpandable,
+            stream_overflow=self._stream_overflow,
+            acks_dropped=self._acks_dropped,
+            control_received=self._control_received,
+            jitter_ms=max((s.jitter for s in streams), default=0.0),
+        )
