@@ -36,6 +36,7 @@ from urllib.parse import SplitResult, urlsplit
 from riptphone.protocol.errors import RemoteProtocolError
 from riptphone.protocol.events import CallStatus
 from riptphone.protocol.numbers import NumberError, NumberPolicy, is_e164
+from riptphone.protocol.strictjson import JsonBodyError, load_json
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_JSON_INTEGER = 2**53 - 1  # the largest integer every JSON parser keeps exactly
@@ -76,51 +77,12 @@ def _json_type(value: object) -> str:
     return type(value).__name__
 
 
-class _NotJsonError(ValueError):
-    pass
-
-
-def _reject_constant(name: str) -> NoReturn:
-    raise _NotJsonError(f"{name} is not a JSON value")
-
-
 def _load(data: Buffer, what: str) -> object:
     """Decode one JSON body (UTF-8, at most 64 KiB, no duplicate members)."""
-    if not isinstance(data, bytes | bytearray | memoryview):
-        raise DescriptionError(f"{what}: the body must be bytes, not {type(data).__name__}")
-    raw = bytes(data)
-    if len(raw) > MAX_BODY_BYTES:
-        raise DescriptionError(
-            f"{what}: the body is {len(raw)} bytes, over the limit of {MAX_BODY_BYTES}"
-        )
     try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise DescriptionError(f"{what}: the body is not UTF-8 (byte offset {exc.start})") from None
-
-    def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        doc: dict[str, Any] = {}
-        for key, value in pairs:
-            if key in doc:
-                raise DescriptionError(f"{what}: member {key!r} appears twice")
-            doc[key] = value
-        return doc
-
-    try:
-        return json.loads(text, object_pairs_hook=no_duplicates, parse_constant=_reject_constant)
-    except DescriptionError:
-        raise
-    except json.JSONDecodeError as exc:
-        offset = len(text[: exc.pos].encode("utf-8"))
-        raise DescriptionError(
-            f"{what}: the body is not JSON: {exc.msg} (byte offset {offset})"
-        ) from None
-    except RecursionError:
-        raise DescriptionError(f"{what}: the body nests too deeply") from None
-    except _NotJsonError as exc:
-        raise DescriptionError(f"{what}: the body is not JSON: {exc}") from None
-    except ValueError:  # Python refuses to convert integers of over 4300 digits
-        raise DescriptionError(f"{what}: the body holds a number too long to read") from None
+        return load_json(data, limit=MAX_BODY_BYTES)
+    except JsonBodyError as exc:
+        raise DescriptionError(f"{what}: {exc}") from None
 
 
 def _dump(doc: dict[str, Any]) -> bytes:

@@ -38,6 +38,7 @@ from cryptography.x509.verification import (
 
 from riptphone.protocol.csr import CsrError, tn_entries_of_certificate
 from riptphone.protocol.errors import RemoteProtocolError
+from riptphone.protocol.strictjson import JsonBodyError, load_json
 from riptphone.protocol.tnauth import TnAuthError, check_tn, covers, tn_from_e164
 
 ALG = "ES256"
@@ -97,23 +98,11 @@ def create_passport(
     )
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    # Two parsers must not be able to read two different callers out of one token.
-    result: dict[str, Any] = {}
-    for name, value in pairs:
-        if name in result:
-            raise PassportError(f"claims repeat the member {name!r}")
-        result[name] = value
-    return result
-
-
 def _load_claims(payload: bytes) -> dict[str, Any]:
     try:
-        claims = json.loads(payload.decode("utf-8"), object_pairs_hook=_no_duplicates)
-    except PassportError:
-        raise
-    except (ValueError, RecursionError) as exc:
-        raise PassportError(f"claims are not UTF-8 JSON: {exc}") from None
+        claims = load_json(payload, limit=MAX_TOKEN_LENGTH, noun="claims set")
+    except JsonBodyError as exc:
+        raise PassportError(str(exc)) from None
     if not isinstance(claims, dict):
         raise PassportError(f"claims must be a JSON object, not {type(claims).__name__}")
     return claims

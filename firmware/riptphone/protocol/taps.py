@@ -18,10 +18,11 @@ import enum
 import json
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any
 
 from riptphone.protocol.descriptions import DescriptionError, origin_of
 from riptphone.protocol.errors import RemoteProtocolError
+from riptphone.protocol.strictjson import JsonBodyError, load_json
 
 TAP_VERSION = 1
 MAX_TAP_BYTES = 16 * 1024
@@ -102,34 +103,12 @@ def _check_call(call: object) -> None:
         raise TapError(f"tap: 'call' is not usable: {exc}") from None
 
 
-class _NotJsonError(ValueError):
-    pass
-
-
-def _reject_constant(name: str) -> NoReturn:
-    raise _NotJsonError(f"{name} is not a JSON value")
-
-
 def parse_tap(payload: bytes) -> Tap:
     """Read one tap; raise :class:`TapError` saying what is wrong."""
-    if not isinstance(payload, bytes | bytearray | memoryview):
-        raise TapError(f"tap: the payload must be bytes, not {type(payload).__name__}")
-    raw = bytes(payload)
-    if len(raw) > MAX_TAP_BYTES:
-        raise TapError(f"tap: the payload is {len(raw)} bytes, over the limit of {MAX_TAP_BYTES}")
     try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise TapError(f"tap: the payload is not UTF-8 (byte offset {exc.start})") from None
-    try:
-        doc = json.loads(text, parse_constant=_reject_constant)
-    except json.JSONDecodeError as exc:
-        offset = len(text[: exc.pos].encode("utf-8"))
-        raise TapError(f"tap: the payload is not JSON: {exc.msg} (byte offset {offset})") from None
-    except RecursionError:
-        raise TapError("tap: the payload nests too deeply") from None
-    except ValueError:  # NaN/Infinity, or an integer of over 4300 digits
-        raise TapError("tap: the payload is not acceptable JSON") from None
+        doc = load_json(payload, limit=MAX_TAP_BYTES, noun="payload")
+    except JsonBodyError as exc:
+        raise TapError(f"tap: {exc}") from None
     return tap_from_json(doc)
 
 
