@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import enum
-import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -62,8 +61,9 @@ _FINAL_STATUSES = frozenset(
 
 def format_timestamp(unix_seconds: float) -> str:
     """RFC 3339 UTC with milliseconds, the form every event carries."""
-    # Truncate to the millisecond; the epsilon keeps 2081.919 (2081918.9999...) at .919.
-    millis = math.floor(unix_seconds * 1000 + 1e-6)
+    # Round to the microsecond first (a float holds no more), then truncate to
+    # the millisecond: 548398471.777 is stored as ...776999... and must stay .777.
+    millis = round(unix_seconds * 1_000_000) // 1000
     moment = _dt.datetime.fromtimestamp(millis // 1000, tz=_dt.UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{millis % 1000:03d}Z"
 
