@@ -1,0 +1,1 @@
+"""The only network code of the phone: HTTP/3 client, RIPT resources, push, OAuth."""

@@ -1,0 +1,366 @@
+"""The HTTP/3 client against a real aioquic server over loopback."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from riptphone.net.h3 import (
+    ConnectionLostError,
+    CookieJar,
+    GoawayError,
+    H3Client,
+    InvalidRequestError,
+    ResponseTooLargeError,
+    StreamResetError,
+    TLSVerificationError,
+    TrustConfigError,
+)
+
+from .h3_test_server import TestServer
+
+
+def run(scenario: Callable[[TestServer, H3Client], Awaitable[None]], **client_kw: object) -> None:
+    """Start the server and a client trusting its CA, run ``scenario`` on one loop."""
+
+    async def main() -> None:
+        async with TestServer() as server:
+            kw = {"ca_file": server.pki.ca_file, **client_kw}
+            async with H3Client(**kw) as client:  # type: ignore[arg-type]
+                async with asyncio.timeout(20):
+                    await scenario(server, client)
+
+    asyncio.run(main())
+
+
+def test_request_response_echo() -> None:
+    async def scenario(server: TestServer, client: H3Client) -> None:
+        resp = await client.request("POST", server.url("/echo"), body=b"hello h3")
+        assert resp.status == 200
+        assert resp.body == b"hello h3"
+        assert resp.get("x-method") == "POST"
+        missing = await client.request("GET", server.url("/nowhere"))
+        assert (missing.status, missing.body) == (404, b"not found")
+        method, path, headers = server.requests_seen[0]
+        assert (method, path) == ("POST", "/echo")
+        assert headers[":authority"] == f"localhost:{server.port}"
+        assert headers["content-length"] == "8"
+
+    run(scenario)
+
+
+def test_response_over_limit_is_an_error() -> None:
+    async def scenario(server: TestServer, client: H3Client) -> None:
+        with pytest.raises(ResponseTooLargeError, match="exceeds 1000 bytes"):
+            await client.request("GET", server.url("/stream?n=3&ms=1&size=600"))
+        # the connection survives the cancelled stream
+        ok = await client.request("GET", server.url("/stream?n=2&ms=1&size=10"))
+        assert ok.body == b"\x00" * 10 + b"\x01" * 10
+        assert len(server.connections) == 1
+
+    run(scenario, max_response_bytes=1000)
+
+
+def test_twenty_long_lived_gets_and_puts_share_one_connection() -> None:
+    async def get(client: H3Client, url: str) -> list[bytes]:
+        async with await client.open_stream("GET", url, end_stream=True) as stream:
+            head = await stream.response_headers()
+            assert head.status == 200
+            return [chunk async for chunk in stream]
+
+    async def put(client: H3Client, url: str, pieces: int) -> bytes:
+        async with await client.open_stream("PUT", url) as stream:
+            for i in range(pieces):
+                await stream.send(bytes([i]) * 100)
+                await asyncio.sleep(0.005)
+            stream.end()
+            return await stream.read_all()
+
+    async def scenario(server: TestServer, client: H3Client) -> None:
+        gets = [get(client, server.url("/stream?n=5&ms=20&size=50")) for _ in range(20)]
+        puts = [put(client, server.url("/count"), 10 + i) for i in range(20)]
+        results = await asyncio.gather(*gets, *puts)
+        for chunks in results[:20]:
+            assert isinstance(chunks, list)
+            assert b"".join(chunks) == b"".join(bytes([i]) * 50 for i in range(5))
+        assert results[20:] == [str(100 * (10 + i)).encode() for i in range(20)]
+        assert len(server.connections) == 1
+        assert client.connections_opened(server.origin) == 1
+        conn = await client.connection(server.origin)
+        assert conn.stream_count == 0  # finished streams are forgotten
+
+    run(scenario)
+
+
+def test_send_waits_when_the_unacknowledged_bytes_exceed_the_bound() -> None:
+    async def scenario(server: TestServer, client: H3Client) -> None:
+        stream = await client.open_stream("PUT", server.url("/count"), max_send_buffer=4096)
+        await client.ping(server.origin)  # headers acknowledged: buffer starts empty
+        server.paused = True  # the server hears nothing: no ACK comes back
+        await stream.send(b"a" * 3000)
+        second = asyncio.ensure_future(stream.send(b"b" * 3000))
+        for _ in range(20):
+            await asyncio.sleep(0.01)
+        assert not second.done()  # waiting, not buffering without bound
+        assert 3000 <= stream.buffered <= stream.max_send_buffer
+        assert not stream.can_send(3000)
+        server.paused = False  # ACKs flow again
+        await second
+        for i in range(10):
+            await stream.send(bytes([i]) * 3000)
+            assert stream.buffered <= 4096 + 3000
+        stream.end()
+        assert await stream.read_all() == str(6000 + 30000).encode()
+
+    run(scenario)
+
+
+def test_stream_reset_mid_body_surfaces_the_code() -> None:
+    async def scenario(server: TestServer, client: H3Client) -> None:
+        stream = await client.open_stream(
+            "GET", server.url("/reset?after=5&code=291"), end_stream=True
+        )
+        assert (await stream.response_headers()).status == 200
+        received = b""
+        with pytest.raises(StreamResetError) as info:
+            async for chunk in stream:
+                received += chunk
+        assert info.value.code == 291
+        assert info.value.stream_id == stream.stream_id
+        assert received == b"xxxxx"  # data that arrived before the reset is delivered
+        with pytest.raises(StreamResetError):
+            await client.request("GET", server.url("/reset?after=0&code=7"))
+        # other streams on the connection are unaffected
+        assert (await client.request("POST", server.url("/echo"), body=b"z")).body == b"z"
+
+    run(scenario)
+
+
+def test_connection_loss_fails_open_streams_and_next_request_reconnects() -> None:
+    async def scenario(server: TestServer, client: H3Client) -> None:
+        gets = [
+            await client.open_stream("GET", server.url("/stream?n=100&ms=50"), end_stream=True)
+            for _ in range(3)
+        ]
+        put = await client.open_stream("PUT", server.url("/count"))
+        await put.send(b"x" * 10)
+        for s in gets:
+            await s.response_headers()
+        first = await client.connection(server.origin)
+        server.close_connections(error_code=0x10C, reason="going down")
+        for s in gets:
+            with pytest.raises(ConnectionLostError, match="going down"):
+                async for _ in s:
+                    pass
+        with pytest.raises(ConnectionLostError):
+            await put.send(b"y")
+        assert first.lost is not None
+        resp = await client.request("POST", server.url("/echo"), body=b"again")
+        assert resp.body == b"again"
+        assert len(server.connections) == 2
+        assert client.connections_opened(server.origin) == 2
+
+    run(scenario)
+
+
+def test_idle_timeout_is_connection_loss() -> None:
+    async def scenario(server: TestServer, client: H3Client) -> None:
+        stream = await client.open_stream(
+            "GET", server.url("/stream?n=1000&ms=100"), end_stream=True
+        )
+        await stream.response_headers()
+        server.paused = True  # peer goes silent
+        with pytest.raises(ConnectionLostError, match="Idle timeout"):
+            async for _ in stream:
+                pass
+        with pytest.raises(ConnectionLostError):
+            await (await client.connection(server.origin)).ping_peer()
+        server.paused = False
+
+    run(scenario, idle_timeout=0.5)
+
+
+def test_session_ticket_is_reused_on_reconnect() -> None:
+    async def scenario(server: TestServer, client: H3Client) -> None:
+        await client.request("GET", server.url("/cookie/echo"))
+        first = await client.connection(server.origin)
+        assert first.resumed is False
+        server.close_connections()
+        with pytest.raises(ConnectionLostError):
+            await first.ping_peer()
+        await client.request("GET", server.url("/cookie/echo"))
+        second = await client.connection(server.origin)
+        assert second is not first
+        assert second.resumed is True
+        assert second.early_data_accepted is True  # the ticket allows 0-RTT
+        assert server.connections[1].resumed is True
+
+    run(scenario)
+
+
+def test_cookies_are_stored_sent_and_left_off_on_request() -> None:
+    async def scenario(server: TestServer, client: H3Client) -> None:
+        set_url = server.url("/cookie/set?c=sid%3Dabc%3B%20Path%3D%2F&c=deep%3D1%3B%20Path%3D%2Fx")
+        resp = await client.request("GET", set_url)
+        assert resp.status == 200
+        echoed = await client.request("GET", server.url("/cookie/echo"))
+        assert echoed.body == b"sid=abc"  # /x cookie does not match /cookie/echo
+        bare = await client.request("GET", server.url("/cookie/echo"), cookies=False)
+        assert bare.body == b""
+        stream = await client.open_stream(
+            "GET", server.url("/cookie/echo"), end_stream=True, send_cookies=False
+        )
+        assert await stream.read_all() == b""
+        expire = server.url("/cookie/set?c=sid%3D%3B%20Path%3D%2F%3B%20Max-Age%3D0")
+        await client.request("GET", expire)
+        assert (await client.request("GET", server.url("/cookie/echo"))).body == b""
+
+    run(scenario)
+
+
+def test_cookie_jar_paths_and_expiry() -> None:
+    now = [1000.0]
+    jar = CookieJar(clock=lambda: now[0])
+    o = "https://p.example:443"
+    jar.store(o, "/calls/7/events", "a=1")  # default path /calls/7
+    jar.store(o, "/", "b=2; Path=/calls; Max-Age=10; HttpOnly; Secure")
+    jar.store(o, "/", "c=3; Expires=Thu, 01 Jan 1970 00:20:00 GMT")  # 1200 s
+    jar.store(o, "/", "=nameless")
+    assert jar.header(o, "/calls/7/media?x=1") == "a=1; b=2; c=3"
+    assert jar.header(o, "/calls/70") == "b=2; c=3"
+    assert jar.header(o, "/callsx") == "c=3"
+    assert jar.header("https://other:443", "/") is None
+    now[0] = 1011.0
+    assert jar.header(o, "/calls/7") == "a=1; c=3"
+    now[0] = 1300.0
+    assert jar.header(o, "/calls/7") == "a=1"
+
+
+def test_unknown_ca_is_rejected_and_the_configured_ca_file_is_trusted() -> None:
+    async def main() -> None:
+        async with TestServer() as server:
+            async with H3Client(connect_timeout=5) as client:
+                with pytest.raises(TLSVerificationError) as info:
+                    await client.request("GET", server.url("/echo"))
+                msg = str(info.value)
+                assert f"localhost:{server.port}" in msg
+                assert "unable to get local issuer certificate" in msg
+            async with H3Client(ca_file=server.pki.ca_file) as client:
+                resp = await client.request("POST", server.url("/echo"), body=b"trusted")
+                assert resp.body == b"trusted"
+        async with (
+            TestServer(cert_name="other.test") as server,
+            H3Client(ca_file=server.pki.ca_file) as client,
+        ):
+            with pytest.raises(TLSVerificationError, match="doesn't match"):
+                await client.request("GET", server.url("/echo"))
+
+    asyncio.run(main())
+
+
+def test_bad_ca_file_and_bad_urls_are_clear_errors(tmp_path: Path) -> None:
+    with pytest.raises(TrustConfigError, match="cannot be read"):
+        H3Client(ca_file=tmp_path / "missing.pem")
+    junk = tmp_path / "junk.pem"
+    junk.write_text("not a certificate\n")
+    with pytest.raises(TrustConfigError, match="holds no PEM certificate"):
+        H3Client(ca_file=junk)
+
+    async def main() -> None:
+        async with H3Client() as client:
+            with pytest.raises(InvalidRequestError, match="must start with https://"):
+                await client.request("GET", "http://p.example/")
+            with pytest.raises(InvalidRequestError, match="may not be set"):
+                await client.request("GET", "https://p.example/", headers={":path": "/x"})
+            with pytest.raises(InvalidRequestError, match="upper-case"):
+                await client.request("get", "https://p.example/")
+
+    asyncio.run(main())
+
+
+def test_ping_and_peer_settings() -> None:
+    async def scenario(server: TestServer, client: H3Client) -> None:
+        await client.ping(server.origin)
+        await client.ping(server.url("/anything"))
+        settings = await client.peer_settings(server.origin)
+        assert settings.webtransport is True
+        assert settings.h3_datagram is True
+        assert settings.extended_connect is True
+        assert len(server.connections) == 1
+
+    run(scenario)
+
+
+def test_stop_sending_fails_send_with_the_code() -> None:
+    async def scenario(server: TestServer, client: H3Client) -> None:
+        stream = await client.open_stream("PUT", server.url("/stop?code=258"))
+        with pytest.raises(StreamResetError) as info:
+            for _ in range(200):
+                await stream.send(b"m" * 100)
+                await asyncio.sleep(0.005)
+        assert info.value.code == 258
+        assert info.value.stop_sending is True
+        stream.reset()
+        assert (await client.request("POST", server.url("/echo"), body=b"ok")).body == b"ok"
+
+    run(scenario)
+
+
+def test_goaway_fails_unprocessed_streams_and_moves_to_a_new_connection() -> None:
+    async def scenario(server: TestServer, client: H3Client) -> None:
+        url = server.url("/stream?n=4&ms=30&size=10")
+        kept = await client.open_stream("GET", url, end_stream=True)
+        cut = await client.open_stream("GET", url, end_stream=True)
+        assert (kept.stream_id, cut.stream_id) == (0, 4)
+        await kept.response_headers()
+        first = await client.connection(server.origin)
+        server.send_goaway(4)
+        with pytest.raises(GoawayError, match="GOAWAY"):
+            await cut.read_all()
+        assert await kept.read_all() == b"".join(bytes([i]) * 10 for i in range(4))
+        resp = await client.request("POST", server.url("/echo"), body=b"new")
+        assert resp.body == b"new"
+        assert first.goaway_id == 4
+        assert await client.connection(server.origin) is not first
+        assert len(server.connections) == 2
+
+    run(scenario)
+
+
+def test_client_close_fails_open_streams_and_refuses_new_requests() -> None:
+    async def scenario(server: TestServer, client: H3Client) -> None:
+        stream = await client.open_stream("PUT", server.url("/count"))
+        await stream.send(b"abc")
+        stream.end()
+        with pytest.raises(InvalidRequestError, match="already ended"):
+            await stream.send(b"more")
+        waiting = await client.open_stream(
+            "GET", server.url("/stream?n=100&ms=50"), end_stream=True
+        )
+        await client.close()
+        with pytest.raises(ConnectionLostError, match="closed by client"):
+            await waiting.read_all()
+        with pytest.raises(ConnectionLostError, match="client is closed"):
+            await client.request("GET", server.url("/echo"))
+
+    run(scenario)
+
+
+def test_goaway_on_an_idle_connection_closes_it_and_the_next_request_reconnects() -> None:
+    async def scenario(server: TestServer, client: H3Client) -> None:
+        await client.ping(server.origin)
+        first = await client.connection(server.origin)
+        server.send_goaway(0)
+        while first.goaway_id is None:
+            await asyncio.sleep(0.005)
+        await asyncio.sleep(0)  # the close is scheduled right after the GOAWAY
+        assert first.goaway_id == 0
+        with pytest.raises(ConnectionLostError, match="drained after GOAWAY"):
+            await first.ping_peer()
+        assert (await client.request("POST", server.url("/echo"), body=b"b")).body == b"b"
+        assert len(server.connections) == 2
+
+    run(scenario)
