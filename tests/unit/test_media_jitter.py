@@ -1,0 +1,205 @@
+"""The adaptive jitter buffer (riptphone.media.jitter): order, loss, adaptation, bursts, bounds."""
+
+from __future__ import annotations
+
+import itertools
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from riptphone.media.jitter import Frame, Gap, JitterBuffer, JitterError
+
+TICK = 0.02
+
+
+def simulate(
+    jb: JitterBuffer, arrivals: list[tuple[float, int]], until: float, base_seq: int = 0
+) -> list[Frame | Gap]:
+    """Push (arrival time, seq) chunks and pop every 20 ms until ``until``; all pops returned."""
+    out: list[Frame | Gap] = []
+    pending = sorted(arrivals)
+    i = 0
+    tick = 0
+    while tick * TICK < until:
+        now = tick * TICK
+        while i < len(pending) and pending[i][0] <= now:
+            seq = pending[i][1]
+            jb.push(base_seq + seq, seq * 20, seq.to_bytes(4, "big"), pending[i][0])
+            i += 1
+        out.append(jb.pop(now))
+        tick += 1
+    return out
+
+
+def frames_of(out: list[Frame | Gap]) -> list[int]:
+    return [x.seq for x in out if isinstance(x, Frame)]
+
+
+def test_steady_stream_plays_every_frame_in_order_after_one_frame_of_delay() -> None:
+    jb = JitterBuffer()
+    out = simulate(jb, [(i * TICK + 0.005, i) for i in range(100)], 2.1)
+    assert frames_of(out) == list(range(100))
+    assert not any(isinstance(x, Gap) and x.seq is not None for x in out)
+    assert out[0] == Gap(None)  # nothing due before the first chunk
+    assert isinstance(out[1], Frame) and out[1].payload == (0).to_bytes(4, "big")
+    stats = jb.stats()
+    assert (stats.received, stats.lost, stats.late, stats.discarded) == (100, 0, 0, 0)
+    assert stats.target_ms == 20
+
+
+def test_reordered_chunks_come_out_in_order() -> None:
+    jb = JitterBuffer(min_delay_ms=60)
+    arrivals = [(i * TICK + (0.03 if i % 5 == 0 else 0.0), i) for i in range(50)]
+    out = simulate(jb, arrivals, 1.3)
+    assert frames_of(out) == list(range(50))
+
+
+def test_duplicates_are_counted_and_played_once() -> None:
+    jb = JitterBuffer()
+    assert jb.push(7, 140, b"a", 0.0)
+    assert not jb.push(7, 140, b"b", 0.001)
+    frame = jb.pop(0.02)
+    assert frame == Frame(7, 140, b"a")
+    assert not jb.push(7, 140, b"a", 0.03)  # after its turn: late
+    stats = jb.stats()
+    assert (stats.received, stats.duplicates, stats.late) == (1, 1, 1)
+
+
+def test_a_lost_chunk_is_a_gap_carrying_the_next_one_for_fec() -> None:
+    jb = JitterBuffer(min_delay_ms=40)
+    out = simulate(jb, [(i * TICK, i) for i in range(10) if i != 4], 0.6)
+    gaps = [x for x in out if isinstance(x, Gap) and x.seq is not None]
+    assert gaps == [Gap(4, Frame(5, 100, (5).to_bytes(4, "big")))]
+    assert frames_of(out) == [0, 1, 2, 3, 5, 6, 7, 8, 9]
+    assert jb.stats().lost == 1
+    # After the last chunk the buffer stretches (concealment) for a while, then idles.
+    assert out[-1] == Gap(None)
+    assert Gap(None, None, stretch=True) in out[-10:]
+
+
+def test_a_chunk_after_its_turn_is_late() -> None:
+    jb = JitterBuffer()
+    arrivals = [(i * TICK, i) for i in range(10) if i != 3] + [(0.2, 3)]
+    out = simulate(jb, arrivals, 0.3)
+    assert 3 not in frames_of(out)
+    assert jb.stats().late == 1
+
+
+def test_target_delay_follows_jitter_within_bounds() -> None:
+    rng = random.Random(5)
+    calm = JitterBuffer()
+    simulate(calm, [(i * TICK + rng.uniform(0, 0.002), i) for i in range(200)], 4.1)
+    assert calm.stats().target_ms == 20
+    shaky = JitterBuffer()
+    out = simulate(shaky, [(i * TICK + rng.uniform(0, 0.06), i) for i in range(300)], 6.2)
+    stats = shaky.stats()
+    assert 40 <= stats.target_ms <= 200
+    assert stats.jitter_ms > 10
+    # Once adapted, almost nothing is lost to lateness.
+    late_frames = sum(1 for x in out[150:] if isinstance(x, Gap) and x.seq is not None)
+    assert late_frames <= 5
+    wild = JitterBuffer()
+    simulate(wild, [(i * TICK + rng.uniform(0, 1.0), i) for i in range(300)], 7.0)
+    assert wild.stats().target_ms == 200
+
+
+def test_a_burst_after_a_5s_migration_is_drained_and_the_delay_comes_back() -> None:
+    jb = JitterBuffer()
+    # 2 s of steady media, then the path is down for 5 s: the sender buffers 250 chunks
+    # and delivers them all at once at t=7 s, then carries on steadily.
+    arrivals = [(i * TICK + 0.005, i) for i in range(100)]
+    arrivals += [(7.0, i) for i in range(100, 350)]
+    arrivals += [((i - 350) * TICK + 7.02, i) for i in range(350, 500)]
+    out = simulate(jb, arrivals, 10.1)
+    during_outage = out[int(2.5 / TICK) : int(7.0 / TICK)]
+    assert all(x == Gap(None) for x in during_outage)  # concealment stopped, nothing due
+    # 200 ms of concealment after the last chunk (it might only be late), then idle.
+    assert out[101:111] == [Gap(None, None, stretch=True)] * 10
+    played = frames_of(out)
+    assert played == sorted(set(played))
+    assert played[-1] == 499  # the stream keeps up: the last chunk is played by the end
+    stats = jb.stats()
+    assert stats.discarded > 200  # stale audio skipped rather than played 5 s late
+    assert stats.delay_ms <= 2 * stats.target_ms + 20
+    assert stats.target_ms <= 60
+
+
+def test_memory_is_bounded_to_capacity() -> None:
+    jb = JitterBuffer(capacity_ms=1000)
+    for i in range(500):
+        jb.push(i, i * 20, b"x", 0.0)
+    assert jb.stats().delay_ms == 1000
+    assert jb.stats().discarded == 450
+    assert jb.pop(1.0) == Frame(450, 9000, b"x") or isinstance(jb.pop(1.0), Frame)
+    assert not jb.push(10, 200, b"old", 1.0)  # far behind the newest: dropped at once
+
+
+def test_a_jump_far_ahead_does_not_walk_the_sequence_space() -> None:
+    jb = JitterBuffer()
+    jb.push(0, 0, b"a", 0.0)
+    assert jb.pop(0.02) == Frame(0, 0, b"a")
+    jb.push(2**64 - 1, 2**40, b"z", 0.04)
+    got = [jb.pop(0.06 + k * TICK) for k in range(20)]
+    frames = [x for x in got if isinstance(x, Frame)]
+    assert frames == [Frame(2**64 - 1, 2**40, b"z")]
+
+
+def test_bad_values_are_refused() -> None:
+    jb = JitterBuffer()
+    with pytest.raises(JitterError, match="not 64-bit"):
+        jb.push(-1, 0, b"", 0.0)
+    with pytest.raises(JitterError, match="not 64-bit"):
+        jb.push(0, 2**64, b"", 0.0)
+    with pytest.raises(JitterError, match="min_delay_ms"):
+        JitterBuffer(min_delay_ms=10)
+
+
+event = st.one_of(
+    st.tuples(st.just("push"), st.integers(0, 400), st.integers(0, 3)),
+    st.tuples(st.just("pop"), st.just(0), st.integers(0, 3)),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(event, max_size=300), st.integers(0, 2**64 - 500))
+def test_any_arrival_pattern_never_repeats_or_reorders(
+    events: list[tuple[str, int, int]], base: int
+) -> None:
+    jb = JitterBuffer(capacity_ms=2000)
+    now = 0.0
+    emitted: list[int] = []
+    for kind, seq, advance in events:
+        now += advance * 0.01
+        if kind == "push":
+            jb.push(base + seq, seq * 20, b"p", now)
+        else:
+            got = jb.pop(now)
+            if got.seq is not None:
+                emitted.append(got.seq)
+            if isinstance(got, Gap) and got.next is not None:
+                assert got.seq is not None and got.next.seq == got.seq + 1
+        stats = jb.stats()
+        assert 20 <= stats.target_ms <= 200
+        assert 0 <= stats.delay_ms <= 2000 + 2 * 20 * 400
+    assert emitted == sorted(set(emitted))
+
+
+def test_a_small_excess_is_compressed_gently() -> None:
+    jb = JitterBuffer()
+    # Steady stream, but the path stalls: chunks 20..28 arrive late, together with 29.
+    # The buffer stretches while it waits, then holds ~180 ms too much, which it sheds.
+    arrivals = [(i * TICK + 0.005, i) for i in range(150) if not 20 <= i < 29]
+    arrivals += [(29 * TICK + 0.005, i) for i in range(20, 29)]
+    out = simulate(jb, arrivals, 2.9)
+    played = frames_of(out)
+    stats = jb.stats()
+    assert stats.lost == 0 and stats.late == 0
+    assert stats.stretched >= 5
+    # Frames are dropped one at a time (never a skip), and the excess goes away.
+    assert stats.discarded >= 2
+    drops = [b - a for a, b in itertools.pairwise(played) if b - a > 1]
+    assert drops and all(d == 2 for d in drops)
+    assert played == sorted(played)
+    assert stats.delay_ms <= stats.target_ms + 20
