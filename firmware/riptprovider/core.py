@@ -1,0 +1,736 @@
+"""The reference provider's authoritative core: all RIPT state and rules, no HTTP.
+
+The HTTP/3 layer is thin: each request handler calls one method of
+:class:`ProviderCore` and turns its result into a response.  Every method is
+synchronous and fast (a dictionary look-up and at most one SQLite
+transaction), so the asyncio loop calls it directly.  Refusals raise
+:class:`RiptHttpError` carrying the HTTP status and a one-sentence message.
+
+What the core holds:
+
+* handlers, per account, registered idempotently by ``handler-id``;
+* calls: their description, their state machine (draft section 9.10 and the
+  inbound draft's section 5), the reverse-byway subscribers every event is
+  fanned out to (draft 9.9), and the 30 s timer that ends a call nobody
+  holds a signalling byway for (draft 9.12);
+* the simulated far end of outbound calls, a timer-driven state machine the
+  HTTP layer advances with :meth:`ProviderCore.tick` at
+  :meth:`ProviderCore.next_deadline`.
+
+Handlers and calls are written through to :class:`~riptprovider.db.ProviderDb`
+so a new core on the same file carries on where the old one stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import secrets
+import threading
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from riptphone.protocol.advertisement import (
+    Advertisement,
+    GrammarError,
+    format_directive,
+    negotiate,
+    parse_advertisement,
+)
+from riptphone.protocol.descriptions import (
+    CallDescription,
+    CallDirection,
+    CallList,
+    ClaimCall,
+    DescriptionError,
+    HandlerDescription,
+    InboundPolicy,
+    MediaKey,
+    OutboundPolicy,
+    PlaceCall,
+    ProviderTgs,
+    PushBinding,
+    TgRef,
+    TrunkGroup,
+)
+from riptphone.protocol.events import (
+    STATE_EVENTS,
+    CallStatus,
+    Direction,
+    Event,
+    HandlerChanged,
+    Migrate,
+    Ping,
+    Pong,
+    Reconnected,
+    Reconnecting,
+    StateEvent,
+    format_timestamp,
+)
+from riptphone.protocol.numbers import NumberPolicy, is_e164
+from riptprovider.accounts import Account, FarEnd, Outcome
+from riptprovider.db import CallRecord, ProviderDb
+
+PROVIDER_ADVERTISEMENT = (
+    "1 in: opus; PCMU; PCMA; telephone-event; CN;\n1 out: opus; PCMU; PCMA; telephone-event; CN;"
+)
+ALERT_AFTER = 0.2
+"""Seconds from proceeding to alerting of the simulated far end."""
+IDLE_END_AFTER = 30.0
+"""Seconds without any reverse byway before a call is ended (draft 9.12)."""
+RETRY_BACKOFF_MS = 2000
+MEDIA_TIMEOUT_MS = 5000
+MEDIA_TAG_LENGTH = 8
+
+_ORDER = {CallStatus.PROCEEDING: 0, CallStatus.ALERTING: 1, CallStatus.ANSWERED: 2}
+_CLIENT_REJECTS = frozenset({CallStatus.DECLINED, CallStatus.FAILED, CallStatus.NOANSWER})
+
+
+class RiptHttpError(Exception):
+    """A request the core refuses: the HTTP status to answer and why."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+    def __repr__(self) -> str:
+        return f"RiptHttpError({self.status}, {self.message!r})"
+
+
+PassportCheck = Callable[[str, str], "str | None"]
+"""``passport_check(token, destination)``: the problem with the PASSporT, or None."""
+
+
+@dataclass(frozen=True, slots=True)
+class EventResult:
+    """What :meth:`ProviderCore.client_event` did with one event of a forward byway.
+
+    ``replies`` go back to the sender on its reverse byways (a ``pong``);
+    ``problem`` says why the event was refused (the call is unchanged, the
+    byway stays open: the HTTP layer logs it).
+    """
+
+    replies: tuple[Event, ...] = ()
+    problem: str | None = None
+
+
+class Subscription:
+    """One reverse byway of a call.
+
+    With ``on_event`` every event is handed to it, on the thread that caused
+    it (the HTTP layer passes a function that posts into its loop, e.g.
+    ``loop.call_soon_threadsafe``).  Without, events collect in
+    :attr:`events` (thread-safe appends) for :meth:`drain`.
+    """
+
+    __slots__ = ("_on_event", "closed", "events", "uri")
+
+    def __init__(self, uri: str, on_event: Callable[[Event], None] | None) -> None:
+        self.uri = uri
+        self.events: deque[Event] = deque()
+        self._on_event = on_event
+        self.closed = False
+
+    def deliver(self, event: Event) -> None:
+        if self._on_event is not None:
+            self._on_event(event)
+        else:
+            self.events.append(event)
+
+    def drain(self) -> list[Event]:
+        """The events collected so far, oldest first, removed from :attr:`events`."""
+        out: list[Event] = []
+        while self.events:
+            out.append(self.events.popleft())
+        return out
+
+
+@dataclass(slots=True)
+class _Live:
+    """The parts of a call's state that live only in memory."""
+
+    subscribers: list[Subscription] = field(default_factory=list)
+    unwatched_since: float = 0.0
+    far_end_reconnecting: bool = False
+
+
+@dataclass(slots=True)
+class _Handler:
+    account: str
+    description: HandlerDescription
+    created: float
+
+
+_T = TypeVar("_T")
+
+
+def _parse(kind: Callable[[bytes], _T], data: bytes) -> _T:
+    try:
+        return kind(data)
+    except DescriptionError as exc:
+        raise RiptHttpError(400, str(exc)) from None
+
+
+def _key() -> MediaKey:
+    return MediaKey(secrets.token_bytes(16), secrets.token_bytes(12), MEDIA_TAG_LENGTH)
+
+
+class ProviderCore:
+    """All RIPT state of the reference provider.
+
+    ``origin`` is ``https://host[:port]`` without a final slash; ``clock``
+    returns Unix seconds (tests pass a fake one).  Thread-safe: one lock
+    guards the state, so the MQTT or admin threads may call in too.
+    """
+
+    def __init__(
+        self,
+        db_path: str,
+        accounts: Mapping[str, Account] | Iterable[Account],
+        origin: str,
+        clock: Callable[[], float],
+    ) -> None:
+        if isinstance(accounts, Mapping):
+            self._accounts: dict[str, Account] = dict(accounts)
+        else:
+            self._accounts = {account.id: account for account in accounts}
+        self.origin = origin.rstrip("/")
+        self._clock = clock
+        self._lock = threading.RLock()
+        self._provider_adv = parse_advertisement(PROVIDER_ADVERTISEMENT)
+        self._tokens = {t: a.id for a in self._accounts.values() for t in a.tokens}
+        self.db = ProviderDb(db_path)
+        now = clock()
+        self._handlers: dict[str, _Handler] = {}
+        for account_id, description in self.db.load_handlers():
+            if account_id in self._accounts and description.uri is not None:
+                self._handlers[description.uri] = _Handler(account_id, description, now)
+        self._calls: dict[str, CallRecord] = {}
+        self._live: dict[str, _Live] = {}
+        for call in self.db.load_open_calls():
+            if call.account in self._accounts:
+                self._calls[call.uri] = call
+                # Clients need time to find the restarted provider: the 30 s start now.
+                self._live[call.uri] = _Live(unwatched_since=now)
+        self.push_hook: Callable[[HandlerDescription, str], None] | None = None
+        """Called with (handler, call URI) for each forking target of a new inbound call."""
+        self.push_binder: Callable[[Account, HandlerDescription], PushBinding | None] | None = None
+        """Gives a registering handler its push binding (the MQTT layer sets it)."""
+
+    def close(self) -> None:
+        self.db.close()
+
+    # ------------------------------------------------------------------ accounts and TGs
+
+    def authenticate(self, bearer_token: str) -> Account | None:
+        """The account a bearer token belongs to (static or issued), or None."""
+        account_id = self._tokens.get(bearer_token)
+        if account_id is None and bearer_token:
+            account_id = self.db.token_account(bearer_token, self._clock())
+        return None if account_id is None else self._accounts.get(account_id)
+
+    def issue_token(self, account: Account, token: str, lifetime: float | None) -> None:
+        """Remember an issued bearer token (its hash) for ``lifetime`` seconds (None: forever)."""
+        now = self._clock()
+        self.db.add_token(account.id, token, now, None if lifetime is None else now + lifetime)
+
+    def tg_uri(self, account: Account) -> str:
+        return f"{self.origin}/tgs/{account.id}"
+
+    def provider_tgs(self, account: Account) -> ProviderTgs:
+        return ProviderTgs((TgRef(self.tg_uri(account), account.name),))
+
+    def trunk_group(self, account: Account) -> TrunkGroup:
+        return TrunkGroup(
+            uri=self.tg_uri(account),
+            outbound=OutboundPolicy(destinations=account.destinations),
+            inbound=InboundPolicy(destinations=NumberPolicy.from_json(list(account.numbers))),
+            retry_backoff_ms=RETRY_BACKOFF_MS,
+            media_timeout_ms=MEDIA_TIMEOUT_MS,
+        )
+
+    # ------------------------------------------------------------------ handlers
+
+    def _check_advertisement(self, text: str) -> Advertisement:
+        try:
+            return parse_advertisement(text)
+        except GrammarError as exc:
+            raise RiptHttpError(400, f"handler description: 'advertisement' {exc}") from None
+
+    def register_handler(
+        self, account: Account, handler: HandlerDescription | bytes
+    ) -> HandlerDescription:
+        """``POST {tg}/handlers``: the description echoed with ``uri`` (and ``push``).
+
+        A second registration of the same ``handler-id`` in the account
+        updates and returns the first one (same URI): a phone that lost its
+        state re-registers without leaving a ghost handler behind.
+        """
+        if isinstance(handler, bytes):
+            handler = _parse(HandlerDescription.from_bytes, handler)
+        self._check_advertisement(handler.advertisement)
+        with self._lock:
+            existing = next(
+                (
+                    h
+                    for h in self._handlers.values()
+                    if h.account == account.id and h.description.handler_id == handler.handler_id
+                ),
+                None,
+            )
+            if existing is not None:
+                uri = existing.description.uri
+                push = existing.description.push
+            else:
+                uri = f"{self.tg_uri(account)}/handlers/{uuid.uuid4()}"
+                push = None
+            described = HandlerDescription(
+                handler.handler_id, handler.advertisement, handler.name, uri, push
+            )
+            if push is None and self.push_binder is not None:
+                described = dataclasses.replace(
+                    described, push=self.push_binder(account, described)
+                )
+            return self._store_handler(account, described, existing)
+
+    def _store_handler(
+        self, account: Account, described: HandlerDescription, existing: _Handler | None
+    ) -> HandlerDescription:
+        assert described.uri is not None
+        created = existing.created if existing is not None else self._clock()
+        self.db.save_handler(account.id, described, created)
+        self._handlers[described.uri] = _Handler(account.id, described, created)
+        return described
+
+    def _handler(self, account: Account, uri: str) -> _Handler:
+        found = self._handlers.get(uri)
+        if found is None or found.account != account.id:
+            raise RiptHttpError(404, f"no handler {uri} in this account")
+        return found
+
+    def get_handler(self, account: Account, uri: str) -> HandlerDescription:
+        with self._lock:
+            return self._handler(account, uri).description
+
+    def set_push_binding(self, account: Account, uri: str, push: PushBinding | None) -> None:
+        """Fill in (or clear) a handler's push binding: the hook for the MQTT layer."""
+        with self._lock:
+            found = self._handler(account, uri)
+            described = dataclasses.replace(found.description, push=push)
+            self._store_handler(account, described, found)
+
+    def update_handler(
+        self, account: Account, uri: str, handler: HandlerDescription | bytes
+    ) -> HandlerDescription:
+        """``PUT {handler}``: a new name and advertisement; the URI and push binding stay."""
+        if isinstance(handler, bytes):
+            handler = _parse(HandlerDescription.from_bytes, handler)
+        self._check_advertisement(handler.advertisement)
+        with self._lock:
+            found = self._handler(account, uri)
+            if handler.handler_id != found.description.handler_id:
+                raise RiptHttpError(400, "handler description: 'handler-id' cannot change")
+            if handler.uri is not None and handler.uri != uri:
+                raise RiptHttpError(400, "handler description: 'uri' is not this handler's URI")
+            described = dataclasses.replace(
+                found.description, advertisement=handler.advertisement, name=handler.name
+            )
+            return self._store_handler(account, described, found)
+
+    def delete_handler(self, account: Account, uri: str) -> None:
+        """``DELETE {handler}``; the handler answers 404 afterwards."""
+        with self._lock:
+            self._handler(account, uri)
+            self.db.delete_handler(uri)
+            del self._handlers[uri]
+
+    def handlers(self, account: Account) -> list[HandlerDescription]:
+        """The account's handlers, oldest first."""
+        with self._lock:
+            return [h.description for h in self._handlers.values() if h.account == account.id]
+
+    # ------------------------------------------------------------------ calls
+
+    def _directives(self, handler: HandlerDescription) -> tuple[str, str]:
+        """(client directive, server directive) for ``handler``'s leg."""
+        advertisement = self._check_advertisement(handler.advertisement)
+        client = negotiate(advertisement, self._provider_adv)
+        server = negotiate(self._provider_adv, advertisement)
+        if not client or not server:
+            raise RiptHttpError(
+                400, f"handler {handler.uri} shares no codec with the provider in both directions"
+            )
+        return format_directive(client), format_directive(server)
+
+    def _describe(self, call: CallRecord, *, with_key: bool = True) -> CallDescription:
+        return CallDescription(
+            uri=call.uri,
+            direction=call.direction,
+            from_=call.from_,
+            to=call.to,
+            state=call.state,
+            handler=call.handler,
+            client_directives=call.client_directives,
+            server_directives=call.server_directives,
+            media_key=call.media_key if with_key else None,
+        )
+
+    def _save(self, call: CallRecord) -> None:
+        self.db.save_call(call)
+        if call.state is CallStatus.ENDED:
+            self._calls.pop(call.uri, None)
+            live = self._live.pop(call.uri, None)
+            if live is not None:
+                for subscription in live.subscribers:
+                    subscription.closed = True
+        else:
+            self._calls[call.uri] = call
+
+    def _call(self, account: Account | None, uri: str) -> CallRecord:
+        call = self._calls.get(uri)
+        if call is None or (account is not None and call.account != account.id):
+            raise RiptHttpError(404, f"no call {uri}: it is unknown or over")
+        return call
+
+    def place_call(
+        self, account: Account, request: PlaceCall | bytes, passport_check: PassportCheck
+    ) -> CallDescription:
+        """``POST {tg}/calls``: a new outbound call in state proceeding.
+
+        Checks, in order: 400 malformed; 500 the handler is not one of this
+        account's; 403 the destination is outside the TG's outbound
+        destinations, or the PASSporT fails ``passport_check``; 404 the
+        destination is unreachable; 400 the handler shares no codec.
+        """
+        if isinstance(request, bytes):
+            request = _parse(PlaceCall.from_bytes, request)
+        destination = request.destination
+        with self._lock:
+            found = self._handlers.get(request.handler)
+            if found is None or found.account != account.id:
+                raise RiptHttpError(
+                    500, f"{request.handler} is not a registered handler of this account"
+                )
+            if not is_e164(destination):
+                raise RiptHttpError(404, f"{destination} is unreachable: no private trunks here")
+            if not account.destinations.allows(destination):
+                raise RiptHttpError(
+                    403, f"{destination} is outside this TG's outbound destinations"
+                )
+            problem = passport_check(request.passport, destination)
+            if problem is not None:
+                raise RiptHttpError(403, f"the PASSporT is refused: {problem}")
+            if account.is_unreachable(destination):
+                raise RiptHttpError(404, f"{destination} is unreachable")
+            client, server = self._directives(found.description)
+            now = self._clock()
+            call = CallRecord(
+                uri=f"{self.origin}/calls/{uuid.uuid4()}",
+                account=account.id,
+                direction=CallDirection.OUTBOUND,
+                from_=account.main_number,
+                to=destination,
+                state=CallStatus.PROCEEDING,
+                created=now,
+                state_since=now,
+                handler=request.handler,
+                client_directives=client,
+                server_directives=server,
+                media_key=_key(),
+            )
+            self._live[call.uri] = _Live(unwatched_since=now)
+            self._save(call)
+            return self._describe(call)
+
+    def get_call(self, account: Account, uri: str) -> CallDescription:
+        """``GET {call}``: 404 when unknown, ended, or another account's."""
+        with self._lock:
+            return self._describe(self._call(account, uri))
+
+    def list_calls(self, account: Account) -> CallList:
+        """``GET {tg}/calls``: the account's calls not over, without media keys."""
+        with self._lock:
+            return CallList(
+                tuple(
+                    self._describe(call, with_key=False)
+                    for call in self._calls.values()
+                    if call.account == account.id and not call.state.is_final
+                )
+            )
+
+    def claim_call(self, account: Account, uri: str, claim: ClaimCall | bytes) -> CallDescription:
+        """``POST {call}``: take the call with a handler, or ask for a new directive.
+
+        A different handler becomes the call's handler with a fresh media key
+        for its leg, and every reverse byway hears ``handler-changed``.  An
+        empty claim (or the current handler again) recomputes the directives
+        from the handler's current advertisement and keeps the key.
+        """
+        if isinstance(claim, bytes):
+            claim = _parse(ClaimCall.from_bytes, claim)
+        with self._lock:
+            call = self._call(account, uri)
+            if call.state.is_final:
+                raise RiptHttpError(409, f"call {uri} is over ({call.state.value})")
+            handler_uri = claim.handler if claim.handler is not None else call.handler
+            if handler_uri is None:
+                raise RiptHttpError(400, f"call {uri} has no handler yet: name one to claim it")
+            found = self._handlers.get(handler_uri)
+            if found is None or found.account != account.id:
+                raise RiptHttpError(
+                    500, f"{handler_uri} is not a registered handler of this account"
+                )
+            client, server = self._directives(found.description)
+            changed = handler_uri != call.handler
+            call = dataclasses.replace(
+                call,
+                handler=handler_uri,
+                client_directives=client,
+                server_directives=server,
+                media_key=_key() if changed or call.media_key is None else call.media_key,
+            )
+            self._save(call)
+            live = self._live.setdefault(uri, _Live())
+            if changed and not live.subscribers:
+                # The new handler needs its own 30 s to open its byways.
+                live.unwatched_since = self._clock()
+            if changed:
+                self._fan_out(
+                    HandlerChanged(
+                        direction=Direction.S2C,
+                        call=uri,
+                        timestamp=self._now(),
+                        handler=handler_uri,
+                    )
+                )
+            return self._describe(call)
+
+    def _now(self) -> str:
+        return format_timestamp(self._clock())
+
+    # ------------------------------------------------------------------ events
+
+    def _state_event(
+        self, call: CallRecord, reason: str | None = None, at: float | None = None
+    ) -> StateEvent:
+        kind = STATE_EVENTS[call.state]
+        stamp = self._now() if at is None else format_timestamp(at)
+        return kind(direction=Direction.S2C, call=call.uri, timestamp=stamp, reason=reason)
+
+    def _fan_out(self, event: Event) -> None:
+        live = self._live.get(event.call)
+        if live is not None:
+            for subscription in list(live.subscribers):
+                subscription.deliver(event)
+
+    def _set_state(
+        self,
+        call: CallRecord,
+        state: CallStatus,
+        reason: str | None = None,
+        at: float | None = None,
+    ) -> None:
+        """Move ``call`` to ``state`` as of ``at`` (default now) and tell every byway.
+
+        Timer steps pass their deadline as ``at`` so a late tick does not
+        push the next step of the far end's timeline later.
+        """
+        now = self._clock() if at is None else at
+        updated = dataclasses.replace(
+            call, state=state, state_since=now, ended=now if state is CallStatus.ENDED else None
+        )
+        event = self._state_event(updated, reason, now)
+        # Saving an ended call drops its subscribers: take them first.  Save
+        # before delivering so that a failing subscriber cannot lose the state.
+        live = self._live.get(call.uri)
+        subscribers = list(live.subscribers) if live is not None else []
+        self._save(updated)
+        for subscription in subscribers:
+            subscription.deliver(event)
+
+    def subscribe(
+        self, account: Account, uri: str, on_event: Callable[[Event], None] | None = None
+    ) -> Subscription:
+        """A new reverse byway: first the current state, then every later event (draft 9.9)."""
+        with self._lock:
+            call = self._call(account, uri)
+            subscription = Subscription(uri, on_event)
+            subscription.deliver(self._state_event(call))
+            live = self._live.setdefault(uri, _Live())
+            if live.far_end_reconnecting:
+                subscription.deliver(
+                    Reconnecting(direction=Direction.S2C, call=uri, timestamp=self._now())
+                )
+            live.subscribers.append(subscription)
+            return subscription
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        """The reverse byway is gone; the last one leaving starts the 30 s timer."""
+        with self._lock:
+            subscription.closed = True
+            live = self._live.get(subscription.uri)
+            if live is not None and subscription in live.subscribers:
+                live.subscribers.remove(subscription)
+                if not live.subscribers:
+                    live.unwatched_since = self._clock()
+
+    def client_event(self, account: Account, uri: str, event: Event) -> EventResult:
+        """Apply one event received on a forward byway of call ``uri``.
+
+        ``ping`` is answered with a ``pong`` (same nonce) in the result.  A
+        client may send, on an inbound call, proceeding, alerting, answered,
+        declined, failed, noanswer and end (inbound draft section 5), each
+        only where it fits the state; on an outbound call only end.  Unknown
+        event types are ignored.  A refused event leaves the call unchanged.
+        """
+        with self._lock:
+            call = self._call(account, uri)
+            if event.direction is not Direction.C2S:
+                return EventResult(problem=f"a client's event must be c2s, not {event.direction}")
+            if event.call != uri:
+                return EventResult(problem=f"the event names call {event.call}, not {uri}")
+            if isinstance(event, Ping):
+                pong = Pong(
+                    direction=Direction.S2C, call=uri, timestamp=self._now(), nonce=event.nonce
+                )
+                return EventResult(replies=(pong,))
+            if isinstance(event, Migrate | HandlerChanged | Reconnecting | Reconnected):
+                return EventResult(problem=f"'{event.type}' is sent by the server only")
+            if not isinstance(event, StateEvent):
+                return EventResult()  # pong, media-panic, unknown types: nothing to do
+            problem = self._state_problem(call, event.status)
+            if problem is not None:
+                return EventResult(problem=problem)
+            if event.status is not call.state:
+                self._set_state(call, event.status, event.reason)
+            return EventResult()
+
+    @staticmethod
+    def _state_problem(call: CallRecord, wanted: CallStatus) -> str | None:
+        if wanted is CallStatus.ENDED:
+            return None  # also after declined etc.: the client closes the call
+        if call.state.is_final:
+            return f"the call is over ({call.state.value})"
+        if call.direction is CallDirection.OUTBOUND:
+            return f"the client of an outbound call may only send end, not {wanted.value}"
+        if call.state is CallStatus.ANSWERED:
+            return f"the call is answered; only end may follow, not {wanted.value}"
+        if wanted is CallStatus.ANSWERED and call.handler is None:
+            return "answer the call with POST {call} and your handler first"
+        if wanted in _ORDER and _ORDER[wanted] < _ORDER[call.state]:
+            return f"the call is {call.state.value}; it cannot go back to {wanted.value}"
+        return None
+
+    def set_far_end_reconnecting(self, uri: str, reconnecting: bool) -> None:
+        """The far end lost (True) or regained (False) its connection; tell every byway."""
+        with self._lock:
+            self._call(None, uri)
+            live = self._live.setdefault(uri, _Live(unwatched_since=self._clock()))
+            if live.far_end_reconnecting == reconnecting:
+                return
+            live.far_end_reconnecting = reconnecting
+            kind = Reconnecting if reconnecting else Reconnected
+            self._fan_out(kind(direction=Direction.S2C, call=uri, timestamp=self._now()))
+
+    def hangup(self, uri: str, reason: str | None = None) -> None:
+        """The far end (or an admin) ends the call: ``end`` on every byway."""
+        with self._lock:
+            self._set_state(self._call(None, uri), CallStatus.ENDED, reason)
+
+    # ------------------------------------------------------------------ timers
+
+    def _far_end_step(self, call: CallRecord) -> tuple[float, CallStatus, str | None] | None:
+        """When and to which state the simulated far end moves ``call`` next."""
+        account = self._accounts[call.account]
+        if call.direction is CallDirection.INBOUND:
+            if call.state in (CallStatus.PROCEEDING, CallStatus.ALERTING) and call.handler is None:
+                deadline = call.created + account.inbound_ring_timeout
+                return deadline, CallStatus.NOANSWER, "nobody took the call"
+            return None
+        far_end: FarEnd = account.far_end(call.to)
+        if call.state is CallStatus.PROCEEDING:
+            if far_end.outcome is Outcome.BUSY:
+                return call.state_since + ALERT_AFTER, CallStatus.FAILED, "busy"
+            return call.state_since + ALERT_AFTER, CallStatus.ALERTING, None
+        if call.state is CallStatus.ALERTING:
+            since = call.state_since
+            noanswer = (since + far_end.noanswer_after, CallStatus.NOANSWER, "no answer")
+            if far_end.outcome is Outcome.DECLINE:
+                return since + far_end.reject_after, CallStatus.DECLINED, None
+            if far_end.outcome is Outcome.ANSWER and far_end.answer_after < far_end.noanswer_after:
+                return since + far_end.answer_after, CallStatus.ANSWERED, None
+            return noanswer
+        return None
+
+    def _idle_deadline(self, call: CallRecord) -> float | None:
+        live = self._live.get(call.uri)
+        if live is None or live.subscribers:
+            return None
+        # An inbound call nobody has taken has no byways yet; its ring timeout applies.
+        if call.direction is CallDirection.INBOUND and call.handler is None:
+            return None
+        return live.unwatched_since + IDLE_END_AFTER
+
+    def next_deadline(self) -> float | None:
+        """The earliest time :meth:`tick` has something to do (None: nothing pending)."""
+        with self._lock:
+            times: list[float] = []
+            for call in self._calls.values():
+                idle = self._idle_deadline(call)
+                if idle is not None:
+                    times.append(idle)
+                step = self._far_end_step(call)
+                if step is not None:
+                    times.append(step[0])
+            return min(times, default=None)
+
+    def tick(self, now: float) -> None:
+        """Advance every call whose deadline is at or before ``now``, as often as needed."""
+        with self._lock:
+            for uri in list(self._calls):
+                # Several steps can be due at once (answer-after 0 right after alerting).
+                while (call := self._calls.get(uri)) is not None:
+                    idle = self._idle_deadline(call)
+                    if idle is not None and idle <= now:
+                        self._set_state(
+                            call, CallStatus.ENDED, "no signalling byway for 30 s", idle
+                        )
+                        break
+                    step = self._far_end_step(call)
+                    if step is None or step[0] > now:
+                        break
+                    self._set_state(call, step[1], step[2], step[0])
+
+    # ------------------------------------------------------------------ inbound
+
+    def inject_inbound(self, account: Account, from_number: str) -> CallDescription:
+        """A new inbound call from ``from_number`` to the account's main number."""
+        if not is_e164(from_number):
+            raise RiptHttpError(400, f"caller {from_number!r} is not an E.164 number")
+        with self._lock:
+            now = self._clock()
+            call = CallRecord(
+                uri=f"{self.origin}/calls/{uuid.uuid4()}",
+                account=account.id,
+                direction=CallDirection.INBOUND,
+                from_=from_number,
+                to=account.main_number,
+                state=CallStatus.PROCEEDING,
+                created=now,
+                state_since=now,
+            )
+            self._live[call.uri] = _Live(unwatched_since=now)
+            self._save(call)
+            if self.push_hook is not None:
+                for handler in self.forking_targets(call.uri):
+                    self.push_hook(handler, call.uri)
+            return self._describe(call)
+
+    def forking_targets(self, uri: str) -> list[HandlerDescription]:
+        """The handlers a new inbound call rings: every handler of its account."""
+        with self._lock:
+            call = self._call(None, uri)
+            return [h.description for h in self._handlers.values() if h.account == call.account]

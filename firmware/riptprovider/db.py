@@ -1,0 +1,290 @@
+"""SQLite persistence of what must survive a restart of the reference provider.
+
+One file, WAL mode, mode 0600 (it holds media keys, push passwords and token
+hashes).  The schema is versioned with ``PRAGMA user_version`` and created on
+first start; every write is one transaction.  Issued bearer tokens are stored
+as SHA-256 hashes only, so the file never holds a usable token.
+
+The connection is shared by the provider's threads behind a lock; every
+method is a short statement or two, fast enough to call from the event loop.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from riptphone.protocol.descriptions import (
+    CallDirection,
+    DescriptionError,
+    HandlerDescription,
+    MediaKey,
+    PushBinding,
+)
+from riptphone.protocol.events import CallStatus
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE tokens (
+    token_sha256 TEXT PRIMARY KEY,
+    account TEXT NOT NULL,
+    created REAL NOT NULL,
+    expires REAL
+);
+CREATE TABLE handlers (
+    uri TEXT PRIMARY KEY,
+    account TEXT NOT NULL,
+    handler_id TEXT NOT NULL,
+    name TEXT,
+    advertisement TEXT NOT NULL,
+    push TEXT,
+    created REAL NOT NULL,
+    UNIQUE (account, handler_id)
+);
+CREATE TABLE calls (
+    uri TEXT PRIMARY KEY,
+    account TEXT NOT NULL,
+    direction TEXT NOT NULL,
+    from_number TEXT NOT NULL,
+    to_number TEXT NOT NULL,
+    state TEXT NOT NULL,
+    handler TEXT,
+    client_directives TEXT,
+    server_directives TEXT,
+    media_key BLOB,
+    media_salt BLOB,
+    media_tag_length INTEGER,
+    created REAL NOT NULL,
+    state_since REAL NOT NULL,
+    ended REAL
+);
+CREATE INDEX calls_open ON calls (ended) WHERE ended IS NULL;
+"""
+
+
+class DbError(RuntimeError):
+    """The database file cannot be used (newer schema, unreadable row)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CallRecord:
+    """A call as the provider keeps it; ``state_since`` is when ``state`` was reached."""
+
+    uri: str
+    account: str
+    direction: CallDirection
+    from_: str
+    to: str
+    state: CallStatus
+    created: float
+    state_since: float
+    handler: str | None = None
+    client_directives: str | None = None
+    server_directives: str | None = None
+    media_key: MediaKey | None = None
+    ended: float | None = None
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+class ProviderDb:
+    """The provider's SQLite file; open it with the path, close it with :meth:`close`."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        # Create the file 0600 before SQLite opens it; the -wal and -shm files
+        # SQLite makes take the database file's mode.
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            os.fchmod(fd, 0o600)  # also tighten a file made by hand
+        finally:
+            os.close(fd)
+        self._lock = threading.Lock()
+        self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.execute("PRAGMA foreign_keys=ON")
+        version = int(self._conn.execute("PRAGMA user_version").fetchone()[0])
+        if version == 0:
+            with self._lock:
+                self._conn.executescript(
+                    "BEGIN IMMEDIATE;" + _SCHEMA + f"PRAGMA user_version={SCHEMA_VERSION};COMMIT;"
+                )
+        elif version != SCHEMA_VERSION:
+            self._conn.close()
+            raise DbError(
+                f"{self.path} has schema version {version}; this provider knows {SCHEMA_VERSION}"
+            )
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def _write(self) -> _Transaction:
+        return _Transaction(self._conn, self._lock)
+
+    # ------------------------------------------------------------------ tokens
+
+    def add_token(self, account: str, token: str, created: float, expires: float | None) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO tokens VALUES (?, ?, ?, ?)",
+                (token_hash(token), account, created, expires),
+            )
+
+    def token_account(self, token: str, now: float) -> str | None:
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT account FROM tokens WHERE token_sha256 = ? AND "
+                "(expires IS NULL OR expires > ?)",
+                (token_hash(token), now),
+            ).fetchone()
+        return None if row is None else str(row[0])
+
+    # ------------------------------------------------------------------ handlers
+
+    def save_handler(self, account: str, handler: HandlerDescription, created: float) -> None:
+        push = None if handler.push is None else json.dumps(handler.push.to_json())
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO handlers VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (uri) DO UPDATE "
+                "SET name = excluded.name, advertisement = excluded.advertisement, "
+                "push = excluded.push",
+                (
+                    handler.uri,
+                    account,
+                    handler.handler_id,
+                    handler.name,
+                    handler.advertisement,
+                    push,
+                    created,
+                ),
+            )
+
+    def delete_handler(self, uri: str) -> None:
+        with self._write() as conn:
+            conn.execute("DELETE FROM handlers WHERE uri = ?", (uri,))
+
+    def load_handlers(self) -> list[tuple[str, HandlerDescription]]:
+        """Every handler as ``(account id, description)``, oldest first."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT account, handler_id, name, advertisement, uri, push FROM handlers "
+                "ORDER BY created, rowid"
+            ).fetchall()
+        handlers: list[tuple[str, HandlerDescription]] = []
+        for account, handler_id, name, advertisement, uri, push in rows:
+            try:
+                binding = None if push is None else _push_binding(push)
+                handlers.append(
+                    (account, HandlerDescription(handler_id, advertisement, name, uri, binding))
+                )
+            except (DescriptionError, ValueError) as exc:
+                raise DbError(f"{self.path}: handler {uri!r} is unreadable: {exc}") from None
+        return handlers
+
+    # ------------------------------------------------------------------ calls
+
+    def save_call(self, call: CallRecord) -> None:
+        key = call.media_key
+        with self._write() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO calls VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    call.uri,
+                    call.account,
+                    call.direction.value,
+                    call.from_,
+                    call.to,
+                    call.state.value,
+                    call.handler,
+                    call.client_directives,
+                    call.server_directives,
+                    None if key is None else key.key,
+                    None if key is None else key.salt,
+                    None if key is None else key.tag_length,
+                    call.created,
+                    call.state_since,
+                    call.ended,
+                ),
+            )
+
+    def load_open_calls(self) -> list[CallRecord]:
+        """Every call not ended, oldest first."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT uri, account, direction, from_number, to_number, state, handler, "
+                "client_directives, server_directives, media_key, media_salt, media_tag_length, "
+                "created, state_since, ended FROM calls WHERE ended IS NULL ORDER BY created, rowid"
+            ).fetchall()
+        calls: list[CallRecord] = []
+        for row in rows:
+            (uri, account, direction, from_, to, state, handler, cdir, sdir) = row[:9]
+            key, salt, tag_length, created, state_since, ended = row[9:]
+            try:
+                media_key = None if key is None else MediaKey(key, salt, tag_length)
+                calls.append(
+                    CallRecord(
+                        uri=uri,
+                        account=account,
+                        direction=CallDirection(direction),
+                        from_=from_,
+                        to=to,
+                        state=CallStatus(state),
+                        created=created,
+                        state_since=state_since,
+                        handler=handler,
+                        client_directives=cdir,
+                        server_directives=sdir,
+                        media_key=media_key,
+                        ended=ended,
+                    )
+                )
+            except (DescriptionError, ValueError) as exc:
+                raise DbError(f"{self.path}: call {uri!r} is unreadable: {exc}") from None
+        return calls
+
+    def call_state(self, uri: str) -> CallStatus | None:
+        """The stored state of any call, ended or not (None when unknown)."""
+        with self._lock:
+            row = self._conn.execute("SELECT state FROM calls WHERE uri = ?", (uri,)).fetchone()
+        return None if row is None else CallStatus(row[0])
+
+
+def _push_binding(text: str) -> PushBinding:
+    doc = json.loads(text)
+    return PushBinding(doc["broker"], doc["topic"], doc.get("username"), doc.get("password"))
+
+
+class _Transaction:
+    """``with``: hold the lock, BEGIN IMMEDIATE, COMMIT on success, ROLLBACK on error."""
+
+    def __init__(self, conn: sqlite3.Connection, lock: threading.Lock) -> None:
+        self._conn = conn
+        self._lock = lock
+
+    def __enter__(self) -> sqlite3.Connection:
+        self._lock.acquire()
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            self._lock.release()
+            raise
+        return self._conn
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        try:
+            if exc_type is None and self._conn.in_transaction:
+                self._conn.execute("COMMIT")
+        finally:
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+            self._lock.release()
