@@ -36,7 +36,7 @@ from urllib.parse import SplitResult, urlsplit
 from riptphone.protocol.errors import RemoteProtocolError
 from riptphone.protocol.events import CallStatus
 from riptphone.protocol.numbers import NumberError, NumberPolicy, is_e164
-from riptphone.protocol.strictjson import JsonBodyError, load_json
+from riptphone.protocol.strictjson import JsonBodyError, json_type_name, load_json
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_JSON_INTEGER = 2**53 - 1  # the largest integer every JSON parser keeps exactly
@@ -61,22 +61,6 @@ class DescriptionError(RemoteProtocolError):
 # --- JSON plumbing -----------------------------------------------------------
 
 
-def _json_type(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__
-
-
 def _load(data: Buffer, what: str) -> object:
     """Decode one JSON body (UTF-8, at most 64 KiB, no duplicate members)."""
     try:
@@ -99,7 +83,9 @@ class _Members:
         self.path = path
         if not isinstance(doc, dict):
             where = f"{path!r}" if path else "the document"
-            raise DescriptionError(f"{what}: {where} must be a JSON object, not {_json_type(doc)}")
+            raise DescriptionError(
+                f"{what}: {where} must be a JSON object, not {json_type_name(doc)}"
+            )
         self.doc: dict[str, Any] = doc
 
     def name(self, key: str) -> str:
@@ -115,7 +101,7 @@ class _Members:
     def _text(self, key: str) -> str:
         value = self.doc[key]
         if not isinstance(value, str):
-            self.fail(key, f"must be a string, not {_json_type(value)}")
+            self.fail(key, f"must be a string, not {json_type_name(value)}")
         try:
             value.encode("utf-8")
         except UnicodeEncodeError:
@@ -141,7 +127,7 @@ class _Members:
             return None
         value = self.doc[key]
         if isinstance(value, bool) or not isinstance(value, int):
-            self.fail(key, f"must be an integer {meaning}, not {_json_type(value)}")
+            self.fail(key, f"must be an integer {meaning}, not {json_type_name(value)}")
         if abs(value) > MAX_JSON_INTEGER:
             self.fail(key, f"is out of range (at most {MAX_JSON_INTEGER})")
         return value
@@ -176,7 +162,7 @@ class _Members:
             self.fail(key, "is missing")
         value = self.doc[key]
         if not isinstance(value, list):
-            self.fail(key, f"must be an array, not {_json_type(value)}")
+            self.fail(key, f"must be an array, not {json_type_name(value)}")
         for index, item in enumerate(value):
             yield index, _Members(item, self.what, f"{self.name(key)}[{index}]")
 
@@ -186,7 +172,7 @@ class _Members:
 
 def _split_uri(uri: object, schemes: tuple[str, ...]) -> SplitResult:
     if not isinstance(uri, str):
-        raise DescriptionError(f"a URI must be a string, not {_json_type(uri)}")
+        raise DescriptionError(f"a URI must be a string, not {json_type_name(uri)}")
     if not _URI_CHARS.fullmatch(uri):
         raise DescriptionError(
             f"{uri!r} is not a URI: it must be printable ASCII without spaces "

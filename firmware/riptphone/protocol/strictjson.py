@@ -36,6 +36,23 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return doc
 
 
+def json_type_name(value: object) -> str:
+    """How an error message names the JSON type of a decoded value ("a string", "null")."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
 def load_json(data: object, *, limit: int, noun: str = "body") -> object:
     """Decode ``data`` (bytes of at most ``limit``); raise :class:`JsonBodyError`."""
     if not isinstance(data, bytes | bytearray | memoryview):
@@ -62,4 +79,4 @@ def load_json(data: object, *, limit: int, noun: str = "body") -> object:
         raise JsonBodyError(f"the {noun} holds a number too long to read") from None
 
 
-__all__ = ["Buffer", "JsonBodyError", "load_json"]
+__all__ = ["Buffer", "JsonBodyError", "json_type_name", "load_json"]
