@@ -1,0 +1,1 @@
+"""Hardware behind small interfaces: audio (ALSA), and later hook, keypad and display."""

@@ -1,0 +1,394 @@
+"""ALSA capture and playback (pyalsaaudio), each on its own thread, paced in real time.
+
+:class:`AlsaCapture` reads 20 ms frames on a thread and posts each into the
+asyncio loop with ``loop.call_soon_threadsafe`` (to a callback, or to the
+bounded :attr:`AlsaCapture.frames` queue, dropping the oldest when full).
+:class:`AlsaPlayback` takes frames from :meth:`AlsaPlayback.write` (non-blocking,
+into a bounded deque) and writes one per frame turn on its thread; when the
+deque is empty at a turn it writes the caller's filler (silence by default, or
+PLC) and counts an underrun, so the output stays time-continuous.
+
+Pacing: a real sound card blocks at the sample rate, but alsa-lib's ``file``
+plugin over ``null`` (tests, the demo) returns at once.  So each thread keeps a
+:class:`~riptphone.hw.audio.FrameClock` and sleeps only until a frame's due
+time.  When a read or write blocked for a quarter period or more, the device is
+pacing and the clock is re-anchored to it (no double wait, and the card's
+crystal wins over the CPU clock, so a slightly fast or slow card never drifts
+into xruns).  After a stall longer than ``max_late_frames`` the clock skips to
+the frame due now and counts the turns as ``missed``.
+
+Xruns (``-EPIPE``) are counted and recovered: pyalsaaudio 0.11 re-prepares a
+PCM in the XRUN state at the next ``read``/``write``.  One log line per burst.
+Any other ALSA error on the thread (device unplugged) ends the thread with one
+error line and ``stats().error`` set; the daemon keeps running.  A device that
+cannot be opened raises :class:`~riptphone.hw.audio.AudioDeviceError` from
+``start()``, naming the device and ALSA's reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import alsaaudio
+
+from riptphone.hw.audio import (
+    AudioDeviceError,
+    AudioError,
+    AudioFormat,
+    AudioStats,
+    FrameCallback,
+    FrameClock,
+    XrunLog,
+)
+
+__all__ = ["AlsaCapture", "AlsaPlayback"]
+
+log = logging.getLogger(__name__)
+
+_XRUN_MESSAGES = (os.strerror(errno.EPIPE), os.strerror(errno.ESTRPIPE))
+_JOIN_TIMEOUT_S = 2.0
+
+
+def _reason(error: Exception) -> str:
+    """ALSA's reason without pyalsaaudio's trailing ``[device]``."""
+    text = str(error)
+    cut = text.rfind(" [")
+    return text[:cut] if cut > 0 and text.endswith("]") else text
+
+
+class _AlsaStream:
+    """What capture and playback share: open/validate, thread, stop, counters."""
+
+    _pcm_type: int
+    _direction: str
+
+    def __init__(self, device: str, fmt: AudioFormat, periods: int, max_late_frames: int) -> None:
+        if not device:
+            raise AudioError("audio device name is empty")
+        if periods < 2:
+            raise AudioError(f"ALSA needs at least 2 periods, not {periods}")
+        self.device = device
+        self._format = fmt
+        self._periods = periods
+        self._max_late = max_late_frames
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._frames = 0
+        self._underruns = 0
+        self._dropped = 0
+        self._missed = 0
+        self._xruns = XrunLog()
+        self._error: str | None = None
+
+    @property
+    def format(self) -> AudioFormat:
+        return self._format
+
+    def stats(self) -> AudioStats:
+        return AudioStats(
+            frames=self._frames,
+            underruns=self._underruns,
+            dropped=self._dropped,
+            missed=self._missed,
+            xruns=self._xruns.count,
+            error=self._error,
+        )
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _open_device(self) -> Any:
+        """Open the PCM asking for S16_LE mono at the configured rate, one frame per period."""
+        fmt = self._format
+        try:
+            return alsaaudio.PCM(
+                self._pcm_type,
+                alsaaudio.PCM_NORMAL,
+                device=self.device,
+                channels=1,
+                rate=fmt.rate,
+                format=alsaaudio.PCM_FORMAT_S16_LE,
+                periodsize=fmt.samples_per_frame,
+                periods=self._periods,
+            )
+        except alsaaudio.ALSAAudioError as exc:
+            raise AudioDeviceError(self.device, _reason(exc)) from None
+
+    def _open_pcm(self) -> Any:
+        """Open the PCM and check it got what it asked for, or raise AudioDeviceError.
+
+        alsa-lib picks the nearest rate a ``hw:`` device supports instead of
+        failing, which would play at the wrong speed: refuse that here.
+        """
+        pcm = self._open_device()
+        info = pcm.info()
+        got = (info.get("rate"), info.get("channels"), info.get("format_name"))
+        if got != (self._format.rate, 1, "S16_LE"):
+            pcm.close()
+            raise AudioDeviceError(
+                self.device,
+                f"it offers {got[0]} Hz, {got[1]} channel(s), {got[2]} instead of "
+                f"{self._format.rate} Hz mono S16_LE (use a plughw: device to convert)",
+            )
+        return pcm
+
+    def start(self) -> None:
+        if self._thread is not None:
+            raise AudioError(f"audio {self._direction} on {self.device!r} was already started")
+        pcm = self._open_pcm()
+        self._stop.clear()
+        self._thread = threading.Thread(
+            target=self._run_and_close,
+            args=(pcm,),
+            name=f"alsa-{self._direction}-{self.device}",
+            daemon=True,
+        )
+        self._thread.start()
+        log.info(
+            "audio %s started device=%s rate=%d frame_ms=%d",
+            self._direction,
+            self.device,
+            self._format.rate,
+            self._format.frame_ms,
+        )
+
+    def stop(self) -> None:
+        thread = self._thread
+        if thread is None:
+            return
+        self._stop.set()
+        thread.join(_JOIN_TIMEOUT_S)
+        if thread.is_alive():
+            log.warning("audio %s thread did not stop device=%s", self._direction, self.device)
+        else:
+            log.info(
+                "audio %s stopped device=%s frames=%d xruns=%d",
+                self._direction,
+                self.device,
+                self._frames,
+                self._xruns.count,
+            )
+
+    def _run_and_close(self, pcm: Any) -> None:
+        try:
+            self._run(pcm)
+        except alsaaudio.ALSAAudioError as exc:
+            self._error = _reason(exc)
+            log.error(
+                "audio %s failed device=%s reason=%s", self._direction, self.device, self._error
+            )
+        finally:
+            pcm.close()
+
+    def _run(self, pcm: Any) -> None:
+        raise NotImplementedError
+
+    def _note_xrun(self) -> None:
+        if self._xruns.xrun():
+            log.warning(
+                "audio xrun device=%s direction=%s total=%d (recovering)",
+                self.device,
+                self._direction,
+                self._xruns.count,
+            )
+
+    def _wait_turn(self, clock: FrameClock) -> bool:
+        """Skip stalled turns and sleep until the next frame is due; False if stopping."""
+        now = time.monotonic_ns()
+        missed = clock.catch_up(now)
+        if missed:
+            self._missed += missed
+        wait = clock.wait_ns(now)
+        if wait:
+            return not self._stop.wait(wait / 1e9)
+        return not self._stop.is_set()
+
+
+class AlsaCapture(_AlsaStream):
+    """A microphone on an ALSA PCM: an :class:`~riptphone.hw.audio.AudioSource`.
+
+    Frames go to ``on_frame`` (called in the loop) when given, else into
+    :attr:`frames`, an ``asyncio.Queue`` of ``queue_size`` frames that drops the
+    oldest frame when full (counted as ``dropped``).
+    """
+
+    _pcm_type = alsaaudio.PCM_CAPTURE
+    _direction = "capture"
+
+    def __init__(
+        self,
+        device: str,
+        rate: int,
+        frame_ms: int = 20,
+        *,
+        loop: asyncio.AbstractEventLoop,
+        queue_size: int = 10,
+        on_frame: FrameCallback | None = None,
+        periods: int = 4,
+        max_late_frames: int = 5,
+    ) -> None:
+        super().__init__(device, AudioFormat(rate, frame_ms), periods, max_late_frames)
+        if queue_size < 1:
+            raise AudioError(f"capture queue_size must be at least 1, not {queue_size}")
+        self._loop = loop
+        self._on_frame = on_frame
+        self.frames: asyncio.Queue[bytes] = asyncio.Queue(maxsize=queue_size)
+
+    def _deliver(self, frame: bytes) -> None:
+        # Runs in the loop's thread.
+        if self._on_frame is not None:
+            self._on_frame(frame)
+            return
+        if self.frames.full():
+            self.frames.get_nowait()
+            self._dropped += 1
+        self.frames.put_nowait(frame)
+
+    def _emit(self, frame: bytes, clock: FrameClock) -> bool:
+        """Wait for the frame's turn and post it into the loop; False when it is time to end."""
+        if not self._wait_turn(clock):
+            return False
+        try:
+            self._loop.call_soon_threadsafe(self._deliver, frame)
+        except RuntimeError:
+            return False  # the loop is closed: nobody is listening any more
+        clock.advance()
+        self._frames += 1
+        self._xruns.frame()
+        return True
+
+    def _run(self, pcm: Any) -> None:
+        need = self._format.bytes_per_frame
+        period = self._format.period_ns
+        paced = period // 4
+        # The first frame is complete one period after the stream starts.
+        clock = FrameClock(period, time.monotonic_ns() + period, self._max_late)
+        stop = self._stop
+        pending = bytearray()
+        while not stop.is_set():
+            t0 = time.monotonic_ns()
+            count, data = pcm.read()
+            t1 = time.monotonic_ns()
+            if count < 0:
+                # -EPIPE: overrun; pyalsaaudio re-prepares at the next read.
+                self._note_xrun()
+                continue
+            if not count:
+                stop.wait(period / 4e9)
+                continue
+            if t1 - t0 >= paced:
+                # The card made us wait for this frame: it is due now, not later.
+                clock.rebase(t1)
+            if len(data) == need and not pending:
+                if not self._emit(data, clock):
+                    return
+                continue
+            # The device chose another period size: cut whole frames out.
+            pending += data
+            while len(pending) >= need:
+                frame = bytes(pending[:need])
+                del pending[:need]
+                if not self._emit(frame, clock):
+                    return
+
+
+class AlsaPlayback(_AlsaStream):
+    """An earpiece/speaker on an ALSA PCM: an :class:`~riptphone.hw.audio.AudioSink`.
+
+    :meth:`write` queues a frame (any thread, never blocks); the deque holds
+    ``queue_size`` frames and drops the oldest when full.  ``filler`` is called
+    on the playback thread when a turn finds the deque empty and must return
+    one frame (default: silence).  ``prefill_frames`` of filler are written at
+    start: on a real card they are the cushion against scheduling jitter (the
+    playback latency is about ``periods`` frames).
+    """
+
+    _pcm_type = alsaaudio.PCM_PLAYBACK
+    _direction = "playback"
+
+    def __init__(
+        self,
+        device: str,
+        rate: int,
+        frame_ms: int = 20,
+        *,
+        queue_size: int = 10,
+        filler: Callable[[], bytes] | None = None,
+        periods: int = 3,
+        prefill_frames: int | None = None,
+        max_late_frames: int = 5,
+    ) -> None:
+        super().__init__(device, AudioFormat(rate, frame_ms), periods, max_late_frames)
+        if queue_size < 1:
+            raise AudioError(f"playback queue_size must be at least 1, not {queue_size}")
+        prefill = periods if prefill_frames is None else prefill_frames
+        if not 0 <= prefill <= periods:
+            raise AudioError(f"prefill_frames must be within 0..{periods}, not {prefill}")
+        self._prefill = prefill
+        self._queue: deque[bytes] = deque(maxlen=queue_size)
+        silence = self._format.silence()
+        self._filler: Callable[[], bytes] = filler if filler is not None else lambda: silence
+
+    def write(self, frame: bytes) -> bool:
+        """Queue one frame without blocking; False if the queue was full (oldest dropped)."""
+        if len(frame) != self._format.bytes_per_frame:
+            raise AudioError(
+                f"audio frame of {len(frame)} bytes, expected {self._format.bytes_per_frame}"
+            )
+        queue = self._queue
+        full = len(queue) == queue.maxlen
+        queue.append(frame)  # deque.append is atomic; maxlen drops the oldest
+        if full:
+            self._dropped += 1
+        return not full
+
+    @property
+    def queued(self) -> int:
+        """Frames waiting to be played."""
+        return len(self._queue)
+
+    def _write_frame(self, pcm: Any, frame: bytes) -> None:
+        try:
+            pcm.write(frame)
+        except alsaaudio.ALSAAudioError as exc:
+            if not str(exc).startswith(_XRUN_MESSAGES):
+                raise
+            # Underrun: pyalsaaudio re-prepares a PCM in XRUN state at the next
+            # write, so write the frame again rather than lose it.
+            self._note_xrun()
+            pcm.write(frame)
+
+    def _run(self, pcm: Any) -> None:
+        period = self._format.period_ns
+        paced = period // 4
+        queue = self._queue
+        filler = self._filler
+        xruns = self._xruns
+        for _ in range(self._prefill):
+            self._write_frame(pcm, filler())
+        clock = FrameClock(period, time.monotonic_ns(), self._max_late)
+        while self._wait_turn(clock):
+            try:
+                frame = queue.popleft()
+            except IndexError:
+                frame = filler()
+                self._underruns += 1
+            t0 = time.monotonic_ns()
+            self._write_frame(pcm, frame)
+            t1 = time.monotonic_ns()
+            clock.advance()
+            if t1 - t0 >= paced:
+                # The card is pacing us (its buffer was full): write the next frame
+                # at once so it keeps pacing; its crystal wins over the CPU clock.
+                clock.rebase(t1)
+            self._frames += 1
+            xruns.frame()
