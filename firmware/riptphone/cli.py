@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from riptphone import selfcheck
+from riptphone import control_client, selfcheck
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -22,6 +22,7 @@ def _parser() -> argparse.ArgumentParser:
         help="the demo; until the phone can reach a provider (issue #3) it is the self-check",
     )
     demo.add_argument("-v", "--verbose", action="store_true", help="show every action")
+    control_client.add_subcommands(commands)
     return parser
 
 
@@ -29,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command in ("selfcheck", "demo"):
         return selfcheck.main(sys.stdout, verbose=args.verbose)
-    return 2  # argparse rejects unknown commands before this
+    return control_client.run(args)
 
 
 if __name__ == "__main__":
