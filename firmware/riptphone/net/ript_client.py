@@ -1,0 +1,405 @@
+"""The RIPT client resources (profile sections 3-7) over :mod:`riptphone.net.h3`.
+
+Each method is one request (or one pair of long-lived requests, for the
+signalling byways) with the provider's answer turned into a typed value from
+:mod:`riptphone.protocol.descriptions`, or a :class:`RiptError` that says in
+one sentence what went wrong and carries the HTTP status.  Bearer tokens come
+from a :class:`Credentials` object: on ``401`` the client asks it to refresh
+once and retries (profile section 1).
+
+What to do with the answers (register anew on 404, ring, migrate) is the
+daemon's business, not this module's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+from riptphone.net.h3 import H3Client, H3Error, H3Stream, Response
+from riptphone.protocol.descriptions import (
+    CallDescription,
+    CallList,
+    ClaimCall,
+    DescriptionError,
+    HandlerDescription,
+    PlaceCall,
+    ProviderTgs,
+    TrunkGroup,
+)
+from riptphone.protocol.events import Event
+from riptphone.protocol.jsonstream import (
+    EventStreamError,
+    EventStreamReader,
+    EventStreamWriter,
+    InvalidEvent,
+)
+from riptphone.store import Registration, StateStore
+
+JSON = "application/json"
+
+
+class RiptError(Exception):
+    """A RIPT request failed; ``status`` is the HTTP status (None: no answer at all)."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class Credentials(Protocol):
+    """Where bearer tokens come from (a static token, or the OAuth device flow)."""
+
+    async def token(self) -> str: ...
+
+    async def refresh(self) -> bool:
+        """Get a new access token; False if that is not possible (log in again)."""
+        ...
+
+
+@dataclass(slots=True)
+class StaticToken:
+    """A fixed bearer token (tests, and providers that hand out long-lived device tokens)."""
+
+    value: str
+
+    async def token(self) -> str:
+        return self.value
+
+    async def refresh(self) -> bool:
+        return False
+
+
+def root_uri(domain: str) -> str:
+    """The RIPT root URI of a provider domain (``host[:port]``), profile section 2."""
+    return f"https://{domain}/.well-known/ript/v1"
+
+
+_WHY = {
+    400: "the provider found the request malformed",
+    401: "the provider did not accept the phone's credentials",
+    403: "the provider's policy does not allow it",
+    404: "not found",
+    405: "the provider does not allow that method there",
+    409: "it no longer fits the call's state",
+    413: "the request was too large for the provider",
+    500: "the provider reported an internal error",
+}
+
+
+def _reason(response: Response, what: str) -> str:
+    detail = response.body[:200].decode("utf-8", "replace").strip()
+    why = _WHY.get(response.status, f"the provider answered {response.status}")
+    return f"{what}: {why}" + (f" ({detail})" if detail else "")
+
+
+class RiptClient:
+    """The RIPT resources of one provider, for one phone."""
+
+    def __init__(self, http: H3Client, domain: str, credentials: Credentials) -> None:
+        self.http = http
+        self.domain = domain
+        self.root = root_uri(domain)
+        self.credentials = credentials
+
+    # ------------------------------------------------------------ plumbing
+
+    async def _headers(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+        headers = {"authorization": f"Bearer {await self.credentials.token()}"}
+        if extra:
+            headers.update(extra)
+        return headers
+
+    async def _request(
+        self,
+        method: str,
+        url: str,
+        what: str,
+        *,
+        body: bytes | None = None,
+        content_type: str = JSON,
+    ) -> Response:
+        extra = {"content-type": content_type} if body is not None else None
+        for attempt in range(2):
+            try:
+                response = await self.http.request(
+                    method, url, headers=await self._headers(extra), body=body
+                )
+            except H3Error as exc:
+                raise RiptError(f"{what}: {exc}") from exc
+            if response.status == 401 and attempt == 0 and await self.credentials.refresh():
+                continue
+            return response
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    @staticmethod
+    def _expect(response: Response, what: str, *statuses: int) -> Response:
+        if response.status not in statuses:
+            raise RiptError(_reason(response, what), response.status)
+        return response
+
+    # ------------------------------------------------------------ discovery
+
+    async def discover(self, tg_name: str | None = None) -> TrunkGroup:
+        """``GET {root}/providertgs``, pick the TG (``tg_name`` or the first), ``GET`` it."""
+        what = f"TG discovery at {self.domain}"
+        response = self._expect(
+            await self._request("GET", f"{self.root}/providertgs", what), what, 200
+        )
+        try:
+            ref = ProviderTgs.from_bytes(response.body).select(tg_name or None)
+        except DescriptionError as exc:
+            raise RiptError(f"{what}: {exc}", response.status) from None
+        return await self.trunk_group(ref.uri)
+
+    async def trunk_group(self, uri: str) -> TrunkGroup:
+        what = f"reading the TG {uri}"
+        response = self._expect(await self._request("GET", uri, what), what, 200)
+        try:
+            return TrunkGroup.from_bytes(response.body, fetched_from=uri)
+        except DescriptionError as exc:
+            raise RiptError(f"{what}: {exc}", response.status) from None
+
+    # ------------------------------------------------------------ handlers
+
+    async def get_handler(self, uri: str) -> HandlerDescription | None:
+        """The handler's description, or None when the provider no longer knows it (404)."""
+        what = f"reading the handler {uri}"
+        response = await self._request("GET", uri, what)
+        if response.status == 404:
+            return None
+        self._expect(response, what, 200)
+        return _handler(response, what)
+
+    async def register_handler(
+        self, tg: TrunkGroup, handler: HandlerDescription
+    ) -> HandlerDescription:
+        """``POST {tg}/handlers``: the reply, with the URI from ``Location``."""
+        what = "registering the handler"
+        response = self._expect(
+            await self._request("POST", f"{tg.uri}/handlers", what, body=handler.to_bytes()),
+            what,
+            201,
+        )
+        registered = _handler(response, what)
+        location = response.get("location")
+        if location and registered.uri != location:
+            raise RiptError(f"{what}: Location {location} differs from the body's uri")
+        if registered.uri is None:
+            raise RiptError(f"{what}: the reply has no handler URI", response.status)
+        return registered
+
+    async def update_handler(self, uri: str, handler: HandlerDescription) -> HandlerDescription:
+        what = f"updating the handler {uri}"
+        response = self._expect(
+            await self._request("PUT", uri, what, body=handler.to_bytes()), what, 200
+        )
+        return _handler(response, what)
+
+    async def delete_handler(self, uri: str) -> None:
+        what = f"deleting the handler {uri}"
+        response = await self._request("DELETE", uri, what)
+        self._expect(response, what, 200, 204, 404)
+
+    async def ensure_registration(
+        self, store: StateStore, tg: TrunkGroup, *, name: str, advertisement: str
+    ) -> tuple[Registration, str]:
+        """Keep one handler for life (profile section 4); say what was done.
+
+        A stored handler URI is checked with ``GET``: 200 keeps it (``PUT``
+        when the advertisement changed), 404 registers anew with the same
+        handler id.  Only a phone with no registration at all makes a new id.
+        The result is saved before it is returned.
+        """
+        loaded = await asyncio.to_thread(store.load_registration)
+        current = loaded.data
+        if current is not None and current.tg_uri == tg.uri and current.handler_uri:
+            existing = await self.get_handler(current.handler_uri)
+            if existing is not None:
+                if (
+                    existing.advertisement == advertisement
+                    and current.advertisement == advertisement
+                ):
+                    return current, "kept"
+                desc = HandlerDescription(
+                    handler_id=current.handler_id, name=name, advertisement=advertisement
+                )
+                updated = await self.update_handler(current.handler_uri, desc)
+                kept = Registration(
+                    handler_id=current.handler_id,
+                    handler_uri=current.handler_uri,
+                    tg_uri=tg.uri,
+                    advertisement=advertisement,
+                    push=_push(updated) or current.push,
+                )
+                await asyncio.to_thread(store.save_registration, kept)
+                return kept, "updated"
+        handler_id = current.handler_id if current is not None else Registration.new_handler_id()
+        desc = HandlerDescription(handler_id=handler_id, name=name, advertisement=advertisement)
+        registered = await self.register_handler(tg, desc)
+        assert registered.uri is not None
+        fresh = Registration(
+            handler_id=handler_id,
+            handler_uri=registered.uri,
+            tg_uri=tg.uri,
+            advertisement=advertisement,
+            push=_push(registered),
+        )
+        await asyncio.to_thread(store.save_registration, fresh)
+        return fresh, "registered"
+
+    # ------------------------------------------------------------ certificates
+
+    async def enroll(self, tg: TrunkGroup, csr_pem: bytes) -> tuple[bytes, str]:
+        """``POST {tg}/certs`` with a PEM CSR: the PEM chain and the certificate's URI."""
+        what = "enrolling the phone's certificate"
+        response = self._expect(
+            await self._request(
+                "POST", f"{tg.uri}/certs", what, body=csr_pem, content_type="application/pkcs10"
+            ),
+            what,
+            201,
+        )
+        location = response.get("location")
+        if not location or not location.startswith("https://"):
+            raise RiptError(f"{what}: the reply has no certificate URI", response.status)
+        if b"-----BEGIN CERTIFICATE-----" not in response.body:
+            raise RiptError(f"{what}: the reply holds no PEM certificate", response.status)
+        return response.body, location
+
+    # ------------------------------------------------------------ calls
+
+    async def place_call(
+        self, tg: TrunkGroup, *, handler: str, destination: str, passport: str
+    ) -> CallDescription:
+        """``POST {tg}/calls``; a refusal is a :class:`RiptError` with the status."""
+        what = f"calling {destination}"
+        body = PlaceCall(handler=handler, destination=destination, passport=passport).to_bytes()
+        response = await self._request("POST", f"{tg.uri}/calls", what, body=body)
+        if response.status == 404:
+            raise RiptError(f"{what}: the number cannot be reached", 404)
+        self._expect(response, what, 201)
+        return _call(response, what)
+
+    async def get_call(self, uri: str) -> CallDescription | None:
+        """The call's description, or None when it is over (404)."""
+        what = "reading the call"
+        response = await self._request("GET", uri, what)
+        if response.status == 404:
+            return None
+        self._expect(response, what, 200)
+        return _call(response, what)
+
+    async def claim_call(self, uri: str, handler: str | None) -> CallDescription:
+        """``POST {call}``: make ``handler`` the handler, or (None) ask for a new directive."""
+        what = "taking the call" if handler else "asking for a new directive"
+        body = ClaimCall(handler=handler).to_bytes()
+        response = self._expect(await self._request("POST", uri, what, body=body), what, 200)
+        return _call(response, what)
+
+    async def list_calls(self, tg: TrunkGroup) -> CallList:
+        what = "listing the calls"
+        response = self._expect(await self._request("GET", f"{tg.uri}/calls", what), what, 200)
+        try:
+            return CallList.from_bytes(response.body)
+        except DescriptionError as exc:
+            raise RiptError(f"{what}: {exc}", response.status) from None
+
+    async def open_signalling(self, call_uri: str, *, migration: bool) -> SignallingByways:
+        """Open ``GET`` and ``PUT {call}/events``; see :class:`SignallingByways`."""
+        url = f"{call_uri}/events"
+        headers = await self._headers({"content-type": JSON})
+        try:
+            reverse = await self.http.open_stream("GET", url, headers=headers, end_stream=True)
+            forward = await self.http.open_stream(
+                "PUT", url, headers=headers, send_cookies=not migration
+            )
+        except H3Error as exc:
+            raise RiptError(f"opening the signalling byways: {exc}") from exc
+        byways = SignallingByways(reverse, forward)
+        try:
+            await forward.send(byways.writer.open())
+        except H3Error as exc:
+            byways.close()
+            raise RiptError(f"opening the signalling byways: {exc}") from exc
+        return byways
+
+
+class SignallingByways:
+    """The two long-lived requests of one call's signalling (profile section 7).
+
+    :meth:`wait_up` returns once the forward ``PUT`` has its response headers
+    (only then may media start); :meth:`events` yields the provider's events
+    as they arrive; :meth:`send` writes one event on the forward byway.  A
+    reset, a connection loss, a non-2xx status or a garbled stream all end
+    :meth:`events` with a :class:`RiptError` (status 404: the call is over).
+    """
+
+    def __init__(self, reverse: H3Stream, forward: H3Stream) -> None:
+        self.reverse = reverse
+        self.forward = forward
+        self.writer = EventStreamWriter()
+        self.reader = EventStreamReader()
+        self.invalid: list[InvalidEvent] = []
+
+    async def wait_up(self) -> None:
+        for stream, name in ((self.forward, "PUT"), (self.reverse, "GET")):
+            try:
+                head = await stream.response_headers()
+            except H3Error as exc:
+                raise RiptError(f"signalling {name}: {exc}") from exc
+            if head.status == 404:
+                raise RiptError("the call is over", 404)
+            if not 200 <= head.status < 300:
+                raise RiptError(
+                    f"signalling {name}: the provider answered {head.status}", head.status
+                )
+
+    async def events(self) -> AsyncIterator[Event]:
+        await self.wait_up()
+        try:
+            async for data in self.reverse:
+                for item in self.reader.feed(data):
+                    if isinstance(item, InvalidEvent):
+                        self.invalid.append(item)
+                        del self.invalid[:-16]
+                        continue
+                    yield item
+        except H3Error as exc:
+            raise RiptError(f"the reverse signalling byway ended: {exc}") from exc
+        except EventStreamError as exc:
+            raise RiptError(f"the provider's event stream is garbled: {exc}") from exc
+        raise RiptError("the provider closed the reverse signalling byway")
+
+    async def send(self, event: Event) -> None:
+        try:
+            await self.forward.send(self.writer.encode(event))
+        except H3Error as exc:
+            raise RiptError(f"the forward signalling byway failed: {exc}") from exc
+
+    def close(self) -> None:
+        for stream in (self.forward, self.reverse):
+            if not stream.finished:
+                with contextlib.suppress(H3Error):
+                    stream.reset()
+
+
+def _handler(response: Response, what: str) -> HandlerDescription:
+    try:
+        return HandlerDescription.from_bytes(response.body)
+    except DescriptionError as exc:
+        raise RiptError(f"{what}: {exc}", response.status) from None
+
+
+def _call(response: Response, what: str) -> CallDescription:
+    try:
+        return CallDescription.from_bytes(response.body)
+    except DescriptionError as exc:
+        raise RiptError(f"{what}: {exc}", response.status) from None
+
+
+def _push(handler: HandlerDescription) -> dict[str, object] | None:
+    return None if handler.push is None else handler.push.to_json()

@@ -1,0 +1,719 @@
+"""The reference provider's HTTP/3 server: RIPT requests mapped onto :class:`ProviderCore`.
+
+One aioquic server on one asyncio loop.  Each request becomes a task that
+authenticates the bearer token, routes the path, calls one core method and
+writes the answer; :class:`~riptprovider.core.RiptHttpError` becomes its
+status with the one-sentence message as a ``text/plain`` body.  The core's
+timers are driven by one task sleeping until ``core.next_deadline()`` and
+woken after every request (any request may move a deadline).
+
+Signalling byways (``docs/protocol.md`` section 6):
+
+* ``GET {call}/events`` answers ``200`` and ``[`` at once, then every event of
+  the core subscription as it happens, and closes the array when the call
+  ends.  A client reset or a lost connection unsubscribes.
+* ``PUT {call}/events`` answers ``200`` as soon as the request headers arrive
+  (the phone starts media only after them), then parses the request body as
+  it arrives and hands each event to ``core.client_event``; replies (pongs)
+  go out on the call's reverse byways held by this server.
+
+The TLS certificate and the CA that vouches for it and for the phones' STIR
+certificates are :mod:`riptprovider.tls`.
+
+Media byways (section 7, no WebTransport): ``PUT {call}/media`` is answered
+with the acks of its chunks; the far end's media (echo of the phone's
+chunks, or a generated tone or silence per ``account.far_end(to)``) answers
+the most recent held ``GET {call}/media``, or raises ``media-panic`` when
+none is open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from aioquic.asyncio.protocol import QuicConnectionProtocol
+from aioquic.asyncio.server import QuicServer
+from aioquic.h3.connection import H3_ALPN, H3Connection, ProtocolError
+from aioquic.h3.events import DataReceived, H3Event, HeadersReceived
+from aioquic.h3.exceptions import H3Error
+from aioquic.quic import events as qe
+from aioquic.quic.configuration import QuicConfiguration
+from aioquic.quic.connection import QuicConnection
+
+from riptphone.media.g711 import alaw_encode, ulaw_encode
+from riptphone.media.opus_codec import OpusEncoder
+from riptphone.media.tones import ToneGenerator, ToneSpec
+from riptphone.protocol.advertisement import GrammarError, parse_directive
+from riptphone.protocol.chunks import PayloadType, frame
+from riptphone.protocol.csr import CHAIN_CONTENT_TYPE
+from riptphone.protocol.descriptions import MediaKey
+from riptphone.protocol.events import (
+    Answered,
+    CallStatus,
+    Direction,
+    End,
+    Event,
+    MediaPanic,
+    format_timestamp,
+)
+from riptphone.protocol.jsonstream import (
+    EventStreamError,
+    EventStreamReader,
+    EventStreamWriter,
+    InvalidEvent,
+)
+from riptphone.protocol.media_crypto import MediaKeys
+from riptphone.protocol.media_streams import ChunkReceiver, ChunkSender
+from riptphone.protocol.passport import (
+    PassportError,
+    decode_passport_unverified,
+    verify_passport,
+)
+from riptprovider.accounts import Account, FarEnd, MediaMode
+from riptprovider.core import ProviderCore, RiptHttpError
+from riptprovider.tls import ProviderCa, load_or_create_ca
+
+log = logging.getLogger(__name__)
+
+ROOT = "/.well-known/ript/v1"
+MAX_JSON_BODY = 65536
+"""Bytes of a JSON (or CSR) request body; larger answers 413 (profile section 1)."""
+JSON = "application/json"
+MEDIA = "application/octet-stream"
+_GONE = (H3Error, ProtocolError, AssertionError)
+"""What aioquic raises when writing to a stream the peer reset or that already ended."""
+FRAME_MS = 20
+"""Frame length of the generated far-end media."""
+CHECK_EVERY = 50
+"""Generated frames between checks that the call still exists (once a second)."""
+PANIC_EVERY = 1.0
+"""Seconds between two media-panic events of one call."""
+TONE_DBOV = -16.0
+_GENERATED = frozenset({MediaMode.TONE, MediaMode.SILENCE})
+_CODECS = {
+    "opus": (PayloadType.OPUS, 48000),
+    "pcmu": (PayloadType.PCMU, 8000),
+    "pcma": (PayloadType.PCMA, 8000),
+}
+_IDLE_WAKE = 3600.0
+"""Seconds the timer task sleeps when the core has no deadline (a request wakes it)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """Where and how to run: ``port`` 0 picks a free one; ``origin`` defaults to localhost."""
+
+    state_dir: Path
+    accounts: Mapping[str, Account]
+    host: str = "127.0.0.1"
+    port: int = 0
+    origin: str | None = None
+    """``https://host[:port]`` used in every URI; None: ``https://localhost:{port}``."""
+    clock: Callable[[], float] = time.time
+
+
+class _BodyTooLargeError(Exception):
+    pass
+
+
+@dataclass(slots=True)
+class _Request:
+    stream_id: int
+    method: str
+    path: str
+    headers: dict[str, str]
+    chunks: asyncio.Queue[bytes | None] = field(default_factory=asyncio.Queue)
+    """Request body pieces as they arrive; None once the body ended (or was reset)."""
+
+    async def body(self, limit: int = MAX_JSON_BODY) -> bytes:
+        data = bytearray()
+        while (chunk := await self.chunks.get()) is not None:
+            data += chunk
+            if len(data) > limit:
+                raise _BodyTooLargeError
+        return bytes(data)
+
+
+class _Connection(QuicConnectionProtocol):
+    """One QUIC connection: H3 events in, one task per request stream."""
+
+    def __init__(self, quic: QuicConnection, server: RunningServer, **kw: Any) -> None:
+        super().__init__(quic, **kw)
+        self.server = server
+        self.h3 = H3Connection(quic)
+        self.requests: dict[int, _Request] = {}
+        self.tasks: dict[int, asyncio.Task[None]] = {}
+        server._connections.add(self)
+
+    def quic_event_received(self, event: qe.QuicEvent) -> None:
+        # H3Connection swallows resets and STOP_SENDING: look at them first.
+        if isinstance(event, qe.StreamReset | qe.StopSendingReceived):
+            self._stream_gone(event.stream_id)
+        elif isinstance(event, qe.ConnectionTerminated):
+            for stream_id in list(self.tasks):
+                self._stream_gone(stream_id)
+            self.server._connections.discard(self)
+        for h3_event in self.h3.handle_event(event):
+            self._h3_event(h3_event)
+
+    def _stream_gone(self, stream_id: int) -> None:
+        request = self.requests.pop(stream_id, None)
+        if request is not None:
+            request.chunks.put_nowait(None)
+        task = self.tasks.get(stream_id)
+        if task is not None and request is not None and request.method == "GET":
+            task.cancel()  # a held reverse byway: nobody reads it any more
+
+    def _h3_event(self, event: H3Event) -> None:
+        if isinstance(event, HeadersReceived):
+            headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in event.headers}
+            request = _Request(
+                event.stream_id,
+                headers.get(":method", ""),
+                urlsplit(headers.get(":path", "/")).path,
+                headers,
+            )
+            if event.stream_ended:
+                request.chunks.put_nowait(None)
+            self.requests[event.stream_id] = request
+            task = asyncio.get_running_loop().create_task(self._run(request))
+            self.tasks[event.stream_id] = task
+            task.add_done_callback(self._forget)
+        elif isinstance(event, DataReceived):
+            pending = self.requests.get(event.stream_id)
+            if pending is not None:
+                if event.data:
+                    pending.chunks.put_nowait(event.data)
+                if event.stream_ended:
+                    pending.chunks.put_nowait(None)
+
+    def _forget(self, task: asyncio.Task[None]) -> None:
+        for stream_id, known in list(self.tasks.items()):
+            if known is task:
+                del self.tasks[stream_id]
+
+    # ------------------------------------------------------------------ writing
+
+    def send_headers(self, stream_id: int, status: int, headers: list[tuple[str, str]]) -> None:
+        pairs = [(b":status", str(status).encode())]
+        pairs += [(k.encode(), v.encode()) for k, v in headers]
+        self.h3.send_headers(stream_id, pairs)
+        self.transmit()
+
+    def send_data(self, stream_id: int, data: bytes, end: bool = False) -> None:
+        self.h3.send_data(stream_id, data, end_stream=end)
+        self.transmit()
+
+    def respond(
+        self,
+        stream_id: int,
+        status: int,
+        body: bytes = b"",
+        content_type: str | None = None,
+        headers: list[tuple[str, str]] | None = None,
+    ) -> None:
+        extra = list(headers or [])
+        if content_type is not None:
+            extra.append(("content-type", content_type))
+        self.send_headers(stream_id, status, extra)
+        self.send_data(stream_id, body, end=True)
+
+    async def _run(self, request: _Request) -> None:
+        sid = request.stream_id
+        try:
+            await self.server._handle(self, request)
+        except RiptHttpError as exc:
+            self._fail(sid, exc.status, exc.message)
+        except _BodyTooLargeError:
+            self._fail(sid, 413, f"the request body exceeds {MAX_JSON_BODY} bytes")
+        except asyncio.CancelledError:
+            pass
+        except _GONE:
+            pass  # the stream or connection went away while we answered
+        except Exception:
+            log.exception("internal error answering %s %s", request.method, request.path)
+            self._fail(sid, 500, "internal error")
+        finally:
+            self.requests.pop(sid, None)
+            self.server._wake.set()
+
+    def _fail(self, stream_id: int, status: int, message: str) -> None:
+        headers = [("www-authenticate", "Bearer")] if status == 401 else []
+        # Headers already sent or the stream gone: there is nothing more to say.
+        with contextlib.suppress(*_GONE):
+            self.respond(stream_id, status, (message + "\n").encode(), "text/plain", headers)
+
+
+class RunningServer:
+    """A started provider: :attr:`port`, :attr:`origin`, :attr:`core`, :attr:`ca`; :meth:`close`."""
+
+    def __init__(self, config: ServerConfig, ca: ProviderCa) -> None:
+        self.config = config
+        self.ca = ca
+        self.port = 0
+        self.origin = ""
+        self.core: ProviderCore | None = None
+        self._endpoint: QuicServer | None = None
+        self._connections: set[_Connection] = set()
+        self._reverse: dict[str, set[asyncio.Queue[Event]]] = {}
+        self._media: dict[str, _Media] = {}
+        self._wake = asyncio.Event()
+        self._timer: asyncio.Task[None] | None = None
+
+    @property
+    def _core(self) -> ProviderCore:
+        assert self.core is not None
+        return self.core
+
+    async def _start(self) -> None:
+        config = self.config
+        quic = QuicConfiguration(is_client=False, alpn_protocols=list(H3_ALPN))
+        quic.load_cert_chain(self.ca.server_cert_file, self.ca.server_key_file)
+        loop = asyncio.get_running_loop()
+        factory: Callable[..., _Connection] = lambda quic, **kw: _Connection(  # noqa: E731
+            quic, self, **kw
+        )
+        _, endpoint = await loop.create_datagram_endpoint(
+            lambda: QuicServer(configuration=quic, create_protocol=factory),
+            local_addr=(config.host, config.port),
+        )
+        self._endpoint = endpoint
+        assert endpoint._transport is not None
+        self.port = int(endpoint._transport.get_extra_info("sockname")[1])
+        self.origin = (config.origin or f"https://localhost:{self.port}").rstrip("/")
+        db_path = config.state_dir / "provider.sqlite3"
+        self.core = ProviderCore(str(db_path), config.accounts, self.origin, config.clock)
+        self._timer = loop.create_task(self._run_timer())
+
+    async def close(self) -> None:
+        """Stop listening, drop every connection and close the core's database."""
+        if self._timer is not None:
+            self._timer.cancel()
+        for call_uri in list(self._media):
+            self._end_media(call_uri)
+        for connection in list(self._connections):
+            for task in list(connection.tasks.values()):
+                task.cancel()
+            connection.close()
+        if self._endpoint is not None:
+            self._endpoint.close()
+        await asyncio.sleep(0)
+        if self.core is not None:
+            self.core.close()
+
+    async def _run_timer(self) -> None:
+        core, clock = self._core, self.config.clock
+        while True:
+            deadline = core.next_deadline()
+            delay = _IDLE_WAKE if deadline is None else max(0.0, deadline - clock())
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), delay)
+            try:
+                core.tick(clock())
+            except Exception:
+                log.exception("provider timer failed")
+
+    # ------------------------------------------------------------------ routing
+
+    async def _handle(self, conn: _Connection, request: _Request) -> None:
+        method, path, sid = request.method, request.path, request.stream_id
+        tg_prefix = "/tgs/"
+        if method == "GET" and path.startswith(tg_prefix) and "/certs/" in path:
+            # Certificates are public data: any verifier may dereference x5u.
+            return self._get_cert(conn, sid, path)
+        account = self._authenticate(request)
+        core = self._core
+        uri = self.origin + path
+        if path == f"{ROOT}/providertgs":
+            self._allow(method, "GET")
+            return conn.respond(sid, 200, core.provider_tgs(account).to_bytes(), JSON)
+        tg_path = f"/tgs/{account.id}"
+        if path == tg_path:
+            self._allow(method, "GET")
+            return conn.respond(sid, 200, core.trunk_group(account).to_bytes(), JSON)
+        if path == f"{tg_path}/handlers":
+            self._allow(method, "POST")
+            described = core.register_handler(account, await request.body())
+            location = described.uri or ""
+            return conn.respond(sid, 201, described.to_bytes(), JSON, [("location", location)])
+        if path.startswith(f"{tg_path}/handlers/") and path.count("/") == 4:
+            return await self._handler(conn, request, account, uri)
+        if path == f"{tg_path}/certs":
+            self._allow(method, "POST")
+            serial, chain = self.ca.issue(account.id, account.numbers, await request.body())
+            location = f"{self.origin}{tg_path}/certs/{serial}"
+            return conn.respond(sid, 201, chain, CHAIN_CONTENT_TYPE, [("location", location)])
+        if path == f"{tg_path}/calls":
+            self._allow(method, "GET", "POST")
+            if method == "GET":
+                return conn.respond(sid, 200, core.list_calls(account).to_bytes(), JSON)
+            body = await request.body()
+            call = core.place_call(account, body, self._passport_check(account))
+            headers = [("location", call.uri)]
+            return conn.respond(sid, 201, call.to_bytes(), JSON, headers)
+        if path.startswith("/calls/"):
+            parts = path.split("/")
+            if len(parts) == 3:
+                return await self._call(conn, request, account, uri)
+            if len(parts) == 4 and parts[3] == "media":
+                call_uri = uri.rsplit("/", 1)[0]
+                self._allow(method, "GET", "PUT")
+                if method == "GET":
+                    return await self._media_get(conn, sid, account, call_uri)
+                return await self._media_put(conn, request, account, call_uri)
+            if len(parts) == 4 and parts[3] == "events":
+                call_uri = uri.rsplit("/", 1)[0]
+                self._allow(method, "GET", "PUT")
+                if method == "GET":
+                    return await self._reverse_byway(conn, sid, account, call_uri)
+                return await self._forward_byway(conn, request, account, call_uri)
+        raise RiptHttpError(404, f"there is no resource at {path}")
+
+    @staticmethod
+    def _allow(method: str, *allowed: str) -> None:
+        if method not in allowed:
+            raise RiptHttpError(
+                405, f"{method} is not allowed here (allowed: {', '.join(allowed)})"
+            )
+
+    def _authenticate(self, request: _Request) -> Account:
+        value = request.headers.get("authorization", "")
+        scheme, _, token = value.partition(" ")
+        account = None
+        if scheme.lower() == "bearer" and token.strip():
+            account = self._core.authenticate(token.strip())
+        if account is None:
+            # Never echo the token: it is a secret.
+            raise RiptHttpError(401, "a valid bearer token is required")
+        return account
+
+    async def _handler(
+        self, conn: _Connection, request: _Request, account: Account, uri: str
+    ) -> None:
+        core, sid, method = self._core, request.stream_id, request.method
+        self._allow(method, "GET", "PUT", "DELETE")
+        if method == "GET":
+            conn.respond(sid, 200, core.get_handler(account, uri).to_bytes(), JSON)
+        elif method == "PUT":
+            body = await request.body()
+            conn.respond(sid, 200, core.update_handler(account, uri, body).to_bytes(), JSON)
+        else:
+            core.delete_handler(account, uri)
+            conn.respond(sid, 204)
+
+    async def _call(self, conn: _Connection, request: _Request, account: Account, uri: str) -> None:
+        core, sid, method = self._core, request.stream_id, request.method
+        if method == "GET":
+            conn.respond(sid, 200, core.get_call(account, uri).to_bytes(), JSON)
+        elif method == "POST":
+            body = await request.body()
+            conn.respond(sid, 200, core.claim_call(account, uri, body).to_bytes(), JSON)
+        else:
+            conn.respond(
+                sid,
+                405,
+                b"a call is ended with the end event\n",
+                "text/plain",
+                [("allow", "GET, POST")],
+            )
+
+    # ------------------------------------------------------------------ certificates
+
+    def _get_cert(self, conn: _Connection, sid: int, path: str) -> None:
+        parts = path.split("/")  # "", "tgs", account, "certs", serial
+        chain = self.ca.chain(parts[2], parts[4]) if len(parts) == 5 else None
+        if chain is None:
+            raise RiptHttpError(404, f"there is no certificate at {path}")
+        conn.respond(sid, 200, chain, CHAIN_CONTENT_TYPE)
+
+    def _passport_check(self, account: Account) -> Callable[[str, str], str | None]:
+        def check(token: str, destination: str) -> str | None:
+            try:
+                x5u = decode_passport_unverified(token).x5u
+            except PassportError as exc:
+                return str(exc)
+            # Only certificates this provider issued to this account: never fetch x5u.
+            prefix = f"{self.origin}/tgs/{account.id}/certs/"
+            chain = None
+            if x5u.startswith(prefix):
+                chain = self.ca.chain(account.id, x5u[len(prefix) :])
+            if chain is None:
+                return f"x5u {x5u} is not a certificate this provider issued to this account"
+            try:
+                verify_passport(
+                    token,
+                    chain,
+                    now=int(self.config.clock()),
+                    expected_dest=destination,
+                    trusted_ca_pem=self.ca.ca_pem,
+                )
+            except PassportError as exc:
+                return str(exc)
+            return None
+
+        return check
+
+    # ------------------------------------------------------------------ signalling byways
+
+    async def _reverse_byway(
+        self, conn: _Connection, sid: int, account: Account, call_uri: str
+    ) -> None:
+        core = self._core
+        queue: asyncio.Queue[Event] = asyncio.Queue()
+        loop = asyncio.get_running_loop()
+
+        def post(event: Event) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, event)
+
+        subscription = core.subscribe(account, call_uri, post)
+        byways = self._reverse.setdefault(call_uri, set())
+        byways.add(queue)
+        try:
+            writer = EventStreamWriter()
+            conn.send_headers(sid, 200, [("content-type", JSON)])
+            conn.send_data(sid, writer.open())
+            while True:
+                event = await queue.get()
+                if isinstance(event, Answered):
+                    # Start the far end's generated media even before any media request.
+                    with contextlib.suppress(RiptHttpError):
+                        self._media_state(account, call_uri)
+                if isinstance(event, End):
+                    self._end_media(call_uri)
+                    conn.send_data(sid, writer.encode(event) + writer.close(), end=True)
+                    return
+                conn.send_data(sid, writer.encode(event))
+        finally:
+            core.unsubscribe(subscription)
+            byways.discard(queue)
+            if not byways and self._reverse.get(call_uri) is byways:
+                del self._reverse[call_uri]
+
+    async def _forward_byway(
+        self, conn: _Connection, request: _Request, account: Account, call_uri: str
+    ) -> None:
+        core, sid = self._core, request.stream_id
+        core.get_call(account, call_uri)  # 404 before the 200 for a call that is gone
+        conn.send_headers(sid, 200, [("content-type", JSON)])
+        reader = EventStreamReader()
+        try:
+            while (chunk := await request.chunks.get()) is not None:
+                for event in reader.feed(chunk):
+                    if isinstance(event, InvalidEvent):
+                        log.info("skipped an invalid event on %s/events", call_uri)
+                        continue
+                    result = core.client_event(account, call_uri, event)
+                    if result.problem is not None:
+                        log.info(
+                            "refused a %s event on %s: %s", event.type, call_uri, result.problem
+                        )
+                    for reply in result.replies:
+                        self._publish(call_uri, reply)
+                    self._wake.set()
+            reader.eof()
+        except EventStreamError as exc:
+            log.info("broken forward byway of %s: %s", call_uri, exc)
+        except RiptHttpError as exc:
+            log.info("forward byway of %s closed: %s", call_uri, exc.message)
+        conn.send_data(sid, b"", end=True)
+
+    def _publish(self, call_uri: str, event: Event) -> None:
+        """Write ``event`` on every reverse byway of the call this server holds."""
+        for queue in self._reverse.get(call_uri, ()):
+            queue.put_nowait(event)
+
+    # ------------------------------------------------------------------ media byways
+
+    def _end_media(self, call_uri: str) -> None:
+        media = self._media.pop(call_uri, None)
+        if media is not None:
+            if media.generator is not None:
+                media.generator.cancel()
+            for waiter in media.waiting:
+                if not waiter.done():
+                    waiter.set_exception(RiptHttpError(404, f"the call {call_uri} is over"))
+
+    def _media_state(self, account: Account, call_uri: str) -> _Media:
+        """The call's media state, re-keyed when the call's media key changed (new handler)."""
+        try:
+            call = self._core.get_call(account, call_uri)
+        except RiptHttpError:
+            self._end_media(call_uri)  # the call is over: so are its media byways
+            raise
+        media = self._media.get(call_uri)
+        if media is None or media.key != call.media_key:
+            keys = None
+            if call.media_key is not None:
+                k = call.media_key
+                keys = MediaKeys.from_material(k.key, k.salt, k.tag_length)
+            waiting = media.waiting if media is not None else []
+            media = _Media(call.media_key, keys, waiting)
+            self._media[call_uri] = media
+        far_end = account.far_end(call.to)
+        answered = call.state is CallStatus.ANSWERED
+        media.echo = answered and far_end.media is MediaMode.ECHO
+        if answered and media.generator is None and far_end.media in _GENERATED:
+            plan = _plan(call.server_directives, far_end)
+            if plan is not None:
+                media.generator = asyncio.get_running_loop().create_task(
+                    self._generate(account, call_uri, media, plan)
+                )
+        return media
+
+    async def _media_put(
+        self, conn: _Connection, request: _Request, account: Account, call_uri: str
+    ) -> None:
+        body = await request.body()
+        media = self._media_state(account, call_uri)
+        now = time.monotonic()
+        result = media.receiver.receive(body, now)
+        for ack in result.acks:
+            media.sender.on_ack(ack, now)
+        acks = media.sender.acks(media.receiver.take_pending_acks(now))
+        conn.respond(request.stream_id, 200, frame(acks), MEDIA)
+        if media.echo:
+            for chunk in result.media:
+                stream = (chunk.source, chunk.sink, chunk.payload_type)
+                self._send_frame(media, call_uri, stream, chunk.timestamp, chunk.payload, now=now)
+
+    def _send_frame(
+        self,
+        media: _Media,
+        call_uri: str,
+        stream: tuple[int, int, PayloadType | int],
+        timestamp_ms: int,
+        payload: bytes,
+        *,
+        now: float,
+    ) -> None:
+        """Answer the most recent open ``GET {call}/media`` with one chunk, or media-panic."""
+        while media.waiting:
+            waiter = media.waiting.pop()
+            if waiter.done():
+                continue
+            source, sink, payload_type = stream
+            encoded = media.sender.media(source, sink, payload_type, timestamp_ms, payload, now=now)
+            waiter.set_result(frame([encoded]))
+            return
+        if now - media.last_panic >= PANIC_EVERY:
+            # Once a second at most: a phone without GETs open would otherwise get 50/s.
+            media.last_panic = now
+            stamp = format_timestamp(self.config.clock())
+            panic = MediaPanic(direction=Direction.S2C, call=call_uri, timestamp=stamp)
+            self._publish(call_uri, panic)
+
+    async def _generate(self, account: Account, call_uri: str, media: _Media, plan: _Plan) -> None:
+        """The far end's tone or silence: one frame every 20 ms while the call lasts."""
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        first_ms = int(self.config.clock() * 1000)
+        stream = (plan.source, plan.sink, plan.payload_type)
+        count = 0
+        try:
+            while self._media.get(call_uri) is media:
+                if count % CHECK_EVERY == 0:
+                    self._core.get_call(account, call_uri)  # 404: the call is over
+                now = loop.time()
+                payload = plan.encode(plan.next_pcm())
+                timestamp = first_ms + count * FRAME_MS
+                self._send_frame(media, call_uri, stream, timestamp, payload, now=now)
+                count += 1
+                await asyncio.sleep(max(0.0, start + count * FRAME_MS / 1000 - loop.time()))
+        except RiptHttpError:
+            self._end_media(call_uri)
+        except Exception:
+            log.exception("the far end's media generator for %s failed", call_uri)
+
+    async def _media_get(
+        self, conn: _Connection, sid: int, account: Account, call_uri: str
+    ) -> None:
+        media = self._media_state(account, call_uri)
+        waiter: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        media.waiting.append(waiter)
+        try:
+            body = await waiter
+        finally:
+            if waiter in media.waiting:
+                media.waiting.remove(waiter)
+        conn.respond(sid, 200, body, MEDIA)
+
+
+@dataclass(slots=True)
+class _Media:
+    """One call's media byways: chunk state and the open GETs, oldest first."""
+
+    key: MediaKey | None
+    keys: MediaKeys | None
+    waiting: list[asyncio.Future[bytes]]
+    echo: bool = False
+    generator: asyncio.Task[None] | None = None
+    last_panic: float = float("-inf")
+    sender: ChunkSender = field(init=False)
+    receiver: ChunkReceiver = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.sender = ChunkSender(Direction.S2C, self.keys)
+        self.receiver = ChunkReceiver(Direction.C2S, self.keys)
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """What the generated far end sends: one stream of the server directive, one codec."""
+
+    source: int
+    sink: int
+    payload_type: PayloadType
+    next_pcm: Callable[[], bytes]
+    encode: Callable[[bytes], bytes]
+
+
+def _plan(directive_text: str | None, far_end: FarEnd) -> _Plan | None:
+    """The first stream and codec of the server directive the generator can produce."""
+    if not directive_text:
+        return None
+    try:
+        directive = parse_directive(directive_text)
+    except GrammarError:
+        return None
+    for stream in directive.streams:
+        for codec in stream.codecs:
+            name = codec.name.lower()
+            if name not in _CODECS:
+                continue
+            payload_type, rate = _CODECS[name]
+            if far_end.media is MediaMode.TONE:
+                next_pcm = ToneGenerator(ToneSpec(((far_end.tone_hz, TONE_DBOV),)), rate).frame
+            else:
+                silence = bytes(2 * rate * FRAME_MS // 1000)
+                next_pcm = itertools.repeat(silence).__next__
+            encode: Callable[[bytes], bytes]
+            if payload_type is PayloadType.OPUS:
+                encode = OpusEncoder(rate).encode
+            elif payload_type is PayloadType.PCMU:
+                encode = ulaw_encode
+            else:
+                encode = alaw_encode
+            return _Plan(stream.source, stream.sink, payload_type, next_pcm, encode)
+    return None
+
+
+async def serve(config: ServerConfig) -> RunningServer:
+    """Start the provider on ``config.host``/``config.port`` in the running loop."""
+    config.state_dir.mkdir(parents=True, exist_ok=True)
+    server = RunningServer(config, load_or_create_ca(config.state_dir))
+    try:
+        await server._start()
+    except BaseException:
+        await server.close()  # e.g. a database of another schema: free the port again
+        raise
+    return server
