@@ -261,6 +261,20 @@ def test_pull_and_being_pulled() -> None:
     assert of(acts, OpenMedia) == [OpenMedia(CALL, KEY2, "1 to 1: opus,ptime=20;")]
 
 
+def test_pulling_an_unanswered_inbound_call_answers_it() -> None:
+    # Another device took the ringing call but had not answered when this one pulled it.
+    call = make(desc(direction=CallDirection.INBOUND, handler=OTHER, state=CallStatus.ALERTING))
+    call.start(0.0)
+    assert call.state is CallState.REMOTE
+    call.pull(1.0)
+    acts = call.claim_succeeded(
+        desc(direction=CallDirection.INBOUND, state=CallStatus.ALERTING), 1.1
+    )
+    assert sent(acts) == ["answered"]
+    assert call.state is CallState.ACTIVE
+    assert call.status is CallStatus.ANSWERED
+
+
 def test_a_failed_claim_returns_to_ringing_and_rings_again() -> None:
     call = make(desc(direction=CallDirection.INBOUND, handler=None))
     call.start(0.0)

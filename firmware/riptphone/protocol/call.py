@@ -420,7 +420,6 @@ class Call:
         self.ended: CallEnded | None = None
         self._timers = _Timers()
         self._refusals = 0
-        self._answering_inbound = False
         self._started = False
         self._was_up = False
 
@@ -502,7 +501,6 @@ class Call:
     def answer(self, now: float) -> list[Action]:
         """The user answers an inbound call, or lifts to start a 3PCC outbound one."""
         actions = self._call(Trigger.ANSWER, now)
-        self._answering_inbound = self.direction is CallDirection.INBOUND
         actions.append(ClaimCall(self.uri, self.own_handler))
         return actions
 
@@ -613,7 +611,8 @@ class Call:
         self.status = status
         if status is CallStatus.ANSWERED:
             trigger = Trigger.CLAIMED_ANSWERED
-        elif self._answering_inbound:
+        elif self.direction is CallDirection.INBOUND:
+            # Taking an unanswered inbound call, by answer or by pull, answers it.
             actions.append(self._event(Answered))
             self.status = CallStatus.ANSWERED
             trigger = Trigger.CLAIMED_ANSWERED
@@ -621,13 +620,11 @@ class Call:
             trigger = Trigger.CLAIMED_ALERTING
         else:
             trigger = Trigger.CLAIMED_SETUP
-        self._answering_inbound = False
         actions.extend(self._call(trigger, now))
         return actions
 
     def claim_failed(self, now: float, reason: str) -> list[Action]:
         """Our ``POST {call}`` failed (error status, or the connection died)."""
-        self._answering_inbound = False
         actions: list[Action] = [ProtocolViolation(f"could not take the call: {reason}")]
         actions.extend(self._call(Trigger.CLAIM_FAILED, now))
         return actions
