@@ -1,0 +1,152 @@
+"""The ``ript-provider`` command line: run the reference provider, or show its CA file.
+
+``ript-provider serve --config FILE`` runs the HTTP/3 server until SIGINT or
+SIGTERM, then closes it cleanly (exit 0).  ``ript-provider ca --config FILE``
+prints the path of the CA certificate the phones must trust (making the CA on
+first use, so a script can hand it to a phone before the provider starts).
+
+Every error a user can cause (a bad configuration, a port in use, an unusable
+state directory) is one line on stderr and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sqlite3
+import sys
+from pathlib import Path
+
+from riptprovider.config import ProviderConfig, ProviderConfigError, load_config
+from riptprovider.db import DbError
+from riptprovider.server import serve
+from riptprovider.tls import CaError, ProviderCa, load_or_create_ca
+
+log = logging.getLogger("ript-provider")
+
+EXIT_OK = 0
+EXIT_ERROR = 2
+"""Exit status of every error a user can cause (argparse uses 2 for usage errors too)."""
+
+
+class CliError(Exception):
+    """One line for stderr: why the command cannot go on."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ript-provider",
+        description="The reference RIPT provider: an HTTP/3 server for ript-phone.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run = commands.add_parser("serve", help="run the provider until SIGINT or SIGTERM")
+    ca = commands.add_parser(
+        "ca", help="print the path of the CA file phones must trust (made on first use)"
+    )
+    for sub in (run, ca):
+        sub.add_argument(
+            "--config", "-c", required=True, type=Path, metavar="FILE", help="the TOML file"
+        )
+    return parser
+
+
+def _prepare_state(config: ProviderConfig) -> ProviderCa:
+    """Make the state directory (0700) and its CA; raise :class:`CliError` when unusable."""
+    state_dir = config.state_dir
+    try:
+        state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not state_dir.is_dir():
+            raise CliError(f"state directory {state_dir}: not a directory")
+        return load_or_create_ca(state_dir)
+    except FileExistsError:
+        raise CliError(f"state directory {state_dir}: not a directory") from None
+    except OSError as exc:
+        raise CliError(f"state directory {state_dir}: {exc.strerror or exc}") from None
+    except (CaError, ValueError) as exc:
+        raise CliError(f"state directory {state_dir}: {exc}") from None
+
+
+def _warn_if_exposed(config: ProviderConfig) -> None:
+    # The file holds bearer tokens: say so when others can read it (refusing
+    # would break a checkout's example file; the operator decides).
+    try:
+        mode = config.path.stat().st_mode
+    except OSError:
+        return
+    if mode & 0o077 and any(account.tokens for account in config.accounts.values()):
+        log.warning(
+            "%s holds bearer tokens but is readable by others (mode %o): chmod 600 it",
+            config.path,
+            mode & 0o777,
+        )
+
+
+async def _serve(config: ProviderConfig) -> None:
+    _prepare_state(config)
+    try:
+        server = await serve(config.server_config())
+    except OSError as exc:
+        raise CliError(
+            f"cannot listen on udp {config.host}:{config.port}: {exc.strerror or exc}"
+        ) from None
+    except (DbError, sqlite3.Error) as exc:
+        raise CliError(f"the database in {config.state_dir} is unusable: {exc}") from None
+    except (CaError, ValueError) as exc:
+        raise CliError(f"state directory {config.state_dir}: {exc}") from None
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        accounts = ", ".join(
+            f"{account.id} ({' '.join(account.numbers)})" for account in config.accounts.values()
+        )
+        # One line, tokens never included; scripts read origin= and ca_file= from it.
+        log.info(
+            "ready: origin=%s listen=%s:%d ca_file=%s accounts: %s",
+            server.origin,
+            config.host,
+            server.port,
+            server.ca.ca_file,
+            accounts,
+        )
+        await stop.wait()
+        log.info("stopping")
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+        await server.close()
+    log.info("stopped")
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args.config)
+    except ProviderConfigError as exc:
+        raise CliError(str(exc)) from None
+    if args.command == "ca":
+        print(_prepare_state(config).ca_file)
+        return EXIT_OK
+    _warn_if_exposed(config)
+    asyncio.run(_serve(config))
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s"
+    )
+    try:
+        return _run(args)
+    except CliError as exc:
+        print(f"ript-provider: {exc}", file=sys.stderr, flush=True)
+        return EXIT_ERROR
+    except KeyboardInterrupt:  # SIGINT before the signal handlers were installed
+        return 128 + signal.SIGINT
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,159 @@
+"""The reference provider's configuration: one TOML file read into :class:`ProviderConfig`.
+
+The file has two sections::
+
+    [server]
+    host = "127.0.0.1"           # address to listen on (UDP)
+    port = 4433                  # UDP port; 0 picks a free one
+    state_dir = "state"          # CA, certificates, database; relative to this file
+    origin = "https://localhost:4433"   # optional: the origin put in every URI
+
+    [accounts.alice]             # exactly what riptprovider.accounts reads
+    numbers = ["+14085551002"]
+    tokens = ["..."]
+
+Reading is strict, like the phone's (:mod:`riptphone.config`): an unknown
+section or key, or a value of the wrong type or out of range, is one
+:class:`ProviderConfigError` whose message starts with the file name and
+names the key, so that a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from riptprovider.accounts import Account, AccountsError, load_accounts
+from riptprovider.server import ServerConfig
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 4433
+SECTIONS = ("server", "accounts")
+SERVER_KEYS = ("host", "port", "state_dir", "origin")
+
+
+class ProviderConfigError(ValueError):
+    """The provider's configuration file cannot be used; the message names the key."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderConfig:
+    """A read configuration file; ``state_dir`` is already absolute."""
+
+    path: Path
+    state_dir: Path
+    accounts: Mapping[str, Account] = field(repr=False)
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    origin: str | None = None
+
+    def server_config(self) -> ServerConfig:
+        """What :func:`riptprovider.server.serve` needs to run this configuration."""
+        return ServerConfig(
+            state_dir=self.state_dir,
+            accounts=self.accounts,
+            host=self.host,
+            port=self.port,
+            origin=self.origin,
+        )
+
+
+def _host(value: object) -> str:
+    if not isinstance(value, str) or not value or any(c.isspace() or c in "/[]" for c in value):
+        raise ProviderConfigError(
+            f"[server] host: must be an IP address or host name, not {value!r}"
+        )
+    return value
+
+
+def _port(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 65535:
+        raise ProviderConfigError(
+            f"[server] port: must be an integer from 0 to 65535, not {value!r}"
+        )
+    return value
+
+
+def _origin(value: object) -> str:
+    problem = f"[server] origin: must be https://host[:port] with no path, not {value!r}"
+    if not isinstance(value, str):
+        raise ProviderConfigError(problem)
+    try:
+        parts = urlsplit(value)
+        port = parts.port  # raises ValueError for a bad port
+    except ValueError:
+        raise ProviderConfigError(problem) from None
+    if (
+        parts.scheme != "https"
+        or not parts.hostname
+        or parts.username is not None
+        or parts.path not in ("", "/")
+        or parts.query
+        or parts.fragment
+        or (port is not None and port == 0)
+    ):
+        raise ProviderConfigError(problem)
+    return value.rstrip("/")
+
+
+def _state_dir(value: object, base: Path) -> Path:
+    if not isinstance(value, str) or not value:
+        raise ProviderConfigError(f"[server] state_dir: must be a directory path, not {value!r}")
+    return (base / Path(value).expanduser()).resolve()
+
+
+def parse_config(data: Mapping[str, Any], path: Path) -> ProviderConfig:
+    """Check the parsed TOML ``data`` of the file ``path``; messages lack the file name."""
+    unknown = sorted(set(data) - set(SECTIONS))
+    if unknown:
+        raise ProviderConfigError(f"[{unknown[0]}]: unknown section (known: {', '.join(SECTIONS)})")
+    server = data.get("server")
+    if not isinstance(server, Mapping):
+        raise ProviderConfigError("[server]: is required and must be a table of keys")
+    unknown = sorted(set(server) - set(SERVER_KEYS))
+    if unknown:
+        raise ProviderConfigError(
+            f"[server] {unknown[0]}: unknown key (known: {', '.join(sorted(SERVER_KEYS))})"
+        )
+    if "state_dir" not in server:
+        raise ProviderConfigError("[server] state_dir: is required")
+    state_dir = _state_dir(server["state_dir"], path.parent)
+    host = _host(server.get("host", DEFAULT_HOST))
+    port = _port(server.get("port", DEFAULT_PORT))
+    origin = server.get("origin")
+    if origin is not None:
+        origin = _origin(origin)
+    if "accounts" not in data:
+        raise ProviderConfigError("[accounts]: is required (one [accounts.<id>] table per user)")
+    try:
+        accounts = load_accounts(data["accounts"])
+    except AccountsError as exc:
+        raise ProviderConfigError(str(exc)) from None
+    if not accounts:
+        raise ProviderConfigError("[accounts]: must hold at least one [accounts.<id>] table")
+    return ProviderConfig(path, state_dir, accounts, host, port, origin)
+
+
+def load_config(path: Path) -> ProviderConfig:
+    """Read and check the configuration file ``path``; raise :class:`ProviderConfigError`."""
+    path = path.absolute()
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ProviderConfigError(
+            f"{path}: cannot read the configuration: {exc.strerror}"
+        ) from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ProviderConfigError(f"{path}: not UTF-8 (byte {exc.start})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ProviderConfigError(f"{path}: not valid TOML: {exc}") from None
+    try:
+        return parse_config(data, path)
+    except ProviderConfigError as exc:
+        raise ProviderConfigError(f"{path}: {exc}") from None
