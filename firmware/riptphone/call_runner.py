@@ -1,0 +1,197 @@
+"""Runs one :class:`riptphone.protocol.call.Call` against the provider.
+
+The call machine does no I/O; this module is its I/O.  One task per call
+owns the machine: everything that happens (an event on the reverse
+signalling byway, the byways coming up or failing, the user hanging up, a
+timer) is put on one queue as a function of ``now`` returning actions, so
+the machine is only ever touched from that task, in order.  The actions are
+carried out here (open and close the signalling byways, send events, fetch
+the description, claim the call) and the ones the phone cares about
+(``StateChanged``, ``CallEnded``, ``Ring``...) are passed to ``report``.
+
+Media is not done yet: ``OpenMedia`` is logged and otherwise ignored (see
+docs/daemon.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from riptphone.net.ript_client import RiptClient, RiptError, SignallingByways
+from riptphone.protocol.call import (
+    Action,
+    Call,
+    ClaimCall,
+    CloseByways,
+    FetchDescription,
+    OpenMedia,
+    OpenSignalling,
+    ProtocolViolation,
+    SendEvent,
+)
+from riptphone.protocol.events import Event
+
+log = logging.getLogger(__name__)
+
+Step = Callable[[float], list[Action]]
+"""One input for the machine: given ``now``, feed it and return its actions."""
+
+
+class CallRunner:
+    """Owns one :class:`Call`: start it with :meth:`run`, stop it with :meth:`hangup`."""
+
+    def __init__(
+        self,
+        client: RiptClient,
+        call: Call,
+        report: Callable[[Action], None],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.client = client
+        self.call = call
+        self._report = report
+        self._clock = clock
+        self._inputs: asyncio.Queue[Step] = asyncio.Queue()
+        self._byways: SignallingByways | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._pending: list[Event] = []  # events to send once the byways exist
+        self._media_warned = False
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def hangup(self) -> None:
+        """Hang up (or cancel); harmless once the call is over."""
+        self._inputs.put_nowait(self.call.hangup)
+
+    async def run(self) -> None:
+        """Drive the call until it is over, then close its byways."""
+        try:
+            await self._carry_out(self.call.start(self._clock()))
+            while self.call.ended is None:
+                deadline = self.call.next_deadline()
+                timeout = None if deadline is None else max(0.0, deadline - self._clock())
+                try:
+                    step = await asyncio.wait_for(self._inputs.get(), timeout)
+                except TimeoutError:
+                    step = self.call.handle_timer
+                await self._carry_out(step(self._clock()))
+        finally:
+            self._close_byways()
+
+    # ------------------------------------------------------------ actions
+
+    async def _carry_out(self, actions: list[Action]) -> None:
+        for action in actions:
+            if isinstance(action, SendEvent):
+                await self._send(action.event)
+            elif isinstance(action, OpenSignalling):
+                await self._open(action.uri, action.migration)
+            elif isinstance(action, CloseByways):
+                self._close_byways()
+            elif isinstance(action, FetchDescription):
+                self._spawn(self._fetch(action.uri))
+            elif isinstance(action, ClaimCall):
+                self._spawn(self._claim(action.uri, action.handler))
+            elif isinstance(action, OpenMedia):
+                if not self._media_warned:
+                    self._media_warned = True
+                    log.warning("event=media_not_done call=%s", self.call.uri)
+            elif isinstance(action, ProtocolViolation):
+                log.warning(
+                    "event=protocol_violation call=%s message=%r", self.call.uri, action.message
+                )
+            else:
+                self._report(action)
+
+    async def _send(self, event: Event) -> None:
+        if self._byways is None:
+            self._pending.append(event)
+            return
+        try:
+            await self._byways.send(event)
+        except RiptError as exc:
+            self._pending.append(event)
+            self._fault(str(exc))
+
+    async def _open(self, uri: str, migration: bool) -> None:
+        self._close_byways()
+        try:
+            byways = await self.client.open_signalling(uri, migration=migration)
+        except RiptError as exc:
+            self._fault(str(exc), lost=True)
+            return
+        self._byways = byways
+        pending, self._pending = self._pending, []
+        for event in pending:
+            await self._send(event)
+        self._reader = asyncio.get_running_loop().create_task(self._read(byways))
+
+    async def _read(self, byways: SignallingByways) -> None:
+        try:
+            await byways.wait_up()
+            self._inputs.put_nowait(self.call.signalling_up)
+            async for event in byways.events():
+                self._inputs.put_nowait(functools.partial(self._receive, event))
+        except RiptError as exc:
+            if byways is not self._byways:
+                return  # an old pair we closed ourselves
+            if exc.status == 404:
+                self._inputs.put_nowait(self.call.call_gone)
+            else:
+                self._fault(str(exc))
+
+    def _receive(self, event: Event, now: float) -> list[Action]:
+        return self.call.receive_event(event, now)
+
+    def _fault(self, reason: str, *, lost: bool = False) -> None:
+        log.info("event=byway_fault call=%s reason=%r", self.call.uri, reason)
+        if lost:
+            self._inputs.put_nowait(lambda now: self.call.connection_lost(now, reason))
+        else:
+            self._inputs.put_nowait(lambda now: self.call.byway_fault(now, reason))
+
+    def _close_byways(self) -> None:
+        byways, self._byways = self._byways, None
+        if self._reader is not None:
+            self._reader.cancel()
+            self._reader = None
+        if byways is None:
+            return
+        # End the forward PUT gracefully so a last "end" event is delivered,
+        # then drop the reverse GET.
+        with contextlib.suppress(Exception):
+            if not byways.forward.finished:
+                byways.forward.end()
+        with contextlib.suppress(Exception):
+            if not byways.reverse.finished:
+                byways.reverse.reset()
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _fetch(self, uri: str) -> None:
+        try:
+            description = await self.client.get_call(uri)
+        except RiptError as exc:
+            log.info("event=fetch_failed call=%s reason=%r", uri, str(exc))
+            return
+        if description is None:
+            self._inputs.put_nowait(self.call.call_gone)
+        else:
+            self._inputs.put_nowait(lambda now: self.call.description_received(description, now))
+
+    async def _claim(self, uri: str, handler: str) -> None:
+        try:
+            description = await self.client.claim_call(uri, handler)
+        except RiptError as exc:
+            reason = str(exc)
+            self._inputs.put_nowait(lambda now: self.call.claim_failed(now, reason))
+            return
+        self._inputs.put_nowait(lambda now: self.call.claim_succeeded(description, now))
