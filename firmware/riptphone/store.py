@@ -180,6 +180,17 @@ def _open_envelope(raw: bytes) -> _Opened:
 # --- the store -------------------------------------------------------------------------------
 
 
+def _intact(raw: bytes | None) -> bool:
+    """Whether ``raw`` is a whole, checksummed record file."""
+    if raw is None:
+        return False
+    try:
+        _open_envelope(raw)
+    except ValueError:
+        return False
+    return True
+
+
 class StateStore:
     """Records kept in one directory, written atomically and checked on every read.
 
@@ -283,6 +294,9 @@ class StateStore:
     def save(self, name: str, data: Mapping[str, Any], *, secret: bool) -> None:
         """Replace record ``name`` with ``data``, keeping the previous valid version as last-good.
 
+        A record saved for the first time is also written as its own last-good
+        copy, so that every committed record has a second copy.
+
         When this returns, the new record is on stable storage.  If it raises
         :class:`StoreError` (disk full, I/O error, power cut simulated in a
         test), a later load still finds the previous committed record, or the
@@ -297,6 +311,7 @@ class StateStore:
         with self._locked():
             try:
                 current = self._read(main)
+                previous = None
                 if current is not None:
                     try:
                         previous = _open_envelope(current)
@@ -305,6 +320,11 @@ class StateStore:
                     if previous is not None and self._read(last_good) != current:
                         self._write_atomic(last_good, current, previous.secret)
                 self._write_atomic(main, raw, secret)
+                if previous is None and not _intact(self._read(last_good)):
+                    # A record's first save: with no earlier version to keep, the
+                    # new one is its own last-good copy, so that a main file damaged
+                    # before the next save (an SD card, a power cut) still recovers.
+                    self._write_atomic(last_good, raw, secret)
             except OSError as exc:
                 raise StoreError(f"state file {main} could not be written: {_reason(exc)}") from exc
 
