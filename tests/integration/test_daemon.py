@@ -358,3 +358,27 @@ def test_offline_while_the_provider_cannot_be_trusted_then_registers(tmp_path: P
             later.close()
     assert code == 0
     assert "event=offline" in err
+
+
+def test_a_corrupted_registration_file_is_one_line_and_the_registration_survives(
+    provider: Provider, daemon: Daemon
+) -> None:
+    handler = daemon.wait_status("idle")["handler"]
+    assert daemon.stop()[0] == 0
+    path = daemon.state_dir / "registration.json"
+    raw = path.read_bytes()
+    path.write_bytes(raw[: len(raw) // 2])  # what a power cut or a bad SD card leaves
+
+    daemon.start()
+    again = daemon.wait_status("idle")
+    assert again["handler"] == handler
+    assert len(provider.core.handlers(BOB)) == 1  # no second POST /handlers
+    code, err = daemon.stop()
+    assert code == 0
+    lines = [line for line in err.splitlines() if "registration.json" in line]
+    assert len(lines) == 1, lines
+    assert "last-good" in lines[0]
+    assert "done=kept" in err
+    assert TOKEN not in err
+    # The main file was restored whole from the copy.
+    assert StateStore(daemon.state_dir).load_registration().problem is None
