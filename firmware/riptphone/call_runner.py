@@ -9,8 +9,9 @@ carried out here (open and close the signalling byways, send events, fetch
 the description, claim the call) and the ones the phone cares about
 (``StateChanged``, ``CallEnded``, ``Ring``...) are passed to ``report``.
 
-Media is not done yet: ``OpenMedia`` is logged and otherwise ignored (see
-docs/daemon.md).
+``OpenMedia`` starts a :class:`riptphone.media_session.MediaSession` on the
+``[audio]`` devices (PCMU or Opus over the media byways); ``CloseMedia``,
+``CloseByways`` and the end of the call stop it.
 """
 
 from __future__ import annotations
@@ -23,12 +24,16 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from riptphone.config import AudioConfig
+from riptphone.hw.audio import AudioError
+from riptphone.media_session import MediaError, MediaSession
 from riptphone.net.ript_client import RiptClient, RiptError, SignallingByways
 from riptphone.protocol.call import (
     Action,
     Call,
     ClaimCall,
     CloseByways,
+    CloseMedia,
     FetchDescription,
     OpenMedia,
     OpenSignalling,
@@ -52,8 +57,12 @@ class CallRunner:
         call: Call,
         report: Callable[[Action], None],
         clock: Callable[[], float] = time.monotonic,
+        audio: AudioConfig | None = None,
     ) -> None:
         self.client = client
+        self.audio = audio if audio is not None else AudioConfig()
+        self.media: MediaSession | None = None
+        self._last_media: MediaSession | None = None  # its numbering goes on after a restart
         self.call = call
         self._report = report
         self._clock = clock
@@ -61,7 +70,7 @@ class CallRunner:
         self._byways: SignallingByways | None = None
         self._reader: asyncio.Task[None] | None = None
         self._pending: list[Event] = []  # events to send once the byways exist
-        self._media_warned = False
+        self._media_failed = False  # log a session that cannot start once, not per attempt
         self._tasks: set[asyncio.Task[None]] = set()
 
     def hangup(self) -> None:
@@ -81,6 +90,7 @@ class CallRunner:
                     step = self.call.handle_timer
                 await self._carry_out(step(self._clock()))
         finally:
+            self._stop_media()
             self._close_byways()
 
     # ------------------------------------------------------------ actions
@@ -92,15 +102,16 @@ class CallRunner:
             elif isinstance(action, OpenSignalling):
                 await self._open(action.uri, action.migration)
             elif isinstance(action, CloseByways):
+                self._stop_media()
                 self._close_byways()
+            elif isinstance(action, CloseMedia):
+                self._stop_media()
             elif isinstance(action, FetchDescription):
                 self._spawn(self._fetch(action.uri))
             elif isinstance(action, ClaimCall):
                 self._spawn(self._claim(action.uri, action.handler))
             elif isinstance(action, OpenMedia):
-                if not self._media_warned:
-                    self._media_warned = True
-                    log.warning("event=media_not_done call=%s", self.call.uri)
+                await self._start_media(action)
             elif isinstance(action, ProtocolViolation):
                 log.warning(
                     "event=protocol_violation call=%s message=%r", self.call.uri, action.message
@@ -170,6 +181,43 @@ class CallRunner:
         with contextlib.suppress(Exception):
             if not byways.reverse.finished:
                 byways.reverse.reset()
+
+    async def _start_media(self, action: OpenMedia) -> None:
+        media = self.media
+        if (
+            media is not None
+            and media.key == action.media_key
+            and media.directives == action.client_directives
+        ):
+            return  # the same leg again (signalling re-established): keep its streams
+        self._stop_media()
+        token = await self.client.credentials.token()
+        try:
+            media = MediaSession(
+                self.client.http,
+                {"authorization": f"Bearer {token}"},
+                self.call,
+                call_uri=action.uri,
+                media_key=action.media_key,
+                client_directives=action.client_directives,
+                capture_device=self.audio.capture,
+                playback_device=self.audio.playback,
+                clock=self._clock,
+                previous=self._last_media,
+            )
+            media.start()
+        except (MediaError, AudioError) as exc:
+            if not self._media_failed:
+                self._media_failed = True
+                log.warning("event=media_failed call=%s reason=%r", self.call.uri, str(exc))
+            return
+        self.media = self._last_media = media
+        log.info("event=media_started call=%s codec=%s", self.call.uri, media.codec)
+
+    def _stop_media(self) -> None:
+        media, self.media = self.media, None
+        if media is not None:
+            media.stop()
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(work)

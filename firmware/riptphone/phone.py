@@ -201,7 +201,7 @@ class Phone:
 
     def _start_call(self, call: Call) -> None:
         self._call = call
-        self._runner = CallRunner(self.client, call, self._on_action)
+        self._runner = CallRunner(self.client, call, self._on_action, audio=self.config.audio)
         self._call_task = asyncio.get_running_loop().create_task(self._run_call(self._runner))
 
     async def _run_call(self, runner: CallRunner) -> None:

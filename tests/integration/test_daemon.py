@@ -20,7 +20,10 @@ from typing import Any
 
 import pytest
 
+import riptprovider.core
+from alsa.fileplugin import write_asoundrc
 from riptphone.control_client import ControlClientError, ControlConnection, request
+from riptphone.media.tones import ToneGenerator, ToneSpec, goertzel
 from riptphone.store import StateStore
 from riptprovider.accounts import load_accounts
 from riptprovider.core import ProviderCore
@@ -111,12 +114,14 @@ level = "debug"
             path.write_text(token + "\n")
             path.chmod(0o600)
         self.process: subprocess.Popen[str] | None = None
+        self.env: dict[str, str] | None = None  # None: this process's environment
 
     def start(self) -> None:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "riptphone", "run", "--config", str(self.config)],
             stderr=subprocess.PIPE,
             text=True,
+            env=self.env,
         )
 
     def stop(self) -> tuple[int, str]:
@@ -382,3 +387,43 @@ def test_a_corrupted_registration_file_is_one_line_and_the_registration_survives
     assert TOKEN not in err
     # The main file was restored whole from the copy.
     assert StateStore(daemon.state_dir).load_registration().problem is None
+
+
+def test_an_answered_echo_call_carries_the_phones_audio_both_ways(
+    tmp_path: Path, provider: Provider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The microphone is a file holding a 1 kHz tone; the echo far end returns what
+    # the phone sends, so the earpiece's file must hold the tone again.  The TG's
+    # media timeout is 1 s here, so a call without media would re-establish its
+    # byways (and say "no media") within the 2.5 s it lasts.
+    monkeypatch.setattr(riptprovider.core, "MEDIA_TIMEOUT_MS", 1000)
+    rate = 48000  # the provider's directive for the phone's advertisement picks Opus
+    tone = ToneGenerator(ToneSpec(((1000, -10.0),)), rate)
+    alsa = write_asoundrc(tmp_path / "alsa", b"".join(tone.frame() for _ in range(200)))
+    daemon = Daemon(tmp_path, provider)
+    with daemon.config.open("a") as config:
+        config.write(
+            f'[audio]\ncapture = "{alsa.capture_device}"\nplayback = "{alsa.playback_device}"\n'
+        )
+    daemon.env = alsa.env()
+    daemon.start()
+    try:
+        daemon.wait_status("idle")
+        with daemon.watch() as watch:
+            request(daemon.socket, {"cmd": "dial", "number": ECHO})
+            read_until(watch, lambda e: e.get("state") == "in-call")
+            time.sleep(2.5)
+            request(daemon.socket, {"cmd": "hook", "state": "on"})
+            read_until(watch, lambda e: e.get("state") == "idle")
+    finally:
+        code, err = daemon.stop()
+    assert code == 0
+    assert "event=media_started" in err and "codec=OPUS" in err
+    assert "no media" not in err  # the media timer never fired: media flowed
+    played = alsa.playback_file.read_bytes()
+    assert len(played) >= 2 * rate  # at least a second of audio was played
+    middle = played[len(played) // 3 : 2 * len(played) // 3]
+    middle = middle[: len(middle) // 2 * 2]
+    at_tone = goertzel(middle, rate, 1000)
+    assert at_tone > 1e6  # the tone is ~1e8 here; silence or noise would be far below
+    assert at_tone > 100 * goertzel(middle, rate, 440)

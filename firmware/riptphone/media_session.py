@@ -1,0 +1,354 @@
+"""One call's audio over the media byways: microphone to ``PUT``, ``GET`` to earpiece.
+
+A :class:`MediaSession` is started when the call machine says ``OpenMedia``
+and stopped on ``CloseMedia``, ``CloseByways`` or the end of the call.  It
+runs on the daemon's asyncio loop; the two ALSA adapters run their blocking
+I/O on their own threads and post frames into the loop.
+
+* Send: every 20 ms capture frame is encoded (PCMU at 8 kHz or Opus at
+  48 kHz, whichever the client directive's first stream names first), sealed
+  by a :class:`ChunkSender` and sent as one ``PUT {call}/media`` whose body
+  is the framed chunk followed by the acks owed to the provider.  Each reply
+  holds the provider's acks of our chunks.  At most :data:`MAX_PUTS` PUTs are
+  in flight; beyond that the oldest is cancelled (counted in ``puts_dropped``)
+  so a stalled path yields recent audio, not a growing backlog.
+* Receive: :data:`GETS` ``GET {call}/media`` are kept open; each answer is
+  one framed body, opened by a :class:`ChunkReceiver`, and its media chunks go
+  into a :class:`JitterBuffer`; a playout task pops it every 20 ms, decodes,
+  and writes the PCM to the earpiece.  The GET is reopened at once.
+* Acks owed are carried by the next PUT, or sent alone once the oldest has
+  waited ``ACK_HOLD`` (60 ms) with no media going out.
+
+The call machine is told ``media_sent``, ``media_received`` and
+``ack_received`` (cheap setters) so its no-media timer sees the traffic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from riptphone.hw.alsa import AlsaCapture, AlsaPlayback
+from riptphone.hw.audio import AudioError
+from riptphone.media.g711 import ulaw_decode, ulaw_encode
+from riptphone.media.jitter import Frame, JitterBuffer
+from riptphone.media.opus_codec import OpusDecoder, OpusEncoder
+from riptphone.net.h3 import H3Client, H3Error, H3Stream
+from riptphone.protocol.advertisement import GrammarError, parse_directive
+from riptphone.protocol.call import Call
+from riptphone.protocol.chunks import PayloadType, frame
+from riptphone.protocol.descriptions import MediaKey
+from riptphone.protocol.events import Direction
+from riptphone.protocol.media_crypto import MediaKeyError, MediaKeys
+from riptphone.protocol.media_streams import ChunkReceiver, ChunkSender
+
+log = logging.getLogger(__name__)
+
+FRAME_MS = 20
+GETS = 20
+"""Reverse media GETs kept open (profile section 7)."""
+MAX_PUTS = 10
+"""PUTs in flight before the oldest is given up."""
+GET_RETRY_S = 0.2
+"""Pause before reopening a GET that failed (not one that was answered)."""
+
+
+class MediaError(Exception):
+    """The session cannot start: a directive or key it cannot use."""
+
+
+class _Codec:
+    """One codec of the session: payload type, rate, and both directions' coders."""
+
+    def __init__(self, name: str) -> None:
+        self._encoder: OpusEncoder | None = None
+        self._decoder: OpusDecoder | None = None
+        if name.lower() == "pcmu":
+            self.payload_type = PayloadType.PCMU
+            self.rate = 8000
+        elif name.lower() == "opus":
+            self.payload_type = PayloadType.OPUS
+            self.rate = 48000
+            self._encoder = OpusEncoder(self.rate)
+            self._decoder = OpusDecoder(self.rate)
+        else:
+            raise MediaError(f"the client directive asks for {name}, which the phone cannot send")
+        self._silence = bytes(2 * self.rate * FRAME_MS // 1000)
+
+    def encode(self, pcm: bytes) -> bytes:
+        return ulaw_encode(pcm) if self._encoder is None else self._encoder.encode(pcm)
+
+    def decode(self, payload: bytes) -> bytes:
+        return ulaw_decode(payload) if self._decoder is None else self._decoder.decode(payload)
+
+    def conceal(self) -> bytes:
+        return self._silence if self._decoder is None else self._decoder.conceal()
+
+
+def choose(directive_text: str | None) -> tuple[int, int, str]:
+    """(source, sink, codec name) of the first stream of the client directive we can send."""
+    if not directive_text:
+        raise MediaError("the call has no client directive: nothing to send")
+    try:
+        directive = parse_directive(directive_text)
+    except GrammarError as exc:
+        raise MediaError(f"the client directive is unreadable: {exc}") from exc
+    for stream in directive.streams:
+        for codec in stream.codecs:
+            if codec.name.lower() in ("pcmu", "opus"):
+                return stream.source, stream.sink, codec.name
+    raise MediaError(f"the client directive {directive_text!r} names no PCMU or Opus stream")
+
+
+class MediaSession:
+    """One handler leg's media; :meth:`start` then :meth:`stop` (idempotent).
+
+    ``previous``: the stopped session of the same call; when it had the same media
+    key its chunk numbering and pending acks carry on here.
+    """
+
+    def __init__(
+        self,
+        http: H3Client,
+        headers: dict[str, str],
+        call: Call,
+        *,
+        call_uri: str,
+        media_key: MediaKey | None,
+        client_directives: str | None,
+        capture_device: str,
+        playback_device: str,
+        clock: Callable[[], float] = time.monotonic,
+        previous: MediaSession | None = None,
+    ) -> None:
+        self.key = media_key
+        self.directives = client_directives
+        self._http = http
+        self._headers = headers
+        self._call = call
+        self._url = f"{call_uri}/media"
+        self._clock = clock
+        self._source, self._sink, name = choose(client_directives)
+        self._codec = _Codec(name)
+        try:
+            keys = (
+                None
+                if media_key is None
+                else MediaKeys.from_material(media_key.key, media_key.salt, media_key.tag_length)
+            )
+        except MediaKeyError as exc:
+            raise MediaError(f"the call's media key is unusable: {exc}") from exc
+        self._sender: ChunkSender
+        self._receiver: ChunkReceiver
+        self._timestamp: int
+        if previous is not None and previous.key == media_key:
+            # The same leg after its byways were re-established: numbering goes on, so no
+            # nonce repeats under the key and the provider's replay window keeps accepting.
+            self._sender = previous._sender
+            self._receiver = previous._receiver
+            self._timestamp = previous._timestamp
+        else:
+            self._sender = ChunkSender(Direction.C2S, keys)
+            self._receiver = ChunkReceiver(Direction.S2C, keys)
+            self._timestamp = 0
+        self._jitter = JitterBuffer(FRAME_MS)
+        self._capture_device = capture_device
+        self._playback_device = playback_device
+        self._capture: AlsaCapture | None = None
+        self._playback: AlsaPlayback | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._puts: deque[asyncio.Task[None]] = deque()
+        self._gets: set[H3Stream] = set()
+        self._acks_owed = asyncio.Event()
+        self._stopped = False
+        self.puts_dropped = 0
+        self.put_failures = 0
+        self.get_failures = 0
+        self.frames_played = 0
+        self.bad_frames = 0
+
+    @property
+    def codec(self) -> str:
+        return self._codec.payload_type.name
+
+    def start(self) -> None:
+        """Open the audio devices and the byways; AudioDeviceError if a device is unusable."""
+        loop = asyncio.get_running_loop()
+        rate = self._codec.rate
+        playback = AlsaPlayback(self._playback_device, rate)
+        capture = AlsaCapture(self._capture_device, rate, loop=loop, on_frame=self._on_mic)
+        playback.start()
+        try:
+            capture.start()
+        except BaseException:
+            playback.stop()
+            raise
+        self._playback, self._capture = playback, capture
+        for _ in range(GETS):
+            self._spawn(self._get_loop())
+        self._spawn(self._ack_loop())
+        self._spawn(self._playout())
+
+    def stop(self) -> None:
+        """Cancel every task, reset the open GETs, stop the audio threads."""
+        if self._stopped:
+            return
+        self._stopped = True
+        for task in list(self._tasks) + list(self._puts):
+            task.cancel()
+        for stream in list(self._gets):
+            with contextlib.suppress(H3Error):
+                stream.reset()
+        self._gets.clear()
+        for device in (self._capture, self._playback):
+            if device is not None:
+                device.stop()
+        log.info(
+            "event=media_stopped codec=%s sent=%d received=%d played=%d puts_dropped=%d "
+            "put_failures=%d",
+            self.codec,
+            self._sender.stats().sent,
+            self._receiver.stats().received,
+            self.frames_played,
+            self.puts_dropped,
+            self.put_failures,
+        )
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # ------------------------------------------------------------ send
+
+    def _on_mic(self, pcm: bytes) -> None:
+        # In the loop, every 20 ms: encode, seal, send with the acks owed.
+        if self._stopped:
+            return
+        now = self._clock()
+        payload = self._codec.encode(pcm)
+        chunk = self._sender.media(
+            self._source, self._sink, self._codec.payload_type, self._timestamp, payload, now=now
+        )
+        self._timestamp += FRAME_MS
+        if self._receiver.has_pending_acks:
+            body = frame([chunk, *self._sender.acks(self._receiver.take_pending_acks(now))])
+        else:
+            body = frame([chunk])
+        self._call.media_sent(now)
+        self._put(body)
+
+    def _put(self, body: bytes) -> None:
+        if len(self._puts) >= MAX_PUTS:
+            self._puts.popleft().cancel()
+            self.puts_dropped += 1
+        task = asyncio.get_running_loop().create_task(self._send_put(body))
+        self._puts.append(task)
+        task.add_done_callback(self._put_done)
+
+    def _put_done(self, task: asyncio.Task[None]) -> None:
+        with contextlib.suppress(ValueError):
+            self._puts.remove(task)
+
+    async def _send_put(self, body: bytes) -> None:
+        try:
+            response = await self._http.request("PUT", self._url, headers=self._headers, body=body)
+        except H3Error:
+            self.put_failures += 1
+            return
+        if 200 <= response.status < 300:
+            self._take_body(response.body)
+        else:
+            self.put_failures += 1
+
+    async def _ack_loop(self) -> None:
+        # Acks owed leave alone once the oldest has waited ACK_HOLD with no PUT taking them.
+        while True:
+            deadline = self._receiver.ack_deadline
+            if deadline is None:
+                self._acks_owed.clear()
+                await self._acks_owed.wait()
+                continue
+            delay = deadline - self._clock()
+            if delay > 0:
+                await asyncio.sleep(delay)
+                continue
+            now = self._clock()
+            self._put(frame(self._sender.acks(self._receiver.take_pending_acks(now))))
+
+    # ------------------------------------------------------------ receive
+
+    async def _get_loop(self) -> None:
+        while True:
+            try:
+                stream = await self._http.open_stream(
+                    "GET", self._url, headers=self._headers, end_stream=True
+                )
+            except H3Error:
+                self.get_failures += 1
+                await asyncio.sleep(GET_RETRY_S)
+                continue
+            self._gets.add(stream)
+            try:
+                head = await stream.response_headers()
+                body = await stream.read_all()
+            except H3Error:
+                self.get_failures += 1
+                await asyncio.sleep(GET_RETRY_S)
+                continue
+            finally:
+                self._gets.discard(stream)
+            if 200 <= head.status < 300:
+                self._take_body(body)
+            else:
+                # A 404 means the call is over: the signalling byways will say so.
+                self.get_failures += 1
+                await asyncio.sleep(GET_RETRY_S)
+
+    def _take_body(self, body: bytes) -> None:
+        if self._stopped:
+            return
+        now = self._clock()
+        result = self._receiver.receive(body, now)
+        call = self._call
+        for ack in result.acks:
+            self._sender.on_ack(ack, now)
+            call.ack_received(now)
+        ours = self._codec.payload_type
+        for chunk in result.media:
+            call.media_received(now)
+            if chunk.payload_type == ours:
+                self._jitter.push(chunk.seq, chunk.timestamp, chunk.payload, now)
+        if self._receiver.has_pending_acks:
+            self._acks_owed.set()
+
+    async def _playout(self) -> None:
+        # One pop of the jitter buffer per 20 ms, paced by computed due times (no drift).
+        loop = asyncio.get_running_loop()
+        playback = self._playback
+        assert playback is not None
+        start = loop.time()
+        turn = 0
+        codec = self._codec
+        while True:
+            turn += 1
+            await asyncio.sleep(max(0.0, start + turn * FRAME_MS / 1000 - loop.time()))
+            item = self._jitter.pop(self._clock())
+            try:
+                if isinstance(item, Frame):
+                    pcm = codec.decode(item.payload)
+                elif item.seq is not None or item.stretch:
+                    pcm = codec.conceal()
+                else:
+                    continue  # nothing due: the playback thread plays silence
+                playback.write(pcm)
+            except (ValueError, AudioError):
+                # A payload that does not decode to one frame: skip it, the filler plays.
+                self.bad_frames += 1
+                continue
+            self.frames_played += 1
