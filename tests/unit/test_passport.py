@@ -48,6 +48,7 @@ from riptphone.protocol.passport import (
     verify_passport,
 )
 from riptphone.protocol.tnauth import TnEntry, TnOne, TnRange, encode_tn_auth_list
+from riptprovider.tls import ca_certificate
 
 VECTORS = Path(__file__).resolve().parent.parent / "vectors" / "passport.json"
 
@@ -78,34 +79,7 @@ def make_ca(
     not_after: int = T0 + 3650 * DAY,
 ) -> x509.Certificate:
     """A CA certificate (self-signed, or signed by ``issuer`` for an intermediate)."""
-    issuer_name = issuer[0].subject if issuer else _name(cn)
-    signer = issuer[1] if issuer else key
-    return (
-        x509.CertificateBuilder()
-        .subject_name(_name(cn))
-        .issuer_name(issuer_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(_moment(not_before))
-        .not_valid_after(_moment(not_after))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=False,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(signer, hashes.SHA256())
-    )
+    return ca_certificate(key, cn, _moment(not_before), _moment(not_after), issuer=issuer)
 
 
 def issue_leaf(
