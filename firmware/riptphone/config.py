@@ -170,12 +170,113 @@ class DialPlanConfig:
         return dataclasses.replace(base, **{k: v for k, v in overrides.items() if v})
 
 
+def _pins(count: tuple[int, ...]) -> Callable[[Any], str | None]:
+    def check(value: list[int]) -> str | None:
+        if len(value) not in count:
+            return f"must list {' or '.join(map(str, count))} BCM pin numbers, not {len(value)}"
+        for pin in value:
+            if not 0 <= pin <= 27:
+                return f"{pin} is not a BCM GPIO pin (0-27)"
+        if len(set(value)) != len(value):
+            return "lists a pin twice"
+        return None
+
+    return check
+
+
+def _pin_or_none(value: int) -> str | None:
+    return (
+        None if -1 <= value <= 27 else f"must be a BCM GPIO pin (0-27) or -1 for none, not {value}"
+    )
+
+
+BUTTON_NAMES = ("pull", "mute", "volume-up", "volume-down", "redial", "dnd", "flash")
+
+
+def _buttons(value: list[str]) -> str | None:
+    seen: set[str] = set()
+    for item in value:
+        name, sep, pin = item.partition(":")
+        if not sep or not pin.isdigit():
+            return f'{item!r} must be NAME:PIN, like "mute:23"'
+        if name not in BUTTON_NAMES:
+            return f"{name!r} is not a button the phone knows ({', '.join(BUTTON_NAMES)})"
+        if not 0 <= int(pin) <= 27:
+            return f"{item!r}: {pin} is not a BCM GPIO pin (0-27)"
+        if name in seen:
+            return f"names {name!r} twice"
+        seen.add(name)
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class HardwareConfig:
+    """The handset's parts (pin numbers are BCM); defaults match ``hardware/README.md``."""
+
     backend: str = _help(
         "'gpio' (hook, keypad and OLED on the Pi), 'virtual' (keyboard and terminal) or 'none'",
         "none",
         _one_of("gpio", "virtual", "none"),
+    )
+    hook_pin: int = _help("the hook switch's pin (to ground; pulled up)", 17, _between(0, 27))
+    hook_wiring: str = _help(
+        "'normally-open': the contact closes when the handset is lifted; "
+        "'normally-closed': it opens when lifted",
+        "normally-open",
+        _one_of("normally-open", "normally-closed"),
+    )
+    hook_debounce_ms: int = _help(
+        "how long the hook contact must stay put to count", 50, _between(20, 150)
+    )
+    keypad: str = _help(
+        "the matrix keypad: '4x3' (0-9 * #), '4x4' (adds A-D) or 'none'",
+        "4x3",
+        _one_of("4x3", "4x4", "none"),
+    )
+    keypad_rows: list[int] = _help(
+        "the keypad's row pins, top row first (driven low one at a time)",
+        [5, 6, 13, 26],
+        _pins((4,)),
+    )
+    keypad_columns: list[int] = _help(
+        "the keypad's column pins, left first (pulled up; 3 for 4x3, 4 for 4x4)",
+        [12, 16, 25],
+        _pins((3, 4)),
+    )
+    keypad_debounce_ms: int = _help(
+        "how many ms a key must read the same to count", 20, _between(5, 100)
+    )
+    long_press_ms: int = _help(
+        "holding a key or button this long is a long press", 800, _between(300, 3000)
+    )
+    buttons: list[str] = _help(
+        "extra buttons as NAME:PIN (names: " + ", ".join(BUTTON_NAMES) + ")",
+        ["pull:22", "mute:23", "volume-up:27", "volume-down:24", "redial:4"],
+        _buttons,
+    )
+    ringer_pin: int = _help(
+        "an output driven high while the phone rings (a buzzer or relay); -1: none",
+        -1,
+        _pin_or_none,
+    )
+    led_pin: int = _help(
+        "a status LED: blinks while ringing, lit in a call; -1: none", -1, _pin_or_none
+    )
+    display: str = _help(
+        "the OLED's controller: 'ssd1306', 'sh1106' or 'none'",
+        "ssd1306",
+        _one_of("ssd1306", "sh1106", "none"),
+    )
+    display_i2c_port: int = _help("the OLED's I2C bus (1 on a Pi)", 1, _between(0, 10))
+    display_i2c_address: int = _help(
+        "the OLED's I2C address (0x3C or 0x3D)", 0x3C, _between(0x03, 0x77)
+    )
+    display_rotate: int = _help("rotate the picture by this many quarter turns", 0, _between(0, 3))
+    virtual_display: str = _help(
+        "how the virtual handset shows the OLED: 'text' (lines in the terminal), "
+        "'asciiblock' (luma.emulator in the terminal), 'pygame' (a window) or 'none'",
+        "text",
+        _one_of("text", "asciiblock", "pygame", "none"),
     )
 
 

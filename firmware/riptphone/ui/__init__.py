@@ -1,0 +1,1 @@
+"""What the phone shows: screen models (:mod:`.model`), their text and their pixels."""
