@@ -15,7 +15,11 @@ What the core holds:
   holds a signalling byway for (draft 9.12);
 * the simulated far end of outbound calls, a timer-driven state machine the
   HTTP layer advances with :meth:`ProviderCore.tick` at
-  :meth:`ProviderCore.next_deadline`.
+  :meth:`ProviderCore.next_deadline`;
+* the inbound draft's single-user features: forking a new inbound call to
+  every handler of the account, first claim wins, call pull, and the admin
+  operations (3PCC place, move, answer, decline, hang-up, events on demand)
+  that reach a phone through a shoulder tap (``push_hook``).
 
 Handlers and calls are written through to :class:`~riptprovider.db.ProviderDb`
 so a new core on the same file carries on where the old one stopped.
@@ -70,6 +74,7 @@ from riptphone.protocol.events import (
     format_timestamp,
 )
 from riptphone.protocol.numbers import NumberPolicy, is_e164
+from riptphone.protocol.taps import TapType
 from riptprovider.accounts import Account, FarEnd, Outcome
 from riptprovider.db import CallRecord, ProviderDb
 
@@ -99,6 +104,9 @@ class RiptHttpError(Exception):
     def __repr__(self) -> str:
         return f"RiptHttpError({self.status}, {self.message!r})"
 
+
+PushHook = Callable[[HandlerDescription, TapType, str], None]
+"""``push_hook(handler, tap type, call URI)``: publish one shoulder tap (profile section 9)."""
 
 PassportCheck = Callable[[str, str], "str | None"]
 """``passport_check(token, destination)``: the problem with the PASSporT, or None."""
@@ -150,11 +158,18 @@ class Subscription:
 
 @dataclass(slots=True)
 class _Live:
-    """The parts of a call's state that live only in memory."""
+    """The parts of a call's state that live only in memory.
+
+    ``leg`` is the token of the current handler's leg (the ``ript-leg``
+    cookie the HTTP layer sets on a claim); ``old_legs`` those of handlers
+    that lost the call, whose media requests are refused.
+    """
 
     subscribers: list[Subscription] = field(default_factory=list)
     unwatched_since: float = 0.0
     far_end_reconnecting: bool = False
+    leg: str | None = None
+    old_legs: set[str] = field(default_factory=set)
 
 
 @dataclass(slots=True)
@@ -215,8 +230,10 @@ class ProviderCore:
                 self._calls[call.uri] = call
                 # Clients need time to find the restarted provider: the 30 s start now.
                 self._live[call.uri] = _Live(unwatched_since=now)
-        self.push_hook: Callable[[HandlerDescription, str], None] | None = None
-        """Called with (handler, call URI) for each forking target of a new inbound call."""
+        self.push_hook: PushHook | None = None
+        """Publishes taps: ``call`` to each forking target, ``take``/``answer``/``decline``.
+
+        Called after the core's lock is released, on the thread of the operation."""
         self.push_binder: Callable[[Account, HandlerDescription], PushBinding | None] | None = None
         """Gives a registering handler its push binding (the MQTT layer sets it)."""
 
@@ -441,7 +458,8 @@ class ProviderCore:
                 server_directives=server,
                 media_key=_key(),
             )
-            self._live[call.uri] = _Live(unwatched_since=now)
+            # The placing handler's leg: its media is refused once the call is pulled away.
+            self._live[call.uri] = _Live(unwatched_since=now, leg=secrets.token_urlsafe(16))
             self._save(call)
             return self._describe(call)
 
@@ -464,8 +482,18 @@ class ProviderCore:
     def claim_call(self, account: Account, uri: str, claim: ClaimCall | bytes) -> CallDescription:
         """``POST {call}``: take the call with a handler, or ask for a new directive.
 
+        Who may take the call (inbound draft sections 4.2, 4.4, 4.7):
+
+        * a call no handler holds yet (a forked inbound call, a 3PCC outbound
+          call) goes to the first handler that claims it; for a 3PCC call the
+          far end's timeline starts now;
+        * an inbound call claimed but not yet answered stays with its claimer:
+          another handler gets ``409`` (two phones lifted at the same time);
+        * otherwise a claim by another handler is a call pull (or the end of
+          a push or 3PCC move): the call moves.
+
         A different handler becomes the call's handler with a fresh media key
-        for its leg, and every reverse byway hears ``handler-changed``.  An
+        and leg token, and every reverse byway hears ``handler-changed``.  An
         empty claim (or the current handler again) recomputes the directives
         from the handler's current advertisement and keeps the key.
         """
@@ -483,21 +511,37 @@ class ProviderCore:
                 raise RiptHttpError(
                     500, f"{handler_uri} is not a registered handler of this account"
                 )
-            client, server = self._directives(found.description)
             changed = handler_uri != call.handler
+            if (
+                changed
+                and call.handler is not None
+                and call.direction is CallDirection.INBOUND
+                and call.state is not CallStatus.ANSWERED
+            ):
+                raise RiptHttpError(
+                    409, f"call {uri} is being answered by another handler ({call.handler})"
+                )
+            client, server = self._directives(found.description)
+            now = self._clock()
+            first_outbound = call.handler is None and call.direction is CallDirection.OUTBOUND
             call = dataclasses.replace(
                 call,
                 handler=handler_uri,
                 client_directives=client,
                 server_directives=server,
                 media_key=_key() if changed or call.media_key is None else call.media_key,
+                # A 3PCC call is placed towards the far end only once a phone takes it.
+                state_since=now if first_outbound else call.state_since,
             )
             self._save(call)
             live = self._live.setdefault(uri, _Live())
-            if changed and not live.subscribers:
-                # The new handler needs its own 30 s to open its byways.
-                live.unwatched_since = self._clock()
             if changed:
+                if live.leg is not None:
+                    live.old_legs.add(live.leg)
+                live.leg = secrets.token_urlsafe(16)
+                if not live.subscribers:
+                    # The new handler needs its own 30 s to open its byways.
+                    live.unwatched_since = now
                 self._fan_out(
                     HandlerChanged(
                         direction=Direction.S2C,
@@ -506,7 +550,30 @@ class ProviderCore:
                         handler=handler_uri,
                     )
                 )
+            elif live.leg is None:
+                live.leg = secrets.token_urlsafe(16)  # e.g. first claim after a restart
             return self._describe(call)
+
+    def leg_token(self, uri: str) -> str | None:
+        """The current handler's leg token (the HTTP layer's ``ript-leg`` cookie value)."""
+        with self._lock:
+            live = self._live.get(uri)
+            return None if live is None else live.leg
+
+    def check_media_leg(self, account: Account, uri: str, leg: str | None) -> None:
+        """Refuse (409) a media request whose leg token belongs to a handler that lost the call.
+
+        A request without a token, or with one the core does not know (it
+        keeps them in memory only), is let through: the drafts do not make
+        clients identify themselves on media byways (draft 9.11.4).
+        """
+        with self._lock:
+            call = self._call(account, uri)
+            live = self._live.get(uri)
+            if leg is not None and live is not None and leg in live.old_legs:
+                raise RiptHttpError(
+                    409, f"call {uri} is now handled by {call.handler}, not by this device"
+                )
 
     def _now(self) -> str:
         return format_timestamp(self._clock())
@@ -645,11 +712,17 @@ class ProviderCore:
     def _far_end_step(self, call: CallRecord) -> tuple[float, CallStatus, str | None] | None:
         """When and to which state the simulated far end moves ``call`` next."""
         account = self._accounts[call.account]
+        ring_deadline = call.created + account.inbound_ring_timeout
         if call.direction is CallDirection.INBOUND:
-            if call.state in (CallStatus.PROCEEDING, CallStatus.ALERTING) and call.handler is None:
-                deadline = call.created + account.inbound_ring_timeout
-                return deadline, CallStatus.NOANSWER, "nobody took the call"
+            # Also when claimed but never answered: a phone that died mid-answer.
+            if call.state in (CallStatus.PROCEEDING, CallStatus.ALERTING):
+                return ring_deadline, CallStatus.NOANSWER, "nobody took the call"
             return None
+        if call.handler is None:
+            # A 3PCC call no phone took: the far end never heard of it.
+            if call.state.is_final:
+                return None
+            return ring_deadline, CallStatus.ENDED, "no device took the call"
         far_end: FarEnd = account.far_end(call.to)
         if call.state is CallStatus.PROCEEDING:
             if far_end.outcome is Outcome.BUSY:
@@ -669,8 +742,9 @@ class ProviderCore:
         live = self._live.get(call.uri)
         if live is None or live.subscribers:
             return None
-        # An inbound call nobody has taken has no byways yet; its ring timeout applies.
-        if call.direction is CallDirection.INBOUND and call.handler is None:
+        # A call nobody has taken (inbound, 3PCC) may have no byways yet; its ring
+        # timeout applies instead.
+        if call.handler is None:
             return None
         return live.unwatched_since + IDLE_END_AFTER
 
@@ -704,10 +778,47 @@ class ProviderCore:
                         break
                     self._set_state(call, step[1], step[2], step[0])
 
-    # ------------------------------------------------------------------ inbound
+    # ------------------------------------------------------------------ inbound and 3PCC
+
+    def _tap(self, taps: Iterable[tuple[HandlerDescription, TapType, str]]) -> None:
+        """Publish taps, outside the lock: the hook may block briefly or call back in."""
+        hook = self.push_hook
+        if hook is None:
+            return
+        for handler, tap_type, uri in taps:
+            hook(handler, tap_type, uri)
+
+    def account(self, account_id: str) -> Account:
+        """The account with this id; 404 when there is none (admin requests name accounts)."""
+        found = self._accounts.get(account_id)
+        if found is None:
+            raise RiptHttpError(404, f"there is no account {account_id!r}")
+        return found
+
+    def find_handler(self, account: Account, ref: str) -> HandlerDescription:
+        """A handler of ``account`` by URI, ``handler-id`` or unique name (for admins)."""
+        with self._lock:
+            mine = [h.description for h in self._handlers.values() if h.account == account.id]
+            for key in ("uri", "handler_id", "name"):
+                matches = [h for h in mine if getattr(h, key) == ref]
+                if len(matches) == 1:
+                    return matches[0]
+                if len(matches) > 1:
+                    raise RiptHttpError(409, f"several handlers of {account.id} are named {ref!r}")
+            raise RiptHttpError(404, f"account {account.id} has no handler {ref!r}")
+
+    def find_call(self, ref: str) -> CallDescription:
+        """A live call by URI or by the UUID at its end (for admins); 404 when over or unknown."""
+        with self._lock:
+            uri = ref if "/" in ref else f"{self.origin}/calls/{ref}"
+            return self._describe(self._call(None, uri))
 
     def inject_inbound(self, account: Account, from_number: str) -> CallDescription:
-        """A new inbound call from ``from_number`` to the account's main number."""
+        """A new inbound call from ``from_number`` to the account's main number.
+
+        Forking (inbound draft 4.1): every handler of the account gets a
+        ``call`` tap; the first to claim it takes it.
+        """
         if not is_e164(from_number):
             raise RiptHttpError(400, f"caller {from_number!r} is not an E.164 number")
         with self._lock:
@@ -724,13 +835,175 @@ class ProviderCore:
             )
             self._live[call.uri] = _Live(unwatched_since=now)
             self._save(call)
-            if self.push_hook is not None:
-                for handler in self.forking_targets(call.uri):
-                    self.push_hook(handler, call.uri)
-            return self._describe(call)
+            taps = [(h, TapType.CALL, call.uri) for h in self.forking_targets(call.uri)]
+            described = self._describe(call)
+        self._tap(taps)
+        return described
 
     def forking_targets(self, uri: str) -> list[HandlerDescription]:
         """The handlers a new inbound call rings: every handler of its account."""
         with self._lock:
             call = self._call(None, uri)
             return [h.description for h in self._handlers.values() if h.account == call.account]
+
+    def place_for(self, account: Account, handler_ref: str, destination: str) -> CallDescription:
+        """3PCC place (inbound draft 4.7): an outbound call a chosen phone is to pick up.
+
+        The call is outbound, ``proceeding``, with no handler; only the chosen
+        handler gets a ``call`` tap.  The far end hears of the call once a
+        handler claims it (:meth:`claim_call`), so ringback is the phone's.
+        The same policy as ``POST {tg}/calls`` applies, without a PASSporT
+        (the provider itself vouches for a call its user placed from here).
+        """
+        with self._lock:
+            handler = self.find_handler(account, handler_ref)
+            if not is_e164(destination):
+                raise RiptHttpError(404, f"{destination} is unreachable: no private trunks here")
+            if not account.destinations.allows(destination):
+                raise RiptHttpError(
+                    403, f"{destination} is outside this TG's outbound destinations"
+                )
+            if account.is_unreachable(destination):
+                raise RiptHttpError(404, f"{destination} is unreachable")
+            now = self._clock()
+            call = CallRecord(
+                uri=f"{self.origin}/calls/{uuid.uuid4()}",
+                account=account.id,
+                direction=CallDirection.OUTBOUND,
+                from_=account.main_number,
+                to=destination,
+                state=CallStatus.PROCEEDING,
+                created=now,
+                state_since=now,
+            )
+            self._live[call.uri] = _Live(unwatched_since=now)
+            self._save(call)
+            described = self._describe(call)
+        self._tap([(handler, TapType.CALL, call.uri)])
+        return described
+
+    def _admin_target(
+        self, call_ref: str, handler_ref: str
+    ) -> tuple[CallRecord, HandlerDescription]:
+        described = self.find_call(call_ref)
+        call = self._call(None, described.uri)
+        if call.state.is_final:
+            raise RiptHttpError(409, f"call {call.uri} is over ({call.state.value})")
+        return call, self.find_handler(self._accounts[call.account], handler_ref)
+
+    def move_call(self, call_ref: str, handler_ref: str) -> CallDescription:
+        """Call push / 3PCC move (inbound draft 4.5, 4.10): a ``take`` tap to the handler.
+
+        The call moves when that phone claims it; the core changes nothing now.
+        """
+        with self._lock:
+            call, handler = self._admin_target(call_ref, handler_ref)
+            if call.handler is None:
+                raise RiptHttpError(
+                    409, f"no device holds call {call.uri} yet: use answer (or place's tap)"
+                )
+            if call.handler == handler.uri:
+                raise RiptHttpError(409, f"call {call.uri} is already on {handler.uri}")
+            described = self._describe(call, with_key=False)
+        self._tap([(handler, TapType.TAKE, call.uri)])
+        return described
+
+    def _ringing_target(
+        self, call_ref: str, handler_ref: str
+    ) -> tuple[CallRecord, HandlerDescription]:
+        call, handler = self._admin_target(call_ref, handler_ref)
+        if call.direction is not CallDirection.INBOUND or call.handler is not None:
+            raise RiptHttpError(409, f"call {call.uri} is not an inbound call ringing unclaimed")
+        return call, handler
+
+    def answer_on(self, call_ref: str, handler_ref: str) -> CallDescription:
+        """3PCC answer (inbound draft 4.8): an ``answer`` tap; the phone claims and answers."""
+        with self._lock:
+            call, handler = self._ringing_target(call_ref, handler_ref)
+            described = self._describe(call, with_key=False)
+        self._tap([(handler, TapType.ANSWER, call.uri)])
+        return described
+
+    def decline_on(self, call_ref: str, handler_ref: str) -> CallDescription:
+        """3PCC decline (inbound draft 4.8): a ``decline`` tap; the phone sends ``declined``."""
+        with self._lock:
+            call, handler = self._ringing_target(call_ref, handler_ref)
+            described = self._describe(call, with_key=False)
+        self._tap([(handler, TapType.DECLINE, call.uri)])
+        return described
+
+    def send_event(
+        self,
+        call_ref: str,
+        event_type: str,
+        *,
+        uri: str | None = None,
+        rename: bool = False,
+        handler: str | None = None,
+        reason: str | None = None,
+    ) -> Event:
+        """Send an event to every reverse byway of a call (tests of a phone's resilience).
+
+        ``migrate``: with ``rename`` the call moves to a fresh URI, sent as
+        ``uri`` (the old URI answers 404 from then on); otherwise ``uri`` is
+        sent as given and the call stays where it is (a phone's handling of a
+        bogus URI can be tested that way).  ``handler-changed`` names
+        ``handler`` (default: the call's handler) without moving the call.
+        ``reconnecting`` / ``reconnected`` as :meth:`set_far_end_reconnecting`.
+        ``end`` ends the call like :meth:`hangup`.
+        """
+        with self._lock:
+            call = self._call(None, self.find_call(call_ref).uri)
+            event: Event
+            if event_type == "end":
+                self._set_state(call, CallStatus.ENDED, reason)
+                return self._state_event(dataclasses.replace(call, state=CallStatus.ENDED), reason)
+            if event_type in ("reconnecting", "reconnected"):
+                self.set_far_end_reconnecting(call.uri, event_type == "reconnecting")
+                kind = Reconnecting if event_type == "reconnecting" else Reconnected
+                return kind(direction=Direction.S2C, call=call.uri, timestamp=self._now())
+            if event_type == "migrate":
+                if rename:
+                    if uri is not None:
+                        raise RiptHttpError(400, "give either a new uri or rename, not both")
+                    uri = f"{self.origin}/calls/{uuid.uuid4()}"
+                event = Migrate(
+                    direction=Direction.S2C, call=call.uri, timestamp=self._now(), uri=uri
+                )
+                self._fan_out(event)
+                if rename:
+                    assert uri is not None
+                    self._rename(call, uri)
+                return event
+            if event_type == "handler-changed":
+                target = handler if handler is not None else call.handler
+                if target is None:
+                    raise RiptHttpError(400, f"call {call.uri} has no handler: name one")
+                if "/" not in target:
+                    target = self.find_handler(self._accounts[call.account], target).uri or target
+                event = HandlerChanged(
+                    direction=Direction.S2C, call=call.uri, timestamp=self._now(), handler=target
+                )
+                self._fan_out(event)
+                return event
+            raise RiptHttpError(
+                400,
+                f"event type {event_type!r} is not one of migrate, handler-changed, "
+                "reconnecting, reconnected, end",
+            )
+
+    def _rename(self, call: CallRecord, new_uri: str) -> None:
+        """Move ``call`` to ``new_uri`` (server-side migration): state, byways and file."""
+        self.db.rename_call(call.uri, new_uri)
+        del self._calls[call.uri]
+        self._calls[new_uri] = dataclasses.replace(call, uri=new_uri)
+        live = self._live.pop(call.uri, None)
+        if live is not None:
+            # The phone ends these byways on migrate; until then they hear nothing more.
+            for subscription in live.subscribers:
+                subscription.closed = True
+            live.subscribers.clear()
+            live.unwatched_since = self._clock()
+            live.leg = None  # the leg cookie's path is the old URI's
+            live.old_legs.clear()
+            self._live[new_uri] = live

@@ -252,6 +252,11 @@ class ProviderDb:
                 raise DbError(f"{self.path}: call {uri!r} is unreadable: {exc}") from None
         return calls
 
+    def rename_call(self, uri: str, new_uri: str) -> None:
+        """Give a call a new URI (a migration to another URI); the old one is then unknown."""
+        with self._write() as conn:
+            conn.execute("UPDATE calls SET uri = ? WHERE uri = ?", (new_uri, uri))
+
     def call_state(self, uri: str) -> CallStatus | None:
         """The stored state of any call, ended or not (None when unknown)."""
         with self._lock:

@@ -20,6 +20,12 @@ Signalling byways (``docs/protocol.md`` section 6):
 The TLS certificate and the CA that vouches for it and for the phones' STIR
 certificates are :mod:`riptprovider.tls`.
 
+Claims (``POST {call}``) set the ``ript-leg`` cookie (path: the call's) that
+names the claiming handler's leg; a media request carrying the cookie of a
+handler that has since lost the call (pull, push, 3PCC move) is refused with
+``409``, and the media GETs held when the handler changes are answered ``409``
+too, so the old device's lingering requests never swallow the new one's media.
+
 Media byways (section 7, no WebTransport): ``PUT {call}/media`` is answered
 with the acks of its chunks; the far end's media (echo of the phone's
 chunks, or a generated tone or silence per ``account.far_end(to)``) answers
@@ -104,6 +110,8 @@ _CODECS = {
     "pcmu": (PayloadType.PCMU, 8000),
     "pcma": (PayloadType.PCMA, 8000),
 }
+LEG_COOKIE = "ript-leg"
+"""Cookie naming the handler leg a media request belongs to (set by ``POST {call}``)."""
 _IDLE_WAKE = 3600.0
 """Seconds the timer task sleeps when the core has no deadline (a request wakes it)."""
 
@@ -268,6 +276,18 @@ class RunningServer:
         self._media: dict[str, _Media] = {}
         self._wake = asyncio.Event()
         self._timer: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def wake(self) -> None:
+        """Re-read the core's next deadline soon; callable from any thread.
+
+        Whoever changes the core outside an HTTP request (the admin socket, the
+        MQTT thread) calls this, else the timer task may sleep through the
+        new deadline (an injected call's ring timeout, say).
+        """
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._wake.set)
 
     @property
     def _core(self) -> ProviderCore:
@@ -279,6 +299,7 @@ class RunningServer:
         quic = QuicConfiguration(is_client=False, alpn_protocols=list(H3_ALPN))
         quic.load_cert_chain(self.ca.server_cert_file, self.ca.server_key_file)
         loop = asyncio.get_running_loop()
+        self._loop = loop
         factory: Callable[..., _Connection] = lambda quic, **kw: _Connection(  # noqa: E731
             quic, self, **kw
         )
@@ -359,7 +380,7 @@ class RunningServer:
                 return conn.respond(sid, 200, core.list_calls(account).to_bytes(), JSON)
             body = await request.body()
             call = core.place_call(account, body, self._passport_check(account))
-            headers = [("location", call.uri)]
+            headers = [("location", call.uri), *self._leg_cookie(call.uri)]
             return conn.respond(sid, 201, call.to_bytes(), JSON, headers)
         if path.startswith("/calls/"):
             parts = path.split("/")
@@ -368,6 +389,7 @@ class RunningServer:
             if len(parts) == 4 and parts[3] == "media":
                 call_uri = uri.rsplit("/", 1)[0]
                 self._allow(method, "GET", "PUT")
+                core.check_media_leg(account, call_uri, _cookie(request, LEG_COOKIE))
                 if method == "GET":
                     return await self._media_get(conn, sid, account, call_uri)
                 return await self._media_put(conn, request, account, call_uri)
@@ -417,7 +439,10 @@ class RunningServer:
             conn.respond(sid, 200, core.get_call(account, uri).to_bytes(), JSON)
         elif method == "POST":
             body = await request.body()
-            conn.respond(sid, 200, core.claim_call(account, uri, body).to_bytes(), JSON)
+            call = core.claim_call(account, uri, body)
+            if uri in self._media:
+                self._media_state(account, uri)  # a new handler: new key, old GETs refused
+            conn.respond(sid, 200, call.to_bytes(), JSON, self._leg_cookie(uri))
         else:
             conn.respond(
                 sid,
@@ -426,6 +451,14 @@ class RunningServer:
                 "text/plain",
                 [("allow", "GET, POST")],
             )
+
+    def _leg_cookie(self, call_uri: str) -> list[tuple[str, str]]:
+        """``Set-Cookie`` naming the call's current handler leg (none when the core has none)."""
+        leg = self._core.leg_token(call_uri)
+        if leg is None:
+            return []
+        path = urlsplit(call_uri).path
+        return [("set-cookie", f"{LEG_COOKIE}={leg}; Path={path}; Secure; HttpOnly")]
 
     # ------------------------------------------------------------------ certificates
 
@@ -556,8 +589,15 @@ class RunningServer:
             if call.media_key is not None:
                 k = call.media_key
                 keys = MediaKeys.from_material(k.key, k.salt, k.tag_length)
-            waiting = media.waiting if media is not None else []
-            media = _Media(call.media_key, keys, waiting)
+            if media is not None:
+                # The key changes only with the handler: what is held belongs to the old one.
+                if media.generator is not None:
+                    media.generator.cancel()
+                refusal = RiptHttpError(409, f"call {call_uri} is now handled by {call.handler}")
+                for waiter in media.waiting:
+                    if not waiter.done():
+                        waiter.set_exception(refusal)
+            media = _Media(call.media_key, keys, [])
             self._media[call_uri] = media
         far_end = account.far_end(call.to)
         answered = call.state is CallStatus.ANSWERED
@@ -646,6 +686,15 @@ class RunningServer:
             if waiter in media.waiting:
                 media.waiting.remove(waiter)
         conn.respond(sid, 200, body, MEDIA)
+
+
+def _cookie(request: _Request, name: str) -> str | None:
+    """The value of cookie ``name`` in the request's ``Cookie`` header, or None."""
+    for pair in request.headers.get("cookie", "").split(";"):
+        key, eq, value = pair.partition("=")
+        if eq and key.strip() == name:
+            return value.strip()
+    return None
 
 
 @dataclass(slots=True)

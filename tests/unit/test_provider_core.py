@@ -38,6 +38,7 @@ from riptphone.protocol.events import (
     UnknownEvent,
     format_timestamp,
 )
+from riptphone.protocol.taps import TapType
 from riptprovider.accounts import Account, AccountsError, MediaMode, Outcome, load_accounts
 from riptprovider.core import (
     ProviderCore,
@@ -607,8 +608,8 @@ def test_outbound_client_may_only_end(core: ProviderCore) -> None:
 def test_inbound_call_claimed_and_answered(core: ProviderCore, clock: Clock) -> None:
     desk = register(core, "h-1")
     kitchen = register(core, "h-2")
-    pushed: list[tuple[str | None, str]] = []
-    core.push_hook = lambda handler, uri: pushed.append((handler.uri, uri))
+    pushed: list[tuple[str | None, TapType, str]] = []
+    core.push_hook = lambda handler, tap, uri: pushed.append((handler.uri, tap, uri))
     call = core.inject_inbound(alice(core), "+16505550100")
     assert (call.direction, call.handler, call.state, call.from_, call.to) == (
         CallDirection.INBOUND,
@@ -619,7 +620,7 @@ def test_inbound_call_claimed_and_answered(core: ProviderCore, clock: Clock) -> 
     )
     assert call.media_key is None and call.client_directives is None
     assert [h.uri for h in core.forking_targets(call.uri)] == [desk, kitchen]
-    assert pushed == [(desk, call.uri), (kitchen, call.uri)]
+    assert pushed == [(desk, TapType.CALL, call.uri), (kitchen, TapType.CALL, call.uri)]
     assert [c.uri for c in core.list_calls(alice(core)).calls] == [call.uri]
 
     ringing = core.subscribe(alice(core), call.uri)
