@@ -381,6 +381,14 @@ def parse_config(doc: Mapping[str, Any], *, base: Path) -> Config:
         name: _section(cls, name, doc[name], base) for name, cls in SECTIONS.items() if name in doc
     }
     config = Config(**sections)
+    hardware = config.hardware
+    if hardware.keypad != "none":
+        wanted = 4 if hardware.keypad == "4x4" else 3
+        if len(hardware.keypad_columns) != wanted:
+            raise ConfigError(
+                f"[hardware] keypad_columns: a {hardware.keypad} keypad has {wanted} columns, "
+                f"not {len(hardware.keypad_columns)}"
+            )
     try:
         config.dialplan.plan()
     except NumberError as exc:

@@ -85,3 +85,15 @@ def test_a_missing_or_binary_file(tmp_path: Path) -> None:
 def test_docs_list_every_key() -> None:
     doc = (ROOT / "docs" / "configuration.md").read_text()
     assert reference() in doc, "regenerate docs/configuration.md from riptphone.config.reference()"
+
+
+def test_the_keypad_columns_must_match_the_keypad(tmp_path: Path) -> None:
+    path = tmp_path / "phone.toml"
+    path.write_text('[provider]\ndomain = "p.example"\n[hardware]\nkeypad = "4x4"\n')
+    with pytest.raises(ConfigError, match=r"keypad_columns: a 4x4 keypad has 4 columns, not 3"):
+        load_config(path)
+    path.write_text(
+        '[provider]\ndomain = "p.example"\n[hardware]\nkeypad = "4x4"\n'
+        "keypad_columns = [12, 16, 25, 7]\n"
+    )
+    assert load_config(path).hardware.keypad_columns == [12, 16, 25, 7]
