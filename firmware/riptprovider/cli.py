@@ -19,6 +19,8 @@ import sqlite3
 import sys
 from pathlib import Path
 
+from riptprovider.admin import AdminError, add_admin_parser, run_admin, start_admin
+from riptprovider.broker import PushError, PushService, start_push
 from riptprovider.config import ProviderConfig, ProviderConfigError, load_config
 from riptprovider.db import DbError
 from riptprovider.server import serve
@@ -45,6 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     ca = commands.add_parser(
         "ca", help="print the path of the CA file phones must trust (made on first use)"
     )
+    add_admin_parser(commands)
     for sub in (run, ca):
         sub.add_argument(
             "--config", "-c", required=True, type=Path, metavar="FILE", help="the TOML file"
@@ -83,8 +86,27 @@ def _warn_if_exposed(config: ProviderConfig) -> None:
         )
 
 
+def _start_push(config: ProviderConfig, ca: ProviderCa) -> PushService | None:
+    if config.push is None:
+        return None
+    try:
+        return start_push(config.push, ca, config.state_dir)
+    except PushError as exc:
+        raise CliError(f"push: {exc}") from None
+
+
 async def _serve(config: ProviderConfig) -> None:
-    _prepare_state(config)
+    ca = _prepare_state(config)
+    # Blocking (mosquitto start, first MQTT login) but before anything is served.
+    push = await asyncio.to_thread(_start_push, config, ca)
+    try:
+        await _serve_http(config, push)
+    finally:
+        if push is not None:
+            await asyncio.to_thread(push.close)
+
+
+async def _serve_http(config: ProviderConfig, push: PushService | None) -> None:
     try:
         server = await serve(config.server_config())
     except OSError as exc:
@@ -95,6 +117,15 @@ async def _serve(config: ProviderConfig) -> None:
         raise CliError(f"the database in {config.state_dir} is unusable: {exc}") from None
     except (CaError, ValueError) as exc:
         raise CliError(f"state directory {config.state_dir}: {exc}") from None
+    if push is not None:
+        assert server.core is not None
+        push.attach(server.core, config.accounts.values())
+        log.info("push: broker=%s", push.url)
+    try:
+        admin = await start_admin(server)
+    except AdminError as exc:
+        await server.close()
+        raise CliError(str(exc)) from None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -117,11 +148,14 @@ async def _serve(config: ProviderConfig) -> None:
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
+        await admin.close()
         await server.close()
     log.info("stopped")
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.command == "admin":
+        return run_admin(args)
     try:
         config = load_config(args.config)
     except ProviderConfigError as exc:

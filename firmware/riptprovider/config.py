@@ -1,6 +1,6 @@
 """The reference provider's configuration: one TOML file read into :class:`ProviderConfig`.
 
-The file has two sections::
+The file has two sections, and an optional third::
 
     [server]
     host = "127.0.0.1"           # address to listen on (UDP)
@@ -11,6 +11,15 @@ The file has two sections::
     [accounts.alice]             # exactly what riptprovider.accounts reads
     numbers = ["+14085551002"]
     tokens = ["..."]
+
+    [push]                       # optional: MQTT shoulder taps (docs/push.md); absent = none
+    broker = "spawn"             # run mosquitto here, or "mqtts://host:port" of an external one
+    port = 8883                  # spawn: TCP port on 127.0.0.1; 0 (default) picks one, kept after
+    mosquitto = "/usr/sbin/mosquitto"   # spawn: the broker's binary
+    ca_file = "broker-ca.pem"    # external: CA of the broker's certificate (default: the system's)
+    password_file = "/etc/mosquitto/ript.passwd"   # external: the files the provider writes
+    acl_file = "/etc/mosquitto/ript.acl"           #   and the broker reads (both required)
+    reload_command = ["systemctl", "reload", "mosquitto"]   # external: run after each change
 
 Reading is strict, like the phone's (:mod:`riptphone.config`): an unknown
 section or key, or a value of the wrong type or out of range, is one
@@ -27,13 +36,17 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from riptphone.protocol.descriptions import DescriptionError, PushBinding
 from riptprovider.accounts import Account, AccountsError, load_accounts
+from riptprovider.broker import MOSQUITTO, PushSettings
 from riptprovider.server import ServerConfig
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 4433
-SECTIONS = ("server", "accounts")
+SECTIONS = ("server", "accounts", "push")
 SERVER_KEYS = ("host", "port", "state_dir", "origin")
+PUSH_SPAWN_KEYS = ("broker", "port", "mosquitto")
+PUSH_EXTERNAL_KEYS = ("broker", "ca_file", "password_file", "acl_file", "reload_command")
 
 
 class ProviderConfigError(ValueError):
@@ -50,6 +63,7 @@ class ProviderConfig:
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
     origin: str | None = None
+    push: PushSettings | None = None
 
     def server_config(self) -> ServerConfig:
         """What :func:`riptprovider.server.serve` needs to run this configuration."""
@@ -106,6 +120,61 @@ def _state_dir(value: object, base: Path) -> Path:
     return (base / Path(value).expanduser()).resolve()
 
 
+def _file(key: str, value: object, base: Path) -> Path:
+    if not isinstance(value, str) or not value:
+        raise ProviderConfigError(f"[push] {key}: must be a file path, not {value!r}")
+    return (base / Path(value).expanduser()).absolute()
+
+
+def _push(section: object, base: Path) -> PushSettings:
+    if not isinstance(section, Mapping):
+        raise ProviderConfigError("[push]: must be a table of keys")
+    broker = section.get("broker")
+    if broker is None:
+        raise ProviderConfigError('[push] broker: is required ("spawn" or "mqtts://host:port")')
+    if broker != "spawn":
+        try:
+            PushBinding(broker, "ript/v1")
+        except DescriptionError as exc:
+            raise ProviderConfigError(
+                f'[push] broker: must be "spawn" or mqtts://host[:port] ({exc})'
+            ) from None
+    allowed = PUSH_SPAWN_KEYS if broker == "spawn" else PUSH_EXTERNAL_KEYS
+    for key in sorted(section):
+        if key not in PUSH_SPAWN_KEYS + PUSH_EXTERNAL_KEYS:
+            known = ", ".join(sorted(set(PUSH_SPAWN_KEYS + PUSH_EXTERNAL_KEYS)))
+            raise ProviderConfigError(f"[push] {key}: unknown key (known: {known})")
+        if key not in allowed:
+            mode = 'with broker = "spawn"' if broker == "spawn" else "with an external broker"
+            raise ProviderConfigError(f"[push] {key}: not used {mode}")
+    if broker == "spawn":
+        port = section.get("port", 0)
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+            raise ProviderConfigError(
+                f"[push] port: must be an integer from 0 to 65535, not {port!r}"
+            )
+        mosquitto = _file("mosquitto", section.get("mosquitto", MOSQUITTO), base)
+        return PushSettings(broker, port=port, mosquitto=str(mosquitto))
+    for key in ("password_file", "acl_file"):
+        if key not in section:
+            raise ProviderConfigError(
+                f"[push] {key}: is required with an external broker (the provider writes it)"
+            )
+    command = section.get("reload_command", [])
+    if not isinstance(command, list) or not all(isinstance(a, str) and a for a in command):
+        raise ProviderConfigError(
+            f"[push] reload_command: must be a list of strings (a command), not {command!r}"
+        )
+    ca_file = section.get("ca_file")
+    return PushSettings(
+        broker,
+        ca_file=None if ca_file is None else _file("ca_file", ca_file, base),
+        password_file=_file("password_file", section["password_file"], base),
+        acl_file=_file("acl_file", section["acl_file"], base),
+        reload_command=tuple(command),
+    )
+
+
 def parse_config(data: Mapping[str, Any], path: Path) -> ProviderConfig:
     """Check the parsed TOML ``data`` of the file ``path``; messages lack the file name."""
     unknown = sorted(set(data) - set(SECTIONS))
@@ -135,7 +204,8 @@ def parse_config(data: Mapping[str, Any], path: Path) -> ProviderConfig:
         raise ProviderConfigError(str(exc)) from None
     if not accounts:
         raise ProviderConfigError("[accounts]: must hold at least one [accounts.<id>] table")
-    return ProviderConfig(path, state_dir, accounts, host, port, origin)
+    push = _push(data["push"], path.parent) if "push" in data else None
+    return ProviderConfig(path, state_dir, accounts, host, port, origin, push)
 
 
 def load_config(path: Path) -> ProviderConfig:

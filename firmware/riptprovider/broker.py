@@ -1,0 +1,905 @@
+"""The provider's side of the push channel (profile section 9): a mosquitto broker and its taps.
+
+Three parts:
+
+* :class:`DeviceRegistry` keeps one MQTT user per handler (username = the
+  handler-id, a random password, topic ``ript/v1/<account>/<handler-id>``)
+  plus the provider's own publisher user, in ``push/devices.json`` (mode
+  0600), and writes from it the broker's ``password_file`` (mosquitto's
+  ``$7$`` PBKDF2-SHA512 format, hashed here so that no password ever appears
+  on a command line) and ``acl_file`` (a device may only *read* its own topic;
+  the publisher may only *write* under ``ript/v1/``).  After each change it
+  calls its ``reload`` callable so the broker re-reads both files.
+* :class:`MosquittoBroker` runs a real ``/usr/sbin/mosquitto`` as a child
+  process: a TLS listener on 127.0.0.1 with a certificate from the
+  provider's CA, no anonymous access, persistence in the state directory.
+  ``reload`` is SIGHUP, which mosquitto 2.0 answers by re-reading the password
+  and ACL files and disconnecting clients that are no longer allowed.
+* :class:`TapPublisher` is a paho client logged in as the publisher user; it
+  publishes taps with QoS 1 to a handler's topic.
+
+:func:`start_push` builds the lot from the ``[push]`` section of the
+configuration (a spawned broker, or an external one whose files the provider
+manages) for ``ript-provider serve``.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import datetime
+import hashlib
+import ipaddress
+import json
+import logging
+import os
+import re
+import secrets
+import signal
+import socket
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from riptphone.net.push import connect_properties, tls_context
+from riptphone.protocol.descriptions import HandlerDescription, PushBinding
+from riptphone.protocol.taps import Tap, TapType
+from riptprovider.accounts import Account
+from riptprovider.core import ProviderCore
+from riptprovider.tls import ProviderCa
+
+log = logging.getLogger("ript-provider.push")
+
+MOSQUITTO = "/usr/sbin/mosquitto"
+TOPIC_ROOT = "ript/v1"
+PUBLISHER_USER = "ript-provider"
+PBKDF2_ITERATIONS = 101
+"""What mosquitto_passwd 2.0 uses; the passwords are 256-bit random, so more buys nothing."""
+START_TIMEOUT = 10.0
+STOP_TIMEOUT = 10.0
+RELOAD_TIMEOUT = 2.0
+LOG_KEEP = 1 << 20
+"""Bytes of mosquitto.log beyond which a start moves it to mosquitto.log.1."""
+BROKER_CERT_LIFETIME = datetime.timedelta(days=825)
+SESSION_EXPIRY = 86400
+
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+"""Handler-ids and account ids that are safe as MQTT usernames, topic levels and file lines."""
+
+
+class PushError(Exception):
+    """The broker cannot be started, reached or managed; one sentence."""
+
+
+def _write(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Write ``data`` atomically (temp file + rename), created with ``mode`` from the start."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)
+
+
+def password_hash(password: str, salt: bytes | None = None) -> str:
+    """Mosquitto's ``$7$`` hash: PBKDF2-HMAC-SHA512, 12-byte salt, 64-byte key, base64."""
+    salt = secrets.token_bytes(12) if salt is None else salt
+    key = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, PBKDF2_ITERATIONS)
+    encoded = base64.b64encode(salt).decode(), base64.b64encode(key).decode()
+    return f"$7${PBKDF2_ITERATIONS}${encoded[0]}${encoded[1]}"
+
+
+def device_topic(account_id: str, handler_id: str) -> str:
+    return f"{TOPIC_ROOT}/{account_id}/{handler_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    """One phone's MQTT user: ``handler_id`` is also its username and client id."""
+
+    handler_id: str
+    account_id: str
+    password: str
+
+    @property
+    def topic(self) -> str:
+        return device_topic(self.account_id, self.handler_id)
+
+
+class DeviceRegistry:
+    """The MQTT users of the provider, kept in ``state_file`` and written out as broker files.
+
+    ``broker_url`` is what the phones are told (``mqtts://host:port``);
+    ``reload`` makes the broker re-read ``password_file`` and ``acl_file``.
+    Thread-safe.
+    """
+
+    def __init__(
+        self,
+        state_file: Path,
+        password_file: Path,
+        acl_file: Path,
+        broker_url: str,
+        reload: Callable[[], None] | None = None,
+    ) -> None:
+        self.state_file = state_file
+        self.password_file = password_file
+        self.acl_file = acl_file
+        self.broker_url = broker_url
+        self.reload = reload
+        self._lock = threading.RLock()
+        self._devices: dict[str, Device] = {}
+        self._publisher_password = ""
+        self._extra: dict[str, Any] = {}
+        self._load()
+
+    # -- persistence -------------------------------------------------------------------
+
+    def _load(self) -> None:
+        try:
+            doc = json.loads(self.state_file.read_bytes())
+        except FileNotFoundError:
+            self._publisher_password = secrets.token_urlsafe(32)
+            self._save()
+            return
+        except (OSError, ValueError) as exc:
+            raise PushError(f"{self.state_file} is unreadable: {exc}") from None
+        try:
+            self._publisher_password = str(doc["publisher"]["password"])
+            for handler_id, entry in doc["devices"].items():
+                self._devices[handler_id] = Device(
+                    handler_id, str(entry["account"]), str(entry["password"])
+                )
+            self._extra = {k: v for k, v in doc.items() if k not in ("publisher", "devices")}
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise PushError(f"{self.state_file} is not a device list ({exc!r})") from None
+
+    def _save(self) -> None:
+        doc = {
+            **self._extra,
+            "publisher": {"username": PUBLISHER_USER, "password": self._publisher_password},
+            "devices": {
+                d.handler_id: {"account": d.account_id, "password": d.password}
+                for d in self._devices.values()
+            },
+        }
+        _write(self.state_file, json.dumps(doc, indent=1, sort_keys=True).encode())
+
+    def get_extra(self, key: str) -> Any:
+        """A value kept beside the devices (the spawned broker's port)."""
+        with self._lock:
+            return self._extra.get(key)
+
+    def set_extra(self, key: str, value: Any) -> None:
+        with self._lock:
+            self._extra[key] = value
+            self._save()
+
+    # -- the broker's files ------------------------------------------------------------
+
+    def write_broker_files(self) -> None:
+        """Write ``password_file`` and ``acl_file`` (mode 0600) from the device list."""
+        with self._lock:
+            users = [(PUBLISHER_USER, self._publisher_password)]
+            users += [(d.handler_id, d.password) for d in self._devices.values()]
+            passwd = "".join(f"{name}:{password_hash(pw)}\n" for name, pw in users)
+            acl = [
+                "# Written by ript-provider: every change is overwritten.",
+                "# No 'topic' line before the first 'user': anonymous access gets nothing.",
+                f"user {PUBLISHER_USER}",
+                f"topic write {TOPIC_ROOT}/#",
+                "",
+            ]
+            for device in self._devices.values():
+                acl += [f"user {device.handler_id}", f"topic read {device.topic}", ""]
+            _write(self.password_file, passwd.encode())
+            _write(self.acl_file, "\n".join(acl).encode())
+
+    def _changed(self) -> None:
+        self._save()
+        self.write_broker_files()
+        if self.reload is not None:
+            self.reload()
+
+    # -- devices -----------------------------------------------------------------------
+
+    @property
+    def publisher_credentials(self) -> tuple[str, str]:
+        return PUBLISHER_USER, self._publisher_password
+
+    def binding(self, device: Device) -> PushBinding:
+        return PushBinding(self.broker_url, device.topic, device.handler_id, device.password)
+
+    def add_device(self, handler_id: str, account_id: str) -> PushBinding:
+        """The push binding of a handler: made (and the broker reloaded) on first use.
+
+        Raises :class:`PushError` for a handler-id that cannot be an MQTT
+        username or topic level, or that another account already holds.
+        """
+        for what, name in (("handler-id", handler_id), ("account id", account_id)):
+            if not _SAFE_NAME.fullmatch(name):
+                raise PushError(f"{what} {name!r} cannot name an MQTT user or topic")
+        if handler_id == PUBLISHER_USER:
+            raise PushError(f"handler-id {handler_id!r} is the provider's own MQTT user")
+        with self._lock:
+            device = self._devices.get(handler_id)
+            if device is not None:
+                if device.account_id != account_id:
+                    raise PushError(f"handler-id {handler_id!r} belongs to another account")
+                return self.binding(device)
+            device = Device(handler_id, account_id, secrets.token_urlsafe(32))
+            self._devices[handler_id] = device
+            self._changed()
+        log.info("push: added MQTT user %s (topic %s)", handler_id, device.topic)
+        return self.binding(device)
+
+    def restore(self, binding: PushBinding, account_id: str) -> bool:
+        """Take back a binding the core still holds but the device list lost (a wiped ``push/``).
+
+        True when the device list changed; False when the binding is not one of
+        this broker's (then the caller should give the handler a new one).
+        """
+        handler_id = binding.username
+        if (
+            binding.broker != self.broker_url
+            or handler_id is None
+            or binding.password is None
+            or binding.topic != device_topic(account_id, handler_id)
+            or not _SAFE_NAME.fullmatch(handler_id)
+            or handler_id == PUBLISHER_USER
+        ):
+            return False
+        with self._lock:
+            if handler_id in self._devices:
+                return False
+            self._devices[handler_id] = Device(handler_id, account_id, binding.password)
+            self._changed()
+        log.info("push: restored MQTT user %s", handler_id)
+        return True
+
+    def remove_device(self, handler_id: str) -> bool:
+        """Forget a handler's MQTT user; the broker disconnects it at the reload."""
+        with self._lock:
+            if self._devices.pop(handler_id, None) is None:
+                return False
+            self._changed()
+        log.info("push: removed MQTT user %s", handler_id)
+        return True
+
+    def device(self, handler_id: str) -> Device | None:
+        with self._lock:
+            return self._devices.get(handler_id)
+
+    def devices(self) -> list[Device]:
+        with self._lock:
+            return list(self._devices.values())
+
+
+# --- the spawned mosquitto ---------------------------------------------------------------
+
+
+def _broker_certificate(ca: ProviderCa) -> tuple[bytes, bytes]:
+    """A TLS server certificate for localhost / 127.0.0.1 / ::1 from the provider's CA."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.UTC)
+    names: list[x509.GeneralName] = [x509.DNSName("localhost")]
+    names += [x509.IPAddress(ipaddress.ip_address(a)) for a in ("127.0.0.1", "::1")]
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ript MQTT broker")]))
+        .issuer_name(ca.ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + BROKER_CERT_LIFETIME)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.ca_key.public_key()),
+            critical=False,
+        )
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .sign(ca.ca_key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return cert.public_bytes(serialization.Encoding.PEM), key_pem
+
+
+def _cert_usable(path: Path) -> bool:
+    try:
+        cert = x509.load_pem_x509_certificate(path.read_bytes())
+    except (OSError, ValueError):
+        return False
+    soon = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=1)
+    return cert.not_valid_after_utc > soon
+
+
+def free_tcp_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # As mosquitto binds: connections of the last run in TIME_WAIT do not count.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+class MosquittoBroker:
+    """A mosquitto child process serving the provider's phones (TLS on 127.0.0.1).
+
+    Files live in ``directory`` (``{state}/push`` for the provider)::
+
+        mosquitto.conf  passwd  acl  devices.json  broker.pem  broker.key
+        mosquitto.log   mosquitto.pid   data/ (the persistence database)
+
+    ``port`` 0 picks a free port on the first start and keeps it in
+    ``devices.json`` for later starts, because phones keep the broker URL of
+    their push binding.  Use as a context manager or call :meth:`start` and
+    :meth:`stop`.
+    """
+
+    HOST = "127.0.0.1"
+
+    def __init__(
+        self, directory: Path, ca: ProviderCa, port: int = 0, mosquitto: str = MOSQUITTO
+    ) -> None:
+        self.directory = directory
+        self.ca = ca
+        self.mosquitto = mosquitto
+        self._wanted_port = port
+        self.port = port
+        self.process: subprocess.Popen[bytes] | None = None
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.registry = DeviceRegistry(
+            directory / "devices.json",
+            directory / "passwd",
+            directory / "acl",
+            broker_url="",
+            reload=self.reload,
+        )
+
+    # -- paths -------------------------------------------------------------------------
+
+    @property
+    def conf_file(self) -> Path:
+        return self.directory / "mosquitto.conf"
+
+    @property
+    def log_file(self) -> Path:
+        return self.directory / "mosquitto.log"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.directory / "mosquitto.pid"
+
+    @property
+    def url(self) -> str:
+        return f"mqtts://{self.HOST}:{self.port}"
+
+    @property
+    def ca_file(self) -> Path:
+        """The CA file clients must trust to reach this broker: the provider's CA."""
+        return self.ca.ca_file
+
+    # -- devices (delegated) -----------------------------------------------------------
+
+    def add_device(self, handler_id: str, account_id: str) -> PushBinding:
+        return self.registry.add_device(handler_id, account_id)
+
+    def remove_device(self, handler_id: str) -> bool:
+        return self.registry.remove_device(handler_id)
+
+    # -- process -----------------------------------------------------------------------
+
+    def _choose_port(self) -> int:
+        if self._wanted_port:
+            return self._wanted_port
+        kept = self.registry.get_extra("port")
+        if isinstance(kept, int) and 0 < kept < 65536 and _port_free(self.HOST, kept):
+            return kept
+        port = free_tcp_port(self.HOST)
+        self.registry.set_extra("port", port)
+        return port
+
+    def _write_conf(self) -> None:
+        cert, key = self.directory / "broker.pem", self.directory / "broker.key"
+        if not _cert_usable(cert) or not key.exists():
+            cert_pem, key_pem = _broker_certificate(self.ca)
+            _write(key, key_pem, 0o600)
+            _write(cert, cert_pem, 0o644)
+        data = self.directory / "data"
+        data.mkdir(mode=0o700, exist_ok=True)
+        lines = [
+            "# Written by ript-provider at every start: edits are lost.",
+            # Run as root, mosquitto would switch to the 'mosquitto' user, which
+            # cannot read this 0700 state directory.
+            *(["user root"] if os.geteuid() == 0 else []),
+            "per_listener_settings false",
+            "allow_anonymous false",
+            # A device cannot take over another's session by borrowing its client id.
+            "use_username_as_clientid true",
+            f"password_file {self.registry.password_file}",
+            f"acl_file {self.registry.acl_file}",
+            "persistence true",
+            f"persistence_location {data}/",
+            "log_dest stderr",
+            "log_type error",
+            "log_type warning",
+            "log_type notice",
+            "log_type information",
+            "connection_messages true",
+            "log_timestamp true",
+            f"listener {self.port} {self.HOST}",
+            f"cafile {self.ca.ca_file}",
+            f"certfile {cert}",
+            f"keyfile {key}",
+            "tls_version tlsv1.2",
+            "",
+        ]
+        _write(self.conf_file, "\n".join(lines).encode(), 0o600)
+
+    def _stop_stale(self) -> None:
+        """Stop a mosquitto left running on this directory by a provider that was killed."""
+        try:
+            pid = int(self.pid_file.read_text().strip())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except (OSError, ValueError):
+            return
+        if str(self.conf_file).encode() not in cmdline:
+            return
+        log.warning("push: stopping mosquitto pid %d left over from an earlier run", pid)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT
+        while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+            time.sleep(0.05)
+
+    def start(self) -> None:
+        """Start mosquitto and return once it runs (it logs so); raise :class:`PushError`."""
+        if self.process is not None:
+            return
+        if not os.access(self.mosquitto, os.X_OK):
+            raise PushError(f"{self.mosquitto} is not an executable (apt-get install mosquitto)")
+        self._stop_stale()
+        self.port = self._choose_port()
+        self.registry.broker_url = self.url
+        self.registry.write_broker_files()
+        self._write_conf()
+        if self._log_size() > LOG_KEEP:
+            self.log_file.replace(self.log_file.with_name(self.log_file.name + ".1"))
+        self._log_offset = self._log_size()
+        fd = os.open(self.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            self.process = subprocess.Popen(
+                [self.mosquitto, "-c", str(self.conf_file)],
+                stdin=subprocess.DEVNULL,
+                stdout=fd,
+                stderr=fd,
+                start_new_session=True,  # a ^C meant for the provider is not mosquitto's
+            )
+        finally:
+            os.close(fd)
+        _write(self.pid_file, f"{self.process.pid}\n".encode(), 0o644)
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            if self.process.poll() is not None:
+                status = self.process.returncode
+                self.process = None
+                raise PushError(
+                    f"mosquitto exited with status {status} at start: {self._log_tail()}"
+                )
+            # Not a TCP probe: the socket listens before mosquitto installs its signal
+            # handlers, and a SIGHUP (a device added at once) in between kills it.
+            if self._logged_since(self._log_offset, b" running"):
+                break
+            if time.monotonic() > deadline:
+                self.stop()
+                raise PushError(
+                    f"mosquitto did not start on {self.HOST}:{self.port} within "
+                    f"{START_TIMEOUT:.0f} s: {self._log_tail()}"
+                )
+            time.sleep(0.01)
+        log.info("push: mosquitto pid %d listening on %s", self.process.pid, self.url)
+
+    def _log_tail(self) -> str:
+        try:
+            with self.log_file.open("rb") as f:
+                f.seek(self._log_offset)
+                lines = f.read().decode(errors="replace").strip().splitlines()
+        except OSError:
+            return "(no log)"
+        return lines[-1] if lines else "(nothing logged)"
+
+    def _log_size(self) -> int:
+        try:
+            return self.log_file.stat().st_size
+        except OSError:
+            return 0
+
+    def _logged_since(self, offset: int, needle: bytes) -> bool:
+        try:
+            with self.log_file.open("rb") as f:
+                f.seek(offset)
+                return needle in f.read()
+        except OSError:
+            return False
+
+    def reload(self) -> None:
+        """SIGHUP: mosquitto re-reads the password and ACL files.
+
+        Waits (at most :data:`RELOAD_TIMEOUT`) until mosquitto logs the reload:
+        it reloads within one pass of its single-threaded loop, so a client
+        that connects afterwards meets the new files.
+        """
+        process = self.process
+        if process is None or process.poll() is not None:
+            return  # the files are read at the next start
+        offset = self._log_size()
+        process.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + RELOAD_TIMEOUT
+        while not self._logged_since(offset, b"Reloading config") and time.monotonic() < deadline:
+            time.sleep(0.005)
+
+    def stop(self) -> None:
+        """SIGTERM (mosquitto saves its persistence database), then wait; SIGKILL if stuck."""
+        process, self.process = self.process, None
+        if process is None:
+            return
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                log.warning("push: mosquitto did not stop within %.0f s; killed", STOP_TIMEOUT)
+                process.kill()
+                process.wait()
+        with contextlib.suppress(OSError):
+            self.pid_file.unlink()
+        log.info("push: mosquitto stopped")
+
+    def kill(self) -> None:
+        """SIGKILL without a clean stop (tests: a broker crash loses what was not saved)."""
+        process, self.process = self.process, None
+        if process is not None:
+            process.kill()
+            process.wait()
+
+    def __enter__(self) -> MosquittoBroker:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+# --- the publisher ----------------------------------------------------------------------
+
+
+def tap_payload(tap_type: TapType, call_uri: str, now: Callable[[], float] = time.time) -> bytes:
+    """One tap as published: ``{"v":1,"id":uuid4,"type":...,"call":uri,"ts":ms}``."""
+    return Tap(str(uuid.uuid4()), tap_type, call_uri, int(now() * 1000)).to_bytes()
+
+
+class TapPublisher:
+    """The provider's MQTT client: publishes taps (QoS 1) to the handlers' topics.
+
+    paho runs its network loop on its own thread (``loop_start``) and
+    reconnects by itself; :meth:`publish` only queues the message, so it is
+    safe and quick to call from the asyncio loop or the core's lock.  Taps
+    published while the connection is down are sent after it comes back.
+    """
+
+    def __init__(
+        self,
+        broker_url: str,
+        username: str,
+        password: str,
+        ca_file: Path | str | None = None,
+        client_id: str = PUBLISHER_USER,
+    ) -> None:
+        binding = PushBinding(broker_url, f"{TOPIC_ROOT}/-", username, password)
+        self.url = broker_url
+        self._connected = threading.Event()
+        self._stopping = False
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+        client.username_pw_set(username, password)
+        if binding.tls:
+            client.tls_set_context(tls_context(ca_file))
+        client.reconnect_delay_set(1, 60)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        self._client = client
+        self._host, self._port = binding.host, binding.port
+        # Message ids not yet acknowledged: paho's MQTTMessageInfo cannot tell for a
+        # message queued while disconnected (is_published raises), on_publish can.
+        self._unacked: set[int] = set()
+        self._acked_early: set[int] = set()  # PUBACKs that beat _track to the lock
+        self._acked = threading.Condition()
+        client.on_publish = self._on_publish
+
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        flags: mqtt.ConnectFlags,
+        reason: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        if reason.is_failure:
+            log.warning("push: the broker refused the publisher: %s", reason)
+            return
+        self._connected.set()
+        log.info("push: publisher connected to %s", self.url)
+
+    def _on_disconnect(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        flags: mqtt.DisconnectFlags,
+        reason: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        if self._connected.is_set() and not self._stopping:
+            log.warning("push: publisher lost the broker: %s", reason)
+        self._connected.clear()
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    def start(self, timeout: float = START_TIMEOUT) -> None:
+        """Connect and keep reconnecting; raise :class:`PushError` if not up within ``timeout``."""
+        self._client.connect_async(
+            self._host,
+            self._port,
+            keepalive=30,
+            clean_start=False,
+            properties=connect_properties(SESSION_EXPIRY),
+        )
+        self._client.loop_start()
+        if not self._connected.wait(timeout):
+            self.stop()
+            raise PushError(f"the publisher could not log in to {self.url} within {timeout:.0f} s")
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._client.disconnect()
+        self._client.loop_stop()
+        self._connected.clear()
+
+    def publish(self, handler: HandlerDescription, tap_type: TapType, call_uri: str) -> str | None:
+        """Publish one tap to ``handler``'s topic; the tap id, or None when it has no binding."""
+        if handler.push is None:
+            log.info("push: handler %s has no push binding; no tap", handler.handler_id)
+            return None
+        payload = tap_payload(tap_type, call_uri)
+        tap_id = json.loads(payload)["id"]
+        info = self._client.publish(handler.push.topic, payload, qos=1)
+        if not self._track(info):
+            log.warning(
+                "push: tap %s for handler %s not queued: %s",
+                tap_id,
+                handler.handler_id,
+                mqtt.error_string(info.rc),
+            )
+            return None
+        log.info("push: tap %s %s %s -> %s", tap_id, tap_type.value, call_uri, handler.push.topic)
+        return str(tap_id)
+
+    def publish_payload(self, topic: str, payload: bytes) -> bool:
+        """Publish any payload with QoS 1 (tests and benchmarks: bad taps on purpose)."""
+        return self._track(self._client.publish(topic, payload, qos=1))
+
+    def _track(self, info: mqtt.MQTTMessageInfo) -> bool:
+        """Remember a queued message until the broker acknowledges it; False if not queued."""
+        if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
+            return False
+        with self._acked:
+            if info.mid in self._acked_early:
+                self._acked_early.discard(info.mid)
+            else:
+                self._unacked.add(info.mid)
+        return True
+
+    def _on_publish(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        mid: int,
+        reason: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        if reason.is_failure:
+            log.warning("push: the broker refused a tap (message %d): %s", mid, reason)
+        with self._acked:
+            if mid in self._unacked:
+                self._unacked.discard(mid)
+            else:
+                self._acked_early.add(mid)
+            self._acked.notify_all()
+
+    def flush(self, timeout: float = START_TIMEOUT) -> bool:
+        """Wait until the broker has acknowledged (PUBACK) every tap so far; False on timeout."""
+        with self._acked:
+            return self._acked.wait_for(lambda: not self._unacked, timeout)
+
+    def hook(self, handler: HandlerDescription, *args: TapType | str) -> None:
+        """``core.push_hook`` for ``(handler, type, call_uri)`` and for ``(handler, call_uri)``.
+
+        The older two-argument form means a ``call`` tap.
+        """
+        if len(args) == 1 and isinstance(args[0], str) and not isinstance(args[0], TapType):
+            self.publish(handler, TapType.CALL, args[0])
+        elif len(args) == 2 and isinstance(args[0], TapType) and isinstance(args[1], str):
+            self.publish(handler, args[0], args[1])
+        else:
+            raise TypeError(f"push hook: expected (handler, [type,] call_uri), not {args!r}")
+
+
+# --- the [push] section -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PushSettings:
+    """The ``[push]`` section (see :mod:`riptprovider.config`).
+
+    ``broker`` is ``"spawn"`` (run mosquitto here) or an external broker's
+    ``mqtts://host:port``; then the provider writes ``password_file`` and
+    ``acl_file`` (which that broker reads) and runs ``reload_command`` after
+    each change.
+    """
+
+    broker: str = "spawn"
+    port: int = 0
+    mosquitto: str = MOSQUITTO
+    ca_file: Path | None = None
+    password_file: Path | None = None
+    acl_file: Path | None = None
+    reload_command: tuple[str, ...] = ()
+
+    @property
+    def spawn(self) -> bool:
+        return self.broker == "spawn"
+
+
+class PushService:
+    """A running push channel for ``ript-provider serve``: broker (if spawned) and publisher."""
+
+    def __init__(
+        self,
+        registry: DeviceRegistry,
+        publisher: TapPublisher,
+        broker: MosquittoBroker | None = None,
+    ) -> None:
+        self.registry = registry
+        self.publisher = publisher
+        self.broker = broker
+
+    @property
+    def url(self) -> str:
+        return self.registry.broker_url
+
+    def binder(self, account: Account, handler: HandlerDescription) -> PushBinding | None:
+        """``core.push_binder``: a new handler's binding; None (logged) when it cannot have one."""
+        try:
+            return self.registry.add_device(handler.handler_id, account.id)
+        except PushError as exc:
+            log.warning("push: no push binding for a handler of %s: %s", account.id, exc)
+            return None
+
+    def attach(self, core: ProviderCore, accounts: Iterable[Account]) -> None:
+        """Make ``core`` bind new handlers and tap them; bring its existing handlers in line.
+
+        A handler registered before push was configured gets a binding now; one
+        whose binding this broker no longer knows (a wiped device list, a new
+        broker URL) gets its password back or a new binding.  Phones learn a
+        changed binding from ``GET {handler}``.
+        """
+        for account in accounts:
+            for handler in core.handlers(account):
+                push, uri = handler.push, handler.uri
+                if uri is None:
+                    continue
+                device = self.registry.device(handler.handler_id)
+                if device is not None and device.account_id == account.id:
+                    if push == self.registry.binding(device):
+                        continue  # in line
+                elif (
+                    device is None and push is not None and self.registry.restore(push, account.id)
+                ):
+                    continue
+                core.set_push_binding(account, uri, self.binder(account, handler))
+        core.push_binder = self.binder
+        core.push_hook = self.publisher.hook
+
+    def close(self) -> None:
+        self.publisher.stop()
+        if self.broker is not None:
+            self.broker.stop()
+
+
+def _run_reload(command: Sequence[str]) -> Callable[[], None]:
+    def reload() -> None:
+        try:
+            done = subprocess.run(
+                list(command), capture_output=True, timeout=STOP_TIMEOUT, check=False
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            log.warning("push: reload command %s failed: %s", command[0], exc)
+            return
+        if done.returncode != 0:
+            err = done.stderr.decode(errors="replace").strip().splitlines()
+            log.warning(
+                "push: reload command %s exited %d: %s",
+                command[0],
+                done.returncode,
+                err[-1] if err else "",
+            )
+
+    return reload
+
+
+def start_push(settings: PushSettings, ca: ProviderCa, state_dir: Path) -> PushService:
+    """Start the broker (when spawned) and the publisher; raise :class:`PushError`."""
+    directory = state_dir / "push"
+    broker: MosquittoBroker | None = None
+    try:
+        if settings.spawn:
+            broker = MosquittoBroker(directory, ca, settings.port, settings.mosquitto)
+            broker.start()
+            registry = broker.registry
+            ca_file: Path | None = ca.ca_file
+        else:
+            assert settings.password_file is not None and settings.acl_file is not None
+            external = DeviceRegistry(
+                directory / "devices.json",
+                settings.password_file,
+                settings.acl_file,
+                settings.broker,
+                _run_reload(settings.reload_command) if settings.reload_command else None,
+            )
+            external.write_broker_files()
+            if external.reload is not None:
+                external.reload()
+            registry, ca_file = external, settings.ca_file
+        username, password = registry.publisher_credentials
+        publisher = TapPublisher(registry.broker_url, username, password, ca_file)
+        publisher.start()
+    except OSError as exc:
+        if broker is not None:
+            broker.stop()
+        raise PushError(f"{exc.filename or 'the push files'}: {exc.strerror or exc}") from None
+    except PushError:
+        if broker is not None:
+            broker.stop()
+        raise
+    return PushService(registry, publisher, broker)
