@@ -840,6 +840,11 @@ class PushService:
                 core.set_push_binding(account, uri, self.binder(account, handler))
         core.push_binder = self.binder
         core.push_hook = self.publisher.hook
+        core.handler_removed = lambda handler: self.forget(handler.handler_id)
+
+    def forget(self, handler_id: str) -> None:
+        """A handler was deleted: its MQTT user and ACL go, so the device can no longer log in."""
+        self.registry.remove_device(handler_id)
 
     def close(self) -> None:
         self.publisher.stop()

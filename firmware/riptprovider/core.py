@@ -236,6 +236,8 @@ class ProviderCore:
         Called after the core's lock is released, on the thread of the operation."""
         self.push_binder: Callable[[Account, HandlerDescription], PushBinding | None] | None = None
         """Gives a registering handler its push binding (the MQTT layer sets it)."""
+        self.handler_removed: Callable[[HandlerDescription], None] | None = None
+        """Told of each deleted handler, so its push credentials go too (the MQTT layer sets it)."""
 
     def close(self) -> None:
         self.db.close()
@@ -360,9 +362,12 @@ class ProviderCore:
     def delete_handler(self, account: Account, uri: str) -> None:
         """``DELETE {handler}``; the handler answers 404 afterwards."""
         with self._lock:
-            self._handler(account, uri)
+            gone = self._handler(account, uri).description
             self.db.delete_handler(uri)
             del self._handlers[uri]
+        if self.handler_removed is not None:
+            # Outside the lock: the MQTT layer rewrites its files and reloads the broker.
+            self.handler_removed(gone)
 
     def handlers(self, account: Account) -> list[HandlerDescription]:
         """The account's handlers, oldest first."""

@@ -418,6 +418,13 @@ def test_the_provider_core_taps_every_handler_of_an_inbound_call(tmp_path: Path)
                         await phone.__aexit__()
 
             asyncio.run(run())
+            # A deleted handler loses its MQTT user: the device can no longer log in.
+            assert broker.registry.device("handler-1") is not None
+            handler_1 = next(h for h in core.handlers(alice) if h.handler_id == "handler-1")
+            assert handler_1.uri is not None
+            core.delete_handler(alice, handler_1.uri)
+            assert broker.registry.device("handler-1") is None
+            assert broker.registry.device("handler-2") is not None
     finally:
         core.close()
 
