@@ -151,3 +151,22 @@ def ulaw_decode(payload: bytes) -> bytes:
 def alaw_decode(payload: bytes) -> bytes:
     """Decode A-law (any length; every byte is a valid code) to 16-bit little-endian PCM."""
     return _expand(payload, _ALAW_DEC)
+
+
+def _scaled(expand: Callable[[int], int], gain: float) -> Callable[[int], int]:
+    def scaled(code: int) -> int:
+        return max(-32768, min(32767, round(expand(code) * gain)))
+
+    return scaled
+
+
+def ulaw_decoder(gain_db: float = 0.0) -> Callable[[bytes], bytes]:
+    """A μ-law decoder whose output is ``gain_db`` louder (clipped at full scale).
+
+    The gain is folded into the two 256-byte tables, so a volume control costs
+    nothing per frame; build a new decoder when the volume changes.
+    """
+    if gain_db == 0.0:
+        return ulaw_decode
+    tables = _decode_tables(_scaled(ulaw_decode_sample, 10 ** (gain_db / 20)))
+    return lambda payload: _expand(payload, tables)

@@ -19,6 +19,7 @@ from typing import Any
 
 import opuslib
 import opuslib.api.ctl
+import opuslib.api.decoder
 import opuslib.api.encoder
 
 __all__ = ["OpusCodecError", "OpusDecoder", "OpusEncoder"]
@@ -135,3 +136,10 @@ class OpusDecoder:
     def reset(self) -> None:
         """Forget the decoder's history (a new stream starts)."""
         self._decoder.reset_state()
+
+    def set_gain(self, gain_db: float) -> None:
+        """Make the output ``gain_db`` louder (-128..+128 dB); libopus applies it while decoding."""
+        if not -128.0 <= gain_db <= 128.0:
+            raise OpusCodecError(f"Opus decoder gain must be -128..128 dB, not {gain_db}")
+        q8 = round(gain_db * 256)  # OPUS_SET_GAIN takes Q8 dB
+        opuslib.api.decoder.decoder_ctl(self._decoder.decoder_state, opuslib.api.ctl.set_gain, q8)
