@@ -11,6 +11,11 @@ plugin (``ALSA_CONFIG_PATH``): the microphone is a file holding a 1 kHz tone
 and the earpiece is a file; the summary measures the tone in what was played,
 so the round trip is visible without a sound card.  Both processes are
 stopped (SIGTERM, then wait) on success, failure and Ctrl-C alike.
+
+The building blocks (:func:`start_provider`, :func:`phone_config`,
+:func:`start_phone`, :func:`wait_for_state`, :func:`stop_process`,
+:func:`tone_pcm`, :func:`tone_levels`) are public: the end-to-end tests and the
+call benchmark start their processes with them.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import tempfile
 import time
 import tomllib
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Final
 
@@ -47,14 +53,19 @@ class DemoError(Exception):
     """One sentence for the user: why the demo failed."""
 
 
-def _free_udp_port() -> int:
+# -- building blocks (the end-to-end tests and the call benchmark use them too) --------
+
+
+def free_udp_port() -> int:
+    """A UDP port on 127.0.0.1 that was free a moment ago."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
 
 
-def _write_secret(path: Path, text: str) -> None:
+def write_secret(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` mode 0600 (created so, never readable by others)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as out:
         out.write(text)
@@ -69,104 +80,220 @@ def _alsa_quoted(path: Path) -> str:
     return f'"{text}"'
 
 
+def show_log(log: Path, who: str) -> None:
+    """Copy a child's log to stderr (when a start fails, that is where the reason is)."""
+    text = log.read_text(errors="replace").strip() if log.exists() else ""
+    if text:
+        print(f"--- {who}'s stderr ---\n{text}\n---", file=sys.stderr, flush=True)
+
+
+def wait_for_line(
+    process: subprocess.Popen[bytes], log: Path, needle: str, who: str, wait: float = WAIT
+) -> str:
+    """The first line of ``log`` holding ``needle``; DemoError if the process exits first."""
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        for line in log.read_text(errors="replace").splitlines():
+            if needle in line:
+                return line
+        if process.poll() is not None:
+            show_log(log, who)
+            raise DemoError(f"{who} exited with status {process.returncode} before ready")
+        time.sleep(0.05)
+    show_log(log, who)
+    raise DemoError(f"{who} was not ready within {wait:.0f} s")
+
+
+@dataclass(slots=True)
+class ProviderProcess:
+    """A running ``ript-provider serve``: its process, log, port and CA file."""
+
+    process: subprocess.Popen[bytes]
+    log: Path
+    config: Path
+    port: int
+    ca_file: str
+
+    @property
+    def domain(self) -> str:
+        return f"localhost:{self.port}"
+
+
+def start_provider(
+    work: Path, config_text: str, *, name: str = "provider", wait: float = WAIT
+) -> ProviderProcess:
+    """Run ``ript-provider serve`` on ``config_text`` with a free port; return once ready.
+
+    The ``port = N`` line of the text is replaced; the file is written 0600 (it holds
+    tokens) as ``work/NAME.toml`` and the log goes to ``work/NAME.log``.
+    """
+    port = free_udp_port()
+    text, found = re.subn(r"(?m)^port = \d+", f"port = {port}", config_text)
+    if found != 1:
+        raise DemoError("the provider's configuration needs exactly one 'port = N' line")
+    config = work / f"{name}.toml"
+    write_secret(config, text)
+    log = work / f"{name}.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "riptprovider", "serve", "--config", str(config)],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=out,
+        )
+    try:
+        line = wait_for_line(process, log, "ready:", "the provider", wait)
+    except DemoError:
+        stop_process(process)
+        raise
+    match = re.search(r"ca_file=(\S+)", line)
+    if match is None:
+        stop_process(process)
+        raise DemoError(f"the provider's ready line names no ca_file: {line.strip()}")
+    return ProviderProcess(process, log, config, port, match.group(1))
+
+
+def phone_config(
+    provider: ProviderProcess,
+    *,
+    state_dir: Path,
+    control_socket: Path,
+    capture: str = "default",
+    playback: str = "default",
+    level: str = "info",
+    number: str | None = None,
+) -> str:
+    """The text of a phone configuration for ``provider`` (docs/configuration.md)."""
+    phone_number = f'number = "{number}"\n' if number else ""
+    return (
+        f'[provider]\ndomain = "{provider.domain}"\nca_file = "{provider.ca_file}"\n\n'
+        f'[phone]\n{phone_number}state_dir = "{state_dir}"\n'
+        f'control_socket = "{control_socket}"\n\n'
+        f'[hardware]\nbackend = "none"\n\n'
+        f'[audio]\ncapture = "{capture}"\nplayback = "{playback}"\n\n'
+        f'[log]\nlevel = "{level}"\n'
+    )
+
+
+def start_phone(
+    config: Path, log: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """Run ``ript-phone run --config CONFIG``, its output to ``log`` (appended)."""
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "riptphone", "run", "--config", str(config)],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=out,
+            env=env,
+        )
+
+
+def wait_for_state(
+    process: subprocess.Popen[bytes],
+    control_socket: Path,
+    log: Path,
+    state: str = "idle",
+    wait: float = WAIT,
+) -> dict[str, Any]:
+    """Poll ``status`` until the phone is in ``state``; its reply, or DemoError."""
+    deadline = time.monotonic() + wait
+    last = "no control socket yet"
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            show_log(log, "the phone")
+            raise DemoError(f"the phone exited with status {process.returncode}")
+        try:
+            status = request(control_socket, {"cmd": "status"})
+        except ControlClientError as exc:
+            last = str(exc)
+        else:
+            last = f"state {status.get('state')}"
+            if status.get("state") == state:
+                return status
+        time.sleep(0.1)
+    show_log(log, "the phone")
+    raise DemoError(f"the phone never became {state} within {wait:.0f} s ({last})")
+
+
+def stop_process(process: subprocess.Popen[bytes] | None, timeout: float = 10) -> int | None:
+    """SIGTERM and wait; kill what does not exit within ``timeout``. The exit status."""
+    if process is None:
+        return None
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+    try:
+        return process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        return process.wait()
+
+
+def tone_pcm(seconds: float, rate: int = 48000, hz: int = TONE_HZ) -> bytes:
+    """``seconds`` of a -10 dBFS sine at ``hz``, S16_LE mono: the microphone's file."""
+    tone = ToneGenerator(ToneSpec(((hz, -10.0),)), rate)
+    return b"".join(tone.frame() for _ in range(int(seconds * 50)))
+
+
+def tone_levels(played: bytes, rate: int) -> tuple[float, float]:
+    """Goertzel levels at the test tone and at another frequency, in the middle half."""
+    middle = played[len(played) // 4 : 3 * len(played) // 4]
+    middle = middle[: len(middle) // 2 * 2]
+    return goertzel(middle, rate, TONE_HZ), goertzel(middle, rate, OTHER_HZ)
+
+
+def tone_found(at_tone: float, other: float) -> bool:
+    """The tone is there: loud (a -10 dBFS tone is ~1e8; silence far below) and clean."""
+    return at_tone > 1e6 and at_tone > 100 * other
+
+
 class Demo:
     """The two processes and the files of one demo run."""
 
     def __init__(self, work: Path, out: IO[str]) -> None:
         self.work = work
         self.out = out
-        self.provider: subprocess.Popen[bytes] | None = None
+        self.provider: ProviderProcess | None = None
         self.daemon: subprocess.Popen[bytes] | None = None
-        self.provider_log = work / "provider.log"
         self.daemon_log = work / "phone.log"
         self.socket = work / "control.sock"
         self.playback = work / "playback.raw"
-        self.port = 0
 
     def say(self, text: str) -> None:
         print(text, file=self.out, flush=True)
 
-    # -- the provider --------------------------------------------------------------
-
-    def start_provider(self) -> tuple[str, str]:
-        """Start the provider; return alice's token and the CA file from its ready line."""
+    def start_provider(self) -> str:
+        """Start the provider on the example configuration; return alice's token."""
         if not EXAMPLE_CONFIG.is_file():
             raise DemoError(f"the provider's example configuration is missing: {EXAMPLE_CONFIG}")
         text = EXAMPLE_CONFIG.read_text()
         token = str(tomllib.loads(text)["accounts"]["alice"]["tokens"][0])
-        self.port = _free_udp_port()
-        text = re.sub(r"(?m)^port = \d+", f"port = {self.port}", text)
-        config = self.work / "provider.toml"
-        _write_secret(config, text)  # it holds alice's token
-        with self.provider_log.open("wb") as log:
-            self.provider = subprocess.Popen(
-                [sys.executable, "-m", "riptprovider", "serve", "--config", str(config)],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-            )
-        line = self._wait_for_line(self.provider, self.provider_log, "ready:", "the provider")
-        match = re.search(r"ca_file=(\S+)", line)
-        if match is None:
-            raise DemoError(f"the provider's ready line names no ca_file: {line.strip()}")
-        self.say(f"provider ready on udp 127.0.0.1:{self.port}")
-        return token, match.group(1)
+        self.provider = start_provider(self.work, text)
+        self.say(f"provider ready on udp 127.0.0.1:{self.provider.port}")
+        return token
 
-    def _wait_for_line(
-        self, process: subprocess.Popen[bytes], log: Path, needle: str, who: str
-    ) -> str:
-        deadline = time.monotonic() + WAIT
-        while time.monotonic() < deadline:
-            for line in log.read_text(errors="replace").splitlines():
-                if needle in line:
-                    return line
-            if process.poll() is not None:
-                self._show_log(log, who)
-                raise DemoError(f"{who} exited with status {process.returncode} before ready")
-            time.sleep(0.05)
-        self._show_log(log, who)
-        raise DemoError(f"{who} was not ready within {WAIT:.0f} s")
-
-    def _show_log(self, log: Path, who: str) -> None:
-        text = log.read_text(errors="replace").strip() if log.exists() else ""
-        if text:
-            print(f"--- {who}'s stderr ---\n{text}\n---", file=sys.stderr, flush=True)
-
-    # -- the phone -----------------------------------------------------------------
-
-    def start_phone(self, token: str, ca_file: str, seconds: float, sound_card: bool) -> None:
+    def start_phone(self, token: str, seconds: float, sound_card: bool) -> None:
+        assert self.provider is not None
         state_dir = self.work / "phone-state"
         state_dir.mkdir(mode=0o700, exist_ok=True)
-        _write_secret(state_dir / "token", token + "\n")
+        write_secret(state_dir / "token", token + "\n")
         env = dict(os.environ)
-        if sound_card:
-            audio = '[audio]\ncapture = "default"\nplayback = "default"\n'
-        else:
-            audio = '[audio]\ncapture = "demo_in"\nplayback = "demo_out"\n'
+        devices = {}
+        if not sound_card:
+            devices = {"capture": "demo_in", "playback": "demo_out"}
             env["ALSA_CONFIG_PATH"] = f"{SYSTEM_ALSA_CONF}:{self._write_asoundrc(seconds)}"
         config = self.work / "phone.toml"
         config.write_text(
-            f'[provider]\ndomain = "localhost:{self.port}"\nca_file = "{ca_file}"\n\n'
-            f'[phone]\nstate_dir = "{state_dir}"\ncontrol_socket = "{self.socket}"\n\n'
-            f'[hardware]\nbackend = "none"\n\n{audio}\n[log]\nlevel = "info"\n'
+            phone_config(self.provider, state_dir=state_dir, control_socket=self.socket, **devices)
         )
-        with self.daemon_log.open("wb") as log:
-            self.daemon = subprocess.Popen(
-                [sys.executable, "-m", "riptphone", "run", "--config", str(config)],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                env=env,
-            )
-        self._wait_idle()
+        self.daemon = start_phone(config, self.daemon_log, env)
+        wait_for_state(self.daemon, self.socket, self.daemon_log, "idle")
         self.say("phone registered and idle")
 
     def _write_asoundrc(self, seconds: float) -> Path:
         """The file-plugin PCMs: ``demo_in`` reads a 1 kHz tone, ``demo_out`` writes a file."""
-        tone = ToneGenerator(ToneSpec(((TONE_HZ, -10.0),)), 48000)
-        frames = int((seconds + 10) * 50)  # capture past the file's end is not meaningful
         capture = self.work / "capture_in.raw"
-        capture.write_bytes(b"".join(tone.frame() for _ in range(frames)))
+        capture.write_bytes(tone_pcm(seconds + 10))  # capture past the end is not meaningful
         asoundrc = self.work / "asoundrc"
         asoundrc.write_text(
             'pcm.demo_out {\n    type file\n    slave.pcm "null"\n'
@@ -176,26 +303,6 @@ class Demo:
             f'    infile {_alsa_quoted(capture)}\n    format "raw"\n}}\n'
         )
         return asoundrc
-
-    def _wait_idle(self) -> None:
-        assert self.daemon is not None
-        deadline = time.monotonic() + WAIT
-        last = "no control socket yet"
-        while time.monotonic() < deadline:
-            if self.daemon.poll() is not None:
-                self._show_log(self.daemon_log, "the phone")
-                raise DemoError(f"the phone exited with status {self.daemon.returncode}")
-            try:
-                status = request(self.socket, {"cmd": "status"})
-            except ControlClientError as exc:
-                last = str(exc)
-            else:
-                last = f"state {status.get('state')}"
-                if status.get("state") == "idle":
-                    return
-            time.sleep(0.1)
-        self._show_log(self.daemon_log, "the phone")
-        raise DemoError(f"the phone never became idle within {WAIT:.0f} s ({last})")
 
     # -- the call ------------------------------------------------------------------
 
@@ -242,16 +349,9 @@ class Demo:
 
     def stop(self) -> None:
         """SIGTERM both processes (phone first) and wait; kill what does not exit."""
-        for process in (self.daemon, self.provider):
-            if process is None:
-                continue
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_process(self.daemon)
+        if self.provider is not None:
+            stop_process(self.provider.process)
 
     def codec(self) -> str:
         text = self.daemon_log.read_text(errors="replace") if self.daemon_log.exists() else ""
@@ -284,11 +384,8 @@ def _tone_report(playback: Path, rate: int) -> tuple[bool, str]:
     played = playback.read_bytes() if playback.exists() else b""
     if len(played) < rate // 5:
         return False, f"the playback file {playback} holds only {len(played)} bytes"
-    middle = played[len(played) // 4 : 3 * len(played) // 4]
-    middle = middle[: len(middle) // 2 * 2]
-    at_tone = goertzel(middle, rate, TONE_HZ)
-    other = goertzel(middle, rate, OTHER_HZ)
-    found = at_tone > 1e6 and at_tone > 100 * other
+    at_tone, other = tone_levels(played, rate)
+    found = tone_found(at_tone, other)
     seconds = len(played) / 2 / rate
     verdict = "found" if found else "NOT found"
     return found, (
@@ -308,8 +405,8 @@ def run(
     demo = Demo(work, out)
     demo.say(f"work folder {work}")
     try:
-        token, ca_file = demo.start_provider()
-        demo.start_phone(token, ca_file, seconds, sound_card)
+        token = demo.start_provider()
+        demo.start_phone(token, seconds, sound_card)
         states = demo.call(number, seconds)
         codec = demo.codec()
         demo.stop()

@@ -176,6 +176,34 @@ class MediaSession:
     def codec(self) -> str:
         return self._codec.payload_type.name
 
+    def stats(self) -> dict[str, int | float | bool | None]:
+        """The leg's media counters for the control socket's ``call.stats`` (see control-socket.md).
+
+        Chunk numbering carries on over a re-established leg, so chunk counts cover the
+        whole leg; the PUT, GET and playout counters are this session's.
+        """
+        sent = self._sender.stats()
+        received = self._receiver.stats()
+        return {
+            "sealed": self.key is not None,
+            "chunks_sent": sent.sent,
+            "chunks_received": received.received,
+            "acks_received": sent.acked,
+            "chunks_unacked": sent.lost,
+            "chunks_lost": received.lost,
+            "auth_failures": received.auth_failures,
+            "malformed": received.malformed,
+            "duplicates": received.duplicates,
+            "late": received.late,
+            "puts_dropped": self.puts_dropped,
+            "put_failures": self.put_failures,
+            "get_failures": self.get_failures,
+            "frames_played": self.frames_played,
+            "bad_frames": self.bad_frames,
+            "rtt_ms": None if sent.rtt_avg is None else round(sent.rtt_avg * 1000, 1),
+            "jitter_ms": round(received.jitter_ms, 1),
+        }
+
     def start(self) -> None:
         """Open the audio devices and the byways; AudioDeviceError if a device is unusable."""
         loop = asyncio.get_running_loop()
@@ -208,12 +236,15 @@ class MediaSession:
         for device in (self._capture, self._playback):
             if device is not None:
                 device.stop()
+        stats = self.stats()
         log.info(
-            "event=media_stopped codec=%s sent=%d received=%d played=%d puts_dropped=%d "
-            "put_failures=%d",
+            "event=media_stopped codec=%s sent=%d received=%d acks=%d auth_failures=%d "
+            "played=%d puts_dropped=%d put_failures=%d",
             self.codec,
-            self._sender.stats().sent,
-            self._receiver.stats().received,
+            stats["chunks_sent"],
+            stats["chunks_received"],
+            stats["acks_received"],
+            stats["auth_failures"],
             self.frames_played,
             self.puts_dropped,
             self.put_failures,
