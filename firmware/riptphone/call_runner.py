@@ -21,7 +21,7 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from riptphone.config import AudioConfig
@@ -40,6 +40,7 @@ from riptphone.protocol.call import (
     ProtocolViolation,
     SendEvent,
 )
+from riptphone.protocol.errors import LocalProtocolError
 from riptphone.protocol.events import Event
 
 log = logging.getLogger(__name__)
@@ -56,10 +57,15 @@ class CallRunner:
         client: RiptClient,
         call: Call,
         report: Callable[[Action], None],
+        *,
         clock: Callable[[], float] = time.monotonic,
         audio: AudioConfig | None = None,
+        before_media: Callable[[], Awaitable[None]] | None = None,
+        on_media: Callable[[MediaSession], None] | None = None,
     ) -> None:
         self.client = client
+        self._before_media = before_media
+        self._on_media = on_media
         self.audio = audio if audio is not None else AudioConfig()
         self.media: MediaSession | None = None
         self._last_media: MediaSession | None = None  # its numbering goes on after a restart
@@ -73,9 +79,46 @@ class CallRunner:
         self._media_failed = False  # log a session that cannot start once, not per attempt
         self._tasks: set[asyncio.Task[None]] = set()
 
+    def media_info(self) -> tuple[str, str, dict[str, int | float | bool | None]] | None:
+        """(codec, transport, stats) of the running or last media session; None before media.
+
+        The last session's figures stay after it stops, so the call's final ``call``
+        line on the control socket still says what flowed.
+        """
+        media = self.media if self.media is not None else self._last_media
+        if media is None:
+            return None
+        return media.codec.lower(), "byways", media.stats()
+
     def hangup(self) -> None:
         """Hang up (or cancel); harmless once the call is over."""
         self._inputs.put_nowait(self.call.hangup)
+
+    def answer(self) -> None:
+        """Answer the call ringing here, or start a 3PCC call offered here."""
+        self._inputs.put_nowait(functools.partial(self._local, self.call.answer, "answer"))
+
+    def decline(self) -> None:
+        """Decline the call ringing here."""
+        self._inputs.put_nowait(functools.partial(self._local, self.call.decline, "decline"))
+
+    def pull(self) -> None:
+        """Take the call here from another device (call pull, push, 3PCC move)."""
+        self._inputs.put_nowait(functools.partial(self._local, self.call.pull, "pull"))
+
+    @property
+    def codec(self) -> str | None:
+        """The codec of the media flowing now, or None."""
+        return None if self.media is None else self.media.codec
+
+    def _local(self, act: Callable[[float], list[Action]], what: str, now: float) -> list[Action]:
+        # The user acted on a state the call has just left (it was answered
+        # elsewhere a moment ago): say so rather than fail the runner.
+        try:
+            return act(now)
+        except LocalProtocolError as exc:
+            log.info("event=not_now call=%s action=%s reason=%r", self.call.uri, what, str(exc))
+            return []
 
     async def run(self) -> None:
         """Drive the call until it is over, then close its byways."""
@@ -191,6 +234,8 @@ class CallRunner:
         ):
             return  # the same leg again (signalling re-established): keep its streams
         self._stop_media()
+        if self._before_media is not None:
+            await self._before_media()
         token = await self.client.credentials.token()
         try:
             media = MediaSession(
@@ -212,6 +257,8 @@ class CallRunner:
                 log.warning("event=media_failed call=%s reason=%r", self.call.uri, str(exc))
             return
         self.media = self._last_media = media
+        if self._on_media is not None:
+            self._on_media(media)
         log.info("event=media_started call=%s codec=%s", self.call.uri, media.codec)
 
     def _stop_media(self) -> None:

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from riptphone.config import Config, ConfigError, load_config
 from riptphone.control import ControlError, ControlServer
+from riptphone.handset import Handset, HandsetError
 from riptphone.net.h3 import H3Client
 from riptphone.net.ript_client import RiptClient, StaticToken
 from riptphone.phone import Phone
@@ -75,16 +76,30 @@ async def serve(config: Config, token: str) -> None:
     async with H3Client(ca_file=ca_file) as http:
         client = RiptClient(http, config.provider.domain, StaticToken(token))
         phone = Phone(config, store, client)
-        async with ControlServer(config.phone.control_socket, phone) as server:
-            phone.publish = server.publish
-            log.info("event=started socket=%s provider=%s", server.path, config.provider.domain)
-            online = loop.create_task(phone.connect())
-            await stop.wait()
-            log.info("event=stopping")
-            online.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await online
-            await phone.close()
+        try:
+            handset = Handset(config.hardware, loop, phone.feed)
+        except HandsetError as exc:
+            raise DaemonError(str(exc)) from None
+        try:
+            async with ControlServer(config.phone.control_socket, phone) as server:
+                phone.publish = server.publish
+                phone.attach_handset(handset)
+                handset.start()
+                log.info(
+                    "event=started socket=%s provider=%s handset=%s",
+                    server.path,
+                    config.provider.domain,
+                    config.hardware.backend,
+                )
+                online = loop.create_task(phone.connect())
+                await stop.wait()
+                log.info("event=stopping")
+                online.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await online
+                await phone.close()
+        finally:
+            await asyncio.to_thread(handset.close)
     log.info("event=stopped")
 
 

@@ -102,7 +102,7 @@ class Handset:
         self,
         config: HardwareConfig,
         loop: asyncio.AbstractEventLoop,
-        on_input: Callable[[Input], None],
+        on_input: Callable[[Input], object],
         *,
         pin_factory: Any = None,
         display_device: Any = None,

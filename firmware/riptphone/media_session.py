@@ -35,9 +35,10 @@ from typing import Any
 
 from riptphone.hw.alsa import AlsaCapture, AlsaPlayback
 from riptphone.hw.audio import AudioError
-from riptphone.media.g711 import ulaw_decode, ulaw_encode
+from riptphone.media.g711 import ulaw_decode, ulaw_decoder, ulaw_encode
 from riptphone.media.jitter import Frame, JitterBuffer
 from riptphone.media.opus_codec import OpusDecoder, OpusEncoder
+from riptphone.media.tones import ToneGenerator, dtmf_spec
 from riptphone.net.h3 import H3Client, H3Error, H3Stream
 from riptphone.protocol.advertisement import GrammarError, parse_directive
 from riptphone.protocol.call import Call
@@ -56,6 +57,18 @@ MAX_PUTS = 10
 """PUTs in flight before the oldest is given up."""
 GET_RETRY_S = 0.2
 """Pause before reopening a GET that failed (not one that was answered)."""
+
+
+DTMF_FRAMES = 5  # 100 ms of tone, above the 40 ms minimum of ITU-T Q.24
+DTMF_GAP_FRAMES = 2
+
+
+def volume_gain_db(percent: int) -> float:
+    """The earpiece gain for a volume setting: 70 % (the default) is 0 dB, 3 dB per 10 %.
+
+    So 0 % is -21 dB (quiet, not silent: a phone must never go dead) and 100 % is +9 dB.
+    """
+    return (max(0, min(100, percent)) - 70) * 0.3
 
 
 class MediaError(Exception):
@@ -79,15 +92,27 @@ class _Codec:
         else:
             raise MediaError(f"the client directive asks for {name}, which the phone cannot send")
         self._silence = bytes(2 * self.rate * FRAME_MS // 1000)
+        self._ulaw: Callable[[bytes], bytes] = ulaw_decode
+
+    @property
+    def silence(self) -> bytes:
+        return self._silence
 
     def encode(self, pcm: bytes) -> bytes:
         return ulaw_encode(pcm) if self._encoder is None else self._encoder.encode(pcm)
 
     def decode(self, payload: bytes) -> bytes:
-        return ulaw_decode(payload) if self._decoder is None else self._decoder.decode(payload)
+        return self._ulaw(payload) if self._decoder is None else self._decoder.decode(payload)
 
     def conceal(self) -> bytes:
         return self._silence if self._decoder is None else self._decoder.conceal()
+
+    def set_gain(self, gain_db: float) -> None:
+        """Playback volume: folded into the decoder, so it costs nothing per frame."""
+        if self._decoder is None:
+            self._ulaw = ulaw_decoder(gain_db)
+        else:
+            self._decoder.set_gain(gain_db)
 
 
 def choose(directive_text: str | None) -> tuple[int, int, str]:
@@ -166,6 +191,8 @@ class MediaSession:
         self._gets: set[H3Stream] = set()
         self._acks_owed = asyncio.Event()
         self._stopped = False
+        self._dtmf: deque[bytes] = deque()
+        self.muted = False
         self.puts_dropped = 0
         self.put_failures = 0
         self.get_failures = 0
@@ -257,10 +284,32 @@ class MediaSession:
 
     # ------------------------------------------------------------ send
 
+    def set_muted(self, muted: bool) -> None:
+        """Send silence instead of the microphone (chunks keep flowing, so acks and timers do)."""
+        self.muted = muted
+
+    def set_volume(self, percent: int) -> None:
+        """The earpiece volume; see :func:`volume_gain_db`."""
+        self._codec.set_gain(volume_gain_db(percent))
+
+    def send_dtmf(self, key: str) -> None:
+        """Send ``key`` as an in-band DTMF tone (100 ms, then 40 ms of silence).
+
+        In band, because it reaches any far end through any codec the
+        directive picks; the frames are made here, not on the 20 ms path.
+        """
+        tone = ToneGenerator(dtmf_spec(key), self._codec.rate, FRAME_MS)
+        self._dtmf.extend(tone.frame() for _ in range(DTMF_FRAMES))
+        self._dtmf.extend(self._codec.silence for _ in range(DTMF_GAP_FRAMES))
+
     def _on_mic(self, pcm: bytes) -> None:
         # In the loop, every 20 ms: encode, seal, send with the acks owed.
         if self._stopped:
             return
+        if self._dtmf:
+            pcm = self._dtmf.popleft()
+        elif self.muted:
+            pcm = self._codec.silence
         now = self._clock()
         payload = self._codec.encode(pcm)
         chunk = self._sender.media(
@@ -336,6 +385,11 @@ class MediaSession:
                 self._gets.discard(stream)
             if 200 <= head.status < 300:
                 self._take_body(body)
+            elif head.status == 409:
+                # The call moved to another of the user's devices (protocol.md, inbound):
+                # this leg's media is over; the signalling byway says where it went.
+                self.get_failures += 1
+                return
             else:
                 # A 404 means the call is over: the signalling byways will say so.
                 self.get_failures += 1

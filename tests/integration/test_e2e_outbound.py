@@ -135,8 +135,7 @@ def test_an_echo_call_brings_the_tone_back_over_sealed_acknowledged_chunks(
             watch.until(state_is("idle"))
         events = watch.seen
         assert phone_states(events) == ["dialing", "calling", "in-call", "ended", "idle"]
-        # The full order, proceeding first, is the xfail test below.
-        assert call_states(events)[-3:] == ["alerting", "answered", "ended"]
+        assert call_states(events) == ["proceeding", "alerting", "answered", "ended"]
         last_call = [e["call"] for e in events if e.get("event") == "call"][-1]
         assert last_call["stats"]["acks_received"] >= stats["acks_received"]
         assert phone.status()["call"] is None
@@ -150,11 +149,6 @@ def test_an_echo_call_brings_the_tone_back_over_sealed_acknowledged_chunks(
     assert tone_found(at_tone, other), (at_tone, other)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the phone publishes no call line when the call is placed, so the watch never "
-    "shows proceeding: phone.py's _start_call should publish one (the lead's rewrite)",
-)
 def test_the_watch_shows_every_call_state_from_proceeding_to_ended(phone: PhoneProcess) -> None:
     phone.start()  # no audio devices: the call's signalling alone
     with phone.watching() as watch:

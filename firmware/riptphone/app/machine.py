@@ -196,6 +196,10 @@ class PhoneMachine:
     ) -> None:
         self.plan = plan
         self.interdigit_timeout = interdigit_timeout
+        self.check_destination: Callable[[str], str | None] | None = None
+        """The line's policy (the TG's outbound destinations): why an E.164 number may not
+        be dialled, or None; checked before anything is sent, so a refused number never
+        leaves the phone."""
         self._state = State.OFFLINE
         self.off_hook = False
         self._typed = ""
@@ -519,6 +523,10 @@ class PhoneMachine:
             e164 = self.plan.normalise(text)
         except NumberError as exc:
             self._dial_refused(str(exc))
+            return
+        problem = None if self.check_destination is None else self.check_destination(e164)
+        if problem is not None:
+            self._dial_refused(problem)
             return
         self._set_tone("off")
         self._typed = ""
