@@ -173,6 +173,9 @@ class Phone:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, MAX_RETRY)
         self._start_push()
+        if self.push is None:
+            # No taps will come: look once for calls of this line (ours before a restart).
+            self._spawn(self._catch_up())
 
     async def _connect_once(self) -> None:
         tg = await self.client.discover(self.config.provider.trunk_group or None)
@@ -282,9 +285,20 @@ class Phone:
         if description is None:
             log.info("event=call_gone_before_followed call=%s", uri)
             return None
+        own = registration.handler_uri
+        resumed = description.handler == own and not description.state.is_final
+        if resumed:
+            # Ours before a restart: claim it again for a fresh media key and full chunk
+            # numbering (docs/protocol.md 9.1), rather than reuse state we no longer have.
+            try:
+                description = await self.client.claim_call(uri, own)
+            except RiptError as exc:
+                log.warning("event=reclaim_failed call=%s reason=%r", uri, str(exc))
+                return None
+            log.info("event=call_reclaimed call=%s state=%s", uri, description.state.value)
         if uri in self.runners:  # followed meanwhile (a tap and the list at once)
             return self.runners[uri]
-        return self._start_call(description)
+        return self._start_call(description, resumed=resumed)
 
     # ------------------------------------------------------------ the machine
 
@@ -393,7 +407,7 @@ class Phone:
 
     # ------------------------------------------------------------ calls
 
-    def _start_call(self, description: CallDescription) -> CallRunner:
+    def _start_call(self, description: CallDescription, *, resumed: bool = False) -> CallRunner:
         registration, tg = self.registration, self.tg
         assert registration is not None and registration.handler_uri is not None
         assert tg is not None
@@ -415,7 +429,11 @@ class Phone:
         self.publish({"event": "call", "call": _call_json(runner)})
         self._spawn(self._run_call(runner))
         if call.state is CallState.REMOTE:
-            self.feed(CallRemote(call.uri, call.peer))
+            self.feed(_remote(call))
+        elif resumed and call.state in _PHASES:
+            # A call this phone carried before it restarted: show it, then take it up again.
+            self.feed(_remote(call))
+            self.feed(CallProgress(call.uri, _PHASES[call.state]))
         return runner
 
     async def _run_call(self, runner: CallRunner) -> None:
@@ -467,7 +485,7 @@ class Phone:
         if state is CallState.ACTIVE:
             return CallProgress(call.uri, "in-call", codec=runner.codec)
         if state is CallState.REMOTE:
-            return CallRemote(call.uri, call.peer)
+            return _remote(call)
         if state is CallState.RINGING:
             outbound = call.direction is CallDirection.OUTBOUND
             return CallOffered(call.uri, call.peer, outbound=outbound)
@@ -653,6 +671,17 @@ def _binding(push: Mapping[str, Any]) -> PushBinding:
         username=push.get("username"),
         password=push.get("password"),
     )
+
+
+_PHASES: dict[CallState, Literal["calling", "alerting", "in-call"]] = {
+    CallState.PROCEEDING: "calling",
+    CallState.ALERTING: "alerting",
+    CallState.ACTIVE: "in-call",
+}
+
+
+def _remote(call: Call) -> CallRemote:
+    return CallRemote(call.uri, call.peer, outbound=call.direction is CallDirection.OUTBOUND)
 
 
 def _outside(tg: TrunkGroup, e164: str) -> str | None:

@@ -16,7 +16,14 @@ from pathlib import Path
 import pytest
 
 from alsa.fileplugin import write_asoundrc
-from riptphone.demo import ProviderProcess, stop_process, tone_found, tone_levels, tone_pcm
+from riptphone.demo import (
+    ProviderProcess,
+    stop_process,
+    tone_found,
+    tone_levels,
+    tone_pcm,
+    wait_for_state,
+)
 from riptphone.store import StateStore
 
 from .procs import (
@@ -255,3 +262,24 @@ def test_a_corrupted_state_file_is_one_clear_line_and_the_registration_survives(
     assert "last-good" in lines[0]
     assert "event=registration done=kept" in log
     assert StateStore(phone.state_dir).load_registration().problem is None
+
+
+def test_a_call_survives_the_phone_crashing_and_restarting(
+    phone: PhoneProcess, api: ProviderApi
+) -> None:
+    """The provider holds the call; the restarted phone claims it again and carries it on."""
+    phone.start()
+    assert phone.cli("dial", ECHO).returncode == 0
+    first = wait_for_state(phone.process, phone.socket, phone.log, "in-call", 15)
+    uri = first["call"]["uri"]
+    assert phone.process is not None
+    phone.process.kill()  # no SIGTERM: nothing is hung up, as after a power cut
+    phone.process.wait(10)
+    status = phone.start("in-call")
+    assert status["call"]["uri"] == uri
+    assert status["call"]["state"] == "answered"
+    assert "event=call_reclaimed" in phone.log_text()
+    description = api.get_call(uri)
+    assert description is not None and description.state.value == "answered"
+    assert phone.cli("hook", "on").returncode == 0
+    wait_for_state(phone.process, phone.socket, phone.log, "idle", 15)
