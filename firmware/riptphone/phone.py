@@ -33,6 +33,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -101,6 +102,7 @@ log = logging.getLogger(__name__)
 FIRST_RETRY = 1.0
 MAX_RETRY = 60.0
 CALL_LOG = "calllog"
+QUALITY_EVERY_S = 2.0
 
 
 class Phone:
@@ -148,6 +150,8 @@ class Phone:
         self._mute = False
         self._volume = config.audio.volume
         self.offline_reason: str | None = "not connected yet"
+        self._quality_timer: asyncio.TimerHandle | None = None
+        self._quality_seen: dict[str, _QualityWindow] = {}
 
     # ------------------------------------------------------------ the handset
 
@@ -523,6 +527,35 @@ class Phone:
         for runner in self.runners.values():
             if runner.media is media and runner.call.state is CallState.ACTIVE:
                 self.feed(CallProgress(runner.call.uri, "in-call", codec=media.codec))
+        if self._quality_timer is None:
+            self._quality_timer = asyncio.get_running_loop().call_later(
+                QUALITY_EVERY_S, self._measure_quality
+            )
+
+    def _measure_quality(self) -> None:
+        """Every few seconds: the call's quality bars from what the chunks and acks show."""
+        self._quality_timer = None
+        measuring = False
+        for runner in self.runners.values():
+            media = runner.media
+            if media is None or runner.call.state is not CallState.ACTIVE:
+                continue
+            measuring = True
+            stats = media.stats()
+            window = _QualityWindow.of(stats)
+            before = self._quality_seen.get(runner.call.uri)
+            self._quality_seen[runner.call.uri] = window
+            if before is None:
+                continue
+            quality = window.quality_since(before)
+            if quality is not None:
+                self.feed(CallProgress(runner.call.uri, "in-call", media.codec, quality))
+        if measuring:
+            self._quality_timer = asyncio.get_running_loop().call_later(
+                QUALITY_EVERY_S, self._measure_quality
+            )
+        else:
+            self._quality_seen.clear()
 
     def _send_digit(self, key: str) -> None:
         for runner in self.runners.values():
@@ -643,7 +676,7 @@ class Phone:
                 log.warning("event=call_not_closed")
         if self.push is not None:
             await self.push.close()
-        for timer in (self._timer, self._clock_timer):
+        for timer in (self._timer, self._clock_timer, self._quality_timer):
             if timer is not None:
                 timer.cancel()
         await asyncio.to_thread(self.tones.close)
@@ -671,6 +704,51 @@ def _binding(push: Mapping[str, Any]) -> PushBinding:
         username=push.get("username"),
         password=push.get("password"),
     )
+
+
+# Loss above each bound costs one bar (0.5 %, 2 %, 5 %, 10 %).
+_LOSS_BARS = (0.005, 0.02, 0.05, 0.10)
+
+
+@dataclass(frozen=True, slots=True)
+class _QualityWindow:
+    """The media counters that make the quality bars, read at one moment."""
+
+    received: int
+    lost_in: int
+    sent: int
+    lost_out: int
+    rtt_ms: float | None
+
+    @classmethod
+    def of(cls, stats: Mapping[str, Any]) -> _QualityWindow:
+        rtt = stats.get("rtt_ms")
+        return cls(
+            int(stats.get("chunks_received") or 0),
+            int(stats.get("chunks_lost") or 0),
+            int(stats.get("chunks_sent") or 0),
+            int(stats.get("chunks_unacked") or 0),
+            float(rtt) if isinstance(rtt, int | float) else None,
+        )
+
+    def quality_since(self, before: _QualityWindow) -> int | None:
+        """0 (bad) to 4 (good) over the window: the worse loss of the two ways, and delay.
+
+        Loss received is counted by the receiver; loss sent is what the far end
+        never acknowledged.  None when nothing flowed in the window.
+        """
+        got, lost_in = self.received - before.received, self.lost_in - before.lost_in
+        sent, lost_out = self.sent - before.sent, self.lost_out - before.lost_out
+        if got + lost_in <= 0 and sent <= 0:
+            return None
+        loss = max(
+            lost_in / (got + lost_in) if got + lost_in > 0 else 1.0,
+            lost_out / sent if sent > 0 else 0.0,
+        )
+        bars = 4 - sum(loss > bound for bound in _LOSS_BARS)
+        if self.rtt_ms is not None and self.rtt_ms > 400:  # a conversation stumbles past ~400 ms
+            bars = min(bars, 2)
+        return bars
 
 
 _PHASES: dict[CallState, Literal["calling", "alerting", "in-call"]] = {
