@@ -336,6 +336,9 @@ def _cert_usable(path: Path) -> bool:
     return cert.not_valid_after_utc > soon
 
 
+PORT_ATTEMPTS = 3
+
+
 def free_tcp_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
@@ -484,7 +487,23 @@ class MosquittoBroker:
             time.sleep(0.05)
 
     def start(self) -> None:
-        """Start mosquitto and return once it runs (it logs so); raise :class:`PushError`."""
+        """Start mosquitto and return once it runs (it logs so); raise :class:`PushError`.
+
+        A port chosen here can be taken by another process between the choice and
+        mosquitto's bind: then a new one is chosen, a few times.
+        """
+        for attempt in range(PORT_ATTEMPTS):
+            try:
+                self._start_once()
+                return
+            except PushError as exc:
+                taken = "Address already in use" in str(exc)
+                if not taken or self._wanted_port or attempt == PORT_ATTEMPTS - 1:
+                    raise
+                log.warning("push: port %d was taken meanwhile; choosing another", self.port)
+                self.registry.set_extra("port", None)
+
+    def _start_once(self) -> None:
         if self.process is not None:
             return
         if not os.access(self.mosquitto, os.X_OK):
