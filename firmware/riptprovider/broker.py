@@ -448,8 +448,6 @@ class MosquittoBroker:
             *(["user root"] if os.geteuid() == 0 else []),
             "per_listener_settings false",
             "allow_anonymous false",
-            # A device cannot take over another's session by borrowing its client id.
-            "use_username_as_clientid true",
             f"password_file {self.registry.password_file}",
             f"acl_file {self.registry.acl_file}",
             "persistence true",
@@ -462,6 +460,10 @@ class MosquittoBroker:
             "connection_messages true",
             "log_timestamp true",
             f"listener {self.port} {self.HOST}",
+            # A device cannot take over another's session by borrowing its client id.
+            # After the listener: before any, this per-listener option makes mosquitto
+            # 2.0 open its default listener on 0.0.0.0:1883 as well.
+            "use_username_as_clientid true",
             f"cafile {self.ca.ca_file}",
             f"certfile {cert}",
             f"keyfile {key}",

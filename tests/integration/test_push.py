@@ -375,6 +375,10 @@ def test_the_device_list_and_broker_files(tmp_path: Path) -> None:
         assert "user ript-provider\ntopic write ript/v1/#\n" in acl
         conf = (broker.directory / "mosquitto.conf").read_text()
         assert "allow_anonymous false" in conf and "persistence true" in conf
+        # Only the one loopback listener: a per-listener option before the listener line
+        # would also open mosquitto's default listener on 0.0.0.0:1883.
+        assert broker.process is not None
+        assert _listening_ports(broker.process.pid) == {("127.0.0.1", broker.port)}
     # A new broker object on the same directory: same devices, same port, same passwords.
     with mosquitto(tmp_path) as again:
         assert again.port == port
@@ -560,3 +564,25 @@ mosquitto = "/nonexistent/mosquitto"
         " (apt-get install mosquitto)"
     )
     assert "Traceback" not in done.stderr
+
+
+def _listening_ports(pid: int) -> set[tuple[str, int]]:
+    """The TCP sockets ``pid`` listens on, from /proc (no ss or netstat needed)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        target = os.readlink(fd)
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    found: set[tuple[str, int]] = set()
+    for table, v6 in (("/proc/net/tcp", False), ("/proc/net/tcp6", True)):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] != "0A" or fields[9] not in inodes:  # 0A: LISTEN
+                continue
+            address, port = fields[1].split(":")
+            if v6:
+                host = "::" if set(address) == {"0"} else address
+            else:
+                host = ".".join(str(b) for b in reversed(bytes.fromhex(address)))
+            found.add((host, int(port, 16)))
+    return found
