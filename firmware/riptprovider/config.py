@@ -29,6 +29,7 @@ names the key, so that a typo never silently falls back to a default.
 
 from __future__ import annotations
 
+import dataclasses
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -204,8 +205,23 @@ def parse_config(data: Mapping[str, Any], path: Path) -> ProviderConfig:
         raise ProviderConfigError(str(exc)) from None
     if not accounts:
         raise ProviderConfigError("[accounts]: must hold at least one [accounts.<id>] table")
+    accounts = {key: _files_from(account, path.parent) for key, account in accounts.items()}
     push = _push(data["push"], path.parent) if "push" in data else None
     return ProviderConfig(path, state_dir, accounts, host, port, origin, push)
+
+
+def _files_from(account: Account, base: Path) -> Account:
+    """The account with its far ends' audio files relative to the configuration file."""
+    rules = tuple(
+        dataclasses.replace(
+            rule,
+            far_end=dataclasses.replace(rule.far_end, file=str(base / rule.far_end.file)),
+        )
+        if rule.far_end.file is not None
+        else rule
+        for rule in account.far_end_rules
+    )
+    return dataclasses.replace(account, far_end_rules=rules)
 
 
 def load_config(path: Path) -> ProviderConfig:

@@ -86,6 +86,7 @@ from riptphone.protocol.passport import (
 )
 from riptprovider.accounts import Account, FarEnd, MediaMode
 from riptprovider.core import ProviderCore, RiptHttpError
+from riptprovider.far_end_audio import file_frames
 from riptprovider.tls import ProviderCa, load_or_create_ca
 
 log = logging.getLogger(__name__)
@@ -104,7 +105,7 @@ CHECK_EVERY = 50
 PANIC_EVERY = 1.0
 """Seconds between two media-panic events of one call."""
 TONE_DBOV = -16.0
-_GENERATED = frozenset({MediaMode.TONE, MediaMode.SILENCE})
+_GENERATED = frozenset({MediaMode.TONE, MediaMode.FILE, MediaMode.SILENCE})
 _CODECS = {
     "opus": (PayloadType.OPUS, 48000),
     "pcmu": (PayloadType.PCMU, 8000),
@@ -742,6 +743,8 @@ def _plan(directive_text: str | None, far_end: FarEnd) -> _Plan | None:
             payload_type, rate = _CODECS[name]
             if far_end.media is MediaMode.TONE:
                 next_pcm = ToneGenerator(ToneSpec(((far_end.tone_hz, TONE_DBOV),)), rate).frame
+            elif far_end.media is MediaMode.FILE and far_end.file is not None:
+                next_pcm = file_frames(far_end.file, rate)
             else:
                 silence = bytes(2 * rate * FRAME_MS // 1000)
                 next_pcm = itertools.repeat(silence).__next__

@@ -49,6 +49,8 @@ TOKEN = "alice-token-0123456789"
 NUMBER = "+14085551002"
 CALLEE = "+14089529999"
 TONE_DEST = "+14089520001"
+FILE_DEST = "+14089520005"
+FAR_WAV = Path(__file__).resolve().parents[1] / "vectors" / "far-end-1200hz-16k.wav"
 PCMU_AD = "1 in: PCMU;\n1 out: PCMU;"
 AD = "1 in: opus; PCMU; PCMA; telephone-event; CN;\n1 out: opus; PCMU; PCMA; telephone-event; CN;"
 ROOT = "/.well-known/ript/v1"
@@ -61,6 +63,7 @@ ACCOUNTS = load_accounts(
             "tokens": [TOKEN],
             "far-end": [
                 {"match": TONE_DEST, "media": "tone", "tone-hz": 1000},
+                {"match": FILE_DEST, "media": "file", "file": str(FAR_WAV)},
                 {"match": "*", "outcome": "answer", "answer-after": 0.5},
             ],
         }
@@ -448,5 +451,29 @@ def test_far_end_tone_in_pcmu(tmp_path: Path) -> None:
         pcm = ulaw_decode(chunks[-1].payload)
         assert len(pcm) == 320  # 20 ms at 8 kHz, 16-bit
         assert goertzel(pcm, 8000, 1000) > 100 * goertzel(pcm, 8000, 440)
+
+    run(tmp_path, body)
+
+
+def test_far_end_plays_a_wav_file_resampled_to_the_codec_rate(tmp_path: Path) -> None:
+    async def body(env: Env) -> None:
+        call = await place_ok(env, FILE_DEST, PCMU_AD)
+        assert call.media_key is not None
+        k = call.media_key
+        receiver = ChunkReceiver(Direction.S2C, MediaKeys.from_material(k.key, k.salt, 8))
+        path = call.uri.removeprefix(env.server.origin)
+        reverse = await env.client.open_stream(
+            "GET", env.url(f"{path}/events"), headers=AUTH, end_stream=True
+        )
+        reader = EventStreamReader()
+        assert [e.type for e in await next_events(reverse, reader, 3)][-1] == "answered"
+        chunks: list[MediaChunk] = []
+        while len(chunks) < 3:
+            resp = await env.get(env.url(f"{path}/media"))
+            assert resp.status == 200
+            chunks += receiver.receive(resp.body, time.monotonic()).media
+        pcm = ulaw_decode(chunks[-1].payload)
+        # The 16 kHz file's 1200 Hz tone, at 8 kHz in PCMU.
+        assert goertzel(pcm, 8000, 1200) > 100 * goertzel(pcm, 8000, 1000)
 
     run(tmp_path, body)
