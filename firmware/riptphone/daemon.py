@@ -21,7 +21,9 @@ import os
 import signal
 import stat
 import sys
+import threading
 from pathlib import Path
+from typing import Any
 
 from riptphone.config import Config, ConfigError, load_config
 from riptphone.control import ControlError, ControlServer
@@ -65,19 +67,39 @@ def _logging(level: str) -> None:
     )
 
 
-async def serve(config: Config, token: str) -> None:
-    """Run the phone until SIGTERM or SIGINT."""
+async def serve(
+    config: Config,
+    token: str,
+    *,
+    pin_factory: Any = None,
+    display_device: Any = None,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Run the phone until SIGTERM or SIGINT, or until ``stop`` is set.
+
+    ``pin_factory`` (a gpiozero pin factory) and ``display_device`` (a luma
+    device) replace the Pi's pins and the I2C OLED: a test runs the daemon on
+    mock pins and luma's dummy display.  Signals can only be caught in the
+    main thread; a daemon run on another thread (a test's) stops by ``stop``.
+    """
     store = StateStore(config.phone.state_dir)
-    stop = asyncio.Event()
+    stop = stop if stop is not None else asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
     ca_file = config.provider.ca_file
     async with H3Client(ca_file=ca_file) as http:
         client = RiptClient(http, config.provider.domain, StaticToken(token))
         phone = Phone(config, store, client)
         try:
-            handset = Handset(config.hardware, loop, phone.feed)
+            handset = Handset(
+                config.hardware,
+                loop,
+                phone.feed,
+                pin_factory=pin_factory,
+                display_device=display_device,
+            )
         except HandsetError as exc:
             raise DaemonError(str(exc)) from None
         try:
