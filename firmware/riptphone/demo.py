@@ -1,16 +1,31 @@
-"""``ript-phone demo``: one real call from this machine to the reference provider and back.
+"""``ript-phone demo``: the provider and the phone on this machine, a call each way.
 
-The demo starts the reference provider (``python -m riptprovider serve``) on a
-free UDP port and the phone daemon (``python -m riptphone run``) against it,
-both as subprocesses of the running interpreter so a checkout works without an
-install.  It dials the provider's echo far end through the control socket,
-prints the watch lines, stays in the call, hangs up and prints a summary.
+The demo starts the reference provider (``python -m riptprovider serve``, on
+the example configuration with its ``[push]`` broker, so the provider runs
+its own mosquitto) on a free UDP port and the phone daemon (``python -m
+riptphone run``) against it, both as subprocesses of the running interpreter
+so a checkout works without an install.
+
+Scripted (the default): the phone has no handset (``[hardware] backend =
+"none"``) and the demo drives it through the control socket as a user would:
+``hook off``, the echo number key by key (it dials on the dial plan's match),
+a few seconds in the call, ``hook on``; then the provider calls the phone
+(``ript-provider admin ... inbound``), the demo waits for it to ring, lifts
+the handset to answer, and hangs up.  Every state and screen change is
+printed from the control socket's ``watch``.
+
+Interactive (``--interactive``): the phone has the virtual handset
+(``backend = "virtual"``) and runs in the foreground: the keyboard is the
+handset and its screens are printed as text boxes, while its log goes to a
+file.  Once the phone has registered the provider calls it once; then the
+user dials whatever they like.  Ctrl-C stops both processes.
 
 Without ``--sound-card`` the phone's audio goes through alsa-lib's file
 plugin (``ALSA_CONFIG_PATH``): the microphone is a file holding a 1 kHz tone
-and the earpiece is a file; the summary measures the tone in what was played,
-so the round trip is visible without a sound card.  Both processes are
-stopped (SIGTERM, then wait) on success, failure and Ctrl-C alike.
+and the earpiece is a file; the scripted demo measures the tone in what the
+echo call played, so the round trip is visible without a sound card.  Both
+processes are stopped (SIGTERM, then wait) on success, failure and Ctrl-C
+alike.
 
 The building blocks (:func:`start_provider`, :func:`phone_config`,
 :func:`start_phone`, :func:`wait_for_state`, :func:`stop_process`,
@@ -20,6 +35,7 @@ call benchmark start their processes with them.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -27,6 +43,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import termios
 import time
 import tomllib
 from collections.abc import Callable
@@ -35,6 +52,7 @@ from pathlib import Path
 from typing import IO, Any, Final
 
 from riptphone.control_client import ControlClientError, ControlConnection, request
+from riptphone.hw.virtual import KEYMAP
 from riptphone.media.tones import ToneGenerator, ToneSpec, goertzel
 
 ECHO_NUMBER: Final = "+14089529999"
@@ -42,6 +60,12 @@ TONE_HZ: Final = 1000
 OTHER_HZ: Final = 440
 WAIT: Final = 20.0
 """Seconds to wait for a process to be ready or a state to be reached."""
+ACCOUNT: Final = "alice"
+"""The example configuration's account the phone registers as."""
+CALLER: Final = "+14085550100"
+"""Who calls the phone in the demo's inbound call."""
+INBOUND_SECONDS: Final = 1.5
+INTERACTIVE_CAPTURE_SECONDS: Final = 120.0
 
 EXAMPLE_CONFIG: Final = (
     Path(__file__).resolve().parents[2] / "provisioning" / "ript-provider.example.toml"
@@ -120,12 +144,19 @@ class ProviderProcess:
 
 
 def start_provider(
-    work: Path, config_text: str, *, name: str = "provider", wait: float = WAIT
+    work: Path,
+    config_text: str,
+    *,
+    name: str = "provider",
+    wait: float = WAIT,
+    new_session: bool = False,
 ) -> ProviderProcess:
     """Run ``ript-provider serve`` on ``config_text`` with a free port; return once ready.
 
     The ``port = N`` line of the text is replaced; the file is written 0600 (it holds
-    tokens) as ``work/NAME.toml`` and the log goes to ``work/NAME.log``.
+    tokens) as ``work/NAME.toml`` and the log goes to ``work/NAME.log``.  With
+    ``new_session`` the provider does not share the terminal's process group, so a
+    Ctrl-C typed there reaches only the caller, which then stops it.
     """
     port = free_udp_port()
     text, found = re.subn(r"(?m)^port = \d+", f"port = {port}", config_text)
@@ -140,10 +171,11 @@ def start_provider(
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=out,
+            start_new_session=new_session,
         )
     try:
         line = wait_for_line(process, log, "ready:", "the provider", wait)
-    except DemoError:
+    except BaseException:  # Ctrl-C too: never leave the provider behind
         stop_process(process)
         raise
     match = re.search(r"ca_file=(\S+)", line)
@@ -162,28 +194,38 @@ def phone_config(
     playback: str = "default",
     level: str = "info",
     number: str | None = None,
+    backend: str = "none",
 ) -> str:
-    """The text of a phone configuration for ``provider`` (docs/configuration.md)."""
+    """The text of a phone configuration for ``provider`` (docs/configuration.md).
+
+    ``backend`` is the ``[hardware]`` backend; ``"virtual"`` shows the screens as text.
+    """
     phone_number = f'number = "{number}"\n' if number else ""
+    display = 'virtual_display = "text"\n' if backend == "virtual" else ""
     return (
         f'[provider]\ndomain = "{provider.domain}"\nca_file = "{provider.ca_file}"\n\n'
         f'[phone]\n{phone_number}state_dir = "{state_dir}"\n'
         f'control_socket = "{control_socket}"\n\n'
-        f'[hardware]\nbackend = "none"\n\n'
+        f'[hardware]\nbackend = "{backend}"\n{display}\n'
         f'[audio]\ncapture = "{capture}"\nplayback = "{playback}"\n\n'
         f'[log]\nlevel = "{level}"\n'
     )
 
 
 def start_phone(
-    config: Path, log: Path, env: dict[str, str] | None = None
+    config: Path, log: Path, env: dict[str, str] | None = None, *, terminal: bool = False
 ) -> subprocess.Popen[bytes]:
-    """Run ``ript-phone run --config CONFIG``, its output to ``log`` (appended)."""
+    """Run ``ript-phone run --config CONFIG``, its output to ``log`` (appended).
+
+    With ``terminal`` the daemon shares this process's stdin and stdout (the virtual
+    handset reads the keyboard and prints its screens there); only stderr, its log,
+    goes to ``log``.
+    """
     with log.open("ab") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "riptphone", "run", "--config", str(config)],
-            stdin=subprocess.DEVNULL,
-            stdout=out,
+            stdin=None if terminal else subprocess.DEVNULL,
+            stdout=None if terminal else out,
             stderr=out,
             env=env,
         )
@@ -247,6 +289,46 @@ def tone_found(at_tone: float, other: float) -> bool:
     return at_tone > 1e6 and at_tone > 100 * other
 
 
+def keypad_keys(number: str) -> str:
+    """The keys a user types for ``number`` on a North American phone (the demo's dial plan).
+
+    ``+1`` numbers are typed as 1 + ten digits (the NANP digit map dials them on the
+    last key); other ``+`` numbers after the ``011`` international prefix.
+    """
+    if number.startswith("+1"):
+        keys = number[1:]
+    elif number.startswith("+"):
+        keys = "011" + number[1:]
+    else:
+        keys = number
+    if not keys or not all(key in "0123456789*#" for key in keys):
+        raise DemoError(f"{number!r} cannot be typed on a keypad")
+    return keys
+
+
+def _screen_text(event: dict[str, Any]) -> str:
+    screen = event.get("screen")
+    rows = screen if isinstance(screen, list) else []
+    return " / ".join(str(row) for row in rows if str(row).strip())
+
+
+def _describe(event: dict[str, Any]) -> str:
+    """One line for a watch event: states and screens aligned, the rest as they come."""
+    name = event.get("event")
+    if name == "state":
+        return f"{'state ' + str(event.get('state')):<20}{_screen_text(event)}"
+    if name == "screen":
+        return f"{'':<20}{_screen_text(event)}"
+    if name == "ring":
+        return f"ring from {event.get('from')}"
+    if name == "call":
+        call = event.get("call")
+        if isinstance(call, dict):
+            return f"call {call.get('state')} (peer {call.get('peer')})"
+        return "call ended"
+    return f"{name}: " + ", ".join(f"{k}={v}" for k, v in event.items() if k != "event")
+
+
 class Demo:
     """The two processes and the files of one demo run."""
 
@@ -262,17 +344,36 @@ class Demo:
     def say(self, text: str) -> None:
         print(text, file=self.out, flush=True)
 
-    def start_provider(self) -> str:
-        """Start the provider on the example configuration; return alice's token."""
+    # -- the processes ---------------------------------------------------------------
+
+    def start_provider(self, *, new_session: bool = False) -> str:
+        """Start the provider (with push) on the example configuration; return alice's token."""
         if not EXAMPLE_CONFIG.is_file():
             raise DemoError(f"the provider's example configuration is missing: {EXAMPLE_CONFIG}")
         text = EXAMPLE_CONFIG.read_text()
-        token = str(tomllib.loads(text)["accounts"]["alice"]["tokens"][0])
-        self.provider = start_provider(self.work, text)
-        self.say(f"provider ready on udp 127.0.0.1:{self.provider.port}")
+        parsed = tomllib.loads(text)
+        if "push" not in parsed:
+            # The inbound call is announced by a shoulder tap: the demo needs a broker.
+            text += '\n[push]\nbroker = "spawn"\n'
+        token = str(parsed["accounts"][ACCOUNT]["tokens"][0])
+        self.provider = start_provider(self.work, text, new_session=new_session)
+        broker = re.search(r"push: broker=(\S+)", self.provider.log.read_text(errors="replace"))
+        self.say(
+            f"provider ready on udp 127.0.0.1:{self.provider.port}; "
+            f"push broker {broker.group(1) if broker else 'unknown'}"
+        )
         return token
 
-    def start_phone(self, token: str, seconds: float, sound_card: bool) -> None:
+    def start_phone(
+        self,
+        token: str,
+        *,
+        capture_seconds: float,
+        sound_card: bool,
+        backend: str = "none",
+        terminal: bool = False,
+    ) -> None:
+        """Start the daemon; return once it is registered with its push channel up."""
         assert self.provider is not None
         state_dir = self.work / "phone-state"
         state_dir.mkdir(mode=0o700, exist_ok=True)
@@ -281,19 +382,44 @@ class Demo:
         devices = {}
         if not sound_card:
             devices = {"capture": "demo_in", "playback": "demo_out"}
-            env["ALSA_CONFIG_PATH"] = f"{SYSTEM_ALSA_CONF}:{self._write_asoundrc(seconds)}"
+            asoundrc = self._write_asoundrc(capture_seconds)
+            env["ALSA_CONFIG_PATH"] = f"{SYSTEM_ALSA_CONF}:{asoundrc}"
         config = self.work / "phone.toml"
         config.write_text(
-            phone_config(self.provider, state_dir=state_dir, control_socket=self.socket, **devices)
+            phone_config(
+                self.provider,
+                state_dir=state_dir,
+                control_socket=self.socket,
+                backend=backend,
+                **devices,
+            )
         )
-        self.daemon = start_phone(config, self.daemon_log, env)
-        wait_for_state(self.daemon, self.socket, self.daemon_log, "idle")
-        self.say("phone registered and idle")
+        self.daemon = start_phone(config, self.daemon_log, env, terminal=terminal)
+        status = wait_for_state(self.daemon, self.socket, self.daemon_log, "idle")
+        status = self.wait_for_push(status)
+        self.say(f"phone registered as {status.get('number')}, push {status.get('push')}")
+
+    def wait_for_push(self, status: dict[str, Any]) -> dict[str, Any]:
+        """Poll ``status`` until the push channel is up (an inbound call needs it)."""
+        assert self.daemon is not None
+        deadline = time.monotonic() + WAIT
+        while status.get("push") != "up":
+            if time.monotonic() > deadline:
+                show_log(self.daemon_log, "the phone")
+                raise DemoError(
+                    f"the phone's push channel is {status.get('push')} after {WAIT:.0f} s"
+                )
+            if self.daemon.poll() is not None:
+                show_log(self.daemon_log, "the phone")
+                raise DemoError(f"the phone exited with status {self.daemon.returncode}")
+            time.sleep(0.1)
+            status = request(self.socket, {"cmd": "status"})
+        return status
 
     def _write_asoundrc(self, seconds: float) -> Path:
         """The file-plugin PCMs: ``demo_in`` reads a 1 kHz tone, ``demo_out`` writes a file."""
         capture = self.work / "capture_in.raw"
-        capture.write_bytes(tone_pcm(seconds + 10))  # capture past the end is not meaningful
+        capture.write_bytes(tone_pcm(seconds))
         asoundrc = self.work / "asoundrc"
         asoundrc.write_text(
             'pcm.demo_out {\n    type file\n    slave.pcm "null"\n'
@@ -304,24 +430,72 @@ class Demo:
         )
         return asoundrc
 
-    # -- the call ------------------------------------------------------------------
+    def call_in(self, caller: str) -> list[str]:
+        """Have the provider call the phone from ``caller`` (``ript-provider admin inbound``)."""
+        assert self.provider is not None
+        args = ["admin", "--config", str(self.provider.config), "inbound", ACCOUNT, caller]
+        self.say(f"the provider calls the phone: ript-provider {' '.join(args)}")
+        done = subprocess.run(
+            [sys.executable, "-m", "riptprovider", *args],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=WAIT,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise DemoError(f"the provider did not place the inbound call: {done.stderr.strip()}")
+        return args
 
-    def call(self, number: str, seconds: float) -> list[str]:
-        """Dial, stay ``seconds`` in the call, hang up; return the states in order."""
+    # -- the scripted user ------------------------------------------------------------
+
+    def control(self, request_: dict[str, Any], said: str) -> None:
+        self.say(said)
+        request(self.socket, request_)
+
+    def outbound(self, number: str, seconds: float) -> list[str]:
+        """Lift, type ``number``, stay ``seconds`` in the call, hang up; the states in order."""
+        keys = keypad_keys(number)
         states: list[str] = []
         with ControlConnection(self.socket, timeout=WAIT) as watch:
             watch.request({"cmd": "watch"})
-            self.say(f"dialling {number}")
-            request(self.socket, {"cmd": "dial", "number": number})
-            self._read_until(watch, states, lambda s: s in ("in-call", "idle"))
+            self.control({"cmd": "hook", "state": "off"}, "hook off")
+            self._read_until(watch, states, lambda s: s == "dialing")
+            self.say(f"typing {keys}")
+            for key in keys:
+                request(self.socket, {"cmd": "key", "key": key})
+            if request(self.socket, {"cmd": "status"}).get("state") == "dialing":
+                # No digit-map match (a number abroad): '#' dials what was typed.
+                self.control({"cmd": "key", "key": "#"}, "typing # to dial")
+            self._read_until(watch, states, lambda s: s in ("in-call", "ended", "idle"))
             if states[-1] != "in-call":
+                self.control({"cmd": "hook", "state": "on"}, "hook on")
                 raise DemoError(
                     f"the call to {number} ended without being answered ({' -> '.join(states)})"
                 )
             self.say(f"in the call; staying {seconds:g} s")
             time.sleep(seconds)
-            self.say("hook on")
-            request(self.socket, {"cmd": "hook", "state": "on"})
+            self.control({"cmd": "hook", "state": "on"}, "hook on")
+            self._read_until(watch, states, lambda s: s == "idle")
+        return states
+
+    def inbound(self, caller: str, seconds: float) -> list[str]:
+        """The provider calls the phone; answer it, stay ``seconds``, hang up; the states."""
+        states: list[str] = []
+        with ControlConnection(self.socket, timeout=WAIT) as watch:
+            watch.request({"cmd": "watch"})
+            self.call_in(caller)
+            self._read_until(watch, states, lambda s: s in ("ringing", "idle"))
+            if states[-1] != "ringing":
+                raise DemoError(f"the phone did not ring for the call from {caller}")
+            self.control({"cmd": "hook", "state": "off"}, "hook off (answer)")
+            self._read_until(watch, states, lambda s: s in ("in-call", "ended", "idle"))
+            if states[-1] != "in-call":
+                self.control({"cmd": "hook", "state": "on"}, "hook on")
+                raise DemoError(f"the call from {caller} was not answered ({' -> '.join(states)})")
+            self.say(f"in the call; staying {seconds:g} s")
+            time.sleep(seconds)
+            self.control({"cmd": "hook", "state": "on"}, "hook on")
             self._read_until(watch, states, lambda s: s == "idle")
         return states
 
@@ -331,7 +505,7 @@ class Demo:
         while True:
             try:
                 event = watch.receive()
-            except OSError as exc:
+            except (OSError, ControlClientError) as exc:
                 raise DemoError(f"no word from the phone within {WAIT:.0f} s ({exc})") from None
             if event is None:
                 raise DemoError("the phone closed the control socket in the middle of the call")
@@ -345,6 +519,22 @@ class Demo:
                 if done(state):
                     return
 
+    def echo_audio(self) -> Path:
+        """Keep the echo call's playback before the next call's PCM open truncates it."""
+        kept = self.work / "echo-call.raw"
+        size, stable_since = -1, time.monotonic()
+        deadline = time.monotonic() + 5
+        # The media task closes the PCM (flushing the file) just after the call ends.
+        while time.monotonic() < deadline:
+            now_size = self.playback.stat().st_size if self.playback.exists() else 0
+            if now_size != size:
+                size, stable_since = now_size, time.monotonic()
+            elif time.monotonic() - stable_since > 0.5:
+                break
+            time.sleep(0.1)
+        kept.write_bytes(self.playback.read_bytes() if self.playback.exists() else b"")
+        return kept
+
     # -- the end -------------------------------------------------------------------
 
     def stop(self) -> None:
@@ -353,30 +543,10 @@ class Demo:
         if self.provider is not None:
             stop_process(self.provider.process)
 
-    def codec(self) -> str:
+    def codecs(self) -> list[str]:
+        """The codec of each call that started media, in order (from the phone's log)."""
         text = self.daemon_log.read_text(errors="replace") if self.daemon_log.exists() else ""
-        match = re.search(r"event=media_started .*?codec=(\S+)", text)
-        return match.group(1) if match else "none (no media started)"
-
-
-def _describe(event: dict[str, Any]) -> str:
-    name = event.get("event")
-    if name == "state":
-        text = f"state {event.get('state')}"
-        call = event.get("call")
-        if isinstance(call, dict) and call:
-            text += f" (call {call.get('state')}, peer {call.get('peer')})"
-        return text
-    if name == "call":
-        call = event.get("call")
-        if isinstance(call, dict):
-            return f"call {call.get('state')} (peer {call.get('peer')})"
-        return "call ended"
-    if name == "screen":
-        screen = event.get("screen")
-        rows = screen if isinstance(screen, list) else []
-        return "screen: " + " / ".join(str(row) for row in rows)
-    return f"{name}: " + ", ".join(f"{k}={v}" for k, v in event.items() if k != "event")
+        return re.findall(r"event=media_started .*?codec=(\S+)", text)
 
 
 def _tone_report(playback: Path, rate: int) -> tuple[bool, str]:
@@ -389,43 +559,136 @@ def _tone_report(playback: Path, rate: int) -> tuple[bool, str]:
     seconds = len(played) / 2 / rate
     verdict = "found" if found else "NOT found"
     return found, (
-        f"{TONE_HZ} Hz test tone {verdict} in the playback ({seconds:.1f} s of audio): "
-        f"level {at_tone:.3g} at {TONE_HZ} Hz vs {other:.3g} at {OTHER_HZ} Hz"
+        f"{TONE_HZ} Hz test tone {verdict} in the echo call's playback ({seconds:.1f} s of "
+        f"audio): level {at_tone:.3g} at {TONE_HZ} Hz vs {other:.3g} at {OTHER_HZ} Hz"
     )
 
 
+def _scripted(demo: Demo, *, seconds: float, number: str, sound_card: bool) -> None:
+    token = demo.start_provider()
+    demo.start_phone(token, capture_seconds=seconds + 10, sound_card=sound_card)
+    demo.say("")
+    demo.say(f"-- call 1: the phone calls {number}")
+    out_states = demo.outbound(number, seconds)
+    kept = None if sound_card else demo.echo_audio()
+    demo.say("")
+    demo.say(f"-- call 2: {CALLER} calls the phone")
+    in_states = demo.inbound(CALLER, INBOUND_SECONDS)
+    codecs = demo.codecs()
+    demo.stop()
+    demo.say("")
+    demo.say("outbound call: " + " -> ".join(out_states))
+    demo.say("inbound call:  " + " -> ".join(in_states))
+    demo.say(f"codecs: {', '.join(codecs) if codecs else 'none (no media started)'}")
+    if len(codecs) < 2:
+        raise DemoError(f"media started for {len(codecs)} of the 2 calls (see {demo.daemon_log})")
+    if kept is not None:
+        rate = 48000 if codecs[0].upper() == "OPUS" else 8000
+        found, report = _tone_report(kept, rate)
+        demo.say(f"echo call's playback: {kept}")
+        demo.say(report)
+        if not found:
+            raise DemoError("the test tone did not come back from the echo far end")
+    demo.say("demo passed: a call out to the echo and a call in, over HTTP/3 and MQTT")
+
+
+def _hint(state: str, call: object) -> str | None:
+    """What to do next, for a newcomer, when the phone enters ``state``."""
+    if state != "in-call" or not isinstance(call, dict):
+        return None
+    peer = call.get("peer")
+    echo = " (the echo plays back what you say)" if peer == ECHO_NUMBER else ""
+    return f"in the call with {peer}{echo}: press space to hang up"
+
+
+def _interactive(demo: Demo, *, sound_card: bool) -> None:
+    demo.say("ript-phone interactive demo: this terminal is the phone's handset and screen.")
+    demo.say("the virtual handset's keys (they act at once, no Enter):")
+    for keys, meaning in KEYMAP.items():
+        demo.say(f"  {keys:<16} {meaning}")
+    demo.say("  Ctrl-C           stop the demo")
+    demo.say(f"starting the provider and the phone; logs in {demo.work}")
+    token = demo.start_provider(new_session=True)
+    demo.start_phone(
+        token,
+        capture_seconds=INTERACTIVE_CAPTURE_SECONDS,
+        sound_card=sound_card,
+        backend="virtual",
+        terminal=True,
+    )
+    if not sound_card:
+        demo.say(f"no sound card: the earpiece writes {demo.playback} (--sound-card to hear)")
+    assert demo.daemon is not None
+    calls = 0  # calls seen so far (ringing or in a call, then back to idle)
+    in_call = False
+    with ControlConnection(demo.socket, timeout=WAIT) as watch:
+        watch.request({"cmd": "watch"})
+        watch.set_timeout(None)  # the user takes their time
+        demo.say(f"{CALLER} is calling: when the phone rings, press space to answer")
+        demo.call_in(CALLER)
+        last = ""
+        while (event := watch.receive()) is not None:
+            if event.get("event") == "error":
+                demo.say(f"(the phone says: {event.get('error')})")
+            if event.get("event") != "state" or event.get("state") == last:
+                continue
+            last = str(event.get("state"))
+            hint = _hint(last, event.get("call"))
+            if hint:
+                demo.say(hint)
+            if last in ("ringing", "calling", "in-call"):
+                in_call = True
+            elif last == "idle" and in_call:
+                in_call = False
+                calls += 1
+                demo.say(
+                    f"now call the echo: space, then {keypad_keys(ECHO_NUMBER)} "
+                    "(it dials on the last digit); Ctrl-C ends the demo"
+                    if calls == 1
+                    else "call again (space, then a number) or press Ctrl-C to end the demo"
+                )
+    status = demo.daemon.wait()
+    raise DemoError(f"the phone stopped by itself (status {status}); its log: {demo.daemon_log}")
+
+
 def run(
-    out: IO[str], *, seconds: float = 4.0, number: str = ECHO_NUMBER, sound_card: bool = False
+    out: IO[str],
+    *,
+    seconds: float = 4.0,
+    number: str = ECHO_NUMBER,
+    sound_card: bool = False,
+    interactive: bool = False,
 ) -> int:
-    """Run the demo; 0 when the call made its round trip, 1 (one line on stderr) when not."""
+    """Run the demo; 0 when both calls worked (or Ctrl-C ended the interactive demo).
+
+    A failure is one line on stderr and status 1.
+    """
     if not 0 < seconds <= 600:
         print("ript-phone demo: --seconds must be above 0 and at most 600", file=sys.stderr)
         return 1
     work = Path(tempfile.mkdtemp(prefix="ript-phone-demo-"))
     demo = Demo(work, out)
     demo.say(f"work folder {work}")
+    terminal = _save_terminal() if interactive else None
     try:
-        token = demo.start_provider()
-        demo.start_phone(token, seconds, sound_card)
-        states = demo.call(number, seconds)
-        codec = demo.codec()
-        demo.stop()
-        demo.say("")
-        demo.say("call states: " + " -> ".join(states))
-        demo.say(f"codec: {codec}")
-        if not sound_card:
-            rate = 48000 if codec.upper() == "OPUS" else 8000
-            found, report = _tone_report(demo.playback, rate)
-            demo.say(f"playback file: {demo.playback}")
-            demo.say(report)
-            if not found:
-                raise DemoError("the test tone did not come back from the echo far end")
-        demo.say("demo passed: a real call over HTTP/3 to the provider and back")
+        if interactive:
+            _interactive(demo, sound_card=sound_card)
+        else:
+            _scripted(demo, seconds=seconds, number=number, sound_card=sound_card)
         return 0
     except DemoError as exc:
         print(f"ript-phone demo: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
+        if interactive:
+            # A second Ctrl-C must not interrupt the stopping.
+            previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+            try:
+                demo.stop()
+            finally:
+                signal.signal(signal.SIGINT, previous)
+            demo.say("\nstopped: the phone and the provider have exited")
+            return 0
         print("ript-phone demo: interrupted", file=sys.stderr)
         return 1
     except (OSError, ControlClientError) as exc:
@@ -433,4 +696,19 @@ def run(
         return 1
     finally:
         demo.stop()
+        _restore_terminal(terminal)
         (work / "phone-state" / "token").unlink(missing_ok=True)  # no secret left behind
+
+
+def _save_terminal() -> list[Any] | None:
+    """The terminal's modes, so that they come back even if the daemon dies in cbreak mode."""
+    try:
+        return termios.tcgetattr(sys.stdin.fileno()) if sys.stdin.isatty() else None
+    except (termios.error, ValueError, OSError):
+        return None
+
+
+def _restore_terminal(saved: list[Any] | None) -> None:
+    if saved is not None:
+        with contextlib.suppress(termios.error, ValueError, OSError):
+            termios.tcsetattr(sys.stdin.fileno(), termios.TCSADRAIN, saved)
