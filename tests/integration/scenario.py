@@ -103,6 +103,7 @@ class PhoneProc(PhoneProcess):
         super().__init__(work, provider, alsa=alsa)
         self.name = name
         self.alsa: FilePluginAlsa = alsa
+        self._handler: str | None = None
         text = self.config.read_text()
         self.config.write_text(text.replace("[phone]\n", f'[phone]\nname = "{name}"\n', 1))
 
@@ -173,9 +174,13 @@ class PhoneProc(PhoneProcess):
 
     @property
     def handler(self) -> str:
-        uri = self.status()["handler"]
-        assert isinstance(uri, str), uri
-        return uri
+        """The phone's handler URI (the last one it reported, when it is not running)."""
+        if self.process is not None:
+            uri = self.status()["handler"]
+            assert isinstance(uri, str), uri
+            self._handler = uri
+        assert self._handler is not None, f"{self.name} never reported a handler"
+        return self._handler
 
     def assert_running(self) -> None:
         assert self.process is not None and self.process.poll() is None, (
@@ -402,6 +407,7 @@ class Line:
         if start and phone.process is None:
             phone.start()
             phone.wait_status(lambda s: s.get("push") == "up", "push channel up")
+            assert phone.handler  # remembered for when it is stopped
         return phone
 
     # -- the end -----------------------------------------------------------------------

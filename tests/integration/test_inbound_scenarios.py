@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from .procs import ECHO
+from .procs import ECHO, call_states
 from .scenario import (
     ACCOUNT,
     CALLER,
@@ -36,6 +36,10 @@ from .scenario import (
 pytestmark = pytest.mark.e2e
 
 MIGRATION = pytest.mark.xfail(reason="byway migration: a later issue", strict=False)
+FADE = 4.5
+"""Seconds a phone is silenced (SIGSTOP) to stand for a network fade."""
+SETTLE = 6.0
+"""Seconds a phone gets to be idle again after a scenario (the ended screen stays 3 s)."""
 CALLER_SHOWN = "+1 408 555 0100"
 """How the phones' screens show :data:`CALLER`."""
 
@@ -57,7 +61,11 @@ def b(line: Line) -> PhoneProc:
 
 
 def settle(line: Line) -> None:
-    """No call left, every phone running, handset down and idle."""
+    """No call left, every phone running, handset down and idle.
+
+    A phone that does not get back to idle (an expected failure left it stuck)
+    is restarted, so that one scenario's failure does not spill into the next.
+    """
     line.hang_up_everything()
     for phone in line.phones.values():
         if phone.process is None:
@@ -66,7 +74,11 @@ def settle(line: Line) -> None:
         phone.resume()
         phone.hook("on")
     for phone in line.phones.values():
-        phone.wait_state("idle")
+        try:
+            phone.wait_state("idle", SETTLE)
+        except AssertionError:
+            assert phone.stop() == 0, phone.log_text()[-3000:]
+            line.phone(phone.name)
 
 
 @pytest.fixture(autouse=True)
@@ -277,7 +289,7 @@ def test_4_9_third_party_hangup_ends_the_call_everywhere(
         ended = wa.until(is_state("ended"))[-1]
         wb.until(is_state("idle"))
     assert ended["screen"][0].startswith("Call ended"), ended["screen"]
-    assert ended["call"]["state"] == "ended"
+    assert call_states(wa.seen)[-1] == "ended", wa.seen
     assert b.status()["call"] is None  # the remote-in-use indication is gone
     assert line.call(uri) is None
     assert a.log_lines(f"event=call_ended call={uri}")
@@ -292,7 +304,7 @@ def test_4_10_third_party_move_of_a_call_in_progress(
     uri = status["call"]["uri"]
     assert_call(status, uri, "outbound", ECHO)
     media_flows(a)
-    b.wait_state("remote-in-use")  # B follows its line's call placed on A
+    assert b.status()["state"] == "idle"  # nobody told B of a call dialled on A
     line.admin("move", call=uri, handler=b.handler)
     assert_call(b.wait_state("in-call"), uri, "outbound", ECHO, "answered")
     assert_call(a.wait_state("remote-in-use"), uri, "outbound", ECHO, "answered")
@@ -347,6 +359,7 @@ def test_4_12_network_change_mid_call_keeps_the_call(
             bool(s.get("call")) and s["call"]["stats"].get("chunks_received", 0) > before + 25
         ),
         "media again after the migration",
+        timeout=8.0,
     )
     assert line.call(moved) is not None and line.call(uri) is None
     assert b.status()["state"] == "remote-in-use"
@@ -359,11 +372,12 @@ def test_4_13_fade_and_recover_mid_call(line: Line, a: PhoneProc, b: PhoneProc) 
     # The far end's side says the connection is being recovered: shown on screen.
     line.admin("event", call=uri, type="reconnecting")
     a.wait_status(lambda s: "reconnecting" in s["screen"][0], "reconnecting shown")
-    # A's own connection fades for two seconds (the tunnel), then comes back.
+    # A's own connection fades (the tunnel) for a few seconds: within the 5 s that
+    # both ends buffer, so no media may be lost (profile section 10).
     a.pause()
     try:
+        time.sleep(FADE)
         line.wait_call(uri, lambda c: c is not None, "call kept")
-        time.sleep(2.0)
     finally:
         a.resume()
     line.admin("event", call=uri, type="reconnected")
@@ -395,7 +409,7 @@ def test_4_14_fade_and_move_to_another_device(line: Line, a: PhoneProc, b: Phone
     # A, back, learns from its re-established byway that the call is elsewhere.
     assert_call(a.wait_state("remote-in-use"), uri, "inbound", CALLER, "answered")
     media_flows(b)
-    assert not a.log_lines("event=media_started") or b.log_lines("event=media_started")
+    assert a.status()["call"]["codec"] is None or a.status()["state"] == "remote-in-use"
 
 
 @MIGRATION
@@ -407,7 +421,10 @@ def test_4_15_fade_and_peer_hangup_shows_the_call_ended(
     a.pause()
     try:
         line.admin("event", call=uri, type="reconnecting")  # the peer is told
-        line.admin("hangup", call=uri, reason="the far end hung up")  # and gives up
+        # The fade broke A's byways (the provider tells it to re-establish them,
+        # which A reads when it is back), then the peer gives up.
+        line.admin("event", call=uri, type="migrate")
+        line.admin("hangup", call=uri, reason="the far end hung up")
         line.wait_call(uri, lambda c: c is None, "call over")
     finally:
         a.resume()
