@@ -345,6 +345,8 @@ class Phone:
             elif isinstance(action, out.Tone):
                 self._spawn(self._tone(None if action.kind == "off" else action.kind))
             elif isinstance(action, out.Ringer):
+                if self.handset is not None:  # now, in order with the in-call LED below
+                    self.handset.ring(action.on)
                 self._spawn(self._ring(action.on))
             elif isinstance(action, out.SetMute):
                 self._mute = action.muted
@@ -360,6 +362,8 @@ class Phone:
                     self.publish({"event": "screen", "screen": lines(self._clocked(action.screen))})
             elif isinstance(action, out.PhoneState):
                 log.info("event=state state=%s", action.name)
+                if self.handset is not None:
+                    self.handset.in_call(action.name == "in-call")
                 self.publish({"event": "state", **self.status()})
             elif isinstance(action, out.SaveCallLog):
                 self._spawn(self._save_call_log(action.entries))
@@ -510,8 +514,6 @@ class Phone:
             await asyncio.to_thread(self.tones.play, kind)
 
     async def _ring(self, on: bool) -> None:
-        if self.handset is not None:
-            self.handset.ring(on)
         async with self._audio:
             await asyncio.to_thread(self.ringer.play, "ring" if on else None)
 
