@@ -6,7 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from riptphone import control_client, selfcheck
+from riptphone import selfcheck
+from riptphone.control import client as control_client
 
 
 def _parser() -> argparse.ArgumentParser:

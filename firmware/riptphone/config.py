@@ -11,7 +11,6 @@ that a typo never silently falls back to a default.
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -19,7 +18,8 @@ from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from riptphone.protocol.numbers import DialPlan, NumberError, is_e164
+from ript.protocol.numbers import DialPlan, NumberError, is_e164
+from ript.tomlcheck import TomlError, check_keys, check_sections, read_toml
 
 
 class ConfigError(ValueError):
@@ -347,13 +347,12 @@ def _convert(annotation: Any, value: Any, where: str, base: Path) -> Any:
 
 
 def _section(cls: type[Any], name: str, table: object, base: Path) -> Any:
-    if not isinstance(table, dict):
-        raise ConfigError(f"[{name}]: must be a table of keys")
     hints = typing.get_type_hints(cls)
     known = {f.name: f for f in fields(cls)}
-    unknown = sorted(set(table) - set(known))
-    if unknown:
-        raise ConfigError(f"[{name}] {unknown[0]}: unknown key (known: {', '.join(sorted(known))})")
+    try:
+        table = check_keys(name, table, known)
+    except TomlError as exc:
+        raise ConfigError(str(exc)) from None
     values: dict[str, Any] = {}
     for key, f in known.items():
         where = f"[{name}] {key}"
@@ -372,9 +371,10 @@ def _section(cls: type[Any], name: str, table: object, base: Path) -> Any:
 
 def parse_config(doc: Mapping[str, Any], *, base: Path) -> Config:
     """Build a :class:`Config` from a decoded TOML document; paths relative to ``base``."""
-    unknown = sorted(set(doc) - set(SECTIONS))
-    if unknown:
-        raise ConfigError(f"[{unknown[0]}]: unknown section (known: {', '.join(SECTIONS)})")
+    try:
+        check_sections(doc, SECTIONS)
+    except TomlError as exc:
+        raise ConfigError(str(exc)) from None
     if "provider" not in doc:
         raise ConfigError("[provider] domain: is required")
     sections = {
@@ -399,15 +399,9 @@ def parse_config(doc: Mapping[str, Any], *, base: Path) -> Config:
 def load_config(path: Path) -> Config:
     """Read and check the TOML file at ``path``; raise :class:`ConfigError`."""
     try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the configuration: {exc.strerror}") from None
-    try:
-        doc = tomllib.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 (byte {exc.start})") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        doc = read_toml(path)
+    except TomlError as exc:
+        raise ConfigError(str(exc)) from None
     try:
         return parse_config(doc, base=path.resolve().parent)
     except ConfigError as exc:

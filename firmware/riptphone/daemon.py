@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from riptphone.config import Config, ConfigError, load_config
-from riptphone.control import ControlError, ControlServer
+from riptphone.control.server import ControlError, ControlServer
 from riptphone.handset import Handset, HandsetError
 from riptphone.net.h3 import H3Client
 from riptphone.net.ript_client import RiptClient, StaticToken

@@ -51,9 +51,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Final
 
-from riptphone.control_client import ControlClientError, ControlConnection, request
+from ript.media.tones import ToneGenerator, ToneSpec, goertzel
+from riptphone.control.client import ControlClientError, ControlConnection, request
 from riptphone.hw.virtual import KEYMAP
-from riptphone.media.tones import ToneGenerator, ToneSpec, goertzel
 
 ECHO_NUMBER: Final = "+14089529999"
 TONE_HZ: Final = 1000

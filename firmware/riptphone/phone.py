@@ -12,7 +12,7 @@ provider, on one asyncio loop:
   section 11), the calls and the push channel; this module carries out the
   actions it returns (place, answer, pull... a call; tones; the ringer; the
   screen; the call log);
-* the calls: one :class:`~riptphone.call_runner.CallRunner` per call this
+* the calls: one :class:`~riptphone.calls.runner.CallRunner` per call this
   line has (placed here, offered by a tap, or found with ``GET {tg}/calls``
   after the push channel comes up), whose call-machine actions are turned
   into the phone machine's call inputs.
@@ -38,6 +38,29 @@ from typing import Any, Literal
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from ript.protocol.advertisement import format_advertisement, phone_advertisement
+from ript.protocol.call import (
+    Action,
+    BywaysChanged,
+    BywayState,
+    Call,
+    CallEnded,
+    CallState,
+    PeerConnectivity,
+    Ring,
+    StateChanged,
+)
+from ript.protocol.csr import build_csr, key_from_pem, key_to_pem, make_key
+from ript.protocol.descriptions import (
+    CallDescription,
+    CallDirection,
+    DescriptionError,
+    PushBinding,
+    TrunkGroup,
+)
+from ript.protocol.numbers import NumberError, is_e164
+from ript.protocol.passport import create_passport
+from ript.protocol.taps import Tap, TapType
 from riptphone.app import calllog
 from riptphone.app import outputs as out
 from riptphone.app.inputs import (
@@ -62,37 +85,14 @@ from riptphone.app.inputs import (
     TapDecline,
 )
 from riptphone.app.machine import PhoneMachine
-from riptphone.call_runner import CallRunner
+from riptphone.calls.media import MediaSession
+from riptphone.calls.runner import CallRunner
 from riptphone.config import Config
-from riptphone.control import ControlRefused
+from riptphone.control.server import ControlRefused
 from riptphone.handset import Handset
 from riptphone.hw.tone_player import TonePlayer
-from riptphone.media_session import MediaSession
 from riptphone.net.push import PushChannel
 from riptphone.net.ript_client import RiptClient, RiptError
-from riptphone.protocol.advertisement import format_advertisement, phone_advertisement
-from riptphone.protocol.call import (
-    Action,
-    BywaysChanged,
-    BywayState,
-    Call,
-    CallEnded,
-    CallState,
-    PeerConnectivity,
-    Ring,
-    StateChanged,
-)
-from riptphone.protocol.csr import build_csr, key_from_pem, key_to_pem, make_key
-from riptphone.protocol.descriptions import (
-    CallDescription,
-    CallDirection,
-    DescriptionError,
-    PushBinding,
-    TrunkGroup,
-)
-from riptphone.protocol.numbers import NumberError, is_e164
-from riptphone.protocol.passport import create_passport
-from riptphone.protocol.taps import Tap, TapType
 from riptphone.store import Identity, Registration, StateStore, StoreError
 from riptphone.ui.model import Idle, Screen
 from riptphone.ui.text import lines

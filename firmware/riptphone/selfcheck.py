@@ -20,8 +20,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from riptphone.protocol import advertisement as adv
-from riptphone.protocol.call import (
+from ript.protocol import advertisement as adv
+from ript.protocol.call import (
     Action,
     Call,
     CallState,
@@ -30,9 +30,9 @@ from riptphone.protocol.call import (
     OpenSignalling,
     SendEvent,
 )
-from riptphone.protocol.chunks import PayloadType, frame
-from riptphone.protocol.csr import build_csr, make_key, parse_csr
-from riptphone.protocol.descriptions import (
+from ript.protocol.chunks import PayloadType, frame
+from ript.protocol.csr import build_csr, make_key, parse_csr
+from ript.protocol.descriptions import (
     CallDescription,
     CallDirection,
     HandlerDescription,
@@ -40,7 +40,7 @@ from riptphone.protocol.descriptions import (
     OutboundPolicy,
     TrunkGroup,
 )
-from riptphone.protocol.events import (
+from ript.protocol.events import (
     Alerting,
     Answered,
     CallStatus,
@@ -50,12 +50,12 @@ from riptphone.protocol.events import (
     Proceeding,
     format_timestamp,
 )
-from riptphone.protocol.jsonstream import EventStreamReader, EventStreamWriter
-from riptphone.protocol.media_crypto import MediaKeys
-from riptphone.protocol.media_streams import ChunkReceiver, ChunkSender
-from riptphone.protocol.numbers import DialPlan, NumberPolicy
-from riptphone.protocol.passport import create_passport, verify_passport
-from riptphone.protocol.tnauth import TnOne, TnRange, encode_tn_auth_list
+from ript.protocol.jsonstream import EventStreamReader, EventStreamWriter
+from ript.protocol.media_crypto import MediaKeys
+from ript.protocol.media_streams import ChunkReceiver, ChunkSender
+from ript.protocol.numbers import DialPlan, NumberPolicy
+from ript.protocol.passport import create_passport, verify_passport
+from ript.protocol.tnauth import TnOne, TnRange, encode_tn_auth_list
 
 TNAUTH_OID = x509.ObjectIdentifier("1.3.6.1.5.5.7.1.26")
 ORIGIN = "https://provider.example"

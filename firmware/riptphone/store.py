@@ -54,8 +54,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from riptphone.protocol.advertisement import parse_advertisement
-from riptphone.protocol.errors import RiptProtocolError
+from ript.atomic import TEMP_MARK, atomic_write, sync_directory
+from ript.protocol.advertisement import parse_advertisement
+from ript.protocol.errors import RiptProtocolError
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,7 @@ IDENTITY = "identity"
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}\Z")
 _SUFFIX = ".json"
 _LAST_GOOD = ".last-good"
-_TMP = ".tmp-"
+_TMP = TEMP_MARK
 _LOCK = ".lock"
 _TMP_FILE = re.compile(r"\.([a-z0-9][a-z0-9_-]{0,63})\.json\.tmp-[0-9a-f]+\Z")
 _ENVELOPE_KEYS = frozenset({"format", "secret", "sha256", "data"})
@@ -446,38 +447,16 @@ class StateStore:
 
     def _write_atomic(self, target: Path, raw: bytes, secret: bool) -> None:
         """Put ``raw`` at ``target`` so that a power cut leaves either the old or the new file."""
-        mode = SECRET_MODE if secret else PUBLIC_MODE
         temp = target.with_name(f".{target.name.removesuffix(_LAST_GOOD)}{_TMP}")
-        temp = temp.with_name(temp.name + secrets.token_hex(8))
-        # O_EXCL + mode 0600 at creation: a secret is never readable by others, not even
-        # between open() and chmod(); a leftover of the same name is never reused.
-        fd = os.open(temp, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC, SECRET_MODE)
-        try:
-            try:
-                os.fchmod(fd, mode)  # exact mode whatever the umask
-                view = memoryview(raw)
-                while view:
-                    view = view[os.write(fd, view) :]
-                # Data on the card before the rename: otherwise a power cut after the
-                # rename can leave the new name pointing at an empty or partial file.
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(temp, target)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                temp.unlink()
-            raise
-        # The rename lives in the directory: until the directory is synced a power cut
-        # can bring back the old entry (or, for a new file, no entry at all).
-        self._sync_directory()
+        atomic_write(
+            target,
+            raw,
+            SECRET_MODE if secret else PUBLIC_MODE,
+            temp=temp.with_name(temp.name + secrets.token_hex(8)),
+        )
 
     def _sync_directory(self) -> None:
-        fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        sync_directory(self.directory)
 
     def _remove_temps(self, name: str | None) -> list[Path]:
         removed: list[Path] = []

@@ -32,7 +32,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from riptphone.protocol.numbers import NumberError, NumberPattern, NumberPolicy, is_e164
+from ript.protocol.numbers import NumberError, NumberPattern, NumberPolicy, is_e164
 
 
 class AccountsError(ValueError):

@@ -38,7 +38,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from riptphone.protocol.descriptions import CallDescription, HandlerDescription
+from ript.protocol.descriptions import CallDescription, HandlerDescription
 from riptprovider.config import ProviderConfigError, load_config
 from riptprovider.core import ProviderCore, RiptHttpError
 

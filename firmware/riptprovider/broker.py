@@ -37,6 +37,7 @@ import re
 import secrets
 import signal
 import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -52,12 +53,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from riptphone.net.push import connect_properties, tls_context
-from riptphone.protocol.descriptions import HandlerDescription, PushBinding
-from riptphone.protocol.taps import Tap, TapType
+from ript.atomic import atomic_write
+from ript.protocol.descriptions import HandlerDescription, PushBinding
+from ript.protocol.taps import Tap, TapType
 from riptprovider.accounts import Account
 from riptprovider.core import ProviderCore
 from riptprovider.tls import ProviderCa
@@ -81,22 +83,30 @@ _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 """Handler-ids and account ids that are safe as MQTT usernames, topic levels and file lines."""
 
 
+def _tls_context(ca_file: str | Path | None) -> ssl.SSLContext:
+    """The system's trust anchors plus ``ca_file``; certificate and host name checked."""
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if ca_file is not None:
+        context.load_verify_locations(cafile=str(ca_file))
+    return context
+
+
+def _session_properties() -> Properties:
+    """CONNECT properties keeping the publisher's session (and its unsent taps) a day."""
+    properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    properties.SessionExpiryInterval = SESSION_EXPIRY
+    return properties
+
+
 class PushError(Exception):
     """The broker cannot be started, reached or managed; one sentence."""
 
 
 def _write(path: Path, data: bytes, mode: int = 0o600) -> None:
-    """Write ``data`` atomically (temp file + rename), created with ``mode`` from the start."""
+    """Write ``data`` atomically with ``mode`` (:func:`ript.atomic.atomic_write`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.chmod(tmp, mode)
-    os.replace(tmp, path)
+    atomic_write(path, data, mode)
 
 
 def password_hash(password: str, salt: bytes | None = None) -> str:
@@ -654,7 +664,7 @@ class TapPublisher:
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
         client.username_pw_set(username, password)
         if binding.tls:
-            client.tls_set_context(tls_context(ca_file))
+            client.tls_set_context(_tls_context(ca_file))
         client.reconnect_delay_set(1, 60)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
@@ -704,7 +714,7 @@ class TapPublisher:
             self._port,
             keepalive=30,
             clean_start=False,
-            properties=connect_properties(SESSION_EXPIRY),
+            properties=_session_properties(),
         )
         self._client.loop_start()
         if not self._connected.wait(timeout):

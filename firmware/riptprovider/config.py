@@ -30,14 +30,14 @@ names the key, so that a typo never silently falls back to a default.
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from riptphone.protocol.descriptions import DescriptionError, PushBinding
+from ript.protocol.descriptions import DescriptionError, PushBinding
+from ript.tomlcheck import TomlError, check_keys, check_sections, read_toml
 from riptprovider.accounts import Account, AccountsError, load_accounts
 from riptprovider.broker import MOSQUITTO, PushSettings
 from riptprovider.server import ServerConfig
@@ -178,17 +178,13 @@ def _push(section: object, base: Path) -> PushSettings:
 
 def parse_config(data: Mapping[str, Any], path: Path) -> ProviderConfig:
     """Check the parsed TOML ``data`` of the file ``path``; messages lack the file name."""
-    unknown = sorted(set(data) - set(SECTIONS))
-    if unknown:
-        raise ProviderConfigError(f"[{unknown[0]}]: unknown section (known: {', '.join(SECTIONS)})")
-    server = data.get("server")
-    if not isinstance(server, Mapping):
+    if "server" not in data:
         raise ProviderConfigError("[server]: is required and must be a table of keys")
-    unknown = sorted(set(server) - set(SERVER_KEYS))
-    if unknown:
-        raise ProviderConfigError(
-            f"[server] {unknown[0]}: unknown key (known: {', '.join(sorted(SERVER_KEYS))})"
-        )
+    try:
+        check_sections(data, SECTIONS)
+        server = check_keys("server", data["server"], SERVER_KEYS)
+    except TomlError as exc:
+        raise ProviderConfigError(str(exc)) from None
     if "state_dir" not in server:
         raise ProviderConfigError("[server] state_dir: is required")
     state_dir = _state_dir(server["state_dir"], path.parent)
@@ -228,17 +224,9 @@ def load_config(path: Path) -> ProviderConfig:
     """Read and check the configuration file ``path``; raise :class:`ProviderConfigError`."""
     path = path.absolute()
     try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise ProviderConfigError(
-            f"{path}: cannot read the configuration: {exc.strerror}"
-        ) from None
-    try:
-        data = tomllib.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise ProviderConfigError(f"{path}: not UTF-8 (byte {exc.start})") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ProviderConfigError(f"{path}: not valid TOML: {exc}") from None
+        data = read_toml(path)
+    except TomlError as exc:
+        raise ProviderConfigError(str(exc)) from None
     try:
         return parse_config(data, path)
     except ProviderConfigError as exc:

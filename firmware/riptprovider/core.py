@@ -36,14 +36,14 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from riptphone.protocol.advertisement import (
+from ript.protocol.advertisement import (
     Advertisement,
     GrammarError,
     format_directive,
     negotiate,
     parse_advertisement,
 )
-from riptphone.protocol.descriptions import (
+from ript.protocol.descriptions import (
     CallDescription,
     CallDirection,
     CallList,
@@ -59,7 +59,7 @@ from riptphone.protocol.descriptions import (
     TgRef,
     TrunkGroup,
 )
-from riptphone.protocol.events import (
+from ript.protocol.events import (
     STATE_EVENTS,
     CallStatus,
     Direction,
@@ -73,8 +73,8 @@ from riptphone.protocol.events import (
     StateEvent,
     format_timestamp,
 )
-from riptphone.protocol.numbers import NumberPolicy, is_e164
-from riptphone.protocol.taps import TapType
+from ript.protocol.numbers import NumberPolicy, is_e164
+from ript.protocol.taps import TapType
 from riptprovider.accounts import Account, FarEnd, Outcome
 from riptprovider.db import CallRecord, ProviderDb
 

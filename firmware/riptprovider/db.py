@@ -19,14 +19,14 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from riptphone.protocol.descriptions import (
+from ript.protocol.descriptions import (
     CallDirection,
     DescriptionError,
     HandlerDescription,
     MediaKey,
     PushBinding,
 )
-from riptphone.protocol.events import CallStatus
+from ript.protocol.events import CallStatus
 
 SCHEMA_VERSION = 1
 

@@ -15,11 +15,11 @@ import wave
 from collections.abc import Callable
 from pathlib import Path
 
-from riptphone.media.resample import Resampler
+from ript.media.codecs import FRAME_MS
+from ript.media.resample import Resampler
 
 log = logging.getLogger(__name__)
 
-FRAME_MS = 20
 MAX_SECONDS = 600  # a longer file is cut: the provider keeps it in memory
 
 

@@ -55,14 +55,14 @@ from aioquic.quic import events as qe
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
 
-from riptphone.media.g711 import alaw_encode, ulaw_encode
-from riptphone.media.opus_codec import OpusEncoder
-from riptphone.media.tones import ToneGenerator, ToneSpec
-from riptphone.protocol.advertisement import GrammarError, parse_directive
-from riptphone.protocol.chunks import PayloadType, frame
-from riptphone.protocol.csr import CHAIN_CONTENT_TYPE
-from riptphone.protocol.descriptions import MediaKey
-from riptphone.protocol.events import (
+from ript.media import codecs
+from ript.media.codecs import FRAME_MS
+from ript.media.tones import ToneGenerator, ToneSpec
+from ript.protocol.advertisement import GrammarError, parse_directive
+from ript.protocol.chunks import PayloadType, frame
+from ript.protocol.csr import CHAIN_CONTENT_TYPE
+from ript.protocol.descriptions import MediaKey
+from ript.protocol.events import (
     Answered,
     CallStatus,
     Direction,
@@ -71,15 +71,15 @@ from riptphone.protocol.events import (
     MediaPanic,
     format_timestamp,
 )
-from riptphone.protocol.jsonstream import (
+from ript.protocol.jsonstream import (
     EventStreamError,
     EventStreamReader,
     EventStreamWriter,
     InvalidEvent,
 )
-from riptphone.protocol.media_crypto import MediaKeys
-from riptphone.protocol.media_streams import ChunkReceiver, ChunkSender
-from riptphone.protocol.passport import (
+from ript.protocol.media_crypto import MediaKeys
+from ript.protocol.media_streams import ChunkReceiver, ChunkSender
+from ript.protocol.passport import (
     PassportError,
     decode_passport_unverified,
     verify_passport,
@@ -98,19 +98,12 @@ JSON = "application/json"
 MEDIA = "application/octet-stream"
 _GONE = (H3Error, ProtocolError, AssertionError)
 """What aioquic raises when writing to a stream the peer reset or that already ended."""
-FRAME_MS = 20
-"""Frame length of the generated far-end media."""
 CHECK_EVERY = 50
 """Generated frames between checks that the call still exists (once a second)."""
 PANIC_EVERY = 1.0
 """Seconds between two media-panic events of one call."""
 TONE_DBOV = -16.0
 _GENERATED = frozenset({MediaMode.TONE, MediaMode.FILE, MediaMode.SILENCE})
-_CODECS = {
-    "opus": (PayloadType.OPUS, 48000),
-    "pcmu": (PayloadType.PCMU, 8000),
-    "pcma": (PayloadType.PCMA, 8000),
-}
 LEG_COOKIE = "ript-leg"
 """Cookie naming the handler leg a media request belongs to (set by ``POST {call}``)."""
 _IDLE_WAKE = 3600.0
@@ -737,25 +730,19 @@ def _plan(directive_text: str | None, far_end: FarEnd) -> _Plan | None:
         return None
     for stream in directive.streams:
         for codec in stream.codecs:
-            name = codec.name.lower()
-            if name not in _CODECS:
+            entry = codecs.find(codec.name)
+            if entry is None or entry.new_encoder is None:
                 continue
-            payload_type, rate = _CODECS[name]
+            rate = entry.clock_rate
             if far_end.media is MediaMode.TONE:
                 next_pcm = ToneGenerator(ToneSpec(((far_end.tone_hz, TONE_DBOV),)), rate).frame
             elif far_end.media is MediaMode.FILE and far_end.file is not None:
                 next_pcm = file_frames(far_end.file, rate)
             else:
-                silence = bytes(2 * rate * FRAME_MS // 1000)
+                silence = bytes(entry.frame_bytes(FRAME_MS))
                 next_pcm = itertools.repeat(silence).__next__
-            encode: Callable[[bytes], bytes]
-            if payload_type is PayloadType.OPUS:
-                encode = OpusEncoder(rate).encode
-            elif payload_type is PayloadType.PCMU:
-                encode = ulaw_encode
-            else:
-                encode = alaw_encode
-            return _Plan(stream.source, stream.sink, payload_type, next_pcm, encode)
+            encode = entry.new_encoder(FRAME_MS).encode
+            return _Plan(stream.source, stream.sink, entry.payload_type, next_pcm, encode)
     return None
 
 

@@ -3,7 +3,7 @@
 On first start :func:`load_or_create_ca` makes, in the provider's state
 directory, a P-256 CA (self-signed, ``basicConstraints`` cA critical,
 ``keyUsage`` keyCertSign, subject key identifier: what
-:func:`riptphone.protocol.passport.verify_chain` asks of an issuing CA) and
+:func:`ript.protocol.passport.verify_chain` asks of an issuing CA) and
 a TLS certificate for ``localhost`` / ``127.0.0.1`` / ``::1`` signed by it.
 Later starts reuse both.  The same CA issues the phones' RFC 8226
 certificates from their CSRs (``POST {tg}/certs``); each issued chain is kept
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -31,8 +30,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from riptphone.protocol.csr import TN_AUTH_LIST, CsrError, key_from_pem, key_to_pem, parse_csr
-from riptphone.protocol.tnauth import TnEntry, TnOne, TnRange, encode_tn_auth_list, tn_from_e164
+from ript.atomic import atomic_write
+from ript.protocol.csr import TN_AUTH_LIST, CsrError, key_from_pem, key_to_pem, parse_csr
+from ript.protocol.tnauth import TnEntry, TnOne, TnRange, encode_tn_auth_list, tn_from_e164
 from riptprovider.core import RiptHttpError
 
 CA_LIFETIME = datetime.timedelta(days=3650)
@@ -52,17 +52,9 @@ class CaError(Exception):
 
 
 def _write(path: Path, data: bytes, mode: int) -> None:
-    """Write ``data`` atomically (temp file + rename), created with ``mode`` from the start."""
+    """Write ``data`` atomically with ``mode`` (:func:`ript.atomic.atomic_write`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.chmod(tmp, mode)
-    os.replace(tmp, path)
+    atomic_write(path, data, mode)
 
 
 def _pem(cert: x509.Certificate) -> bytes:

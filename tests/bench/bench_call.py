@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: alsa, in
 
 from alsa.fileplugin import write_asoundrc
 from integration.procs import PROVIDER_TOML, PhoneProcess, provider_process
-from riptphone.control_client import ControlConnection, request
+from riptphone.control.client import ControlConnection, request
 from riptphone.demo import stop_process, tone_pcm
 
 AT_ONCE = "+14089520000"

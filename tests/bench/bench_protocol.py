@@ -16,12 +16,12 @@ import statistics
 import time
 from collections.abc import Callable
 
-from riptphone.protocol.chunks import PayloadType, frame
-from riptphone.protocol.descriptions import CallDescription, CallDirection, MediaKey
-from riptphone.protocol.events import Alerting, CallStatus, Direction, Pong, format_timestamp
-from riptphone.protocol.jsonstream import EventStreamReader, EventStreamWriter
-from riptphone.protocol.media_crypto import MediaKeys
-from riptphone.protocol.media_streams import ChunkReceiver, ChunkSender
+from ript.protocol.chunks import PayloadType, frame
+from ript.protocol.descriptions import CallDescription, CallDirection, MediaKey
+from ript.protocol.events import Alerting, CallStatus, Direction, Pong, format_timestamp
+from ript.protocol.jsonstream import EventStreamReader, EventStreamWriter
+from ript.protocol.media_crypto import MediaKeys
+from ript.protocol.media_streams import ChunkReceiver, ChunkSender
 
 CALL = "https://provider.example/calls/3fa3dbde-b387-4e75-b979-f188047b9edb"
 HANDLER = "https://provider.example/tgs/7/handlers/desk"
@@ -110,7 +110,7 @@ def media_send(keys: MediaKeys | None) -> Callable[[], Callable[[], None]]:
 
 
 def call_machine() -> Callable[[], None]:
-    from riptphone.protocol.call import Call
+    from ript.protocol.call import Call
 
     desc = CallDescription(
         uri=CALL,

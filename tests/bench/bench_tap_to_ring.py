@@ -39,7 +39,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: alsa, integration
 
 from integration.scenario import ACCOUNT, CALLER, Line
-from riptphone.control_client import ControlClientError, ControlConnection
+from riptphone.control.client import ControlClientError, ControlConnection
 
 WAIT = 20.0
 WARM_UP = 2

@@ -24,8 +24,8 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from ript.protocol.descriptions import PushBinding
 from riptphone.net.push import connect_properties, tls_context
-from riptphone.protocol.descriptions import PushBinding
 from riptprovider.broker import MosquittoBroker, TapPublisher
 from riptprovider.tls import ProviderCa, load_or_create_ca
 

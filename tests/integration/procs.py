@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from alsa.fileplugin import FilePluginAlsa
-from riptphone.control_client import ControlClientError, ControlConnection
+from ript.protocol.descriptions import CallDescription, HandlerDescription
+from riptphone.control.client import ControlClientError, ControlConnection
 from riptphone.demo import (
     ProviderProcess,
     phone_config,
@@ -42,7 +43,6 @@ from riptphone.demo import (
 )
 from riptphone.net.h3 import H3Client
 from riptphone.net.ript_client import RiptClient, StaticToken
-from riptphone.protocol.descriptions import CallDescription, HandlerDescription
 
 T = TypeVar("T")
 

@@ -40,7 +40,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from alsa.fileplugin import FilePluginAlsa, write_asoundrc
-from riptphone.control_client import ControlClientError, request
+from riptphone.control.client import ControlClientError, request
 from riptphone.demo import ProviderProcess, stop_process, tone_pcm
 from riptphone.net.push import tls_context
 from riptprovider.admin import request_admin

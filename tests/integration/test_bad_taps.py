@@ -18,10 +18,10 @@ from collections.abc import Iterator
 
 import pytest
 
+from ript.protocol.advertisement import format_advertisement, phone_advertisement
+from ript.protocol.descriptions import HandlerDescription
 from riptphone.net.h3 import H3Client
 from riptphone.net.ript_client import RiptClient, StaticToken
-from riptphone.protocol.advertisement import format_advertisement, phone_advertisement
-from riptphone.protocol.descriptions import HandlerDescription
 
 from .procs import TOKEN
 from .scenario import ACCOUNT, CALLER, Line, PhoneProc, is_ring, is_state, running_line

@@ -22,8 +22,8 @@ import pytest
 
 import riptprovider.core
 from alsa.fileplugin import write_asoundrc
-from riptphone.control_client import ControlClientError, ControlConnection, request
-from riptphone.media.tones import ToneGenerator, ToneSpec, goertzel
+from ript.media.tones import ToneGenerator, ToneSpec, goertzel
+from riptphone.control.client import ControlClientError, ControlConnection, request
 from riptphone.store import StateStore
 from riptprovider.accounts import load_accounts
 from riptprovider.core import ProviderCore

@@ -27,7 +27,7 @@ import pytest
 from alsa.fileplugin import FilePluginAlsa, write_asoundrc
 from hwmock import KeyMatrix, bounce, mock_factory, pin_setter
 from riptphone.config import load_config
-from riptphone.control_client import ControlClientError, ControlConnection, request
+from riptphone.control.client import ControlClientError, ControlConnection, request
 from riptphone.daemon import serve
 from riptphone.demo import (
     ProviderProcess,

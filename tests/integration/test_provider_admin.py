@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from ript.protocol.descriptions import HandlerDescription, PushBinding
+from ript.protocol.events import Migrate
+from ript.protocol.jsonstream import EventStreamReader
+from ript.protocol.taps import TapType
 from riptphone.net.h3 import H3Client
-from riptphone.protocol.descriptions import HandlerDescription, PushBinding
-from riptphone.protocol.events import Migrate
-from riptphone.protocol.jsonstream import EventStreamReader
-from riptphone.protocol.taps import TapType
 from riptprovider.admin import admin_main, admin_socket_path, start_admin
 from riptprovider.server import RunningServer, ServerConfig, serve
 

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from ript.protocol.descriptions import ProviderTgs, TrunkGroup
 from riptphone.net.h3 import H3Client, Response
-from riptphone.protocol.descriptions import ProviderTgs, TrunkGroup
 from riptprovider.config import ProviderConfigError, load_config
 
 TOKEN = "alice-cli-token-0123456789"

@@ -12,15 +12,14 @@ from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
 
-from riptphone.net.h3 import H3Client, H3Stream, Response
-from riptphone.protocol.chunks import PayloadType, frame
-from riptphone.protocol.descriptions import (
+from ript.protocol.chunks import PayloadType, frame
+from ript.protocol.descriptions import (
     CallDescription,
     CallList,
     ClaimCall,
     HandlerDescription,
 )
-from riptphone.protocol.events import (
+from ript.protocol.events import (
     Alerting,
     Answered,
     Direction,
@@ -28,10 +27,11 @@ from riptphone.protocol.events import (
     HandlerChanged,
     format_timestamp,
 )
-from riptphone.protocol.jsonstream import EventStreamReader, EventStreamWriter
-from riptphone.protocol.media_crypto import MediaKeys
-from riptphone.protocol.media_streams import ChunkSender
-from riptphone.protocol.taps import TapType
+from ript.protocol.jsonstream import EventStreamReader, EventStreamWriter
+from ript.protocol.media_crypto import MediaKeys
+from ript.protocol.media_streams import ChunkSender
+from ript.protocol.taps import TapType
+from riptphone.net.h3 import H3Client, H3Stream, Response
 from riptprovider.server import RunningServer, ServerConfig, serve
 
 from .test_provider_server import ACCOUNTS, AD, AUTH, JSON_AUTH, Env, next_events, place, until

@@ -14,19 +14,18 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from riptphone.media.g711 import ulaw_decode
-from riptphone.media.tones import goertzel
-from riptphone.net.h3 import H3Client, H3Stream, Response
-from riptphone.protocol.chunks import MediaChunk, PayloadType, frame
-from riptphone.protocol.csr import build_csr, make_key, tn_entries_of_certificate
-from riptphone.protocol.descriptions import (
+from ript.media.g711 import ulaw_decode
+from ript.media.tones import goertzel
+from ript.protocol.chunks import MediaChunk, PayloadType, frame
+from ript.protocol.csr import build_csr, make_key, tn_entries_of_certificate
+from ript.protocol.descriptions import (
     CallDescription,
     HandlerDescription,
     PlaceCall,
     ProviderTgs,
     TrunkGroup,
 )
-from riptphone.protocol.events import (
+from ript.protocol.events import (
     CallStatus,
     Direction,
     End,
@@ -37,11 +36,12 @@ from riptphone.protocol.events import (
     StateEvent,
     format_timestamp,
 )
-from riptphone.protocol.jsonstream import EventStreamReader, EventStreamWriter, InvalidEvent
-from riptphone.protocol.media_crypto import MediaKeys
-from riptphone.protocol.media_streams import ChunkReceiver, ChunkSender
-from riptphone.protocol.passport import create_passport, verify_passport
-from riptphone.protocol.tnauth import TnOne
+from ript.protocol.jsonstream import EventStreamReader, EventStreamWriter, InvalidEvent
+from ript.protocol.media_crypto import MediaKeys
+from ript.protocol.media_streams import ChunkReceiver, ChunkSender
+from ript.protocol.passport import create_passport, verify_passport
+from ript.protocol.tnauth import TnOne
+from riptphone.net.h3 import H3Client, H3Stream, Response
 from riptprovider.accounts import load_accounts
 from riptprovider.server import RunningServer, ServerConfig, serve
 

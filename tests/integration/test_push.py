@@ -24,9 +24,10 @@ from pathlib import Path
 
 import pytest
 
-from riptphone.net.push import Backoff, PushChannel, PushStatus
-from riptphone.protocol.descriptions import HandlerDescription, PushBinding
-from riptphone.protocol.taps import Tap, TapType
+from ript.backoff import Backoff, BackoffPolicy
+from ript.protocol.descriptions import HandlerDescription, PushBinding
+from ript.protocol.taps import Tap, TapType
+from riptphone.net.push import RECONNECT, PushChannel, PushStatus
 from riptprovider.accounts import load_accounts
 from riptprovider.broker import (
     MosquittoBroker,
@@ -46,8 +47,8 @@ TG = f"{ORIGIN}/tgs/alice"
 CALL = f"{ORIGIN}/calls/9f2c"
 ADV = "1 in: PCMU;\n1 out: PCMU;"
 WAIT = 10.0
-FAST = (0.05, 0.2)
-"""Backoff (initial, max) for tests that make the channel reconnect."""
+FAST = (0.025, 0.1)
+"""Backoff (initial, max; each wait up to twice that) for tests that make the channel reconnect."""
 
 
 def free_udp_port() -> int:
@@ -79,7 +80,7 @@ class Phone:
             on_connected=self._connected,
             on_status=self.statuses.append,
             ca_file=broker.ca_file,
-            backoff=Backoff(*backoff),
+            backoff=Backoff(BackoffPolicy(*backoff, jitter=1.0)),
         )
 
     async def _connected(self) -> None:  # a coroutine on purpose: both kinds must work
@@ -134,7 +135,7 @@ def assert_no_secret_logged(caplog: pytest.LogCaptureFixture, broker: MosquittoB
 
 
 def test_backoff_doubles_to_a_minute_with_jitter() -> None:
-    backoff = Backoff(1.0, 60.0, random.Random(7))
+    backoff = Backoff(RECONNECT, random.Random(7))
     delays = [backoff.next_delay() for _ in range(10)]
     ceilings = [1, 2, 4, 8, 16, 32, 60, 60, 60, 60]
     for delay, ceiling in zip(delays, ceilings, strict=True):
@@ -143,7 +144,7 @@ def test_backoff_doubles_to_a_minute_with_jitter() -> None:
     backoff.reset()
     assert 0.5 <= backoff.next_delay() <= 1.0
     with pytest.raises(ValueError):
-        Backoff(0, 1)
+        BackoffPolicy(0, 1)
 
 
 def test_plain_mqtt_only_to_loopback(tmp_path: Path) -> None:
@@ -520,7 +521,11 @@ def test_the_broker_certificate_is_verified(
         async def run() -> None:
             # Only the system's trust anchors: the provider's CA is not among them.
             channel = PushChannel(
-                binding, binding.username, TG, lambda tap: None, backoff=Backoff(*FAST)
+                binding,
+                binding.username,
+                TG,
+                lambda tap: None,
+                backoff=Backoff(BackoffPolicy(*FAST, jitter=1.0)),
             )
             channel.start()
             try:

@@ -9,10 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from riptphone.net.h3 import H3Client
-from riptphone.net.ript_client import RiptClient, RiptError, StaticToken
-from riptphone.protocol.csr import build_csr, make_key
-from riptphone.protocol.events import (
+from ript.protocol.csr import build_csr, make_key
+from ript.protocol.events import (
     Direction,
     End,
     Event,
@@ -21,7 +19,9 @@ from riptphone.protocol.events import (
     StateEvent,
     format_timestamp,
 )
-from riptphone.protocol.passport import create_passport
+from ript.protocol.passport import create_passport
+from riptphone.net.h3 import H3Client
+from riptphone.net.ript_client import RiptClient, RiptError, StaticToken
 from riptphone.store import StateStore
 from riptprovider.accounts import load_accounts
 from riptprovider.server import ServerConfig, serve

@@ -1,4 +1,4 @@
-"""Tests of riptphone.protocol.advertisement: grammar, values, checks and negotiation."""
+"""Tests of ript.protocol.advertisement: grammar, values, checks and negotiation."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from riptphone.protocol.advertisement import (
+from ript.protocol.advertisement import (
     INT64_MAX,
     INT64_MIN,
     PARAM_DEFAULTS,
@@ -33,7 +33,7 @@ from riptphone.protocol.advertisement import (
     parse_directive,
     phone_advertisement,
 )
-from riptphone.protocol.errors import LocalProtocolError, RemoteProtocolError
+from ript.protocol.errors import LocalProtocolError, RemoteProtocolError
 
 VECTORS = json.loads(
     (Path(__file__).parents[1] / "vectors" / "advertisements.json").read_text("utf-8")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from ript.protocol.numbers import DialPlan
 from riptphone.app import calllog
 from riptphone.app.calllog import CallLogEntry
 from riptphone.app.inputs import (
@@ -60,7 +61,6 @@ from riptphone.app.outputs import (
     Take,
     Tone,
 )
-from riptphone.protocol.numbers import DialPlan
 from riptphone.ui import model
 
 ROOT = Path(__file__).resolve().parents[2]

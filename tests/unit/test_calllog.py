@@ -6,12 +6,12 @@ import json
 
 import pytest
 
+from ript.protocol.numbers import DialPlan
 from riptphone.app import calllog
 from riptphone.app.calllog import CallLogEntry, CallLogError, from_json, to_json
 from riptphone.app.inputs import CallGone, CallOffered, CallProgress, HookOff, HookOn, Online
 from riptphone.app.machine import PhoneMachine
 from riptphone.app.outputs import SaveCallLog
-from riptphone.protocol.numbers import DialPlan
 
 T0 = 1_796_000_000.0  # 2026-11-30T00:53:20Z
 

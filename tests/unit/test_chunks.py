@@ -1,4 +1,4 @@
-"""Tests of media/control chunk encoding, framing and truncation (riptphone.protocol.chunks)."""
+"""Tests of media/control chunk encoding, framing and truncation (ript.protocol.chunks)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from riptphone.protocol import chunks as ch
-from riptphone.protocol.chunks import (
+from ript.protocol import chunks as ch
+from ript.protocol.chunks import (
     AckChunk,
     AuthFailure,
     ChunkEncodeError,
@@ -22,10 +22,10 @@ from riptphone.protocol.chunks import (
     PayloadType,
     UnknownControlChunk,
 )
-from riptphone.protocol.errors import LocalProtocolError, RemoteProtocolError
-from riptphone.protocol.events import Direction
-from riptphone.protocol.media_crypto import MediaKeys
-from riptphone.protocol.varint import VARINT_MAX, encode_varint
+from ript.protocol.errors import LocalProtocolError, RemoteProtocolError
+from ript.protocol.events import Direction
+from ript.protocol.media_crypto import MediaKeys
+from ript.protocol.varint import VARINT_MAX, encode_varint
 
 VECTORS: dict[str, Any] = json.loads(
     (Path(__file__).resolve().parent.parent / "vectors" / "chunks.json").read_text("utf-8")

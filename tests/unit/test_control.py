@@ -21,8 +21,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from riptphone import control, control_client
-from riptphone.control import (
+from riptphone.control import client as control_client
+from riptphone.control import server as control
+from riptphone.control.server import (
     MAX_LINE,
     ControlError,
     ControlRefused,

@@ -18,7 +18,7 @@ from cryptography.x509.oid import NameOID
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from riptphone.protocol.csr import (
+from ript.protocol.csr import (
     RENEW_BEFORE_S,
     TN_AUTH_LIST,
     CsrError,
@@ -30,8 +30,8 @@ from riptphone.protocol.csr import (
     renewal_due,
     tn_entries_of_certificate,
 )
-from riptphone.protocol.errors import RemoteProtocolError
-from riptphone.protocol.tnauth import TnEntry, TnOne, TnRange, TnSpc, encode_tn_auth_list
+from ript.protocol.errors import RemoteProtocolError
+from ript.protocol.tnauth import TnEntry, TnOne, TnRange, TnSpc, encode_tn_auth_list
 
 VECTORS = Path(__file__).resolve().parent.parent / "vectors" / "passport.json"
 OPENSSL = shutil.which("openssl")

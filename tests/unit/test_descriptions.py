@@ -1,4 +1,4 @@
-"""Tests of the RIPT JSON documents (riptphone.protocol.descriptions) and their vectors."""
+"""Tests of the RIPT JSON documents (ript.protocol.descriptions) and their vectors."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from riptphone.protocol import descriptions as d
-from riptphone.protocol.errors import RemoteProtocolError
-from riptphone.protocol.events import CallStatus
-from riptphone.protocol.numbers import NumberPattern, NumberPolicy
+from ript.protocol import descriptions as d
+from ript.protocol.errors import RemoteProtocolError
+from ript.protocol.events import CallStatus
+from ript.protocol.numbers import NumberPattern, NumberPolicy
 
 VECTORS = Path(__file__).resolve().parent.parent / "vectors" / "documents.json"
 TG = "https://p.example/tgs/7"

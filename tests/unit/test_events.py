@@ -1,4 +1,4 @@
-"""Tests of the typed signalling events (riptphone.protocol.events)."""
+"""Tests of the typed signalling events (ript.protocol.events)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from riptphone.protocol import events as ev
-from riptphone.protocol.errors import RemoteProtocolError
+from ript.protocol import events as ev
+from ript.protocol.errors import RemoteProtocolError
 
 CALL = "https://p.example/calls/0b6f8e2a-6d4e-4c1e-9a57-2f1d3c4b5a69"
 TS = "2026-11-22T10:00:00.123Z"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from riptphone.media.tones import ToneGenerator, ToneSpec, goertzel
+from ript.media.tones import ToneGenerator, ToneSpec, goertzel
 from riptprovider.far_end_audio import FarEndAudioError, file_frames, load_wav
 
 

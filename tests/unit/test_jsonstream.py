@@ -1,4 +1,4 @@
-"""Tests of the signalling byway codec (riptphone.protocol.jsonstream)."""
+"""Tests of the signalling byway codec (ript.protocol.jsonstream)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from riptphone.protocol import events as ev
-from riptphone.protocol.errors import LocalProtocolError, RemoteProtocolError
-from riptphone.protocol.jsonstream import (
+from ript.protocol import events as ev
+from ript.protocol.errors import LocalProtocolError, RemoteProtocolError
+from ript.protocol.jsonstream import (
     MAX_EVENT_BYTES,
     MAX_NESTING,
     EventStreamError,

@@ -1,4 +1,4 @@
-"""RFC 3389 comfort noise (riptphone.media.cn)."""
+"""RFC 3389 comfort noise (ript.media.cn)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from riptphone.media.cn import (
+from ript.media.cn import (
     CNError,
     ComfortNoise,
     comfort_noise_source,
@@ -14,7 +14,7 @@ from riptphone.media.cn import (
     encode_cn,
     from_pcm,
 )
-from riptphone.media.tones import NoiseGenerator, rms_dbov
+from ript.media.tones import NoiseGenerator, rms_dbov
 
 
 def test_payload_is_the_level_byte_then_coefficients() -> None:

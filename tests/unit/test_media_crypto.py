@@ -1,4 +1,4 @@
-"""Tests of media AEAD keys, nonces, sealing and opening (riptphone.protocol.media_crypto).
+"""Tests of media AEAD keys, nonces, sealing and opening (ript.protocol.media_crypto).
 
 Every AEAD vector is checked against independent computations: HKDF written
 out with :mod:`hmac` (RFC 5869), the nonce built byte by byte, and GCM through
@@ -20,10 +20,10 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from riptphone.protocol import chunks as ch
-from riptphone.protocol.errors import RemoteProtocolError
-from riptphone.protocol.events import Direction
-from riptphone.protocol.media_crypto import (
+from ript.protocol import chunks as ch
+from ript.protocol.errors import RemoteProtocolError
+from ript.protocol.events import Direction
+from ript.protocol.media_crypto import (
     DirectionKey,
     MediaKeyError,
     MediaKeys,

@@ -1,4 +1,4 @@
-"""RFC 4733 telephone-events: payload codec, key-press sender, receiver (riptphone.media.dtmf)."""
+"""RFC 4733 telephone-events: payload codec, key-press sender, receiver (ript.media.dtmf)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from riptphone.media.dtmf import (
+from ript.media.dtmf import (
     DIGITS,
     DTMFError,
     DTMFReceiver,

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from riptphone.media import g711
+from ript.media import g711
 
 ALL_SAMPLES = array("h", range(-32768, 32768)).tobytes()
 

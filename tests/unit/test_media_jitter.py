@@ -1,4 +1,4 @@
-"""The adaptive jitter buffer (riptphone.media.jitter): order, loss, adaptation, bursts, bounds."""
+"""The adaptive jitter buffer (ript.media.jitter): order, loss, adaptation, bursts, bounds."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from riptphone.media.jitter import Frame, Gap, JitterBuffer, JitterError
+from ript.media.jitter import Frame, Gap, JitterBuffer, JitterError
 
 TICK = 0.02
 

@@ -1,4 +1,4 @@
-"""Opus through real libopus (riptphone.media.opus_codec): spectrum, PLC, FEC, errors."""
+"""Opus through real libopus (ript.media.opus_codec): spectrum, PLC, FEC, errors."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from riptphone.media.opus_codec import OpusCodecError, OpusDecoder, OpusEncoder
-from riptphone.media.tones import ToneGenerator, ToneSpec, goertzel, rms_dbov
+from ript.media.opus_codec import OpusCodecError, OpusDecoder, OpusEncoder
+from ript.media.tones import ToneGenerator, ToneSpec, goertzel, rms_dbov
 
 RATE = 48000
 FRAME = 1920  # bytes: 960 samples of 20 ms at 48 kHz

@@ -1,11 +1,11 @@
-"""Integer-ratio resampling (riptphone.media.resample)."""
+"""Integer-ratio resampling (ript.media.resample)."""
 
 from __future__ import annotations
 
 import pytest
 
-from riptphone.media.resample import ResampleError, Resampler
-from riptphone.media.tones import ToneGenerator, ToneSpec, goertzel, rms_dbov
+from ript.media.resample import ResampleError, Resampler
+from ript.media.tones import ToneGenerator, ToneSpec, goertzel, rms_dbov
 
 
 def tone(freq: int, rate: int, count: int, level: float = -12.0) -> list[bytes]:

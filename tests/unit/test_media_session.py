@@ -7,15 +7,15 @@ buffer (the only way to the earpiece) and its counters is checked.
 
 from __future__ import annotations
 
-from riptphone.media.jitter import Frame
-from riptphone.media_session import MediaSession
+from ript.media.jitter import Frame
+from ript.protocol.call import Call
+from ript.protocol.chunks import PayloadType, frame
+from ript.protocol.descriptions import CallDescription, CallDirection, MediaKey
+from ript.protocol.events import CallStatus, Direction
+from ript.protocol.media_crypto import MediaKeys
+from ript.protocol.media_streams import ChunkReceiver, ChunkSender
+from riptphone.calls.media import MediaSession
 from riptphone.net.h3 import H3Client
-from riptphone.protocol.call import Call
-from riptphone.protocol.chunks import PayloadType, frame
-from riptphone.protocol.descriptions import CallDescription, CallDirection, MediaKey
-from riptphone.protocol.events import CallStatus, Direction
-from riptphone.protocol.media_crypto import MediaKeys
-from riptphone.protocol.media_streams import ChunkReceiver, ChunkSender
 
 CALL = "https://p.example/calls/0b6f3e2a"
 HANDLER = "https://p.example/tgs/7/handlers/desk"

@@ -1,4 +1,4 @@
-"""Tests of the per-call chunk sender and receiver (riptphone.protocol.media_streams)."""
+"""Tests of the per-call chunk sender and receiver (ript.protocol.media_streams)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from riptphone.protocol import chunks as ch
-from riptphone.protocol import media_streams as ms
-from riptphone.protocol.chunks import AckChunk, ChunkEncodeError, MediaChunk, PayloadType
-from riptphone.protocol.events import Direction
-from riptphone.protocol.media_crypto import MediaKeys
-from riptphone.protocol.media_streams import ChunkReceiver, ChunkSender, PendingAck
+from ript.protocol import chunks as ch
+from ript.protocol import media_streams as ms
+from ript.protocol.chunks import AckChunk, ChunkEncodeError, MediaChunk, PayloadType
+from ript.protocol.events import Direction
+from ript.protocol.media_crypto import MediaKeys
+from ript.protocol.media_streams import ChunkReceiver, ChunkSender, PendingAck
 
 C2S = Direction.C2S
 S2C = Direction.S2C

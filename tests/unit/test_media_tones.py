@@ -1,4 +1,4 @@
-"""Tones, DTMF pairs, noise and the level helpers (riptphone.media.tones)."""
+"""Tones, DTMF pairs, noise and the level helpers (ript.media.tones)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from array import array
 
 import pytest
 
-from riptphone.media import tones
-from riptphone.media.tones import (
+from ript.media import tones
+from ript.media.tones import (
     BUSY,
     DIAL_TONE,
     RING,

@@ -1,4 +1,4 @@
-"""Tests of phone numbers, TG number patterns and dial plans (riptphone.protocol.numbers)."""
+"""Tests of phone numbers, TG number patterns and dial plans (ript.protocol.numbers)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from riptphone.protocol.errors import RiptProtocolError
-from riptphone.protocol.numbers import (
+from ript.protocol.errors import RiptProtocolError
+from ript.protocol.numbers import (
     DialMatch,
     DialPlan,
     NumberError,

@@ -29,7 +29,7 @@ from cryptography.x509.oid import NameOID
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from riptphone.protocol.csr import (
+from ript.protocol.csr import (
     TN_AUTH_LIST,
     build_csr,
     key_from_pem,
@@ -37,8 +37,8 @@ from riptphone.protocol.csr import (
     make_key,
     parse_csr,
 )
-from riptphone.protocol.errors import RemoteProtocolError
-from riptphone.protocol.passport import (
+from ript.protocol.errors import RemoteProtocolError
+from ript.protocol.passport import (
     MAX_TOKEN_LENGTH,
     Passport,
     PassportError,
@@ -47,7 +47,7 @@ from riptphone.protocol.passport import (
     verify_chain,
     verify_passport,
 )
-from riptphone.protocol.tnauth import TnEntry, TnOne, TnRange, encode_tn_auth_list
+from ript.protocol.tnauth import TnEntry, TnOne, TnRange, encode_tn_auth_list
 from riptprovider.tls import ca_certificate
 
 VECTORS = Path(__file__).resolve().parent.parent / "vectors" / "passport.json"

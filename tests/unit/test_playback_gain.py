@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from riptphone.media.g711 import ulaw_decode, ulaw_decoder, ulaw_encode
-from riptphone.media.opus_codec import OpusCodecError, OpusDecoder, OpusEncoder
-from riptphone.media.tones import ToneGenerator, ToneSpec, rms_dbov
+from ript.media.g711 import ulaw_decode, ulaw_decoder, ulaw_encode
+from ript.media.opus_codec import OpusCodecError, OpusDecoder, OpusEncoder
+from ript.media.tones import ToneGenerator, ToneSpec, rms_dbov
 
 TONE = ToneSpec(((1000, -20.0),))
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from riptphone.protocol.advertisement import parse_directive
-from riptphone.protocol.descriptions import (
+from ript.protocol.advertisement import parse_directive
+from ript.protocol.descriptions import (
     CallDescription,
     CallDirection,
     ClaimCall,
@@ -19,7 +19,7 @@ from riptphone.protocol.descriptions import (
     PlaceCall,
     PushBinding,
 )
-from riptphone.protocol.events import (
+from ript.protocol.events import (
     Alerting,
     Answered,
     CallStatus,
@@ -38,7 +38,7 @@ from riptphone.protocol.events import (
     UnknownEvent,
     format_timestamp,
 )
-from riptphone.protocol.taps import TapType
+from ript.protocol.taps import TapType
 from riptprovider.accounts import Account, AccountsError, MediaMode, Outcome, load_accounts
 from riptprovider.core import (
     ProviderCore,

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from riptphone.protocol.descriptions import (
+from ript.protocol.descriptions import (
     CallDescription,
     CallDirection,
     ClaimCall,
     HandlerDescription,
     PlaceCall,
 )
-from riptphone.protocol.events import (
+from ript.protocol.events import (
     Alerting,
     Answered,
     CallStatus,
@@ -27,7 +27,7 @@ from riptphone.protocol.events import (
     Migrate,
     format_timestamp,
 )
-from riptphone.protocol.taps import TapType
+from ript.protocol.taps import TapType
 from riptprovider.accounts import Account, load_accounts
 from riptprovider.core import ProviderCore, RiptHttpError, Subscription
 

@@ -1,4 +1,4 @@
-"""Tests of shoulder taps and the tap filter (riptphone.protocol.taps)."""
+"""Tests of shoulder taps and the tap filter (ript.protocol.taps)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from riptphone.protocol.errors import RemoteProtocolError
-from riptphone.protocol.taps import (
+from ript.protocol.errors import RemoteProtocolError
+from ript.protocol.taps import (
     MAX_TAP_BYTES,
     RejectReason,
     Tap,

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from riptphone.protocol.errors import RemoteProtocolError
-from riptphone.protocol.tnauth import (
+from ript.protocol.errors import RemoteProtocolError
+from ript.protocol.tnauth import (
     TnAuthError,
     TnEntry,
     TnOne,

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from alsa.fileplugin import write_asoundrc
+from ript.media.tones import goertzel
 from riptphone.hw.tone_player import TonePlayer
-from riptphone.media.tones import goertzel
 
 RATE = 8000
 

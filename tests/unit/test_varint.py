@@ -1,4 +1,4 @@
-"""Tests of QUIC varints (riptphone.protocol.varint) and the varint cases of chunks.json."""
+"""Tests of QUIC varints (ript.protocol.varint) and the varint cases of chunks.json."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from riptphone.protocol.errors import LocalProtocolError, RemoteProtocolError
-from riptphone.protocol.varint import (
+from ript.protocol.errors import LocalProtocolError, RemoteProtocolError
+from ript.protocol.varint import (
     VARINT_MAX,
     VarintError,
     VarintRangeError,

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
-from riptphone.protocol.strictjson import JsonBodyError, json_type_name, load_json
+from ript.protocol.strictjson import JsonBodyError, json_type_name, load_json
 
 MAX_ENTRIES = 50
 VERSION = 1

@@ -3,7 +3,7 @@
 Three sources feed the same machine: the handset (hook, keypad, buttons; the
 control socket sends the very same values), the line (registration and push
 status from the daemon's connection to the provider) and calls (the daemon
-translates each call's :class:`riptphone.protocol.call.Call` actions and
+translates each call's :class:`ript.protocol.call.Call` actions and
 3PCC taps into the call inputs below).  Timers are not inputs: the daemon
 calls :meth:`PhoneMachine.handle_timer` at :meth:`PhoneMachine.next_deadline`,
 or feeds :class:`Tick`.

@@ -1,6 +1,6 @@
 """The phone's state machine: hook, keys, buttons, line status, calls and timers in one table.
 
-Sans-IO in the manner of :mod:`riptphone.protocol.call`: the daemon feeds
+Sans-IO in the manner of :mod:`ript.protocol.call`: the daemon feeds
 :meth:`PhoneMachine.handle` an input value (:mod:`riptphone.app.inputs`) and
 ``now`` (a monotonic clock in seconds) and carries out the actions it gets
 back (:mod:`riptphone.app.outputs`); it calls :meth:`PhoneMachine.handle_timer`
@@ -35,6 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from ript.protocol.numbers import DialMatch, DialPlan, NumberError
 from riptphone.app import calllog
 from riptphone.app.calllog import CallLogEntry
 from riptphone.app.inputs import (
@@ -81,7 +82,6 @@ from riptphone.app.outputs import (
     Tone,
     ToneKind,
 )
-from riptphone.protocol.numbers import DialMatch, DialPlan, NumberError
 from riptphone.ui import model
 from riptphone.ui.model import PushState, Screen
 

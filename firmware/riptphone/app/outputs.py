@@ -1,7 +1,7 @@
 """What the phone must do: the actions :class:`riptphone.app.machine.PhoneMachine` returns.
 
 The daemon carries each one out in order.  Call actions name the call by its
-URI; the daemon maps them onto the call's :class:`riptphone.protocol.call.Call`
+URI; the daemon maps them onto the call's :class:`ript.protocol.call.Call`
 (``Answer`` is its ``answer()``, ``Pull`` and ``Take`` are ``pull()``...).
 """
 

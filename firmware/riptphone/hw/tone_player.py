@@ -21,9 +21,9 @@ import logging
 import threading
 from collections.abc import Callable
 
+from ript.media.tones import BUSY, DIAL_TONE, RING, RINGBACK, ToneGenerator, ToneSpec
 from riptphone.hw.alsa import AlsaPlayback
 from riptphone.hw.audio import AudioError
-from riptphone.media.tones import BUSY, DIAL_TONE, RING, RINGBACK, ToneGenerator, ToneSpec
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """The phone's push channel (profile section 9): MQTT shoulder taps on paho-mqtt, into asyncio.
 
 :class:`PushChannel` keeps one MQTT 5 connection to the broker of the
-handler's :class:`~riptphone.protocol.descriptions.PushBinding`:
+handler's :class:`~ript.protocol.descriptions.PushBinding`:
 
 * TLS (``mqtts://``) verified against the system's trust anchors plus the
   configured CA file, host name checked; plain ``mqtt://`` only to loopback;
@@ -14,7 +14,7 @@ handler's :class:`~riptphone.protocol.descriptions.PushBinding`:
 * after every (re)connection, once CONNACK and SUBACK are in,
   ``on_connected()`` runs so the phone can ``GET {tg}/calls``: a tap lost
   while it was offline still rings;
-* each message goes through :class:`~riptphone.protocol.taps.TapFilter`
+* each message goes through :class:`~ript.protocol.taps.TapFilter`
   (origin, duplicates, malformed payloads: one log line each) and the taps
   left reach ``on_tap(tap)``.
 
@@ -45,7 +45,6 @@ import enum
 import inspect
 import ipaddress
 import logging
-import random
 import ssl
 import threading
 from collections.abc import Awaitable, Callable
@@ -59,16 +58,17 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from riptphone.protocol.descriptions import PushBinding
-from riptphone.protocol.taps import Tap, TapFilter, TapRejection
+from ript.backoff import Backoff, BackoffPolicy
+from ript.protocol.descriptions import PushBinding
+from ript.protocol.taps import Tap, TapFilter, TapRejection
 
 log = logging.getLogger("riptphone.push")
 
 MIN_SESSION_EXPIRY = 86400
 """Seconds the broker keeps the session after a disconnect: at least a day (profile 9)."""
 KEEPALIVE = 30
-BACKOFF_INITIAL = 1.0
-BACKOFF_MAX = 60.0
+RECONNECT = BackoffPolicy(initial=0.5, maximum=30.0, jitter=1.0)
+"""1 s doubling to 60 s, each wait a random time in the upper half of that: [0.5, 1], [1, 2]..."""
 LOOP_TICK = 0.25
 """Longest wait inside paho's loop before the thread checks whether it must stop."""
 CLOSE_TIMEOUT = 10.0
@@ -84,34 +84,6 @@ class PushStatus(enum.StrEnum):
     UP = "up"  # connected and subscribed
     DOWN = "down"  # a binding, but no working connection right now
     NONE = "none"  # no push binding (or the channel is closed)
-
-
-class Backoff:
-    """Exponential backoff with jitter: the n-th delay is in ``[d/2, d]``, d = initial·2ⁿ ≤ max.
-
-    Pure: the random source is injected, so tests can fix it.
-    """
-
-    def __init__(
-        self,
-        initial: float = BACKOFF_INITIAL,
-        maximum: float = BACKOFF_MAX,
-        rng: random.Random | None = None,
-    ) -> None:
-        if not 0 < initial <= maximum:
-            raise ValueError("backoff: need 0 < initial <= maximum")
-        self.initial = initial
-        self.maximum = maximum
-        self._rng = rng or random.Random()
-        self._ceiling = initial
-
-    def next_delay(self) -> float:
-        ceiling = self._ceiling
-        self._ceiling = min(ceiling * 2, self.maximum)
-        return ceiling / 2 + self._rng.uniform(0, ceiling / 2)
-
-    def reset(self) -> None:
-        self._ceiling = self.initial
 
 
 def _is_loopback(host: str) -> bool:
@@ -176,7 +148,7 @@ class PushChannel:
         self._filter = TapFilter(tg_uri)
         self._session_expiry = session_expiry
         self._keepalive = keepalive
-        self._backoff = backoff or Backoff()
+        self._backoff = backoff or Backoff(RECONNECT)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None

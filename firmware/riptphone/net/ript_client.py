@@ -2,7 +2,7 @@
 
 Each method is one request (or one pair of long-lived requests, for the
 signalling byways) with the provider's answer turned into a typed value from
-:mod:`riptphone.protocol.descriptions`, or a :class:`RiptError` that says in
+:mod:`ript.protocol.descriptions`, or a :class:`RiptError` that says in
 one sentence what went wrong and carries the HTTP status.  Bearer tokens come
 from a :class:`Credentials` object: on ``401`` the client asks it to refresh
 once and retries (profile section 1).
@@ -19,8 +19,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from riptphone.net.h3 import H3Client, H3Error, H3Stream, Response
-from riptphone.protocol.descriptions import (
+from ript.protocol.descriptions import (
     CallDescription,
     CallList,
     ClaimCall,
@@ -30,13 +29,14 @@ from riptphone.protocol.descriptions import (
     ProviderTgs,
     TrunkGroup,
 )
-from riptphone.protocol.events import Event
-from riptphone.protocol.jsonstream import (
+from ript.protocol.events import Event
+from ript.protocol.jsonstream import (
     EventStreamError,
     EventStreamReader,
     EventStreamWriter,
     InvalidEvent,
 )
+from riptphone.net.h3 import H3Client, H3Error, H3Stream, Response
 from riptphone.store import Registration, StateStore
 
 JSON = "application/json"

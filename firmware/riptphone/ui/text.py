@@ -16,7 +16,7 @@ import textwrap
 import unicodedata
 from typing import assert_never
 
-from riptphone.protocol.numbers import country_code_of, is_e164
+from ript.protocol.numbers import country_code_of, is_e164
 from riptphone.ui.model import (
     Boot,
     CallEnded,

@@ -36,10 +36,10 @@ from cryptography.x509.verification import (
     VerificationError,
 )
 
-from riptphone.protocol.csr import CsrError, tn_entries_of_certificate
-from riptphone.protocol.errors import RemoteProtocolError
-from riptphone.protocol.strictjson import JsonBodyError, load_json
-from riptphone.protocol.tnauth import TnAuthError, check_tn, covers, tn_from_e164
+from ript.protocol.csr import CsrError, tn_entries_of_certificate
+from ript.protocol.errors import RemoteProtocolError
+from ript.protocol.strictjson import JsonBodyError, load_json
+from ript.protocol.tnauth import TnAuthError, check_tn, covers, tn_from_e164
 
 ALG = "ES256"
 TYP = "passport"

@@ -10,7 +10,7 @@ side (signature, key type and TNAuthList checked); :func:`tn_entries_of_certific
 reads the extension of an issued certificate (the phone's, or the TG's
 ``origins`` certificate), and :func:`renewal_due` says when the phone's cached
 certificate must be replaced.  Everything X.509 goes through ``cryptography``;
-the extension value is DER from :mod:`riptphone.protocol.tnauth`.
+the extension value is DER from :mod:`ript.protocol.tnauth`.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from riptphone.protocol.errors import RemoteProtocolError
-from riptphone.protocol.tnauth import (
+from ript.protocol.errors import RemoteProtocolError
+from ript.protocol.tnauth import (
     TN_AUTH_LIST_OID,
     TnAuthError,
     TnEntry,

@@ -1,4 +1,4 @@
-"""Runs one :class:`riptphone.protocol.call.Call` against the provider.
+"""Runs one :class:`ript.protocol.call.Call` against the provider.
 
 The call machine does no I/O; this module is its I/O.  One task per call
 owns the machine: everything that happens (an event on the reverse
@@ -9,7 +9,7 @@ carried out here (open and close the signalling byways, send events, fetch
 the description, claim the call) and the ones the phone cares about
 (``StateChanged``, ``CallEnded``, ``Ring``...) are passed to ``report``.
 
-``OpenMedia`` starts a :class:`riptphone.media_session.MediaSession` on the
+``OpenMedia`` starts a :class:`riptphone.calls.media.MediaSession` on the
 ``[audio]`` devices (PCMU or Opus over the media byways); ``CloseMedia``,
 ``CloseByways`` and the end of the call stop it.
 """
@@ -24,11 +24,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
-from riptphone.config import AudioConfig
-from riptphone.hw.audio import AudioError
-from riptphone.media_session import MediaError, MediaSession
-from riptphone.net.ript_client import RiptClient, RiptError, SignallingByways
-from riptphone.protocol.call import (
+from ript.protocol.call import (
     Action,
     Call,
     ClaimCall,
@@ -40,8 +36,12 @@ from riptphone.protocol.call import (
     ProtocolViolation,
     SendEvent,
 )
-from riptphone.protocol.errors import LocalProtocolError
-from riptphone.protocol.events import Event
+from ript.protocol.errors import LocalProtocolError
+from ript.protocol.events import Event
+from riptphone.calls.media import MediaError, MediaSession
+from riptphone.config import AudioConfig
+from riptphone.hw.audio import AudioError
+from riptphone.net.ript_client import RiptClient, RiptError, SignallingByways
 
 log = logging.getLogger(__name__)
 

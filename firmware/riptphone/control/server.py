@@ -59,7 +59,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Literal, Protocol, Self
 
-from riptphone.protocol.strictjson import JsonBodyError, json_type_name, load_json
+from ript.protocol.strictjson import JsonBodyError, json_type_name, load_json
 
 log = logging.getLogger(__name__)
 

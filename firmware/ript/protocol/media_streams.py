@@ -22,7 +22,7 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from riptphone.protocol.chunks import (
+from ript.protocol.chunks import (
     FULL_WIDTH,
     TRUNCATED_SEQ_WIDTH,
     TRUNCATED_TIMESTAMP_WIDTH,
@@ -41,10 +41,10 @@ from riptphone.protocol.chunks import (
     open_body,
     unframe_partial,
 )
-from riptphone.protocol.errors import RiptProtocolError
-from riptphone.protocol.events import Direction
-from riptphone.protocol.media_crypto import MediaKeys
-from riptphone.protocol.varint import VARINT_MAX, Buffer, varint_size
+from ript.protocol.errors import RiptProtocolError
+from ript.protocol.events import Direction
+from ript.protocol.media_crypto import MediaKeys
+from ript.protocol.varint import VARINT_MAX, Buffer, varint_size
 
 SEND_HISTORY = 256
 """Send times kept per stream for RTT: 5 s of 20 ms chunks; later acks give no RTT."""
@@ -162,7 +162,7 @@ class ChunkSender:
 
     ``keys`` is ``None`` when the call description has no ``media-key``.
     Encoding errors (a field out of range, a chunk over the size limit) raise
-    :class:`~riptphone.protocol.chunks.ChunkEncodeError` and change no state.
+    :class:`~ript.protocol.chunks.ChunkEncodeError` and change no state.
     """
 
     def __init__(self, direction: Direction, keys: MediaKeys | None) -> None:

@@ -22,10 +22,12 @@ __all__ = [
     "G711Error",
     "alaw_decode",
     "alaw_decode_sample",
+    "alaw_decoder",
     "alaw_encode",
     "alaw_encode_sample",
     "ulaw_decode",
     "ulaw_decode_sample",
+    "ulaw_decoder",
     "ulaw_encode",
     "ulaw_encode_sample",
 ]
@@ -169,4 +171,12 @@ def ulaw_decoder(gain_db: float = 0.0) -> Callable[[bytes], bytes]:
     if gain_db == 0.0:
         return ulaw_decode
     tables = _decode_tables(_scaled(ulaw_decode_sample, 10 ** (gain_db / 20)))
+    return lambda payload: _expand(payload, tables)
+
+
+def alaw_decoder(gain_db: float = 0.0) -> Callable[[bytes], bytes]:
+    """An A-law decoder whose output is ``gain_db`` louder; see :func:`ulaw_decoder`."""
+    if gain_db == 0.0:
+        return alaw_decode
+    tables = _decode_tables(_scaled(alaw_decode_sample, 10 ** (gain_db / 20)))
     return lambda payload: _expand(payload, tables)

@@ -12,7 +12,7 @@ and a newer peer's events can be logged and skipped.  Unknown *members* of a
 known event are ignored (profile section 1: forward compatibility).
 
 The byte-level streaming (``[`` ... ``,`` ... never ``]``) lives in
-:mod:`riptphone.protocol.jsonstream`.
+:mod:`ript.protocol.jsonstream`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from riptphone.protocol.errors import RemoteProtocolError
+from ript.protocol.errors import RemoteProtocolError
 
 
 class EventError(RemoteProtocolError):

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from riptphone.protocol.errors import RiptProtocolError
+from ript.protocol.errors import RiptProtocolError
 
 
 class NumberError(RiptProtocolError):

@@ -38,9 +38,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from riptphone.protocol.descriptions import CallDescription, CallDirection, MediaKey
-from riptphone.protocol.errors import LocalProtocolError
-from riptphone.protocol.events import (
+from ript.backoff import BackoffPolicy
+from ript.protocol.descriptions import CallDescription, CallDirection, MediaKey
+from ript.protocol.errors import LocalProtocolError
+from ript.protocol.events import (
     Alerting,
     Answered,
     CallStatus,
@@ -67,6 +68,8 @@ ACK_TIMEOUT = 1.0
 DEFAULT_MEDIA_TIMEOUT = 5.0
 DEFAULT_RETRY_BACKOFF = 2.0
 MAX_RETRY_BACKOFF = 64.0
+RETRY_JITTER = 0.1
+"""A retry waits up to this fraction longer than its back-off, never shorter."""
 MAX_DIRECTIVE_REFUSALS = 2
 
 
@@ -856,13 +859,10 @@ class Call:
                 actions.append(BywaysChanged(new, reason, retry_in=delay))
 
     def _retry_delay(self, attempt: int) -> float:
-        """Back-off before retry ``attempt`` (0-based).
-
-        The first retry waits a random part of ``retry-backoff``, so that the
-        phones of a provider that restarts do not all come back at once, while
-        a single blip is bridged in about a second on average; each later
-        retry waits ``retry-backoff`` doubled per failure, up to 64 s.
+        """Back-off before retry ``attempt`` (0-based): ``retry-backoff`` doubled per failure
+        up to 64 s (core draft, TG parameters), lengthened by up to :data:`RETRY_JITTER` of
+        itself so that the phones of a provider that restarts do not all come back at once.
+        Jitter never shortens the wait below what the provider asked for.
         """
-        if attempt == 0:
-            return self._rng.uniform(0.0, self.retry_backoff)
-        return float(min(self.retry_backoff * (2 ** (attempt - 1)), MAX_RETRY_BACKOFF))
+        policy = BackoffPolicy(self.retry_backoff, MAX_RETRY_BACKOFF, RETRY_JITTER)
+        return policy.delay(attempt, self._rng.random())

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from riptphone.media.tones import NoiseGenerator, rms_dbov
+from ript.media.tones import NoiseGenerator, rms_dbov
 
 __all__ = ["CNError", "ComfortNoise", "comfort_noise_source", "decode_cn", "encode_cn", "from_pcm"]
 

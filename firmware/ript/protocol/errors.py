@@ -1,6 +1,6 @@
 """Error types of the protocol core.
 
-Every parser in ``riptphone.protocol`` raises only its own subclass of
+Every parser in ``ript.protocol`` raises only its own subclass of
 :class:`RiptProtocolError` on bad input, never a bare ``ValueError``,
 ``KeyError`` or ``IndexError``: callers catch one type per module and turn it
 into one clear line for the user.

@@ -12,7 +12,7 @@ then builds nonces and seals or opens packages:
 
 Opening never raises on a bad tag: it returns ``None`` and the caller counts
 the failure.  The chunk layout around these bytes lives in
-:mod:`riptphone.protocol.chunks`.
+:mod:`ript.protocol.chunks`.
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.hashes import SHA256
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from riptphone.protocol.errors import RemoteProtocolError
-from riptphone.protocol.events import Direction
-from riptphone.protocol.varint import Buffer
+from ript.protocol.errors import RemoteProtocolError
+from ript.protocol.events import Direction
+from ript.protocol.varint import Buffer
 
 KEY_LENGTH = 16
 SALT_LENGTH = 12
@@ -92,7 +92,7 @@ class DirectionKey:
         """Nonce for a chunk of this direction.
 
         ``source``, ``sink`` and ``kind`` are 0..255 and ``seq`` is the full
-        64-bit sequence number; :mod:`~riptphone.protocol.chunks` checks them.
+        64-bit sequence number; :mod:`~ript.protocol.chunks` checks them.
         """
         block = (source << 80) | (sink << 72) | (kind << 64) | seq
         return (self._nonce_base ^ block).to_bytes(NONCE_LENGTH, "big")

@@ -17,7 +17,7 @@ message names the document and the member, for example ``TG document:
 'retry-backoff' must be an integer number of milliseconds, not a string``.
 
 Advertisements and directives stay plain strings here; their grammar lives in
-:mod:`riptphone.protocol.advertisement`.
+:mod:`ript.protocol.advertisement`.
 """
 
 from __future__ import annotations
@@ -33,10 +33,10 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, NoReturn, Self
 from urllib.parse import SplitResult, urlsplit
 
-from riptphone.protocol.errors import RemoteProtocolError
-from riptphone.protocol.events import CallStatus
-from riptphone.protocol.numbers import NumberError, NumberPolicy, is_e164
-from riptphone.protocol.strictjson import JsonBodyError, json_type_name, load_json
+from ript.protocol.errors import RemoteProtocolError
+from ript.protocol.events import CallStatus
+from ript.protocol.numbers import NumberError, NumberPolicy, is_e164
+from ript.protocol.strictjson import JsonBodyError, json_type_name, load_json
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_JSON_INTEGER = 2**53 - 1  # the largest integer every JSON parser keeps exactly
@@ -505,7 +505,7 @@ class HandlerDescription:
 
     ``uri`` and ``push`` are None in the phone's request and set in the
     provider's reply.  ``advertisement`` is kept as text (see
-    :mod:`riptphone.protocol.advertisement`).
+    :mod:`ript.protocol.advertisement`).
     """
 
     WHAT: ClassVar[str] = "handler description"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any, NoReturn
 
-from riptphone.protocol.varint import Buffer
+from ript.protocol.varint import Buffer
 
 
 class JsonBodyError(ValueError):

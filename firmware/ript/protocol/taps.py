@@ -20,9 +20,9 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-from riptphone.protocol.descriptions import DescriptionError, origin_of
-from riptphone.protocol.errors import RemoteProtocolError
-from riptphone.protocol.strictjson import JsonBodyError, load_json
+from ript.protocol.descriptions import DescriptionError, origin_of
+from ript.protocol.errors import RemoteProtocolError
+from ript.protocol.strictjson import JsonBodyError, load_json
 
 TAP_VERSION = 1
 MAX_TAP_BYTES = 16 * 1024

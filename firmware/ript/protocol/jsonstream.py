@@ -10,7 +10,7 @@ split at arbitrary points across QUIC frames, so this module holds:
   that slice to :func:`json.loads`; each byte is scanned once, whatever the
   split, and at most one event (16 KiB) is ever buffered;
 * :class:`EventStreamReader`, the decoder plus
-  :func:`riptphone.protocol.events.event_from_json`;
+  :func:`ript.protocol.events.event_from_json`;
 * :class:`EventStreamWriter`, the serialiser.
 
 Errors between events name the offending byte; errors inside an event (bad
@@ -27,8 +27,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-from riptphone.protocol.errors import LocalProtocolError, RemoteProtocolError
-from riptphone.protocol.events import Event, EventError, event_from_json
+from ript.protocol.errors import LocalProtocolError, RemoteProtocolError
+from ript.protocol.events import Event, EventError, event_from_json
 
 MAX_EVENT_BYTES = 16 * 1024
 """Profile section 1: an event over 16 KiB is rejected."""

@@ -8,7 +8,7 @@ endian.  :func:`encode_varint` always picks the shortest form;
 
 from __future__ import annotations
 
-from riptphone.protocol.errors import LocalProtocolError, RemoteProtocolError
+from ript.protocol.errors import LocalProtocolError, RemoteProtocolError
 
 Buffer = bytes | bytearray | memoryview
 """What the parsers of the media modules accept: any byte buffer, sliced without copying."""

@@ -33,24 +33,25 @@ from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from ript.media import codecs
+from ript.media.codecs import FRAME_MS
+from ript.media.jitter import Frame, JitterBuffer
+from ript.media.tones import ToneGenerator, dtmf_spec
+from ript.protocol.advertisement import GrammarError, parse_directive
+from ript.protocol.call import Call
+from ript.protocol.chunks import frame
+from ript.protocol.descriptions import MediaKey
+from ript.protocol.events import Direction
+from ript.protocol.media_crypto import MediaKeyError, MediaKeys
+from ript.protocol.media_streams import ChunkReceiver, ChunkSender
 from riptphone.hw.alsa import AlsaCapture, AlsaPlayback
 from riptphone.hw.audio import AudioError
-from riptphone.media.g711 import ulaw_decode, ulaw_decoder, ulaw_encode
-from riptphone.media.jitter import Frame, JitterBuffer
-from riptphone.media.opus_codec import OpusDecoder, OpusEncoder
-from riptphone.media.tones import ToneGenerator, dtmf_spec
 from riptphone.net.h3 import H3Client, H3Error, H3Stream
-from riptphone.protocol.advertisement import GrammarError, parse_directive
-from riptphone.protocol.call import Call
-from riptphone.protocol.chunks import PayloadType, frame
-from riptphone.protocol.descriptions import MediaKey
-from riptphone.protocol.events import Direction
-from riptphone.protocol.media_crypto import MediaKeyError, MediaKeys
-from riptphone.protocol.media_streams import ChunkReceiver, ChunkSender
 
 log = logging.getLogger(__name__)
 
-FRAME_MS = 20
+CARRIED = ("pcmu", "opus")
+"""The codecs of :mod:`ript.media.codecs` this session sends, in the order it picks them."""
 GETS = 20
 """Reverse media GETs kept open (profile section 7)."""
 MAX_PUTS = 10
@@ -76,43 +77,26 @@ class MediaError(Exception):
 
 
 class _Codec:
-    """One codec of the session: payload type, rate, and both directions' coders."""
+    """The session's codec (:mod:`ript.media.codecs`) with both directions' coders."""
 
     def __init__(self, name: str) -> None:
-        self._encoder: OpusEncoder | None = None
-        self._decoder: OpusDecoder | None = None
-        if name.lower() == "pcmu":
-            self.payload_type = PayloadType.PCMU
-            self.rate = 8000
-        elif name.lower() == "opus":
-            self.payload_type = PayloadType.OPUS
-            self.rate = 48000
-            self._encoder = OpusEncoder(self.rate)
-            self._decoder = OpusDecoder(self.rate)
-        else:
+        codec = codecs.find(name)
+        if codec is None or codec.new_encoder is None or codec.new_decoder is None:
             raise MediaError(f"the client directive asks for {name}, which the phone cannot send")
-        self._silence = bytes(2 * self.rate * FRAME_MS // 1000)
-        self._ulaw: Callable[[bytes], bytes] = ulaw_decode
-
-    @property
-    def silence(self) -> bytes:
-        return self._silence
-
-    def encode(self, pcm: bytes) -> bytes:
-        return ulaw_encode(pcm) if self._encoder is None else self._encoder.encode(pcm)
+        self.payload_type = codec.payload_type
+        self.rate = codec.clock_rate
+        self.silence = bytes(codec.frame_bytes(FRAME_MS))
+        encoder = codec.new_encoder(FRAME_MS)
+        self._decoder = codec.new_decoder(FRAME_MS)
+        self.encode = encoder.encode
+        self.conceal = self._decoder.conceal
 
     def decode(self, payload: bytes) -> bytes:
-        return self._ulaw(payload) if self._decoder is None else self._decoder.decode(payload)
-
-    def conceal(self) -> bytes:
-        return self._silence if self._decoder is None else self._decoder.conceal()
+        return self._decoder.decode(payload)
 
     def set_gain(self, gain_db: float) -> None:
         """Playback volume: folded into the decoder, so it costs nothing per frame."""
-        if self._decoder is None:
-            self._ulaw = ulaw_decoder(gain_db)
-        else:
-            self._decoder.set_gain(gain_db)
+        self._decoder.set_gain(gain_db)
 
 
 def choose(directive_text: str | None) -> tuple[int, int, str]:
@@ -125,7 +109,7 @@ def choose(directive_text: str | None) -> tuple[int, int, str]:
         raise MediaError(f"the client directive is unreadable: {exc}") from exc
     for stream in directive.streams:
         for codec in stream.codecs:
-            if codec.name.lower() in ("pcmu", "opus"):
+            if codec.name.lower() in CARRIED:
                 return stream.source, stream.sink, codec.name
     raise MediaError(f"the client directive {directive_text!r} names no PCMU or Opus stream")
 

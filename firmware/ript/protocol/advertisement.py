@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from riptphone.protocol.errors import LocalProtocolError, RemoteProtocolError
+from ript.protocol.errors import LocalProtocolError, RemoteProtocolError
 
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1

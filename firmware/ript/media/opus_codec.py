@@ -25,7 +25,7 @@ import opuslib.api.encoder
 __all__ = ["OpusCodecError", "OpusDecoder", "OpusEncoder"]
 
 SAMPLE_RATES = (8000, 12000, 16000, 24000, 48000)
-FRAME_MS = (10, 20, 40, 60)
+FRAME_LENGTHS_MS = (10, 20, 40, 60)
 MAX_PACKET = 1275  # RFC 6716 section 3.2.1: the largest single-frame packet
 
 
@@ -36,8 +36,8 @@ class OpusCodecError(ValueError):
 def _frame_samples(sample_rate: int, frame_ms: int) -> int:
     if sample_rate not in SAMPLE_RATES:
         raise OpusCodecError(f"Opus runs at {SAMPLE_RATES} Hz, not {sample_rate}")
-    if frame_ms not in FRAME_MS:
-        raise OpusCodecError(f"Opus frames here are {FRAME_MS} ms, not {frame_ms}")
+    if frame_ms not in FRAME_LENGTHS_MS:
+        raise OpusCodecError(f"Opus frames here are {FRAME_LENGTHS_MS} ms, not {frame_ms}")
     return sample_rate * frame_ms // 1000
 
 

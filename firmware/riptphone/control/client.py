@@ -2,7 +2,7 @@
 
 ``ript-phone status | dial NUMBER | hangup | pull | key KEY | hook on|off |
 watch`` talk to the running daemon through its control socket (profile
-section 11, served by :mod:`riptphone.control`).  The CLI wires them in with
+section 11, served by :mod:`riptphone.control.server`).  The CLI wires them in with
 :func:`add_subcommands` and :func:`run`; :func:`main` runs them alone.
 
 The client is plain blocking sockets: a CLI does one thing and exits, so an
@@ -22,7 +22,7 @@ from collections.abc import Generator, Mapping
 from pathlib import Path
 from typing import IO, Any, Final
 
-from riptphone.control import DEFAULT_PATH
+from riptphone.control.server import DEFAULT_PATH
 
 REQUEST_TIMEOUT: Final = 10.0
 """Seconds to wait for a reply; the daemon answers at once or something is wrong."""

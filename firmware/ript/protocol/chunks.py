@@ -15,7 +15,7 @@ sequence-number and timestamp truncation rule (:func:`truncate`,
 :func:`expand`).  Malformed input raises :class:`ChunkError` only; a package
 that fails authentication is not an error but an :class:`AuthFailure` value.
 The per-stream state (sequence numbers, acks, statistics) lives in
-:mod:`riptphone.protocol.media_streams`.
+:mod:`ript.protocol.media_streams`.
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ import enum
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from riptphone.protocol.errors import LocalProtocolError, RemoteProtocolError
-from riptphone.protocol.events import Direction
-from riptphone.protocol.media_crypto import DIRECTION_CODES, DirectionKey, MediaKeys
-from riptphone.protocol.varint import (
+from ript.protocol.errors import LocalProtocolError, RemoteProtocolError
+from ript.protocol.events import Direction
+from ript.protocol.media_crypto import DIRECTION_CODES, DirectionKey, MediaKeys
+from ript.protocol.varint import (
     VARINT_MAX,
     Buffer,
     VarintError,

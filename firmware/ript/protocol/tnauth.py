@@ -34,7 +34,7 @@ from pyasn1.codec.der import encoder as _der_encoder
 from pyasn1.error import PyAsn1Error
 from pyasn1.type import char, namedtype, tag, univ
 
-from riptphone.protocol.errors import RemoteProtocolError
+from ript.protocol.errors import RemoteProtocolError
 
 TN_AUTH_LIST_OID = "1.3.6.1.5.5.7.1.26"
 """``id-pe-TNAuthList`` (``id-pe 26``)."""

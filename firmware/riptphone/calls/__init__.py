@@ -1,0 +1,1 @@
+"""The phone's calls: runners, media sessions, and the registry joining them to the machine."""
