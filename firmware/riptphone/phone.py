@@ -85,7 +85,7 @@ from riptphone.app.inputs import (
     TapDecline,
 )
 from riptphone.app.machine import PhoneMachine
-from riptphone.calls.media import MediaSession
+from riptphone.calls.media import MediaSession, MediaStats
 from riptphone.calls.runner import CallRunner
 from riptphone.config import Config
 from riptphone.control.server import ControlRefused
@@ -723,14 +723,13 @@ class _QualityWindow:
     rtt_ms: float | None
 
     @classmethod
-    def of(cls, stats: Mapping[str, Any]) -> _QualityWindow:
-        rtt = stats.get("rtt_ms")
+    def of(cls, stats: MediaStats) -> _QualityWindow:
         return cls(
-            int(stats.get("chunks_received") or 0),
-            int(stats.get("chunks_lost") or 0),
-            int(stats.get("chunks_sent") or 0),
-            int(stats.get("chunks_unacked") or 0),
-            float(rtt) if isinstance(rtt, int | float) else None,
+            stats.chunks_received,
+            stats.chunks_lost,
+            stats.chunks_sent,
+            stats.chunks_unacked,
+            stats.rtt_ms,
         )
 
     def quality_since(self, before: _QualityWindow) -> int | None:
@@ -783,13 +782,12 @@ def _call_json(runner: CallRunner) -> dict[str, Any]:
     """The ``call`` object of profile section 11; codec and transport stay null until media."""
     call = runner.call
     media = runner.media_info()
-    codec, transport, stats = media if media is not None else (None, None, {})
     return {
         "uri": call.uri,
         "direction": call.direction.value,
         "peer": call.peer,
         "state": call.status.value,
-        "codec": codec,
-        "transport": transport,
-        "stats": stats,
+        "codec": None if media is None else media.codec,
+        "transport": None if media is None else media.transport,
+        "stats": {} if media is None else media.stats.to_json(),
     }

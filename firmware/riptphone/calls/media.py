@@ -19,8 +19,11 @@ I/O on their own threads and post frames into the loop.
 * Acks owed are carried by the next PUT, or sent alone once the oldest has
   waited ``ACK_HOLD`` (60 ms) with no media going out.
 
-The call machine is told ``media_sent``, ``media_received`` and
-``ack_received`` (cheap setters) so its no-media timer sees the traffic.
+The session never touches the call machine: it notes when media last came
+in, when it last sent media no ack has answered yet, and whether an ack came
+(:class:`MediaActivity`); the call's runner, which alone owns the machine,
+collects that with :meth:`MediaSession.take_activity` and hands it on, so the
+machine's no-media and no-ack timers see the traffic.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any
 
 from ript.media import codecs
@@ -38,7 +42,6 @@ from ript.media.codecs import FRAME_MS
 from ript.media.jitter import Frame, JitterBuffer
 from ript.media.tones import ToneGenerator, dtmf_spec
 from ript.protocol.advertisement import GrammarError, parse_directive
-from ript.protocol.call import Call
 from ript.protocol.chunks import frame
 from ript.protocol.descriptions import MediaKey
 from ript.protocol.events import Direction
@@ -46,7 +49,7 @@ from ript.protocol.media_crypto import MediaKeyError, MediaKeys
 from ript.protocol.media_streams import ChunkReceiver, ChunkSender
 from riptphone.hw.alsa import AlsaCapture, AlsaPlayback
 from riptphone.hw.audio import AudioError
-from riptphone.net.h3 import H3Client, H3Error, H3Stream
+from riptphone.net.ript_client import MediaByways, RiptError
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +117,62 @@ def choose(directive_text: str | None) -> tuple[int, int, str]:
     raise MediaError(f"the client directive {directive_text!r} names no PCMU or Opus stream")
 
 
+@dataclass(frozen=True, slots=True)
+class MediaActivity:
+    """Media traffic since the runner last looked (all times on the session's clock).
+
+    ``received_at``: the last media chunk in; ``acked``: an ack of ours came;
+    ``sent_unacked_at``: the first media chunk sent after the last ack (or since
+    the runner last looked, when no ack came).
+    """
+
+    received_at: float | None
+    acked: bool
+    sent_unacked_at: float | None
+
+
+NO_ACTIVITY = MediaActivity(None, False, None)
+
+
+@dataclass(frozen=True, slots=True)
+class MediaStats:
+    """One leg's media counters: the control socket's ``call.stats`` (docs/control-socket.md).
+
+    Chunk counts cover the whole leg (numbering carries on over re-established
+    byways); the PUT, GET and playout counters are this session's.
+    """
+
+    sealed: bool
+    chunks_sent: int
+    chunks_received: int
+    acks_received: int
+    chunks_unacked: int
+    chunks_lost: int
+    auth_failures: int
+    malformed: int
+    duplicates: int
+    late: int
+    puts_dropped: int
+    put_failures: int
+    get_failures: int
+    frames_played: int
+    bad_frames: int
+    rtt_ms: float | None
+    jitter_ms: float
+
+    def to_json(self) -> dict[str, int | float | bool | None]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+@dataclass(frozen=True, slots=True)
+class MediaInfo:
+    """What flows on a call's media: codec (lower-case name), transport, counters."""
+
+    codec: str
+    transport: str
+    stats: MediaStats
+
+
 class MediaSession:
     """One handler leg's media; :meth:`start` then :meth:`stop` (idempotent).
 
@@ -123,11 +182,8 @@ class MediaSession:
 
     def __init__(
         self,
-        http: H3Client,
-        headers: dict[str, str],
-        call: Call,
+        byways: MediaByways,
         *,
-        call_uri: str,
         media_key: MediaKey | None,
         client_directives: str | None,
         capture_device: str,
@@ -137,11 +193,11 @@ class MediaSession:
     ) -> None:
         self.key = media_key
         self.directives = client_directives
-        self._http = http
-        self._headers = headers
-        self._call = call
-        self._url = f"{call_uri}/media"
+        self._byways = byways
         self._clock = clock
+        self._received_at: float | None = None
+        self._acked = False
+        self._sent_unacked_at: float | None = None
         self._source, self._sink, name = choose(client_directives)
         self._codec = _Codec(name)
         try:
@@ -172,7 +228,6 @@ class MediaSession:
         self._playback: AlsaPlayback | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._puts: deque[asyncio.Task[None]] = deque()
-        self._gets: set[H3Stream] = set()
         self._acks_owed = asyncio.Event()
         self._stopped = False
         self._dtmf: deque[bytes] = deque()
@@ -187,33 +242,37 @@ class MediaSession:
     def codec(self) -> str:
         return self._codec.payload_type.name
 
-    def stats(self) -> dict[str, int | float | bool | None]:
-        """The leg's media counters for the control socket's ``call.stats`` (see control-socket.md).
-
-        Chunk numbering carries on over a re-established leg, so chunk counts cover the
-        whole leg; the PUT, GET and playout counters are this session's.
-        """
+    def stats(self) -> MediaStats:
+        """The leg's media counters; see :class:`MediaStats`."""
         sent = self._sender.stats()
         received = self._receiver.stats()
-        return {
-            "sealed": self.key is not None,
-            "chunks_sent": sent.sent,
-            "chunks_received": received.received,
-            "acks_received": sent.acked,
-            "chunks_unacked": sent.lost,
-            "chunks_lost": received.lost,
-            "auth_failures": received.auth_failures,
-            "malformed": received.malformed,
-            "duplicates": received.duplicates,
-            "late": received.late,
-            "puts_dropped": self.puts_dropped,
-            "put_failures": self.put_failures,
-            "get_failures": self.get_failures,
-            "frames_played": self.frames_played,
-            "bad_frames": self.bad_frames,
-            "rtt_ms": None if sent.rtt_avg is None else round(sent.rtt_avg * 1000, 1),
-            "jitter_ms": round(received.jitter_ms, 1),
-        }
+        return MediaStats(
+            sealed=self.key is not None,
+            chunks_sent=sent.sent,
+            chunks_received=received.received,
+            acks_received=sent.acked,
+            chunks_unacked=sent.lost,
+            chunks_lost=received.lost,
+            auth_failures=received.auth_failures,
+            malformed=received.malformed,
+            duplicates=received.duplicates,
+            late=received.late,
+            puts_dropped=self.puts_dropped,
+            put_failures=self.put_failures,
+            get_failures=self.get_failures,
+            frames_played=self.frames_played,
+            bad_frames=self.bad_frames,
+            rtt_ms=None if sent.rtt_avg is None else round(sent.rtt_avg * 1000, 1),
+            jitter_ms=round(received.jitter_ms, 1),
+        )
+
+    def take_activity(self) -> MediaActivity:
+        """The traffic since the last call (for the call machine's timers), then forget it."""
+        if self._received_at is None and not self._acked and self._sent_unacked_at is None:
+            return NO_ACTIVITY
+        activity = MediaActivity(self._received_at, self._acked, self._sent_unacked_at)
+        self._received_at, self._acked, self._sent_unacked_at = None, False, None
+        return activity
 
     def start(self) -> None:
         """Open the audio devices and the byways; AudioDeviceError if a device is unusable."""
@@ -240,10 +299,7 @@ class MediaSession:
         self._stopped = True
         for task in list(self._tasks) + list(self._puts):
             task.cancel()
-        for stream in list(self._gets):
-            with contextlib.suppress(H3Error):
-                stream.reset()
-        self._gets.clear()
+        self._byways.close()
         for device in (self._capture, self._playback):
             if device is not None:
                 device.stop()
@@ -252,10 +308,10 @@ class MediaSession:
             "event=media_stopped codec=%s sent=%d received=%d acks=%d auth_failures=%d "
             "played=%d puts_dropped=%d put_failures=%d",
             self.codec,
-            stats["chunks_sent"],
-            stats["chunks_received"],
-            stats["acks_received"],
-            stats["auth_failures"],
+            stats.chunks_sent,
+            stats.chunks_received,
+            stats.acks_received,
+            stats.auth_failures,
             self.frames_played,
             self.puts_dropped,
             self.put_failures,
@@ -304,7 +360,8 @@ class MediaSession:
             body = frame([chunk, *self._sender.acks(self._receiver.take_pending_acks(now))])
         else:
             body = frame([chunk])
-        self._call.media_sent(now)
+        if self._sent_unacked_at is None:
+            self._sent_unacked_at = now
         self._put(body)
 
     def _put(self, body: bytes) -> None:
@@ -321,12 +378,12 @@ class MediaSession:
 
     async def _send_put(self, body: bytes) -> None:
         try:
-            response = await self._http.request("PUT", self._url, headers=self._headers, body=body)
-        except H3Error:
+            status, answer = await self._byways.put(body)
+        except RiptError:
             self.put_failures += 1
             return
-        if 200 <= response.status < 300:
-            self._take_body(response.body)
+        if 200 <= status < 300:
+            self._take_body(answer)
         else:
             self.put_failures += 1
 
@@ -350,26 +407,14 @@ class MediaSession:
     async def _get_loop(self) -> None:
         while True:
             try:
-                stream = await self._http.open_stream(
-                    "GET", self._url, headers=self._headers, end_stream=True
-                )
-            except H3Error:
+                status, body = await self._byways.get()
+            except RiptError:
                 self.get_failures += 1
                 await asyncio.sleep(GET_RETRY_S)
                 continue
-            self._gets.add(stream)
-            try:
-                head = await stream.response_headers()
-                body = await stream.read_all()
-            except H3Error:
-                self.get_failures += 1
-                await asyncio.sleep(GET_RETRY_S)
-                continue
-            finally:
-                self._gets.discard(stream)
-            if 200 <= head.status < 300:
+            if 200 <= status < 300:
                 self._take_body(body)
-            elif head.status == 409:
+            elif status == 409:
                 # The call moved to another of the user's devices (protocol.md, inbound):
                 # this leg's media is over; the signalling byway says where it went.
                 self.get_failures += 1
@@ -384,13 +429,15 @@ class MediaSession:
             return
         now = self._clock()
         result = self._receiver.receive(body, now)
-        call = self._call
-        for ack in result.acks:
-            self._sender.on_ack(ack, now)
-            call.ack_received(now)
+        if result.acks:
+            for ack in result.acks:
+                self._sender.on_ack(ack, now)
+            self._acked = True
+            self._sent_unacked_at = None
+        if result.media:
+            self._received_at = now
         ours = self._codec.payload_type
         for chunk in result.media:
-            call.media_received(now)
             if chunk.payload_type == ours:
                 self._jitter.push(chunk.seq, chunk.timestamp, chunk.payload, now)
         if self._receiver.has_pending_acks:

@@ -38,7 +38,7 @@ from ript.protocol.call import (
 )
 from ript.protocol.errors import LocalProtocolError
 from ript.protocol.events import Event
-from riptphone.calls.media import MediaError, MediaSession
+from riptphone.calls.media import NO_ACTIVITY, MediaError, MediaInfo, MediaSession
 from riptphone.config import AudioConfig
 from riptphone.hw.audio import AudioError
 from riptphone.net.ript_client import RiptClient, RiptError, SignallingByways
@@ -79,8 +79,8 @@ class CallRunner:
         self._media_failed = False  # log a session that cannot start once, not per attempt
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def media_info(self) -> tuple[str, str, dict[str, int | float | bool | None]] | None:
-        """(codec, transport, stats) of the running or last media session; None before media.
+    def media_info(self) -> MediaInfo | None:
+        """Codec, transport and stats of the running or last media session; None before media.
 
         The last session's figures stay after it stops, so the call's final ``call``
         line on the control socket still says what flowed.
@@ -88,7 +88,7 @@ class CallRunner:
         media = self.media if self.media is not None else self._last_media
         if media is None:
             return None
-        return media.codec.lower(), "byways", media.stats()
+        return MediaInfo(media.codec.lower(), "byways", media.stats())
 
     def hangup(self) -> None:
         """Hang up (or cancel); harmless once the call is over."""
@@ -125,16 +125,37 @@ class CallRunner:
         try:
             await self._carry_out(self.call.start(self._clock()))
             while self.call.ended is None:
+                self._note_media()
                 deadline = self.call.next_deadline()
                 timeout = None if deadline is None else max(0.0, deadline - self._clock())
                 try:
                     step = await asyncio.wait_for(self._inputs.get(), timeout)
                 except TimeoutError:
                     step = self.call.handle_timer
+                self._note_media()
                 await self._carry_out(step(self._clock()))
         finally:
             self._stop_media()
             self._close_byways()
+
+    def _note_media(self) -> None:
+        """Hand the media session's traffic to the call machine (whose timers watch it).
+
+        Here, in the runner's task, so the machine is only ever touched by its owner.
+        """
+        media = self.media
+        if media is None:
+            return
+        activity = media.take_activity()
+        if activity is NO_ACTIVITY:
+            return
+        call = self.call
+        if activity.received_at is not None:
+            call.media_received(activity.received_at)
+        if activity.acked:
+            call.ack_received(self._clock())
+        if activity.sent_unacked_at is not None:
+            call.media_sent(activity.sent_unacked_at)
 
     # ------------------------------------------------------------ actions
 
@@ -236,13 +257,10 @@ class CallRunner:
         self._stop_media()
         if self._before_media is not None:
             await self._before_media()
-        token = await self.client.credentials.token()
+        byways = await self.client.media_byways(action.uri)
         try:
             media = MediaSession(
-                self.client.http,
-                {"authorization": f"Bearer {token}"},
-                self.call,
-                call_uri=action.uri,
+                byways,
                 media_key=action.media_key,
                 client_directives=action.client_directives,
                 capture_device=self.audio.capture,

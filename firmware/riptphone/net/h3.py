@@ -34,7 +34,6 @@ from typing import Any, Final, Self
 from urllib.parse import urlsplit
 
 import certifi
-from aioquic._buffer import Buffer, BufferReadError
 from aioquic.asyncio.protocol import QuicConnectionProtocol
 from aioquic.h3.connection import H3_ALPN, ErrorCode, FrameType, H3Connection, Setting, StreamType
 from aioquic.h3.events import DataReceived, H3Event, HeadersReceived
@@ -44,6 +43,8 @@ from aioquic.quic.connection import NetworkAddress, QuicConnection
 from aioquic.quic.packet import QuicErrorCode
 from aioquic.tls import AlertDescription, SessionTicket
 from cryptography import x509
+
+from ript.protocol.varint import VarintError, decode_varint
 
 log = logging.getLogger(__name__)
 
@@ -735,24 +736,26 @@ class _H3Protocol(QuicConnectionProtocol):
             self._ignored_uni.add(stream_id)
             del self._uni_buffers[stream_id]
             return
-        reader = Buffer(data=bytes(buf))
         consumed = 0
         try:
             if self._control_id is None:
-                if reader.pull_uint_var() != StreamType.CONTROL:
+                stream_type, consumed = decode_varint(buf)
+                if stream_type != StreamType.CONTROL:
                     self._ignored_uni.add(stream_id)
                     del self._uni_buffers[stream_id]
                     return
                 self._control_id = stream_id
                 self._uni_buffers = {stream_id: buf}
-                consumed = reader.tell()
             while True:
-                frame_type = reader.pull_uint_var()
-                payload = reader.pull_bytes(reader.pull_uint_var())
-                consumed = reader.tell()
+                frame_type, at = decode_varint(buf, consumed)
+                length, at = decode_varint(buf, at)
+                if at + length > len(buf):
+                    break  # incomplete frame: wait for more data
+                payload = bytes(buf[at : at + length])
+                consumed = at + length
                 if frame_type == FrameType.GOAWAY:
-                    self._goaway(Buffer(data=payload).pull_uint_var())
-        except BufferReadError:
+                    self._goaway(decode_varint(payload)[0])
+        except VarintError:
             pass  # incomplete frame: wait for more data
         del buf[:consumed]
 

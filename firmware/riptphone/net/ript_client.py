@@ -327,6 +327,56 @@ class RiptClient:
             raise RiptError(f"opening the signalling byways: {exc}") from exc
         return byways
 
+    async def media_byways(self, call_uri: str) -> MediaByways:
+        """The media byways of one call leg (``PUT``/``GET {call}/media``, profile section 7)."""
+        return MediaByways(self.http, f"{call_uri}/media", await self._headers())
+
+
+class MediaByways:
+    """One call leg's media byways: each :meth:`put` and :meth:`get` is one request.
+
+    ``PUT`` carries framed chunks up and answers with the provider's acks;
+    a held ``GET`` answers with the next framed chunks.  Both return
+    ``(status, body)``; a transport failure raises :class:`RiptError`.
+    :meth:`close` resets the GETs still waiting, so a stopped leg holds no streams.
+    """
+
+    def __init__(self, http: H3Client, url: str, headers: dict[str, str]) -> None:
+        self.url = url
+        self._http = http
+        self._headers = headers
+        self._gets: set[H3Stream] = set()
+
+    async def put(self, body: bytes) -> tuple[int, bytes]:
+        try:
+            response = await self._http.request("PUT", self.url, headers=self._headers, body=body)
+        except H3Error as exc:
+            raise RiptError(f"media PUT: {exc}") from exc
+        return response.status, response.body
+
+    async def get(self) -> tuple[int, bytes]:
+        try:
+            stream = await self._http.open_stream(
+                "GET", self.url, headers=self._headers, end_stream=True
+            )
+        except H3Error as exc:
+            raise RiptError(f"media GET: {exc}") from exc
+        self._gets.add(stream)
+        try:
+            head = await stream.response_headers()
+            body = await stream.read_all()
+        except H3Error as exc:
+            raise RiptError(f"media GET: {exc}") from exc
+        finally:
+            self._gets.discard(stream)
+        return head.status, body
+
+    def close(self) -> None:
+        for stream in list(self._gets):
+            with contextlib.suppress(H3Error):
+                stream.reset()
+        self._gets.clear()
+
 
 class SignallingByways:
     """The two long-lived requests of one call's signalling (profile section 7).
