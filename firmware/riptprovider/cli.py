@@ -21,7 +21,7 @@ from pathlib import Path
 
 from riptprovider.admin import AdminError, add_admin_parser, run_admin, start_admin
 from riptprovider.broker import PushError, PushService, start_push
-from riptprovider.config import ProviderConfig, ProviderConfigError, load_config
+from riptprovider.config import ProviderConfigError, ProviderSettings, load_config
 from riptprovider.db import DbError
 from riptprovider.server import serve
 from riptprovider.tls import CaError, ProviderCa, load_or_create_ca
@@ -55,7 +55,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _prepare_state(config: ProviderConfig) -> ProviderCa:
+def _prepare_state(config: ProviderSettings) -> ProviderCa:
     """Make the state directory (0700) and its CA; raise :class:`CliError` when unusable."""
     state_dir = config.state_dir
     try:
@@ -71,7 +71,7 @@ def _prepare_state(config: ProviderConfig) -> ProviderCa:
         raise CliError(f"state directory {state_dir}: {exc}") from None
 
 
-def _warn_if_exposed(config: ProviderConfig) -> None:
+def _warn_if_exposed(config: ProviderSettings) -> None:
     # The file holds bearer tokens: say so when others can read it (refusing
     # would break a checkout's example file; the operator decides).
     try:
@@ -86,7 +86,7 @@ def _warn_if_exposed(config: ProviderConfig) -> None:
         )
 
 
-def _start_push(config: ProviderConfig, ca: ProviderCa) -> PushService | None:
+def _start_push(config: ProviderSettings, ca: ProviderCa) -> PushService | None:
     if config.push is None:
         return None
     try:
@@ -95,7 +95,7 @@ def _start_push(config: ProviderConfig, ca: ProviderCa) -> PushService | None:
         raise CliError(f"push: {exc}") from None
 
 
-async def _serve(config: ProviderConfig) -> None:
+async def _serve(config: ProviderSettings) -> None:
     ca = _prepare_state(config)
     # Blocking (mosquitto start, first MQTT login) but before anything is served.
     push = await asyncio.to_thread(_start_push, config, ca)
@@ -106,7 +106,7 @@ async def _serve(config: ProviderConfig) -> None:
             await asyncio.to_thread(push.close)
 
 
-async def _serve_http(config: ProviderConfig, push: PushService | None) -> None:
+async def _serve_http(config: ProviderSettings, push: PushService | None) -> None:
     try:
         server = await serve(config.server_config())
     except OSError as exc:

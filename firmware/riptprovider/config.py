@@ -1,4 +1,4 @@
-"""The reference provider's configuration: one TOML file read into :class:`ProviderConfig`.
+"""The reference provider's configuration: one TOML file read into :class:`ProviderSettings`.
 
 The file has two sections, and an optional third::
 
@@ -55,7 +55,7 @@ class ProviderConfigError(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
-class ProviderConfig:
+class ProviderSettings:
     """A read configuration file; ``state_dir`` is already absolute."""
 
     path: Path
@@ -176,7 +176,7 @@ def _push(section: object, base: Path) -> PushSettings:
     )
 
 
-def parse_config(data: Mapping[str, Any], path: Path) -> ProviderConfig:
+def parse_config(data: Mapping[str, Any], path: Path) -> ProviderSettings:
     """Check the parsed TOML ``data`` of the file ``path``; messages lack the file name."""
     if "server" not in data:
         raise ProviderConfigError("[server]: is required and must be a table of keys")
@@ -203,7 +203,7 @@ def parse_config(data: Mapping[str, Any], path: Path) -> ProviderConfig:
         raise ProviderConfigError("[accounts]: must hold at least one [accounts.<id>] table")
     accounts = {key: _files_from(account, path.parent) for key, account in accounts.items()}
     push = _push(data["push"], path.parent) if "push" in data else None
-    return ProviderConfig(path, state_dir, accounts, host, port, origin, push)
+    return ProviderSettings(path, state_dir, accounts, host, port, origin, push)
 
 
 def _files_from(account: Account, base: Path) -> Account:
@@ -220,7 +220,7 @@ def _files_from(account: Account, base: Path) -> Account:
     return dataclasses.replace(account, far_end_rules=rules)
 
 
-def load_config(path: Path) -> ProviderConfig:
+def load_config(path: Path) -> ProviderSettings:
     """Read and check the configuration file ``path``; raise :class:`ProviderConfigError`."""
     path = path.absolute()
     try:

@@ -47,13 +47,13 @@ from ript.protocol.descriptions import (
     CallDescription,
     CallDirection,
     CallList,
-    ClaimCall,
+    ClaimRequest,
     DescriptionError,
     HandlerDescription,
     InboundPolicy,
     MediaKey,
     OutboundPolicy,
-    PlaceCall,
+    PlaceCallRequest,
     ProviderTgs,
     PushBinding,
     TgRef,
@@ -418,7 +418,7 @@ class ProviderCore:
         return call
 
     def place_call(
-        self, account: Account, request: PlaceCall | bytes, passport_check: PassportCheck
+        self, account: Account, request: PlaceCallRequest | bytes, passport_check: PassportCheck
     ) -> CallDescription:
         """``POST {tg}/calls``: a new outbound call in state proceeding.
 
@@ -428,7 +428,7 @@ class ProviderCore:
         destination is unreachable; 400 the handler shares no codec.
         """
         if isinstance(request, bytes):
-            request = _parse(PlaceCall.from_bytes, request)
+            request = _parse(PlaceCallRequest.from_bytes, request)
         destination = request.destination
         with self._lock:
             found = self._handlers.get(request.handler)
@@ -484,7 +484,9 @@ class ProviderCore:
                 )
             )
 
-    def claim_call(self, account: Account, uri: str, claim: ClaimCall | bytes) -> CallDescription:
+    def claim_call(
+        self, account: Account, uri: str, claim: ClaimRequest | bytes
+    ) -> CallDescription:
         """``POST {call}``: take the call with a handler, or ask for a new directive.
 
         Who may take the call (inbound draft sections 4.2, 4.4, 4.7):
@@ -503,7 +505,7 @@ class ProviderCore:
         from the handler's current advertisement and keeps the key.
         """
         if isinstance(claim, bytes):
-            claim = _parse(ClaimCall.from_bytes, claim)
+            claim = _parse(ClaimRequest.from_bytes, claim)
         with self._lock:
             call = self._call(account, uri)
             if call.state.is_final:

@@ -16,7 +16,7 @@ from ript.protocol.chunks import PayloadType, frame
 from ript.protocol.descriptions import (
     CallDescription,
     CallList,
-    ClaimCall,
+    ClaimRequest,
     HandlerDescription,
 )
 from ript.protocol.events import (
@@ -56,7 +56,7 @@ class Phone:
         return await self.client.request("GET", self.url(uri), headers=AUTH)
 
     async def claim(self, call: str) -> Response:
-        body = ClaimCall(self.handler).to_bytes()
+        body = ClaimRequest(self.handler).to_bytes()
         return await self.client.request("POST", self.url(call), headers=JSON_AUTH, body=body)
 
     async def follow(self, call: str) -> None:

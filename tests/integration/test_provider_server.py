@@ -21,7 +21,7 @@ from ript.protocol.csr import build_csr, make_key, tn_entries_of_certificate
 from ript.protocol.descriptions import (
     CallDescription,
     HandlerDescription,
-    PlaceCall,
+    PlaceCallRequest,
     ProviderTgs,
     TrunkGroup,
 )
@@ -140,7 +140,7 @@ async def place(
     key, cert_uri, _ = await enrol(env)
     token = create_passport(key, cert_uri, NUMBER, destination, int(time.time()))
     assert handler.uri is not None
-    request = PlaceCall(handler.uri, destination, token)
+    request = PlaceCallRequest(handler.uri, destination, token)
     resp = await env.send("POST", env.url("/tgs/alice/calls"), request.to_bytes())
     return resp, handler.uri
 
@@ -270,17 +270,17 @@ def test_place_call_and_refusals(tmp_path: Path) -> None:
         assert handler.uri is not None
         _, cert_uri, _ = await enrol(env)
         forged = create_passport(make_key(), cert_uri, NUMBER, CALLEE, int(time.time()))
-        request = PlaceCall(handler.uri, CALLEE, forged)
+        request = PlaceCallRequest(handler.uri, CALLEE, forged)
         resp = await env.send("POST", env.url("/tgs/alice/calls"), request.to_bytes())
         assert resp.status == 403
         assert b"signature" in resp.body
         # An x5u this provider never issued.
         key, _, _ = await enrol(env)
         foreign = create_passport(key, "https://elsewhere.test/c", NUMBER, CALLEE, int(time.time()))
-        request = PlaceCall(handler.uri, CALLEE, foreign)
+        request = PlaceCallRequest(handler.uri, CALLEE, foreign)
         resp = await env.send("POST", env.url("/tgs/alice/calls"), request.to_bytes())
         assert resp.status == 403
-        unknown = PlaceCall(f"{env.server.origin}/tgs/alice/handlers/none", CALLEE, forged)
+        unknown = PlaceCallRequest(f"{env.server.origin}/tgs/alice/handlers/none", CALLEE, forged)
         resp = await env.send("POST", env.url("/tgs/alice/calls"), unknown.to_bytes())
         assert resp.status == 500
         path = call.uri.removeprefix(env.server.origin)

@@ -30,8 +30,8 @@ READERS: dict[str, Any] = {
     "handler": d.HandlerDescription,
     "call": d.CallDescription,
     "call-list": d.CallList,
-    "place-call": d.PlaceCall,
-    "claim-call": d.ClaimCall,
+    "place-call": d.PlaceCallRequest,
+    "claim-call": d.ClaimRequest,
 }
 PROPERTY = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -131,7 +131,7 @@ def test_deep_nesting_and_long_numbers_are_description_errors() -> None:
 
 def test_json_error_offset_is_in_bytes() -> None:
     with pytest.raises(d.DescriptionError, match=r"byte offset 11\)"):
-        d.ClaimCall.from_bytes('{"é": "x" "y"}'.encode())
+        d.ClaimRequest.from_bytes('{"é": "x" "y"}'.encode())
 
 
 def test_non_bytes_body_is_refused() -> None:
@@ -141,8 +141,8 @@ def test_non_bytes_body_is_refused() -> None:
 
 def test_bytearray_and_memoryview_are_read() -> None:
     body = b'{"handler": "' + HANDLER.encode() + b'"}'
-    assert d.ClaimCall.from_bytes(bytearray(body)).handler == HANDLER
-    assert d.ClaimCall.from_bytes(memoryview(body)).handler == HANDLER
+    assert d.ClaimRequest.from_bytes(bytearray(body)).handler == HANDLER
+    assert d.ClaimRequest.from_bytes(memoryview(body)).handler == HANDLER
 
 
 def test_unpaired_surrogate_is_refused() -> None:
@@ -390,17 +390,17 @@ def test_place_call_constructor_checks(kwargs: dict[str, Any], message: str) -> 
     values: dict[str, Any] = {"handler": HANDLER, "destination": "+14089529999", "passport": JWS}
     values.update(kwargs)
     with pytest.raises(d.DescriptionError, match=message):
-        d.PlaceCall(**values)
+        d.PlaceCallRequest(**values)
 
 
 def test_claim_call_bodies() -> None:
-    assert d.ClaimCall.from_bytes(b"") == d.ClaimCall()
-    assert d.ClaimCall.from_bytes(b" \r\n") == d.ClaimCall()
-    assert d.ClaimCall.from_bytes(b"{}") == d.ClaimCall()
-    assert d.ClaimCall().to_bytes() == b"{}"
-    assert d.ClaimCall(HANDLER).to_bytes() == b'{"handler":"' + HANDLER.encode() + b'"}'
+    assert d.ClaimRequest.from_bytes(b"") == d.ClaimRequest()
+    assert d.ClaimRequest.from_bytes(b" \r\n") == d.ClaimRequest()
+    assert d.ClaimRequest.from_bytes(b"{}") == d.ClaimRequest()
+    assert d.ClaimRequest().to_bytes() == b"{}"
+    assert d.ClaimRequest(HANDLER).to_bytes() == b'{"handler":"' + HANDLER.encode() + b'"}'
     with pytest.raises(d.DescriptionError, match="call claim: 'handler' is not usable"):
-        d.ClaimCall("http://p.example/h")
+        d.ClaimRequest("http://p.example/h")
 
 
 def test_every_error_is_remote_protocol_error() -> None:
@@ -492,12 +492,12 @@ destinations = st.one_of(
 )
 jws_part = st.from_regex(r"[A-Za-z0-9_-]{1,20}", fullmatch=True)
 place_calls = st.builds(
-    d.PlaceCall,
+    d.PlaceCallRequest,
     https_uris,
     destinations,
     st.builds(lambda a, b, c: f"{a}.{b}.{c}", jws_part, jws_part, jws_part),
 )
-claims = st.builds(d.ClaimCall, st.none() | https_uris)
+claims = st.builds(d.ClaimRequest, st.none() | https_uris)
 
 DOCUMENTS: list[tuple[Any, st.SearchStrategy[Any]]] = [
     (d.ProviderTgs, provider_tgs),
@@ -505,8 +505,8 @@ DOCUMENTS: list[tuple[Any, st.SearchStrategy[Any]]] = [
     (d.HandlerDescription, handlers),
     (d.CallDescription, call_descriptions),
     (d.CallList, call_lists),
-    (d.PlaceCall, place_calls),
-    (d.ClaimCall, claims),
+    (d.PlaceCallRequest, place_calls),
+    (d.ClaimRequest, claims),
 ]
 any_document = st.one_of(*(strategy for _, strategy in DOCUMENTS))
 

@@ -14,9 +14,9 @@ from ript.protocol.advertisement import parse_directive
 from ript.protocol.descriptions import (
     CallDescription,
     CallDirection,
-    ClaimCall,
+    ClaimRequest,
     HandlerDescription,
-    PlaceCall,
+    PlaceCallRequest,
     PushBinding,
 )
 from ript.protocol.events import (
@@ -139,7 +139,7 @@ def register(core: ProviderCore, handler_id: str = "h-1", ad: str = PHONE_AD) ->
 
 
 def place(core: ProviderCore, handler: str, destination: str = "+14085550199") -> CallDescription:
-    return core.place_call(alice(core), PlaceCall(handler, destination, JWS), no_problem)
+    return core.place_call(alice(core), PlaceCallRequest(handler, destination, JWS), no_problem)
 
 
 def status(exc: pytest.ExceptionInfo[RiptHttpError]) -> int:
@@ -331,7 +331,7 @@ def test_place_call_happy_path(core: ProviderCore, clock: Clock) -> None:
         seen.append((token, destination))
         return None
 
-    call = core.place_call(alice(core), PlaceCall(handler, "+14085550199", JWS), check)
+    call = core.place_call(alice(core), PlaceCallRequest(handler, "+14085550199", JWS), check)
     assert seen == [(JWS, "+14085550199")]
     assert call.uri.startswith(f"{ORIGIN}/calls/") and len(call.uri) == len(ORIGIN) + 7 + 36
     assert (call.direction, call.from_, call.to, call.state, call.handler) == (
@@ -399,11 +399,11 @@ def test_place_call_refusals(core: ProviderCore) -> None:
     ]
     for destination, check, code, words in cases:
         with pytest.raises(RiptHttpError) as exc:
-            core.place_call(alice(core), PlaceCall(handler, destination, JWS), check)  # type: ignore[arg-type]
+            core.place_call(alice(core), PlaceCallRequest(handler, destination, JWS), check)  # type: ignore[arg-type]
         assert (status(exc), words in exc.value.message) == (code, True), destination
     # Another account's handler is no handler of this account.
     with pytest.raises(RiptHttpError) as exc:
-        core.place_call(bob(core), PlaceCall(handler, "+14085550199", JWS), no_problem)
+        core.place_call(bob(core), PlaceCallRequest(handler, "+14085550199", JWS), no_problem)
     assert status(exc) == 500
     assert core.list_calls(alice(core)).calls == ()
 
@@ -445,7 +445,7 @@ def test_claim_with_another_handler_changes_key_and_fans_out(core: ProviderCore)
     call = place(core, desk)
     watcher = core.subscribe(alice(core), call.uri)
     assert kinds(watcher) == ["proceeding"]
-    moved = core.claim_call(alice(core), call.uri, ClaimCall(kitchen))
+    moved = core.claim_call(alice(core), call.uri, ClaimRequest(kitchen))
     assert moved.handler == kitchen and moved.client_directives == "1 to 1: PCMU;"
     assert moved.media_key is not None and call.media_key is not None
     assert moved.media_key.key != call.media_key.key and moved.media_key.salt != call.media_key.salt
@@ -459,7 +459,7 @@ def test_claim_with_another_handler_changes_key_and_fans_out(core: ProviderCore)
     assert again.client_directives == "1 to 1: opus; telephone-event; CN;"
     assert watcher.drain() == []
     with pytest.raises(RiptHttpError) as exc:
-        core.claim_call(alice(core), call.uri, ClaimCall(f"{ORIGIN}/tgs/alice/handlers/gone"))
+        core.claim_call(alice(core), call.uri, ClaimRequest(f"{ORIGIN}/tgs/alice/handlers/gone"))
     assert status(exc) == 500
 
 
@@ -630,7 +630,7 @@ def test_inbound_call_claimed_and_answered(core: ProviderCore, clock: Clock) -> 
     assert early.problem is not None and "POST" in early.problem
     back = core.client_event(alice(core), call.uri, c2s(Proceeding, call.uri))
     assert back.problem is not None
-    taken = core.claim_call(alice(core), call.uri, ClaimCall(desk))
+    taken = core.claim_call(alice(core), call.uri, ClaimRequest(desk))
     assert taken.handler == desk and taken.media_key is not None
     assert taken.client_directives == "1 to 1: opus; telephone-event; CN;"
     assert core.client_event(alice(core), call.uri, c2s(Answered, call.uri)).problem is None
@@ -653,7 +653,7 @@ def test_unclaimed_inbound_call_times_out(core: ProviderCore, clock: Clock) -> N
     core.tick(clock.now)
     assert core.get_call(alice(core), call.uri).state is CallStatus.NOANSWER
     with pytest.raises(RiptHttpError) as exc:
-        core.claim_call(alice(core), call.uri, ClaimCall(register(core)))
+        core.claim_call(alice(core), call.uri, ClaimRequest(register(core)))
     assert status(exc) == 409
     # The client closes the over call with end.
     assert core.client_event(alice(core), call.uri, c2s(End, call.uri)).problem is None

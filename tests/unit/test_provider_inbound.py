@@ -11,9 +11,9 @@ import pytest
 from ript.protocol.descriptions import (
     CallDescription,
     CallDirection,
-    ClaimCall,
+    ClaimRequest,
     HandlerDescription,
-    PlaceCall,
+    PlaceCallRequest,
 )
 from ript.protocol.events import (
     Alerting,
@@ -109,7 +109,7 @@ def status_of(exc: pytest.ExceptionInfo[RiptHttpError]) -> int:
 
 def answered_on(core: ProviderCore, handler: str) -> CallDescription:
     call = core.inject_inbound(alice(core), CALLER)
-    core.claim_call(alice(core), call.uri, ClaimCall(handler))
+    core.claim_call(alice(core), call.uri, ClaimRequest(handler))
     assert core.client_event(alice(core), call.uri, c2s(Answered, call.uri)).problem is None
     return core.get_call(alice(core), call.uri)
 
@@ -133,10 +133,10 @@ def test_first_claim_wins_and_the_others_see_it(core: ProviderCore) -> None:
     at_desk = core.subscribe(alice(core), call.uri)
     at_kitchen = core.subscribe(alice(core), call.uri)
     core.client_event(alice(core), call.uri, c2s(Alerting, call.uri))
-    taken = core.claim_call(alice(core), call.uri, ClaimCall(desk))
+    taken = core.claim_call(alice(core), call.uri, ClaimRequest(desk))
     assert taken.handler == desk and taken.client_directives and taken.media_key is not None
     with pytest.raises(RiptHttpError) as exc:
-        core.claim_call(alice(core), call.uri, ClaimCall(kitchen))
+        core.claim_call(alice(core), call.uri, ClaimRequest(kitchen))
     assert status_of(exc) == 409 and "being answered" in exc.value.message
     assert core.client_event(alice(core), call.uri, c2s(Answered, call.uri)).problem is None
     for byway in (at_desk, at_kitchen):
@@ -156,7 +156,7 @@ def test_concurrent_claims_from_threads_have_one_winner(core: ProviderCore) -> N
     def claim(handler: str) -> None:
         start.wait()
         try:
-            core.claim_call(alice(core), call.uri, ClaimCall(handler))
+            core.claim_call(alice(core), call.uri, ClaimRequest(handler))
             results.append(200)
         except RiptHttpError as exc:
             results.append(exc.status)
@@ -179,7 +179,7 @@ def test_pull_moves_the_call_sends_handler_changed_and_retires_the_old_leg(
     core.check_media_leg(alice(core), call.uri, desk_leg)
     watcher = core.subscribe(alice(core), call.uri)
     assert [e.type for e in drained(watcher)] == ["answered"]
-    pulled = core.claim_call(alice(core), call.uri, ClaimCall(kitchen))
+    pulled = core.claim_call(alice(core), call.uri, ClaimRequest(kitchen))
     assert pulled.handler == kitchen and pulled.state is CallStatus.ANSWERED
     assert pulled.media_key is not None and pulled.media_key != call.media_key
     (event,) = drained(watcher)
@@ -192,7 +192,7 @@ def test_pull_moves_the_call_sends_handler_changed_and_retires_the_old_leg(
     core.check_media_leg(alice(core), call.uri, kitchen_leg)
     core.check_media_leg(alice(core), call.uri, None)  # no cookie: the drafts allow it
     # Pulling back works the same way.
-    back = core.claim_call(alice(core), call.uri, ClaimCall(desk))
+    back = core.claim_call(alice(core), call.uri, ClaimRequest(desk))
     assert back.handler == desk
     with pytest.raises(RiptHttpError):
         core.check_media_leg(alice(core), call.uri, kitchen_leg)
@@ -215,7 +215,7 @@ def test_3pcc_place_taps_one_handler_and_starts_the_far_end_on_claim(
     clock.now += 10
     core.tick(clock.now)  # nobody took it: the far end has not heard of it yet
     assert core.get_call(alice(core), call.uri).state is CallStatus.PROCEEDING
-    taken = core.claim_call(alice(core), call.uri, ClaimCall(kitchen))
+    taken = core.claim_call(alice(core), call.uri, ClaimRequest(kitchen))
     assert taken.handler == kitchen and taken.state is CallStatus.PROCEEDING
     assert core.next_deadline() == pytest.approx(clock.now + ALERT_AFTER)
     clock.now += ALERT_AFTER
@@ -225,7 +225,7 @@ def test_3pcc_place_taps_one_handler_and_starts_the_far_end_on_claim(
     core.tick(clock.now)
     assert core.get_call(alice(core), call.uri).state is CallStatus.ANSWERED
     # An outbound call in progress can be pulled too.
-    assert core.claim_call(alice(core), call.uri, ClaimCall(desk)).handler == desk
+    assert core.claim_call(alice(core), call.uri, ClaimRequest(desk)).handler == desk
 
 
 def test_3pcc_place_refusals_and_an_untaken_call_ends(core: ProviderCore, clock: Clock) -> None:
@@ -357,7 +357,7 @@ def test_claimed_but_never_answered_inbound_call_times_out(
     desk = register(core, "h-1", "Desk")
     call = core.inject_inbound(alice(core), CALLER)
     core.subscribe(alice(core), call.uri)  # the phone holds its byway, then dies mid-answer
-    core.claim_call(alice(core), call.uri, ClaimCall(desk))
+    core.claim_call(alice(core), call.uri, ClaimRequest(desk))
     clock.now += RING_TIMEOUT - 1
     core.tick(clock.now)
     assert core.get_call(alice(core), call.uri).state is CallStatus.PROCEEDING
@@ -373,7 +373,7 @@ def test_inbound_state_survives_a_restart(
     core = ProviderCore(path, accounts, ORIGIN, clock)
     desk, kitchen = register(core, "h-1", "Desk"), register(core, "h-2", "Kitchen")
     answered = answered_on(core, desk)
-    pulled = core.claim_call(alice(core), answered.uri, ClaimCall(kitchen))
+    pulled = core.claim_call(alice(core), answered.uri, ClaimRequest(kitchen))
     ringing = core.inject_inbound(alice(core), CALLER)
     placed = core.place_for(alice(core), "Desk", "+14089529999")
     core.close()
@@ -393,9 +393,9 @@ def test_inbound_state_survives_a_restart(
     again.answer_on(ringing.uri, "Kitchen")
     assert taps == [(kitchen, TapType.ANSWER, ringing.uri)]
     # First claim still wins after the restart.
-    again.claim_call(alice(again), ringing.uri, ClaimCall(desk))
+    again.claim_call(alice(again), ringing.uri, ClaimRequest(desk))
     with pytest.raises(RiptHttpError):
-        again.claim_call(alice(again), ringing.uri, ClaimCall(kitchen))
+        again.claim_call(alice(again), ringing.uri, ClaimRequest(kitchen))
     again.close()
 
 
@@ -417,11 +417,13 @@ def test_admin_lookups(core: ProviderCore) -> None:
 
 def test_a_placed_call_has_a_leg_that_a_pull_retires(core: ProviderCore) -> None:
     desk, kitchen = register(core, "h-1", "Desk"), register(core, "h-2", "Kitchen")
-    placed = core.place_call(alice(core), PlaceCall(desk, "+14089529999", JWS), lambda t, d: None)
+    placed = core.place_call(
+        alice(core), PlaceCallRequest(desk, "+14089529999", JWS), lambda t, d: None
+    )
     leg = core.leg_token(placed.uri)
     assert leg is not None
     core.check_media_leg(alice(core), placed.uri, leg)
-    core.claim_call(alice(core), placed.uri, ClaimCall(kitchen))
+    core.claim_call(alice(core), placed.uri, ClaimRequest(kitchen))
     with pytest.raises(RiptHttpError) as exc:
         core.check_media_leg(alice(core), placed.uri, leg)
     assert status_of(exc) == 409

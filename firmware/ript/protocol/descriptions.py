@@ -8,8 +8,8 @@ read it and ``to_json``/``to_bytes`` to write it:
   :class:`InboundPolicy`;
 * :class:`HandlerDescription` with its :class:`PushBinding` -- ``{tg}/handlers``;
 * :class:`CallDescription` with its :class:`MediaKey`, :class:`CallList`
-  (``GET {tg}/calls``), :class:`PlaceCall` (``POST {tg}/calls``) and
-  :class:`ClaimCall` (``POST {call}``).
+  (``GET {tg}/calls``), :class:`PlaceCallRequest` (``POST {tg}/calls``) and
+  :class:`ClaimRequest` (``POST {call}``).
 
 Readers are strict about what they use and ignore members they do not know
 (forward compatibility).  Every error is a :class:`DescriptionError` whose
@@ -755,7 +755,7 @@ class CallList:
 
 
 @dataclass(frozen=True, slots=True)
-class PlaceCall:
+class PlaceCallRequest:
     """The body of ``POST {tg}/calls``.
 
     ``destination`` is an E.164 number, or ``user@domain`` for a private trunk
@@ -815,7 +815,7 @@ def _destination_problem(destination: str) -> str | None:
 
 
 @dataclass(frozen=True, slots=True)
-class ClaimCall:
+class ClaimRequest:
     """The body of ``POST {call}``: make ``handler`` the call's handler.
 
     With ``handler`` None it asks for a new directive; an empty body and

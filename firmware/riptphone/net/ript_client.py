@@ -22,10 +22,10 @@ from typing import Protocol
 from ript.protocol.descriptions import (
     CallDescription,
     CallList,
-    ClaimCall,
+    ClaimRequest,
     DescriptionError,
     HandlerDescription,
-    PlaceCall,
+    PlaceCallRequest,
     ProviderTgs,
     TrunkGroup,
 )
@@ -277,7 +277,9 @@ class RiptClient:
     ) -> CallDescription:
         """``POST {tg}/calls``; a refusal is a :class:`RiptError` with the status."""
         what = f"calling {destination}"
-        body = PlaceCall(handler=handler, destination=destination, passport=passport).to_bytes()
+        body = PlaceCallRequest(
+            handler=handler, destination=destination, passport=passport
+        ).to_bytes()
         response = await self._request("POST", f"{tg.uri}/calls", what, body=body)
         if response.status == 404:
             raise RiptError(f"{what}: the number cannot be reached", 404)
@@ -296,7 +298,7 @@ class RiptClient:
     async def claim_call(self, uri: str, handler: str | None) -> CallDescription:
         """``POST {call}``: make ``handler`` the handler, or (None) ask for a new directive."""
         what = "taking the call" if handler else "asking for a new directive"
-        body = ClaimCall(handler=handler).to_bytes()
+        body = ClaimRequest(handler=handler).to_bytes()
         response = self._expect(await self._request("POST", uri, what, body=body), what, 200)
         return _call(response, what)
 
