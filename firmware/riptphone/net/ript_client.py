@@ -26,6 +26,7 @@ from ript.protocol.descriptions import (
     DescriptionError,
     HandlerDescription,
     PlaceCall,
+    PushBinding,
     ProviderTgs,
     TrunkGroup,
 )
@@ -401,5 +402,5 @@ def _call(response: Response, what: str) -> CallDescription:
         raise RiptError(f"{what}: {exc}", response.status) from None
 
 
-def _push(handler: HandlerDescription) -> dict[str, object] | None:
-    return None if handler.push is None else handler.push.to_json()
+def _push(handler: HandlerDescription) -> PushBinding | None:
+    return handler.push

@@ -1,16 +1,16 @@
-"""The in-call quality bars from the media counters (riptphone.phone._QualityWindow)."""
+"""The in-call quality bars from the media counters (riptphone.calls.stats.QualityWindow)."""
 
 from __future__ import annotations
 
 import pytest
 
-from riptphone.phone import _QualityWindow
+from riptphone.calls.stats import QualityWindow
 
 
 def window(
     received: int, lost_in: int, sent: int, lost_out: int, rtt: float | None = 20.0
-) -> _QualityWindow:
-    return _QualityWindow.of(
+) -> QualityWindow:
+    return QualityWindow.of(
         {
             "chunks_received": received,
             "chunks_lost": lost_in,
@@ -44,4 +44,4 @@ def test_nothing_flowing_is_not_a_measure_and_silence_received_is_bad() -> None:
 
 
 def test_missing_or_null_counters_read_as_zero() -> None:
-    assert _QualityWindow.of({}) == _QualityWindow(0, 0, 0, 0, None)
+    assert QualityWindow.of({}) == QualityWindow(0, 0, 0, 0, None)
