@@ -586,7 +586,9 @@ def _push_binding(value: object) -> PushBinding | None:
     try:
         return PushBinding.from_json(value)
     except DescriptionError as exc:  # names the member at fault, never its value
-        raise RecordError(f"registration record field 'push' is not a push binding: {exc}") from None
+        raise RecordError(
+            f"registration record field 'push' is not a push binding: {exc}"
+        ) from None
 
 
 @dataclass(frozen=True, slots=True)

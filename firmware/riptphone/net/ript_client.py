@@ -26,8 +26,8 @@ from ript.protocol.descriptions import (
     DescriptionError,
     HandlerDescription,
     PlaceCall,
-    PushBinding,
     ProviderTgs,
+    PushBinding,
     TrunkGroup,
 )
 from ript.protocol.events import Event
