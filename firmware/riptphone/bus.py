@@ -18,8 +18,6 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, Generic, TypeVar
 
-from riptphone.app.inputs import Input
-
 T = TypeVar("T")
 
 
@@ -46,6 +44,3 @@ class Bus(Generic[T]):
 
 Event = Mapping[str, Any]
 """One control-socket event (``{"event": "state", ...}``, profile section 11)."""
-
-Inputs = Bus[Input]
-Events = Bus[Event]
