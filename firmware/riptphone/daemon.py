@@ -1,7 +1,9 @@
 """The phone daemon: ``ript-phone run --config FILE``.
 
 One asyncio loop holds everything: the HTTP/3 client, the phone
-(:class:`riptphone.phone.Phone`) and the control socket.  At start it reads
+(:class:`riptphone.phone.Phone`) and the control socket.  :func:`serve` is
+the one place the phone's parts are built and joined (:func:`build_phone`);
+none is changed after it is built.  At start it reads
 the configuration (exit status 2 with one line naming the fault when it
 cannot be used), the bearer token from ``<state_dir>/token`` (mode 0600),
 opens the state store, serves the control socket, then comes online in the
@@ -22,16 +24,32 @@ import signal
 import stat
 import sys
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from riptphone.app.inputs import Input
+from riptphone.app.machine import PhoneMachine
+from riptphone.bus import Bus, Event
+from riptphone.calllog_store import load_call_log
+from riptphone.calls.earpiece import Earpiece
+from riptphone.calls.registry import CallRegistry
 from riptphone.config import Config, ConfigError, load_config
+from riptphone.control.handler import PhoneControl
 from riptphone.control.server import ControlError, ControlServer
+from riptphone.driver import PhoneDriver
 from riptphone.handset import Handset, HandsetError
+from riptphone.hw.tone_player import TonePlayer
+from riptphone.line.push import PushLine
+from riptphone.line.registration import Line
 from riptphone.net.h3 import H3Client
 from riptphone.net.ript_client import RiptClient, StaticToken
 from riptphone.phone import Phone
+from riptphone.screen import ScreenOut
+from riptphone.status import PhoneStatus
 from riptphone.store import StateStore, StoreError
+from riptphone.tasks import Tasks
 
 log = logging.getLogger("riptphone.daemon")
 
@@ -67,6 +85,64 @@ def _logging(level: str) -> None:
     )
 
 
+def build_phone(
+    config: Config,
+    store: StateStore,
+    client: RiptClient,
+    *,
+    handset: Handset,
+    inputs: Bus[Input],
+    events: Bus[Event],
+    clock: Callable[[], float] = time.monotonic,
+    wall: Callable[[], float] = time.time,
+) -> Phone:
+    """The phone's parts, each given what it uses; ``inputs`` and ``events`` join them.
+
+    The driver is the one subscriber of ``inputs``; the control server
+    subscribes to ``events`` once it is serving.
+    """
+    tasks = Tasks()
+    line = Line(config, store, client, inputs.publish)
+    machine = PhoneMachine(
+        config.dialplan.plan(),
+        config.dialplan.interdigit_timeout_ms / 1000,
+        log=load_call_log(store),
+        volume=config.audio.volume,
+        check_destination=line.check_destination,
+    )
+    earpiece = Earpiece(
+        TonePlayer(config.audio.playback), TonePlayer(config.audio.ringer or config.audio.playback)
+    )
+    registry = CallRegistry(
+        client,
+        line,
+        audio=config.audio,
+        earpiece=earpiece,
+        tasks=tasks,
+        feed=inputs.publish,
+        publish=events.publish,
+        wall=wall,
+    )
+    push = PushLine(line, registry, tasks, inputs.publish, ca_file=config.provider.ca_file)
+    screen = ScreenOut(handset, lambda: machine.screen, wall=wall)
+    status = PhoneStatus(machine, line, push, registry, screen)
+    driver = PhoneDriver(
+        machine,
+        registry,
+        screen=screen,
+        handset=handset,
+        status=status,
+        store=store,
+        tasks=tasks,
+        publish=events.publish,
+        clock=clock,
+        wall=wall,
+    )
+    inputs.subscribe(driver.feed)
+    control = PhoneControl(driver, status)
+    return Phone(line, push, registry, driver, control, earpiece, tasks)
+
+
 async def serve(
     config: Config,
     token: str,
@@ -91,21 +167,25 @@ async def serve(
     ca_file = config.provider.ca_file
     async with H3Client(ca_file=ca_file) as http:
         client = RiptClient(http, config.provider.domain, StaticToken(token))
-        phone = Phone(config, store, client)
+        inputs: Bus[Input] = Bus()  # handset, line, push and calls -> the phone machine
+        events: Bus[Event] = Bus()  # the phone -> control-socket watchers
         try:
             handset = Handset(
                 config.hardware,
                 loop,
-                phone.feed,
+                inputs.publish,
                 pin_factory=pin_factory,
                 display_device=display_device,
             )
         except HandsetError as exc:
             raise DaemonError(str(exc)) from None
         try:
-            async with ControlServer(config.phone.control_socket, phone) as server:
-                phone.publish = server.publish
-                phone.attach_handset(handset)
+            phone = build_phone(
+                config, store, client, handset=handset, inputs=inputs, events=events
+            )
+            async with ControlServer(config.phone.control_socket, phone.control) as server:
+                events.subscribe(server.publish)
+                phone.start()
                 handset.start()
                 log.info(
                     "event=started socket=%s provider=%s handset=%s",

@@ -56,6 +56,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from ript.atomic import TEMP_MARK, atomic_write, sync_directory
 from ript.protocol.advertisement import parse_advertisement
+from ript.protocol.descriptions import DescriptionError, PushBinding
 from ript.protocol.errors import RiptProtocolError
 
 log = logging.getLogger(__name__)
@@ -577,19 +578,33 @@ def _no_extra(data: Mapping[str, Any], keys: frozenset[str], record: str) -> Non
         raise RecordError(f"{record} record has unknown fields {sorted(extra)}")
 
 
+def _push_binding(value: object) -> PushBinding | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise RecordError("registration record field 'push' must be a JSON object or null")
+    try:
+        return PushBinding.from_json(value)
+    except DescriptionError as exc:  # names the member at fault, never its value
+        raise RecordError(
+            f"registration record field 'push' is not a push binding: {exc}"
+        ) from None
+
+
 @dataclass(frozen=True, slots=True)
 class Registration:
     """The phone's handler at its TG (profile section 4).  Secret: ``push`` holds a password.
 
     ``handler_uri`` is None between choosing the handler id and the provider's
-    ``201 Created``; ``push`` is the push binding exactly as the provider sent it.
+    ``201 Created``; ``push`` is the push binding the provider sent, saved as
+    its JSON object (:meth:`PushBinding.to_json`).
     """
 
     handler_id: str
     handler_uri: str | None
     tg_uri: str
     advertisement: str
-    push: dict[str, Any] | None = field(default=None, repr=False)
+    push: PushBinding | None = field(default=None, repr=False)
 
     _KEYS = frozenset({"handler_id", "handler_uri", "tg_uri", "advertisement", "push"})
 
@@ -603,7 +618,7 @@ class Registration:
             "handler_uri": self.handler_uri,
             "tg_uri": self.tg_uri,
             "advertisement": self.advertisement,
-            "push": None if self.push is None else dict(self.push),
+            "push": None if self.push is None else self.push.to_json(),
         }
 
     @staticmethod
@@ -624,18 +639,14 @@ class Registration:
             raise RecordError(
                 "registration record field 'advertisement' does not follow the grammar"
             ) from None
-        push = _field(data, "push", record)
-        if push is not None and not (
-            isinstance(push, dict) and all(isinstance(k, str) for k in push)
-        ):
-            raise RecordError("registration record field 'push' must be a JSON object or null")
+        push = _push_binding(_field(data, "push", record))
         value = object.__new__(Registration)
         for name, item in (
             ("handler_id", handler_id),
             ("handler_uri", _optional_https(data, "handler_uri", record)),
             ("tg_uri", _https(_field(data, "tg_uri", record), "registration record 'tg_uri'")),
             ("advertisement", advertisement),
-            ("push", None if push is None else json.loads(_canonical(push))),
+            ("push", push),
         ):
             object.__setattr__(value, name, item)
         return value

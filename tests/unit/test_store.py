@@ -21,6 +21,7 @@ from cryptography.x509.oid import NameOID
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from ript.protocol.descriptions import PushBinding
 from riptphone import store as store_module
 from riptphone.store import (
     REGISTRATION,
@@ -57,12 +58,12 @@ def registration(
         handler_uri=uri,
         tg_uri="https://p.example/tgs/7",
         advertisement=ADVERTISEMENT,
-        push={
-            "broker": "mqtts://p.example:8883",
-            "topic": "ript/handlers/1",
-            "username": "h1",
-            "password": password,
-        },
+        push=PushBinding(
+            broker="mqtts://p.example:8883",
+            topic="ript/handlers/1",
+            username="h1",
+            password=password,
+        ),
     )
 
 
@@ -666,3 +667,25 @@ def test_deeply_nested_data_is_refused(store: StateStore) -> None:
         deep = [deep]
     with pytest.raises(StoreError, match="nested too deeply"):
         store.save("rec", {"x": deep}, secret=False)
+
+
+def test_registration_push_is_a_binding_saved_in_the_old_format(store: StateStore) -> None:
+    saved = registration()
+    store.save_registration(saved)
+    on_disk = json.loads((store.directory / "registration.json").read_text())
+    assert on_disk["data"]["push"] == {
+        "broker": "mqtts://p.example:8883",
+        "topic": "ript/handlers/1",
+        "username": "h1",
+        "password": PASSWORD,
+    }
+    loaded = store.load_registration().data
+    assert loaded == saved
+    assert loaded is not None and isinstance(loaded.push, PushBinding)
+    assert loaded.push.host == "p.example"
+
+
+def test_registration_push_that_is_no_binding_is_refused() -> None:
+    data = {**registration().to_json(), "push": {"broker": "ftp://x", "topic": "t"}}
+    with pytest.raises(RecordError, match="'push' is not a push binding"):
+        Registration.from_json(data)

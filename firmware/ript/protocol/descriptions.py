@@ -460,6 +460,11 @@ class PushBinding:
         return urlsplit(self.broker).port or (8883 if self.tls else 1883)
 
     @classmethod
+    def from_json(cls, doc: object) -> PushBinding:
+        """The binding from its JSON object (as :meth:`to_json` writes it)."""
+        return cls._read(_Members(doc, "push binding"))
+
+    @classmethod
     def _read(cls, members: _Members) -> PushBinding:
         broker = members.string("broker")
         topic = members.string("topic")

@@ -193,10 +193,11 @@ class PhoneMachine:
         log: tuple[CallLogEntry, ...] = (),
         volume: int = 50,
         dnd: bool = False,
+        check_destination: Callable[[str], str | None] | None = None,
     ) -> None:
         self.plan = plan
         self.interdigit_timeout = interdigit_timeout
-        self.check_destination: Callable[[str], str | None] | None = None
+        self.check_destination = check_destination
         """The line's policy (the TG's outbound destinations): why an E.164 number may not
         be dialled, or None; checked before anything is sent, so a refused number never
         leaves the phone."""

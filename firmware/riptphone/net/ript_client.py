@@ -27,6 +27,7 @@ from ript.protocol.descriptions import (
     HandlerDescription,
     PlaceCallRequest,
     ProviderTgs,
+    PushBinding,
     TrunkGroup,
 )
 from ript.protocol.events import Event
@@ -453,5 +454,5 @@ def _call(response: Response, what: str) -> CallDescription:
         raise RiptError(f"{what}: {exc}", response.status) from None
 
 
-def _push(handler: HandlerDescription) -> dict[str, object] | None:
-    return None if handler.push is None else handler.push.to_json()
+def _push(handler: HandlerDescription) -> PushBinding | None:
+    return handler.push

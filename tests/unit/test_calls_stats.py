@@ -1,23 +1,24 @@
-"""The in-call quality bars from the media counters (riptphone.phone._QualityWindow)."""
+"""The in-call quality bars from the media counters (riptphone.calls.stats.QualityWindow)."""
 
 from __future__ import annotations
 
 import pytest
 
-from riptphone.phone import _QualityWindow
+from phonefakes import media_stats
+from riptphone.calls.stats import QualityWindow
 
 
 def window(
     received: int, lost_in: int, sent: int, lost_out: int, rtt: float | None = 20.0
-) -> _QualityWindow:
-    return _QualityWindow.of(
-        {
-            "chunks_received": received,
-            "chunks_lost": lost_in,
-            "chunks_sent": sent,
-            "chunks_unacked": lost_out,
-            "rtt_ms": rtt,
-        }
+) -> QualityWindow:
+    return QualityWindow.of(
+        media_stats(
+            chunks_received=received,
+            chunks_lost=lost_in,
+            chunks_sent=sent,
+            chunks_unacked=lost_out,
+            rtt_ms=rtt,
+        )
     )
 
 
@@ -41,7 +42,3 @@ def test_long_delay_caps_at_two_bars() -> None:
 def test_nothing_flowing_is_not_a_measure_and_silence_received_is_bad() -> None:
     assert START.quality_since(START) is None
     assert window(1000, 0, 1100, 0).quality_since(START) == 0  # sending, receiving nothing
-
-
-def test_missing_or_null_counters_read_as_zero() -> None:
-    assert _QualityWindow.of({}) == _QualityWindow(0, 0, 0, 0, None)

@@ -1,0 +1,70 @@
+"""The in-call quality bars: every few seconds, what the media counters show since last time."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable
+
+from ript.protocol.call import CallState
+from riptphone.app.inputs import CallProgress, Input
+from riptphone.calls.runner import CallRunner
+from riptphone.calls.stats import QualityWindow
+
+QUALITY_EVERY_S = 2.0
+
+
+class QualityMeter:
+    """Measures the active calls' media every ``every`` seconds while any is active.
+
+    The bars go to the phone machine as ``CallProgress(uri, "in-call", codec,
+    quality)``; the first reading of a call only opens its window.
+    """
+
+    def __init__(
+        self,
+        runners: Callable[[], Iterable[CallRunner]],
+        feed: Callable[[Input], object],
+        *,
+        every: float = QUALITY_EVERY_S,
+    ) -> None:
+        self._runners = runners
+        self._feed = feed
+        self._every = every
+        self._timer: asyncio.TimerHandle | None = None
+        self._seen: dict[str, QualityWindow] = {}
+
+    @property
+    def running(self) -> bool:
+        return self._timer is not None
+
+    def start(self) -> None:
+        """Measure from now on (media started); a meter already running goes on as it was."""
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self._every, self.measure)
+
+    def measure(self) -> None:
+        """Take one reading of every active call; go on while any is active."""
+        self._timer = None
+        measuring = False
+        for runner in tuple(self._runners()):
+            media = runner.media
+            if media is None or runner.call.state is not CallState.ACTIVE:
+                continue
+            measuring = True
+            window = QualityWindow.now(media)
+            before = self._seen.get(runner.call.uri)
+            self._seen[runner.call.uri] = window
+            if before is None:
+                continue
+            quality = window.quality_since(before)
+            if quality is not None:
+                self._feed(CallProgress(runner.call.uri, "in-call", media.codec, quality))
+        if measuring:
+            self.start()
+        else:
+            self._seen.clear()
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None

@@ -1,0 +1,61 @@
+"""The control socket's commands (profile section 11) on the phone: the
+:class:`~riptphone.control.server.ControlHandler` of the daemon.
+
+``hook``, ``key``, ``dial`` and ``pull`` are the handset's own inputs; a
+request is refused with the machine's refusal among the actions it caused,
+and a request that places a call answers once the call is placed or with the
+reason it could not be.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
+
+from riptphone.app.inputs import BUTTON_NAMES, KEYS, Button, Dial, HookOff, HookOn, Input, Key
+from riptphone.control.server import ControlRefused
+from riptphone.driver import Outcome, PhoneDriver
+
+
+class PhoneControl:
+    """The phone as the control server sees it."""
+
+    def __init__(self, driver: PhoneDriver, status: Callable[[], Mapping[str, Any]]) -> None:
+        self._driver = driver
+        self._status = status
+
+    def status(self) -> Mapping[str, Any]:
+        return self._status()
+
+    def hook(self, state: Literal["off", "on"]) -> None:
+        self._request(HookOff() if state == "off" else HookOn())
+
+    async def key(self, key: str) -> None:
+        if key in KEYS:
+            value: Input = Key(key)
+        elif key in BUTTON_NAMES:
+            value = Button(key)
+        else:
+            raise ControlRefused(f"the phone has no button {key!r}")
+        await self._settle(self._request(value))
+
+    async def dial(self, number: str) -> None:
+        await self._settle(self._request(Dial(number)))
+
+    def pull(self) -> None:
+        self._request(Button("pull"))
+
+    def _request(self, value: Input) -> Outcome:
+        """Feed a request; the machine's refusal becomes :class:`ControlRefused`."""
+        outcome = self._driver.handle(value)
+        if outcome.refusal is not None:
+            raise ControlRefused(outcome.refusal)
+        return outcome
+
+    @staticmethod
+    async def _settle(outcome: Outcome) -> None:
+        """Wait for a call this request placed: why it could not be is the request's answer."""
+        if outcome.placing is not None:
+            reason = await outcome.placing
+            if reason is not None:
+                raise ControlRefused(reason)

@@ -1,0 +1,1 @@
+"""The phone's line at its provider: registration and identity, and the push channel."""

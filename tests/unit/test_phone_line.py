@@ -1,0 +1,77 @@
+"""The line (riptphone.line.registration): coming online with back-off, identity, policy."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from phonefakes import OWN, FakeClient, config, trunk_group
+from ript.protocol.descriptions import TrunkGroup
+from riptphone.app.inputs import Input, Offline, Online
+from riptphone.line.registration import Line, NotRegisteredError, own_number
+from riptphone.store import StateStore
+
+
+def connect(tmp_path: Path, client: FakeClient) -> tuple[Line, list[Input], list[float]]:
+    fed: list[Input] = []
+    waits: list[float] = []
+
+    async def sleep(delay: float) -> None:
+        waits.append(delay)
+
+    line = Line(config(tmp_path), StateStore(tmp_path / "state"), client, fed.append, sleep=sleep)  # type: ignore[arg-type]
+    asyncio.run(line.connect())
+    return line, fed, waits
+
+
+def test_online_at_once(tmp_path: Path) -> None:
+    line, fed, waits = connect(tmp_path, FakeClient())
+    assert waits == []
+    assert fed == [Offline("connecting to the provider", registering=True), Online(OWN, "desk")]
+    assert line.number == OWN and line.offline_reason is None
+    assert line.handler_uri == "https://p.example/handlers/1"
+
+
+def test_retries_doubling_up_to_a_minute(tmp_path: Path) -> None:
+    _line, fed, waits = connect(tmp_path, FakeClient(failures=8))
+    assert waits == [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 60.0, 60.0]
+    offline = [f for f in fed if isinstance(f, Offline) and not f.registering]
+    assert [f.retry_in_s for f in offline] == [1, 2, 4, 8, 16, 32, 60, 60]
+    assert offline[0].reason == "the provider is down"
+    assert fed[-1] == Online(OWN, "desk")
+
+
+def test_a_second_connect_starts_the_backoff_again(tmp_path: Path) -> None:
+    client = FakeClient(failures=2)
+    line, _fed, waits = connect(tmp_path, client)
+    client.failures = 1
+    asyncio.run(line.connect())
+    assert waits == [1.0, 2.0, 1.0]
+
+
+def test_identity_is_enrolled_once_then_kept(tmp_path: Path) -> None:
+    client = FakeClient()
+    connect(tmp_path, client)
+    connect(tmp_path, client)
+    assert client.enrolled == 1
+
+
+def test_a_tg_without_a_number_keeps_the_line_offline(tmp_path: Path) -> None:
+    nameless = TrunkGroup.from_json({"uri": "https://p.example/tgs/7", "outbound": {}})
+    with pytest.raises(ValueError, match="the phone has no number"):
+        own_number(nameless)
+    assert own_number(trunk_group()) == OWN
+
+
+def test_outbound_policy_and_passport(tmp_path: Path) -> None:
+    line = Line(config(tmp_path), StateStore(tmp_path / "state"), FakeClient(), print)  # type: ignore[arg-type]
+    assert line.check_destination("+442079460000") is None  # no TG yet: the dial plan decides
+    with pytest.raises(NotRegisteredError):
+        line.passport("+14085559999", 0)
+    line, _fed, _waits = connect(tmp_path, FakeClient(tg=trunk_group(outbound="+1408*")))
+    assert line.check_destination("+14085559999") is None
+    problem = line.check_destination("+442079460000")
+    assert problem is not None and "outside the numbers this line may call" in problem
+    assert line.passport("+14085559999", 1_800_000_000).count(".") == 2  # a JWS
