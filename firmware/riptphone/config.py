@@ -274,7 +274,8 @@ class HardwareConfig:
     display_rotate: int = _help("rotate the picture by this many quarter turns", 0, _between(0, 3))
     virtual_display: str = _help(
         "how the virtual handset shows the OLED: 'text' (lines in the terminal), "
-        "'asciiblock' (luma.emulator in the terminal), 'pygame' (a window) or 'none'",
+        "'asciiblock' (luma.emulator in the terminal), 'pygame' (a window) or 'none'; "
+        "asciiblock and pygame need pip install luma.emulator",
         "text",
         _one_of("text", "asciiblock", "pygame", "none"),
     )

@@ -6,7 +6,8 @@ Three backends share one shape (:class:`Handset`):
   (:class:`riptphone.hw.gpio.GpioHandset`), the OLED over I2C, and the
   optional ringer and LED outputs;
 * ``virtual``: the keyboard (:class:`riptphone.hw.virtual.KeyboardHandset`)
-  and a display in the terminal (text lines, or luma.emulator) or a window;
+  and a display in the terminal (text lines, or luma.emulator) or a window
+  (the last two need the optional ``luma.emulator``, imported only for them);
 * ``none``: nothing; the control socket is the only way in.
 
 Hardware events arrive on the adapters' threads; :func:`to_input` turns each
@@ -26,8 +27,6 @@ import sys
 import threading
 from collections.abc import Callable
 from typing import Any, TextIO
-
-from luma.emulator import device as emulator
 
 from riptphone.app.inputs import Button, ButtonLong, HookOff, HookOn, Input, Key, KeyLong
 from riptphone.config import HardwareConfig
@@ -249,6 +248,17 @@ class Handset:
 def _emulator(kind: str) -> Any:
     """A luma.emulator device for the virtual display, or None for 'text'/'none'."""
     if kind not in ("asciiblock", "pygame"):
+        return None
+    # Imported here: luma.emulator is an optional extra (pip install luma.emulator), so the
+    # daemon runs from a plain install with the text display or the real OLED.
+    try:
+        from luma.emulator import device as emulator  # noqa: PLC0415
+    except ImportError:
+        log.error(
+            "event=display_unavailable kind=%s reason=%r",
+            kind,
+            "luma.emulator is not installed (pip install luma.emulator)",
+        )
         return None
     try:
         if kind == "asciiblock":

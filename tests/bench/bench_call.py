@@ -36,11 +36,12 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: alsa, integration
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "firmware"))  # riptdev: not installed
 
 from alsa.fileplugin import write_asoundrc
 from integration.procs import PROVIDER_TOML, PhoneProcess, provider_process
+from riptdev.processes import stop_process, tone_pcm
 from riptphone.control.client import ControlConnection, request
-from riptphone.demo import stop_process, tone_pcm
 
 AT_ONCE = "+14089520000"
 BENCH_PROVIDER_TOML = (

@@ -1,7 +1,7 @@
 """The provider and the phone as real subprocesses, and ways to watch them from outside.
 
-Processes are started with the building blocks of :mod:`riptphone.demo` (the
-``ript-phone demo`` command starts the same two).  The phone is driven only as
+Processes are started with the building blocks of :mod:`riptdev.processes`
+(``python -m riptdev demo`` starts the same two).  The phone is driven only as
 a user or a script would: the ``ript-phone`` CLI (``status``, ``dial``,
 ``hangup``, ``hook``, ``watch``) on its control socket.  The provider is seen
 from outside through its log, over HTTP/3 with the account's bearer token
@@ -31,8 +31,7 @@ from typing import Any, TypeVar
 
 from alsa.fileplugin import FilePluginAlsa
 from ript.protocol.descriptions import CallDescription, HandlerDescription
-from riptphone.control.client import ControlClientError, ControlConnection
-from riptphone.demo import (
+from riptdev.processes import (
     ProviderProcess,
     phone_config,
     start_phone,
@@ -41,6 +40,7 @@ from riptphone.demo import (
     wait_for_state,
     write_secret,
 )
+from riptphone.control.client import ControlClientError, ControlConnection
 from riptphone.net.h3 import H3Client
 from riptphone.net.ript_client import RiptClient, StaticToken
 

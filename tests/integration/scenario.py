@@ -40,8 +40,8 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from alsa.fileplugin import FilePluginAlsa, write_asoundrc
+from riptdev.processes import ProviderProcess, stop_process, tone_pcm
 from riptphone.control.client import ControlClientError, request
-from riptphone.demo import ProviderProcess, stop_process, tone_pcm
 from riptphone.net.push import tls_context
 from riptprovider.admin import request_admin
 from riptprovider.broker import MosquittoBroker

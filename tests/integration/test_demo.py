@@ -1,4 +1,4 @@
-"""``ript-phone demo`` as a user runs it: a real provider and broker, a real daemon, real calls.
+"""``python -m riptdev demo`` (``./run demo``) as a user runs it: real provider, daemon, calls.
 
 The scripted demo runs as CI runs it (output captured); the interactive demo runs in a
 pseudo-terminal, as at a newcomer's terminal: keys typed into it, its screen boxes read
@@ -21,6 +21,13 @@ import time
 from pathlib import Path
 
 WAIT = 30.0
+DEMO = [sys.executable, "-m", "riptdev", "demo"]
+# riptdev is not installed: ./run demo runs it from the checkout with firmware/ on the path.
+FIRMWARE = str(Path(__file__).resolve().parents[2] / "firmware")
+ENV = {
+    **os.environ,
+    "PYTHONPATH": os.pathsep.join(p for p in (FIRMWARE, os.environ.get("PYTHONPATH")) if p),
+}
 
 
 def assert_nothing_left(out: str) -> None:
@@ -48,8 +55,9 @@ def assert_nothing_left(out: str) -> None:
 
 def test_scripted_demo_calls_the_echo_then_the_provider_calls_the_phone() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "riptphone", "demo", "--seconds", "2"],
+        [*DEMO, "--seconds", "2"],
         stdin=subprocess.DEVNULL,
+        env=ENV,
         capture_output=True,
         text=True,
         timeout=90,
@@ -81,8 +89,9 @@ def test_scripted_demo_calls_the_echo_then_the_provider_calls_the_phone() -> Non
 
 def test_a_call_that_is_not_answered_fails_with_one_clear_line() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "riptphone", "demo", "--number", "+14089520002"],
+        [*DEMO, "--number", "+14089520002"],
         stdin=subprocess.DEVNULL,
+        env=ENV,
         capture_output=True,
         text=True,
         timeout=90,
@@ -90,7 +99,7 @@ def test_a_call_that_is_not_answered_fails_with_one_clear_line() -> None:
     )
     assert done.returncode == 1, done.stdout + done.stderr
     assert done.stderr.strip() == (
-        "ript-phone demo: the call to +14089520002 ended without being answered "
+        "riptdev demo: the call to +14089520002 ended without being answered "
         "(dialing -> calling -> ended)"
     )
     assert "call declined" in done.stdout
@@ -99,15 +108,13 @@ def test_a_call_that_is_not_answered_fails_with_one_clear_line() -> None:
 
 
 class Terminal:
-    """``ript-phone demo --interactive`` on a pseudo-terminal: type keys, read the screen."""
+    """``python -m riptdev demo --interactive`` on a pseudo-terminal: type keys, read the screen."""
 
     def __init__(self) -> None:
         pid, fd = pty.fork()
         if pid == 0:  # the child: the pty is its controlling terminal, as at a real one
             try:
-                os.execv(
-                    sys.executable, [sys.executable, "-m", "riptphone", "demo", "--interactive"]
-                )
+                os.execve(sys.executable, [*DEMO, "--interactive"], ENV)
             finally:
                 os._exit(127)
         self.pid, self.fd = pid, fd

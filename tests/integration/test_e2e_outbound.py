@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from alsa.fileplugin import write_asoundrc
-from riptphone.demo import (
+from riptdev.processes import (
     ProviderProcess,
     stop_process,
     tone_found,

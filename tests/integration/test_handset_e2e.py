@@ -26,10 +26,7 @@ import pytest
 
 from alsa.fileplugin import FilePluginAlsa, write_asoundrc
 from hwmock import KeyMatrix, bounce, mock_factory, pin_setter
-from riptphone.config import load_config
-from riptphone.control.client import ControlClientError, ControlConnection, request
-from riptphone.daemon import serve
-from riptphone.demo import (
+from riptdev.processes import (
     ProviderProcess,
     phone_config,
     stop_process,
@@ -38,6 +35,9 @@ from riptphone.demo import (
     tone_pcm,
     write_secret,
 )
+from riptphone.config import load_config
+from riptphone.control.client import ControlClientError, ControlConnection, request
+from riptphone.daemon import serve
 from riptphone.hw.oled import dummy_display
 
 from .procs import ECHO, NUMBER, TOKEN, WAIT, ProviderApi, provider_process

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from ript.protocol.numbers import DialPlan
+from riptdev import phone_states
 from riptphone.app import calllog
 from riptphone.app.calllog import CallLogEntry
 from riptphone.app.inputs import (
@@ -41,7 +42,6 @@ from riptphone.app.machine import (
     UNHANDLED,
     PhoneMachine,
     State,
-    state_table_markdown,
 )
 from riptphone.app.outputs import (
     Action,
@@ -452,8 +452,8 @@ def test_profile_states_are_those_of_section_11() -> None:
 
 def test_the_doc_is_the_table() -> None:
     doc = (ROOT / "docs" / "phone-states.md").read_text()
-    assert state_table_markdown() in doc, (
-        "regenerate docs/phone-states.md from riptphone.app.machine.state_table_markdown()"
+    assert doc == phone_states.document(), (
+        "regenerate it: python -m riptdev states > docs/phone-states.md"
     )
 
 

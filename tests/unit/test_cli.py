@@ -1,9 +1,13 @@
-"""The ``ript-phone`` command, run as a user would."""
+"""The ``ript-phone`` command and the ``python -m riptdev`` developer tools, run as a user would."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def ript_phone(*args: str) -> subprocess.CompletedProcess[str]:
@@ -16,8 +20,21 @@ def ript_phone(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def riptdev(*args: str) -> subprocess.CompletedProcess[str]:
+    # riptdev is not installed: it runs from the checkout with firmware/ on the path.
+    path = os.pathsep.join(p for p in (str(ROOT / "firmware"), os.environ.get("PYTHONPATH")) if p)
+    return subprocess.run(
+        [sys.executable, "-m", "riptdev", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "PYTHONPATH": path},
+    )
+
+
 def test_selfcheck_plays_a_whole_call_through_the_protocol_core() -> None:
-    done = ript_phone("selfcheck")
+    done = riptdev("selfcheck")
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout
     assert "'408 952 9999' -> +14089529999" in out
@@ -32,12 +49,25 @@ def test_selfcheck_plays_a_whole_call_through_the_protocol_core() -> None:
 
 
 def test_demo_help_says_it_makes_a_real_call() -> None:
-    done = ript_phone("demo", "--help")
+    done = riptdev("demo", "--help")
     assert done.returncode == 0, done.stdout + done.stderr
     out = " ".join(done.stdout.split())
     assert "make a real call over HTTP/3 to the echo far end" in out
     for option in ("--seconds", "--number", "--sound-card"):
         assert option in out
+
+
+def test_states_prints_the_phone_states_doc() -> None:
+    done = riptdev("states")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == (ROOT / "docs" / "phone-states.md").read_text()
+
+
+def test_the_phone_command_has_no_dev_tools() -> None:
+    for command in ("demo", "selfcheck"):
+        done = ript_phone(command)
+        assert done.returncode == 2
+        assert f"invalid choice: '{command}'" in done.stderr
 
 
 def test_unknown_command_is_one_clear_error() -> None:

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
+import sys
 import time
 from collections.abc import Callable
 
+import pytest
+
 from hwmock import KeyMatrix, mock_factory
+from riptphone import handset as handset_module
 from riptphone.app.inputs import Button, ButtonLong, HookOff, HookOn, Input, Key, KeyLong
 from riptphone.config import HardwareConfig
 from riptphone.handset import Handset, TextDisplay, to_input
@@ -110,3 +115,19 @@ def test_no_backend_means_no_inputs_and_no_display() -> None:
         assert handset.display is None
 
     asyncio.run(scenario())
+
+
+def test_an_emulated_display_without_luma_emulator_is_one_error_line(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # luma.emulator is a dev extra: a plain install has the phone, without this display.
+    monkeypatch.setitem(sys.modules, "luma.emulator", None)  # None: importing it fails
+    for kind in ("asciiblock", "pygame"):
+        caplog.clear()
+        with caplog.at_level(logging.ERROR, logger="riptphone.handset"):
+            assert handset_module._emulator(kind) is None
+        assert [r.getMessage() for r in caplog.records] == [
+            f"event=display_unavailable kind={kind} "
+            "reason='luma.emulator is not installed (pip install luma.emulator)'"
+        ]
+    assert handset_module._emulator("text") is None

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from luma.core.device import dummy
 from PIL import Image
 
-from riptphone.ui import gallery
+from riptdev import gallery
 from riptphone.ui import render as r
 from riptphone.ui.model import (
     CallEnded,
@@ -207,7 +207,7 @@ def test_docs_screens_hold_a_png_of_every_screen_type() -> None:
     for screen_type in SCREEN_TYPES:
         assert any(name.startswith(gallery.slug(screen_type)) for name in pngs), (
             f"docs/screens has no PNG of {screen_type.__name__}: "
-            "run python -m riptphone.ui.gallery docs/screens"
+            "run python -m riptdev gallery docs/screens"
         )
     for variant in gallery.VARIANTS:
         assert variant.name in pngs, f"docs/screens/{variant.name}.png is missing"

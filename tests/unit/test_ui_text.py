@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from riptphone.ui import gallery
+from riptdev import gallery
 from riptphone.ui import text as t
 from riptphone.ui.model import (
     Boot,

@@ -10,8 +10,10 @@ inputs as the hardware.
 :data:`TRANSITIONS` is the whole behaviour: one handler per (state, input
 type).  Every other pair is in :data:`UNHANDLED`, which says whether it is
 ignored (and why) or refused (with the sentence the user and the control
-socket get).  ``docs/phone-states.md`` is generated from both by
-:func:`state_table_markdown`.
+socket get).  ``docs/phone-states.md`` is generated from both (and from each
+handler's docstring) by ``python -m riptdev states``.  The screen shown in
+each state is built by :mod:`riptphone.app.screens`, the states themselves are
+in :mod:`riptphone.app.states`.
 
 Design decisions (also in the doc):
 
@@ -30,7 +32,6 @@ Design decisions (also in the doc):
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -82,6 +83,8 @@ from riptphone.app.outputs import (
     Tone,
     ToneKind,
 )
+from riptphone.app.screens import make_screen
+from riptphone.app.states import AT_REST, NOT_ONLINE, PROFILE_STATE, WITH_CALL, State
 from riptphone.ui import model
 from riptphone.ui.model import PushState, Screen
 
@@ -109,40 +112,7 @@ BUTTONS = {
 """What each named button does; a long press does the same as a short one."""
 
 
-class State(enum.Enum):
-    """The machine's states; :data:`PROFILE_STATE` maps them onto profile section 11."""
-
-    PROVISIONING = "provisioning"
-    OFFLINE = "offline"
-    IDLE = "idle"
-    DIALLING = "dialling"
-    CALLING = "calling"
-    RINGING = "ringing"
-    ANSWERING = "answering"
-    IN_CALL = "in-call"
-    REMOTE = "remote-in-use"
-    ENDED = "ended"
-
-
-PROFILE_STATE: dict[State, str] = {
-    State.PROVISIONING: "provisioning",
-    State.OFFLINE: "offline",
-    State.IDLE: "idle",
-    State.DIALLING: "dialing",
-    State.CALLING: "calling",
-    State.RINGING: "ringing",
-    # Answering is a moment (our POST {call} under way); the call is still
-    # ringing as far as the provider and the control socket are concerned.
-    State.ANSWERING: "ringing",
-    State.IN_CALL: "in-call",
-    State.REMOTE: "remote-in-use",
-    State.ENDED: "ended",
-}
-
 _S = State
-NOT_ONLINE = (_S.PROVISIONING, _S.OFFLINE)
-AT_REST = (_S.IDLE, _S.DIALLING, _S.ENDED)
-WITH_CALL = (_S.CALLING, _S.RINGING, _S.ANSWERING, _S.IN_CALL, _S.REMOTE)
 
 
 @dataclass(slots=True)
@@ -231,7 +201,7 @@ class PhoneMachine:
         self._now = 0.0
         self._wall = 0.0
         self._out: list[Action] = []
-        self._screen: Screen = self._make_screen()
+        self._screen: Screen = make_screen(self)
 
     # ------------------------------------------------------------ public API
 
@@ -271,7 +241,7 @@ class PhoneMachine:
             out.append(SaveCallLog(self.log))
         if self.state != state:
             out.append(PhoneState(self.state))
-        self._screen = self._make_screen()
+        self._screen = make_screen(self)
         if self._screen != screen:
             out.append(Show(self._screen))
         return out
@@ -631,65 +601,6 @@ class PhoneMachine:
         self._emit(SetVolume(self.volume))
         if self._state is State.IN_CALL:
             self._volume_until = self._now + VOLUME_SHOWN_S
-
-    # ------------------------------------------------------------ screens
-
-    def _make_screen(self) -> Screen:
-        s = self._state
-        call = self._call
-        if s is State.PROVISIONING:
-            p = self._provisioning
-            assert p is not None
-            return model.NotProvisioned(p.url, p.user_code, p.expires_in_s)
-        if s is State.OFFLINE:
-            o = self._offline
-            return model.Offline(o.reason, o.registering, o.retry_in_s)
-        if s is State.IDLE:
-            # The clock is the daemon's to fill in at render time: the machine
-            # reads no wall clock and no time zone.
-            return model.Idle(
-                self.number,
-                self.name,
-                clock="",
-                registered=self.registered,
-                push=self.push,
-                missed=self.missed,
-                dnd=self.dnd,
-                last_error=self._notice,
-            )
-        if s is State.DIALLING:
-            return self._dialling_screen()
-        if s is State.ENDED:
-            assert self._ended is not None
-            return self._ended
-        assert call is not None
-        if s is State.CALLING:
-            return model.Calling(call.peer, call.peer_name, call.alerting)
-        if s is State.RINGING:
-            return model.Ringing(call.peer, call.peer_name, call.offer_outbound)
-        if s is State.REMOTE:
-            return model.RemoteInUse(call.peer, call.device, call.peer_name)
-        return model.InCall(
-            call.peer,
-            self._talk_seconds(call) if call.talk_from is not None else 0,
-            call.peer_name,
-            codec=call.codec,
-            quality=call.quality,
-            muted=self.muted,
-            reconnecting=call.reconnecting,
-            volume=self.volume if self._volume_until is not None else None,
-        )
-
-    def _dialling_screen(self) -> model.Dialling:
-        typed = self._typed
-        preview = problem = None
-        if typed and not typed.startswith("*"):  # feature codes are not numbers
-            try:
-                preview = self.plan.normalise(typed)
-            except NumberError as exc:
-                if self.plan.match(typed) is DialMatch.NO_MATCH:
-                    problem = str(exc)
-        return model.Dialling(typed, preview, self._notice or problem)
 
     # ================================================================ handlers
     # Each handler's docstring is its line in docs/phone-states.md.
@@ -1244,37 +1155,6 @@ def _check_tables() -> None:
 _check_tables()
 
 
-def _doc(handler: Handler) -> str:
-    return (handler.__doc__ or "").strip()
-
-
-def state_table_markdown() -> str:
-    """The body of ``docs/phone-states.md``: every state x input, feature codes and buttons."""
-    lines = [
-        "| machine state | profile state (section 11) |",
-        "| --- | --- |",
-        *(f"| `{s.value}` | `{PROFILE_STATE[s]}` |" for s in State),
-        "",
-    ]
-    for s in State:
-        lines += [f"### `{s.value}`", "", "| input | does |", "| --- | --- |"]
-        for kind in ALL_INPUTS:
-            handler = TRANSITIONS.get((s, kind))
-            if handler is not None:
-                does = _doc(handler)
-            else:
-                rule = UNHANDLED[(s, kind)]
-                does = f"refused: “{rule.text}”" if rule.refuse else f"ignored ({rule.text})"
-            lines.append(f"| `{kind.__name__}` | {does} |")
-        lines.append("")
-    lines += ["### Feature codes", "", "| code | does |", "| --- | --- |"]
-    lines += [f"| `{code}` | {does} |" for code, does in FEATURE_CODES.items()]
-    lines += ["", "### Buttons", "", "A long press does the same as a short one.", ""]
-    lines += ["| button | does |", "| --- | --- |"]
-    lines += [f"| `{name}` | {does} |" for name, does in BUTTONS.items()]
-    return "\n".join(lines) + "\n"
-
-
 __all__ = [
     "BUTTONS",
     "FEATURE_CODES",
@@ -1284,5 +1164,4 @@ __all__ = [
     "PhoneMachine",
     "State",
     "Unhandled",
-    "state_table_markdown",
 ]

@@ -1,4 +1,4 @@
-"""A whole call played through the protocol core in memory.
+"""A whole call played through the protocol core in memory (``python -m riptdev selfcheck``).
 
 Both ends speak the real wire formats to each other: the phone side uses what
 the daemon will use, the provider side what ``riptprovider`` will use.  No
