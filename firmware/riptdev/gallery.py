@@ -23,14 +23,14 @@ from riptphone.ui import render as r
 from riptphone.ui import text
 from riptphone.ui.model import (
     Boot,
-    CallEnded,
     Calling,
+    CallSummary,
     Dialling,
     Error,
     Idle,
     InCall,
+    NotConnected,
     NotProvisioned,
-    Offline,
     RemoteInUse,
     Ringing,
     Screen,
@@ -68,18 +68,18 @@ VARIANTS: tuple[Variant, ...] = (
         "A longer lower-case URL needs version 4+: drawn at 1 px/module (scan from close up).",
     ),
     Variant(
-        "offline",
-        Offline("no network: cannot resolve provider.example.com", retry_in_s=30),
-        "Offline, with the reason and the next retry.",
+        "not-connected",
+        NotConnected("no network: cannot resolve provider.example.com", retry_in_s=30),
+        "Not connected, with the reason and the next retry.",
     ),
     Variant(
-        "offline-registering",
-        Offline("connecting to provider.example.com", registering=True),
+        "not-connected-registering",
+        NotConnected("connecting to provider.example.com", registering=True),
         "Registering.",
     ),
     Variant(
-        "offline-long-reason",
-        Offline(
+        "not-connected-long-reason",
+        NotConnected(
             "the provider refused the token (401 invalid_token); sign in again from the web "
             "page of your provider, then restart the phone",
             retry_in_s=600,
@@ -190,13 +190,13 @@ VARIANTS: tuple[Variant, ...] = (
         "Same, device and name unknown.",
     ),
     Variant(
-        "call-ended",
-        CallEnded("+14085551002", "hung up", 201, "Alice Liddell"),
+        "call-summary",
+        CallSummary("+14085551002", "hung up", 201, "Alice Liddell"),
         "A call just ended, with its talk time.",
     ),
     Variant(
-        "call-ended-refused",
-        CallEnded("+14085551002", "the provider refused: 404 (no such number)"),
+        "call-summary-refused",
+        CallSummary("+14085551002", "the provider refused: 404 (no such number)"),
         "Why a call failed, on two lines.",
     ),
     Variant(

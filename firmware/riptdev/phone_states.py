@@ -60,8 +60,8 @@ machine.state, machine.screen, machine.typed, machine.call_uri   # for status
 | --- | --- |
 | handset, virtual handset | `HookOff`, `HookOn`, `Key(k)`, `KeyLong(k)` (instead of `Key` when held), `Button(name)`, `ButtonLong(name)` |
 | control socket | `hook` → `HookOff`/`HookOn`; `key` with `0-9*#` → `Key`, with a name → `Button`; `dial` → `Dial(number)`; `pull` → `Button("pull")` |
-| provider connection | `Online(number, name)`, `Offline(reason, registering, retry_in_s)`, `Provisioning(url, user_code, expires_in_s)`, `PushStatus(status)` |
-| each call (from `protocol.call.Call` actions) | `RINGING` → `CallOffered(uri, peer, peer_name, outbound)`; `PROCEEDING`/`ALERTING`/`ACTIVE` → `CallProgress(uri, "calling"/"alerting"/"in-call", codec, quality)`; `REMOTE` → `CallRemote(uri, peer, device)`; `CallEnded` → `CallGone(uri, reason, talk_seconds)`; a refused `POST` (dial, answer, pull, take) → `CallFailed(reason)`; `BywaysChanged`/`PeerConnectivity` → `Reconnecting(uri, on)` |
+| provider connection | `LineOnline(number, name)`, `LineOffline(reason, registering, retry_in_s)`, `Provisioning(url, user_code, expires_in_s)`, `PushChanged(status)` |
+| each call (from `protocol.call.Call` actions) | `RINGING` → `CallOffered(uri, peer, peer_name, outbound)`; `PROCEEDING`/`ALERTING`/`ACTIVE` → `CallProgress(uri, "calling"/"alerting"/"in-call", codec, quality)`; `REMOTE` → `CallRemote(uri, peer, device)`; `CallEnded` → `CallGone(uri, reason, talk_seconds)`; a refused `POST` (dial, answer, pull, take) → `CallFailed(reason)`; `BywaysChanged`/`PeerConnectivity` → `CallReconnecting(uri, on)` |
 | 3PCC taps | `answer` → `TapAnswer(uri)`, `decline` → `TapDecline(uri)`; a `take` tap is the call machine's pull and arrives as `CallProgress` |
 
 | action | the daemon |
@@ -70,7 +70,7 @@ machine.state, machine.screen, machine.typed, machine.call_uri   # for status
 | `Answer(uri)`, `Decline(uri)`, `Hangup(uri)`, `Pull(uri)`, `Take(uri)` | the call machine's `answer()`, `decline()`, `hangup()`, `pull()`, `pull()` (take) |
 | `SendDigit(key)` | DTMF on the call's media |
 | `Tone(kind)` | `TonePlayer.play(kind)` (`off` stops); the machine plays ringback itself, so the call machine's `Ringback` action is not needed |
-| `Ringer(on)` | the ringer/LED output and the ring tone |
+| `SetRinger(on)` | the ringer/LED output and the ring tone |
 | `SetMute(muted)`, `SetVolume(percent)` | the media session's microphone and playback gain |
 | `Show(screen)` | renders it (filling in `Idle.clock`); publishes a `screen` watch line |
 | `PhoneState(name)` | publishes a `state` watch line |

@@ -7,7 +7,7 @@ actions become I/O here: calls placed, answered, pulled, declined or hung up
 through the :class:`~riptphone.calls.registry.CallRegistry`; tones and the
 ringer on the earpiece; the screen; the call log saved; and ``state``,
 ``screen`` and ``error`` events for control-socket watchers.  What a request
-caused comes back as an :class:`Outcome`, so the control socket answers from
+caused comes back as an :class:`FeedResult`, so the control socket answers from
 it (:mod:`riptphone.control.handler`).
 """
 
@@ -42,10 +42,10 @@ class HandsetLights(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
-class Outcome:
+class FeedResult:
     """What one input caused: the machine's actions, and the call it started placing."""
 
-    actions: list[out.Action]
+    actions: list[out.Output]
     placing: asyncio.Task[str | None] | None = None
     """Ends with None once the call is placed, or the reason it could not be."""
 
@@ -88,16 +88,16 @@ class PhoneDriver:
         """Put the machine's first screen up."""
         self.screen.show(self.machine.screen)
 
-    def feed(self, value: Input) -> list[out.Action]:
+    def feed(self, value: Input) -> list[out.Output]:
         """Give the machine one input and carry out what it says."""
         return self.handle(value).actions
 
-    def handle(self, value: Input) -> Outcome:
+    def handle(self, value: Input) -> FeedResult:
         """:meth:`feed`, telling what the input caused."""
         actions = self.machine.handle(value, self._clock(), self._wall())
         placing = self._carry_out(actions)
         self._arm_timer()
-        return Outcome(actions, placing)
+        return FeedResult(actions, placing)
 
     def _on_timer(self) -> None:
         self._timer = None
@@ -113,7 +113,7 @@ class PhoneDriver:
             loop = asyncio.get_running_loop()
             self._timer = loop.call_later(max(0.0, deadline - self._clock()), self._on_timer)
 
-    def _carry_out(self, actions: list[out.Action]) -> asyncio.Task[str | None] | None:
+    def _carry_out(self, actions: list[out.Output]) -> asyncio.Task[str | None] | None:
         """Do ``actions``; the task placing a call, if one of them places one."""
         placing = None
         state_changed = any(isinstance(a, out.PhoneState) for a in actions)
@@ -137,7 +137,7 @@ class PhoneDriver:
                 self._carry_out_io(action)
         return placing
 
-    def _carry_out_io(self, action: out.Action) -> None:
+    def _carry_out_io(self, action: out.Output) -> None:
         registry = self.registry
         if isinstance(action, out.Answer | out.Take):
             registry.answer(action.uri)
@@ -149,7 +149,7 @@ class PhoneDriver:
             registry.hangup(action.uri)
         elif isinstance(action, out.Tone):
             self._tasks.spawn(registry.tone(None if action.kind == "off" else action.kind))
-        elif isinstance(action, out.Ringer):
+        elif isinstance(action, out.SetRinger):
             self.handset.ring(action.on)  # now, in order with the in-call LED
             self._tasks.spawn(registry.earpiece.ring(action.on))
         elif isinstance(action, out.SetMute):

@@ -16,7 +16,7 @@ from typing import Protocol
 from riptphone.ui.model import Idle, Screen
 
 
-class Display(Protocol):
+class ScreenOutput(Protocol):
     def show(self, screen: Screen) -> None: ...
 
 
@@ -25,7 +25,7 @@ class ScreenOut:
 
     def __init__(
         self,
-        display: Display,
+        display: ScreenOutput,
         current: Callable[[], Screen],
         *,
         wall: Callable[[], float] = time.time,

@@ -9,7 +9,7 @@ import pytest
 from ript.protocol.numbers import DialPlan
 from riptphone.app import calllog
 from riptphone.app.calllog import CallLogEntry, CallLogError, from_json, to_json
-from riptphone.app.inputs import CallGone, CallOffered, CallProgress, HookOff, HookOn, Online
+from riptphone.app.inputs import CallGone, CallOffered, CallProgress, HookOff, HookOn, LineOnline
 from riptphone.app.machine import PhoneMachine
 from riptphone.app.outputs import SaveCallLog
 
@@ -140,7 +140,7 @@ def test_the_machine_saves_the_log_and_starts_from_a_stored_one() -> None:
     stored, _ = from_json(to_json(entries()))
     machine = PhoneMachine(DialPlan.nanp(), 4.0, log=stored)
     assert machine.last_dialled == "+14089529999"
-    machine.handle(Online("+14085551000", "desk"), 1.0)
+    machine.handle(LineOnline("+14085551000", "desk"), 1.0)
     machine.handle(CallOffered("https://p/calls/9", "+14155550123", "Carol"), 2.0, wall=T0 + 600)
     machine.handle(HookOff(), 3.0)
     machine.handle(CallProgress("https://p/calls/9", "in-call"), 4.0)

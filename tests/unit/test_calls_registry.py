@@ -38,9 +38,9 @@ from riptphone.app.inputs import (
     CallGone,
     CallOffered,
     CallProgress,
+    CallReconnecting,
     CallRemote,
     Input,
-    Reconnecting,
 )
 from riptphone.calls.actions import call_inputs, started_inputs
 from riptphone.calls.earpiece import Earpiece
@@ -74,10 +74,10 @@ OUTBOUND = call(direction=CallDirection.OUTBOUND)
         (StateChanged(CallState.REMOTE, CallState.RINGING), [CallOffered(CALL_URI, THEM)]),
         (StateChanged(CallState.ACTIVE, CallState.ENDED), []),
         (Ring(CallDirection.INBOUND, THEM), [CallOffered(CALL_URI, THEM)]),
-        (BywaysChanged(BywayState.UP, None), [Reconnecting(CALL_URI, False)]),
-        (BywaysChanged(BywayState.WAITING, "lost"), [Reconnecting(CALL_URI, True)]),
+        (BywaysChanged(BywayState.UP, None), [CallReconnecting(CALL_URI, False)]),
+        (BywaysChanged(BywayState.WAITING, "lost"), [CallReconnecting(CALL_URI, True)]),
         (BywaysChanged(BywayState.OPENING, None), []),
-        (PeerConnectivity(True), [Reconnecting(CALL_URI, True)]),
+        (PeerConnectivity(True), [CallReconnecting(CALL_URI, True)]),
         (CallEnded(CallStatus.ENDED, "hung up", local=False), [CallGone(CALL_URI, "hung up")]),
     ],
 )

@@ -82,3 +82,15 @@ def test_the_checker_sees_lazy_imports(tmp_path: Path) -> None:
     source = tmp_path / "m.py"
     source.write_text("def f():\n    from riptprovider import core\n    import luma.emulator\n")
     assert imported_roots(source) == {"riptprovider", "luma"}
+
+
+def test_one_name_per_concept() -> None:
+    """No class name is defined twice in firmware/: the same name never means two things."""
+    where: dict[str, list[str]] = {}
+    for package in ("ript", "riptphone", "riptprovider", "riptdev"):
+        for path in modules(package):
+            tree = ast.parse(path.read_text(), filename=str(path))
+            for node in ast.walk(tree):
+                if isinstance(node, ast.ClassDef):
+                    where.setdefault(node.name, []).append(_id(path))
+    assert {name: paths for name, paths in where.items() if len(paths) > 1} == {}

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import pytest
 
 from phonefakes import OWN, THEM, FakeClient, FakePlayer, config
-from riptphone.app.inputs import Dial, Input, Online
+from riptphone.app.inputs import Dial, Input, LineOnline
 from riptphone.app.machine import PhoneMachine
 from riptphone.bus import Bus, Event
 from riptphone.calls.earpiece import Earpiece
@@ -123,7 +123,7 @@ def test_a_request_is_refused_with_the_machines_refusal(tmp_path: Path) -> None:
 
 def test_a_call_that_cannot_be_placed_answers_the_dial(tmp_path: Path) -> None:
     async def body(rig: Rig) -> tuple[str, list[str], str]:
-        rig.driver.feed(Online(OWN, "desk"))  # the machine online, the line not (yet)
+        rig.driver.feed(LineOnline(OWN, "desk"))  # the machine online, the line not (yet)
         with pytest.raises(ControlRefused) as info:
             await rig.control.dial(THEM)
         return str(info.value), rig.errors(), rig.machine.state
@@ -138,7 +138,7 @@ def test_a_handset_dial_that_fails_raises_nothing_in_the_background(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     async def body(rig: Rig) -> list[str]:
-        rig.driver.feed(Online(OWN, "desk"))
+        rig.driver.feed(LineOnline(OWN, "desk"))
         outcome = rig.driver.handle(Dial(THEM))  # as the handset would: nobody awaits it
         assert outcome.refusal is None and outcome.placing is not None
         await rig.tasks.wait(1.0)
@@ -162,7 +162,7 @@ def test_unknown_buttons_are_refused_before_the_machine(tmp_path: Path) -> None:
 
 def test_state_changes_publish_the_status_and_light_the_handset(tmp_path: Path) -> None:
     async def body(rig: Rig) -> tuple[list[dict[str, Any]], list[tuple[str, bool]]]:
-        rig.driver.feed(Online(OWN, "desk"))
+        rig.driver.feed(LineOnline(OWN, "desk"))
         rig.control.hook("off")
         return [e for e in rig.events if e["event"] == "state"], rig.handset.lights
 
@@ -175,7 +175,7 @@ def test_state_changes_publish_the_status_and_light_the_handset(tmp_path: Path) 
 
 def test_the_idle_clock_comes_from_the_injected_wall_clock(tmp_path: Path) -> None:
     async def body(rig: Rig) -> tuple[list[Screen], dict[str, Any]]:
-        rig.driver.feed(Online(OWN, "desk"))
+        rig.driver.feed(LineOnline(OWN, "desk"))
         return rig.handset.screens, dict(rig.control.status())
 
     screens, status = run(tmp_path, body)

@@ -9,7 +9,7 @@ import pytest
 
 from phonefakes import OWN, FakeClient, config, trunk_group
 from ript.protocol.descriptions import TrunkGroup
-from riptphone.app.inputs import Input, Offline, Online
+from riptphone.app.inputs import Input, LineOffline, LineOnline
 from riptphone.line.registration import Line, NotRegisteredError, own_number
 from riptphone.store import StateStore
 
@@ -29,7 +29,10 @@ def connect(tmp_path: Path, client: FakeClient) -> tuple[Line, list[Input], list
 def test_online_at_once(tmp_path: Path) -> None:
     line, fed, waits = connect(tmp_path, FakeClient())
     assert waits == []
-    assert fed == [Offline("connecting to the provider", registering=True), Online(OWN, "desk")]
+    assert fed == [
+        LineOffline("connecting to the provider", registering=True),
+        LineOnline(OWN, "desk"),
+    ]
     assert line.number == OWN and line.offline_reason is None
     assert line.handler_uri == "https://p.example/handlers/1"
 
@@ -37,10 +40,10 @@ def test_online_at_once(tmp_path: Path) -> None:
 def test_retries_doubling_up_to_a_minute(tmp_path: Path) -> None:
     _line, fed, waits = connect(tmp_path, FakeClient(failures=8))
     assert waits == [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 60.0, 60.0]
-    offline = [f for f in fed if isinstance(f, Offline) and not f.registering]
+    offline = [f for f in fed if isinstance(f, LineOffline) and not f.registering]
     assert [f.retry_in_s for f in offline] == [1, 2, 4, 8, 16, 32, 60, 60]
     assert offline[0].reason == "the provider is down"
-    assert fed[-1] == Online(OWN, "desk")
+    assert fed[-1] == LineOnline(OWN, "desk")
 
 
 def test_a_second_connect_starts_the_backoff_again(tmp_path: Path) -> None:

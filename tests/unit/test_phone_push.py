@@ -82,11 +82,11 @@ def test_the_channel_opens_on_the_stored_binding(tmp_path: Path) -> None:
     assert isinstance(channel, FakeChannel) and channel.started
     assert channel.args[0] is BINDING  # the typed binding, from the store to the channel
     assert rig.line.tg is not None and channel.args[2] == rig.line.tg.uri
-    assert rig.fed == [inputs.PushStatus("down")]
+    assert rig.fed == [inputs.PushChanged("down")]
     rig.push.on_status(PushStatus.UP)
     rig.push.on_status(PushStatus.UP)
     assert rig.push.status is PushStatus.UP
-    assert rig.fed == [inputs.PushStatus("down"), inputs.PushStatus("up")]
+    assert rig.fed == [inputs.PushChanged("down"), inputs.PushChanged("up")]
 
 
 def test_an_unusable_binding_leaves_push_off(tmp_path: Path) -> None:

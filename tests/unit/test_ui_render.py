@@ -16,13 +16,13 @@ from PIL import Image
 from riptdev import gallery
 from riptphone.ui import render as r
 from riptphone.ui.model import (
-    CallEnded,
     Calling,
+    CallSummary,
     Dialling,
     Idle,
     InCall,
+    NotConnected,
     NotProvisioned,
-    Offline,
     RemoteInUse,
     Ringing,
     Screen,
@@ -101,12 +101,12 @@ def test_long_numbers_and_names_stay_inside_the_frame(
         InCall(peer, seconds, name, codec="OPUS", quality=2, muted=True, reconnecting=True),
         InCall(peer, seconds, name, volume=100),
         RemoteInUse(peer, name, name),
-        CallEnded(peer, name or "", seconds, name),
+        CallSummary(peer, name or "", seconds, name),
         Idle(peer, name or "", "14:05", push="down", missed=seconds, dnd=True),
         Idle(peer, name or "", "14:05", last_error=name),
         Dialling(peer, preview=peer, problem=None),
         Dialling(peer, problem=name),
-        Offline(name or "", retry_in_s=seconds),
+        NotConnected(name or "", retry_in_s=seconds),
         NotProvisioned(peer, name or "", seconds),
     ):
         assert_inside(r.layout(screen, strict=True))
@@ -165,7 +165,7 @@ def test_in_call_shows_timer_codec_and_mute() -> None:
 
 
 def test_offline_reason_is_wrapped_on_lines() -> None:
-    shown = texts(Offline("no network: cannot resolve provider.example.com", retry_in_s=30))
+    shown = texts(NotConnected("no network: cannot resolve provider.example.com", retry_in_s=30))
     assert shown[:2] == ["Offline", "retry in 30 s"]
     assert len(shown) >= 4 and " ".join(shown[2:]).replace("  ", " ").startswith("no network")
 

@@ -13,14 +13,14 @@ from riptdev import gallery
 from riptphone.ui import text as t
 from riptphone.ui.model import (
     Boot,
-    CallEnded,
     Calling,
+    CallSummary,
     Dialling,
     Error,
     Idle,
     InCall,
+    NotConnected,
     NotProvisioned,
-    Offline,
     RemoteInUse,
     Ringing,
     Screen,
@@ -88,7 +88,7 @@ def test_call_lines() -> None:
     assert t.lines(Calling("+14085551002", alerting=True))[0] == "Ringing…"
     assert t.lines(RemoteInUse("+14085551002", "Kitchen"))[0] == "On Kitchen"
     assert t.lines(RemoteInUse("+14085551002"))[-1] == t.PULL_HINT
-    assert t.lines(CallEnded("+14085551002", "busy", 61)) == [
+    assert t.lines(CallSummary("+14085551002", "busy", 61)) == [
         "Call ended  01:01",
         "+1 408 555 1002",
         "busy",
@@ -110,12 +110,12 @@ def test_dialling_lines() -> None:
 
 def test_other_lines() -> None:
     assert t.lines(Boot("0.1.0")) == ["ript-phone", "0.1.0", "starting…"]
-    assert t.lines(Offline("no network", retry_in_s=30)) == [
+    assert t.lines(NotConnected("no network", retry_in_s=30)) == [
         "Offline",
         "no network",
         "retry in 30 s",
     ]
-    assert t.lines(Offline("x", registering=True, retry_in_s=600))[::2] == [
+    assert t.lines(NotConnected("x", registering=True, retry_in_s=600))[::2] == [
         "Registering…",
         "retry in 10 min",
     ]

@@ -40,7 +40,7 @@ class Decoder(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
-class Codec:
+class CodecSpec:
     """One entry of the table; ``new_encoder``/``new_decoder`` take the frame length in ms."""
 
     name: str
@@ -97,11 +97,11 @@ def _opus_decoder(frame_ms: int) -> Decoder:
 
 
 _G711_FRAMES = (10, 20, 30, 40, 60)
-CODECS: Mapping[str, Codec] = {
+CODECS: Mapping[str, CodecSpec] = {
     codec.name.lower(): codec
     for codec in (
-        Codec("opus", PayloadType.OPUS, 48000, (10, 20, 40, 60), _opus_encoder, _opus_decoder),
-        Codec(
+        CodecSpec("opus", PayloadType.OPUS, 48000, (10, 20, 40, 60), _opus_encoder, _opus_decoder),
+        CodecSpec(
             "PCMU",
             PayloadType.PCMU,
             8000,
@@ -109,7 +109,7 @@ CODECS: Mapping[str, Codec] = {
             lambda _ms: _G711Encoder(ulaw_encode),
             lambda ms: _G711Decoder(ulaw_decoder, ms),
         ),
-        Codec(
+        CodecSpec(
             "PCMA",
             PayloadType.PCMA,
             8000,
@@ -117,25 +117,25 @@ CODECS: Mapping[str, Codec] = {
             lambda _ms: _G711Encoder(alaw_encode),
             lambda ms: _G711Decoder(alaw_decoder, ms),
         ),
-        Codec("telephone-event", PayloadType.TELEPHONE_EVENT, 8000, _G711_FRAMES),
-        Codec("CN", PayloadType.CN, 8000, _G711_FRAMES),
+        CodecSpec("telephone-event", PayloadType.TELEPHONE_EVENT, 8000, _G711_FRAMES),
+        CodecSpec("CN", PayloadType.CN, 8000, _G711_FRAMES),
     )
 }
 """Every codec this implementation knows, by lower-case name."""
 
-_BY_PAYLOAD_TYPE: dict[int, Codec] = {int(c.payload_type): c for c in CODECS.values()}
+_BY_PAYLOAD_TYPE: dict[int, CodecSpec] = {int(c.payload_type): c for c in CODECS.values()}
 
 
-def find(name: str) -> Codec | None:
+def find(name: str) -> CodecSpec | None:
     """The codec a directive or advertisement names (any case), or None."""
     return CODECS.get(name.lower())
 
 
-def by_payload_type(payload_type: int) -> Codec | None:
+def by_payload_type(payload_type: int) -> CodecSpec | None:
     """The codec of a chunk's payload type, or None."""
     return _BY_PAYLOAD_TYPE.get(int(payload_type))
 
 
-def audio_codecs() -> tuple[Codec, ...]:
+def audio_codecs() -> tuple[CodecSpec, ...]:
     """The codecs that carry audio (both directions), in the table's order of preference."""
     return tuple(codec for codec in CODECS.values() if codec.audio)

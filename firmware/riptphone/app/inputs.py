@@ -83,7 +83,7 @@ class Dial(Input):
 
 
 @dataclass(frozen=True, slots=True)
-class Online(Input):
+class LineOnline(Input):
     """Registered: the handler is up and the phone may call (profile section 4)."""
 
     number: str | None
@@ -91,7 +91,7 @@ class Online(Input):
 
 
 @dataclass(frozen=True, slots=True)
-class Offline(Input):
+class LineOffline(Input):
     """Not registered; ``registering`` while an attempt is under way."""
 
     reason: str
@@ -109,7 +109,7 @@ class Provisioning(Input):
 
 
 @dataclass(frozen=True, slots=True)
-class PushStatus(Input):
+class PushChanged(Input):
     """The push channel (profile section 9) went up or down, or there is none."""
 
     status: PushState
@@ -163,7 +163,7 @@ class CallFailed(Input):
 
 
 @dataclass(frozen=True, slots=True)
-class Reconnecting(Input):
+class CallReconnecting(Input):
     """The call's byways are being re-established (``on``) or are back (draft section 9.13)."""
 
     uri: str
@@ -197,16 +197,16 @@ ALL_INPUTS: tuple[type[Input], ...] = (
     Button,
     ButtonLong,
     Dial,
-    Online,
-    Offline,
+    LineOnline,
+    LineOffline,
     Provisioning,
-    PushStatus,
+    PushChanged,
     CallOffered,
     CallProgress,
     CallRemote,
     CallGone,
     CallFailed,
-    Reconnecting,
+    CallReconnecting,
     TapAnswer,
     TapDecline,
     Tick,

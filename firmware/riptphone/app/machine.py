@@ -48,6 +48,7 @@ from riptphone.app.inputs import (
     CallGone,
     CallOffered,
     CallProgress,
+    CallReconnecting,
     CallRemote,
     Dial,
     HookOff,
@@ -55,28 +56,27 @@ from riptphone.app.inputs import (
     Input,
     Key,
     KeyLong,
-    Offline,
-    Online,
+    LineOffline,
+    LineOnline,
     Provisioning,
-    PushStatus,
-    Reconnecting,
+    PushChanged,
     TapAnswer,
     TapDecline,
     Tick,
 )
 from riptphone.app.outputs import (
-    Action,
     Answer,
     Decline,
     Hangup,
+    Output,
     PhoneState,
     PlaceCall,
     Pull,
     Refuse,
-    Ringer,
     SaveCallLog,
     SendDigit,
     SetMute,
+    SetRinger,
     SetVolume,
     Show,
     Take,
@@ -179,7 +179,7 @@ class PhoneMachine:
         self.name = ""
         self.registered = False
         self.push: PushState = "none"
-        self._offline = Offline("not connected yet", registering=True)
+        self._offline = LineOffline("not connected yet", registering=True)
         self._provisioning: Provisioning | None = None
         self.dnd = dnd
         self.muted = False
@@ -192,7 +192,7 @@ class PhoneMachine:
         )
         self._call: _Call | None = None
         self._background: dict[str, _Background] = {}
-        self._ended: model.CallEnded | None = None
+        self._ended: model.CallSummary | None = None
         self._ended_until: float | None = None
         self._cancel_pending = False  # hung up before the provider named the placed call
         self._notice: str | None = None
@@ -200,7 +200,7 @@ class PhoneMachine:
         self._ringing = False
         self._now = 0.0
         self._wall = 0.0
-        self._out: list[Action] = []
+        self._out: list[Output] = []
         self._screen: Screen = make_screen(self)
 
     # ------------------------------------------------------------ public API
@@ -227,7 +227,7 @@ class PhoneMachine:
         """The URI of the call on screen, if any (and once the provider named it)."""
         return None if self._call is None else self._call.uri
 
-    def handle(self, event: Input, now: float, wall: float | None = None) -> list[Action]:
+    def handle(self, event: Input, now: float, wall: float | None = None) -> list[Output]:
         """Feed one input; ``wall`` (epoch seconds, default ``now``) dates call-log entries."""
         self._now = now
         self._wall = now if wall is None else wall
@@ -246,7 +246,7 @@ class PhoneMachine:
             out.append(Show(self._screen))
         return out
 
-    def handle_timer(self, now: float) -> list[Action]:
+    def handle_timer(self, now: float) -> list[Output]:
         """Run the timers due at ``now``."""
         return self.handle(Tick(), now)
 
@@ -285,7 +285,7 @@ class PhoneMachine:
 
     # ------------------------------------------------------------ small effects
 
-    def _emit(self, action: Action) -> None:
+    def _emit(self, action: Output) -> None:
         self._out.append(action)
 
     def _refuse(self, message: str) -> None:
@@ -300,7 +300,7 @@ class PhoneMachine:
     def _set_ringer(self, on: bool) -> None:
         if on != self._ringing:
             self._ringing = on
-            self._emit(Ringer(on))
+            self._emit(SetRinger(on))
 
     def _unmute(self) -> None:
         if self.muted:
@@ -386,7 +386,7 @@ class PhoneMachine:
             self.missed += 1
         self._call = None
         self._typed = ""
-        self._ended = model.CallEnded(
+        self._ended = model.CallSummary(
             call.peer,
             reason,
             seconds if call.talk_from is not None or call.talked else None,
@@ -622,7 +622,7 @@ class PhoneMachine:
             self._set_tone("dial")
 
     def _hook_off_ringing(self, _e: HookOff) -> None:
-        """inbound: Ringer off, Answer → answering; 3PCC outbound: Take, ringback → calling"""
+        """inbound: SetRinger off, Answer → answering; 3PCC outbound: Take, ringback → calling"""
         self.off_hook = True
         self._take_or_answer()
 
@@ -752,18 +752,18 @@ class PhoneMachine:
         self._ended = None
         self._dial(event.number)
 
-    def _online_rest(self, event: Online) -> None:
+    def _online_rest(self, event: LineOnline) -> None:
         """registered → idle (dialing with dial tone if the handset is up)"""
         self.number, self.name, self.registered = event.number, event.name, True
         self._provisioning = None
         self._rest()
 
-    def _online_update(self, event: Online) -> None:
+    def _online_update(self, event: LineOnline) -> None:
         """note the number and name; the state stays"""
         self.number, self.name, self.registered = event.number, event.name, True
         self._provisioning = None
 
-    def _offline_rest(self, event: Offline) -> None:
+    def _offline_rest(self, event: LineOffline) -> None:
         """→ offline (tone off, typing dropped, calls remembered for the line forgotten)"""
         self.registered = False
         self._offline = event
@@ -771,7 +771,7 @@ class PhoneMachine:
         self._background.clear()
         self._rest()
 
-    def _offline_in_call(self, event: Offline) -> None:
+    def _offline_in_call(self, event: LineOffline) -> None:
         """note it: the call goes on; the phone shows offline once it ends"""
         self.registered = False
         self._offline = event
@@ -789,12 +789,12 @@ class PhoneMachine:
         self.registered = False
         self._provisioning = event
 
-    def _push(self, event: PushStatus) -> None:
+    def _push(self, event: PushChanged) -> None:
         """note the push channel's status (idle screen)"""
         self.push = event.status
 
     def _offer_rest(self, event: CallOffered) -> None:
-        """DND and inbound: Decline, logged missed; handset down: Ringer → ringing; up: busy"""
+        """DND and inbound: Decline, logged missed; handset down: SetRinger → ringing; up: busy"""
         if self.dnd and not event.outbound:
             self._decline_dnd(event)
         elif self.off_hook:
@@ -992,7 +992,7 @@ class PhoneMachine:
             return
         self._refuse(event.reason)
 
-    def _reconnecting(self, event: Reconnecting) -> None:
+    def _reconnecting(self, event: CallReconnecting) -> None:
         """reconnecting flag on the in-call screen"""
         if self._matches(event.uri):
             assert self._call is not None
@@ -1006,7 +1006,7 @@ class PhoneMachine:
         self._take_or_answer()
 
     def _tap_decline(self, event: TapDecline) -> None:
-        """Decline, Ringer off → ended ("declined"); another call: refused"""
+        """Decline, SetRinger off → ended ("declined"); another call: refused"""
         if not self._matches(event.uri):
             self._refuse(f"cannot decline {event.uri}: it is not ringing on this phone")
             return
@@ -1098,13 +1098,13 @@ def _build() -> tuple[
     for s in WITH_CALL:
         u[(s, Dial)] = _refused("cannot dial while the phone is {state}")
     # The line.
-    each(NOT_ONLINE, Online, M._online_rest)
-    each((*AT_REST, *WITH_CALL), Online, M._online_update)
-    each((*NOT_ONLINE, *AT_REST), Offline, M._offline_rest)
-    each(WITH_CALL, Offline, M._offline_in_call)
+    each(NOT_ONLINE, LineOnline, M._online_rest)
+    each((*AT_REST, *WITH_CALL), LineOnline, M._online_update)
+    each((*NOT_ONLINE, *AT_REST), LineOffline, M._offline_rest)
+    each(WITH_CALL, LineOffline, M._offline_in_call)
     each((*NOT_ONLINE, *AT_REST), Provisioning, M._provisioning_rest)
     each(WITH_CALL, Provisioning, M._provisioning_in_call)
-    each(every, PushStatus, M._push)
+    each(every, PushChanged, M._push)
     # Calls.
     each((_S.IDLE, _S.ENDED), CallOffered, M._offer_rest)
     each((_S.DIALLING, _S.CALLING, _S.RINGING, _S.IN_CALL, _S.REMOTE), CallOffered, M._offer_busy)
@@ -1123,9 +1123,9 @@ def _build() -> tuple[
     t[(_S.ANSWERING, CallFailed)] = M._failed_answering
     t[(_S.REMOTE, CallFailed)] = M._failed_remote
     each((*NOT_ONLINE, *AT_REST, _S.RINGING, _S.IN_CALL), CallFailed, M._failed_other)
-    each((_S.CALLING, _S.ANSWERING, _S.IN_CALL), Reconnecting, M._reconnecting)
+    each((_S.CALLING, _S.ANSWERING, _S.IN_CALL), CallReconnecting, M._reconnecting)
     for s in (*AT_REST, _S.RINGING, _S.REMOTE):
-        u[(s, Reconnecting)] = _ignore("no call of this phone carries media now")
+        u[(s, CallReconnecting)] = _ignore("no call of this phone carries media now")
     t[(_S.RINGING, TapAnswer)] = M._tap_answer
     t[(_S.RINGING, TapDecline)] = M._tap_decline
     for s in every:
@@ -1136,7 +1136,7 @@ def _build() -> tuple[
             )
     each(every, Tick, M._tick)
     for s in NOT_ONLINE:
-        for kind in (CallOffered, CallProgress, CallRemote, CallGone, Reconnecting):
+        for kind in (CallOffered, CallProgress, CallRemote, CallGone, CallReconnecting):
             u[(s, kind)] = _ignore("offline: the daemon re-offers live calls once back online")
     return t, u
 

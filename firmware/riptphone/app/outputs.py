@@ -17,12 +17,12 @@ ToneKind = Literal["dial", "ringback", "busy", "off"]
 
 
 @dataclass(frozen=True, slots=True)
-class Action:
+class Output:
     """Base of every action."""
 
 
 @dataclass(frozen=True, slots=True)
-class PlaceCall(Action):
+class PlaceCall(Output):
     """Place a call: ``number`` as typed, ``e164`` as the dial plan normalised it."""
 
     number: str
@@ -30,88 +30,88 @@ class PlaceCall(Action):
 
 
 @dataclass(frozen=True, slots=True)
-class Answer(Action):
+class Answer(Output):
     uri: str
 
 
 @dataclass(frozen=True, slots=True)
-class Decline(Action):
+class Decline(Output):
     uri: str
 
 
 @dataclass(frozen=True, slots=True)
-class Hangup(Action):
+class Hangup(Output):
     uri: str
 
 
 @dataclass(frozen=True, slots=True)
-class Pull(Action):
+class Pull(Output):
     """Take a remote-in-use call here (POST its own handler)."""
 
     uri: str
 
 
 @dataclass(frozen=True, slots=True)
-class Take(Action):
+class Take(Output):
     """Take a 3PCC outbound call offered here (the user lifted the handset)."""
 
     uri: str
 
 
 @dataclass(frozen=True, slots=True)
-class SendDigit(Action):
+class SendDigit(Output):
     """A key pressed during a call: send it as DTMF."""
 
     key: str
 
 
 @dataclass(frozen=True, slots=True)
-class Tone(Action):
+class Tone(Output):
     """Play a local tone in the earpiece, or stop it (``off``)."""
 
     kind: ToneKind
 
 
 @dataclass(frozen=True, slots=True)
-class Ringer(Action):
+class SetRinger(Output):
     on: bool
 
 
 @dataclass(frozen=True, slots=True)
-class SetMute(Action):
+class SetMute(Output):
     muted: bool
 
 
 @dataclass(frozen=True, slots=True)
-class SetVolume(Action):
+class SetVolume(Output):
     """The playback volume, 0 to 100 percent."""
 
     percent: int
 
 
 @dataclass(frozen=True, slots=True)
-class Show(Action):
+class Show(Output):
     """Put this screen up (emitted only when the screen changed)."""
 
     screen: Screen
 
 
 @dataclass(frozen=True, slots=True)
-class PhoneState(Action):
+class PhoneState(Output):
     """The profile section 11 state changed to ``name``."""
 
     name: str
 
 
 @dataclass(frozen=True, slots=True)
-class SaveCallLog(Action):
+class SaveCallLog(Output):
     """Store the whole call log (newest first); see :func:`riptphone.app.calllog.to_json`."""
 
     entries: tuple[CallLogEntry, ...]
 
 
 @dataclass(frozen=True, slots=True)
-class Refuse(Action):
+class Refuse(Output):
     """A request that does not fit now: report ``message`` (control socket error, log line)."""
 
     message: str

@@ -31,7 +31,7 @@ def make_screen(m: PhoneMachine) -> Screen:
         return model.NotProvisioned(p.url, p.user_code, p.expires_in_s)
     if s is State.OFFLINE:
         o = m._offline
-        return model.Offline(o.reason, o.registering, o.retry_in_s)
+        return model.NotConnected(o.reason, o.registering, o.retry_in_s)
     if s is State.IDLE:
         # The clock is the daemon's to fill in at render time: the machine
         # reads no wall clock and no time zone.

@@ -25,9 +25,9 @@ from riptphone.app.inputs import (
     CallGone,
     CallOffered,
     CallProgress,
+    CallReconnecting,
     CallRemote,
     Input,
-    Reconnecting,
 )
 
 PHASES: dict[CallState, Literal["calling", "alerting", "in-call"]] = {
@@ -47,12 +47,12 @@ def call_inputs(call: Call, action: Action, codec: str | None = None) -> list[In
         return [offered(call)]
     if isinstance(action, BywaysChanged):
         if action.state is BywayState.UP:
-            return [Reconnecting(call.uri, False)]
+            return [CallReconnecting(call.uri, False)]
         if action.reason is not None:  # re-establishing after a fault
-            return [Reconnecting(call.uri, True)]
+            return [CallReconnecting(call.uri, True)]
         return []
     if isinstance(action, PeerConnectivity):
-        return [Reconnecting(call.uri, action.reconnecting)]
+        return [CallReconnecting(call.uri, action.reconnecting)]
     if isinstance(action, CallEnded):
         return [CallGone(call.uri, action.reason)]
     return []

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from riptphone.app.inputs import BUTTON_NAMES, KEYS, Button, Dial, HookOff, HookOn, Input, Key
 from riptphone.control.server import ControlRefused
-from riptphone.driver import Outcome, PhoneDriver
+from riptphone.driver import FeedResult, PhoneDriver
 
 
 class PhoneControl:
@@ -45,7 +45,7 @@ class PhoneControl:
     def pull(self) -> None:
         self._request(Button("pull"))
 
-    def _request(self, value: Input) -> Outcome:
+    def _request(self, value: Input) -> FeedResult:
         """Feed a request; the machine's refusal becomes :class:`ControlRefused`."""
         outcome = self._driver.handle(value)
         if outcome.refusal is not None:
@@ -53,7 +53,7 @@ class PhoneControl:
         return outcome
 
     @staticmethod
-    async def _settle(outcome: Outcome) -> None:
+    async def _settle(outcome: FeedResult) -> None:
         """Wait for a call this request placed: why it could not be is the request's answer."""
         if outcome.placing is not None:
             reason = await outcome.placing

@@ -91,7 +91,7 @@ class PushLine:
         if status is not self.status:
             self.status = status
             log.info("event=push state=%s", status.value)
-            self._feed(inputs.PushStatus(SHOWN[status]))
+            self._feed(inputs.PushChanged(SHOWN[status]))
 
     async def tap(self, tap: Tap) -> None:
         """One shoulder tap: follow its call, and take, answer or decline it when asked."""

@@ -4,8 +4,8 @@
 keeps the one handler (``ensure_registration``), works out the phone's own
 number and enrols a certificate for it, retrying with the shared back-off
 (1, 2, 4 ... 60 s) while the provider cannot be reached.  Each attempt and
-failure goes to the phone machine as :class:`~riptphone.app.inputs.Offline`,
-success as :class:`~riptphone.app.inputs.Online`.  Once online the line
+failure goes to the phone machine as :class:`~riptphone.app.inputs.LineOffline`,
+success as :class:`~riptphone.app.inputs.LineOnline`.  Once online the line
 answers what a call needs: the handler URI, the TG, the outbound policy and
 a PASSporT for a destination.
 """
@@ -24,7 +24,7 @@ from ript.protocol.csr import build_csr, key_from_pem, key_to_pem, make_key
 from ript.protocol.descriptions import TrunkGroup
 from ript.protocol.numbers import NumberError, is_e164
 from ript.protocol.passport import create_passport
-from riptphone.app.inputs import Input, Offline, Online
+from riptphone.app.inputs import Input, LineOffline, LineOnline
 from riptphone.config import Config
 from riptphone.net.ript_client import RiptClient, RiptError
 from riptphone.store import Identity, Registration, StateStore
@@ -73,7 +73,7 @@ class Line:
     async def connect(self) -> None:
         """Come online, retrying with doubling back-off; returns once the phone is registered."""
         self._backoff.reset()
-        self._feed(Offline("connecting to the provider", registering=True))
+        self._feed(LineOffline("connecting to the provider", registering=True))
         while True:
             try:
                 await self._connect_once()
@@ -82,7 +82,7 @@ class Line:
                 delay = self._backoff.next_delay()
                 reason = self.offline_reason = str(exc)
                 log.warning("event=offline reason=%r retry_in=%g", reason, delay)
-                self._feed(Offline(reason, retry_in_s=round(delay)))
+                self._feed(LineOffline(reason, retry_in_s=round(delay)))
                 await self._sleep(delay)
 
     async def _connect_once(self) -> None:
@@ -96,7 +96,7 @@ class Line:
         await self._ensure_identity(tg, number)
         self.tg, self.registration, self.number = tg, registration, number
         self.offline_reason = None
-        self._feed(Online(number, self.config.phone.name))
+        self._feed(LineOnline(number, self.config.phone.name))
 
     async def _ensure_identity(self, tg: TrunkGroup, number: str) -> None:
         loaded = await asyncio.to_thread(self.store.load_identity)

@@ -37,7 +37,7 @@ class NotProvisioned:
 
 
 @dataclass(frozen=True, slots=True)
-class Offline:
+class NotConnected:
     """Not registered: still trying (``registering``) or waiting to retry."""
 
     reason: str
@@ -110,7 +110,7 @@ class RemoteInUse:
 
 
 @dataclass(frozen=True, slots=True)
-class CallEnded:
+class CallSummary:
     """A call just ended; shown for a few seconds."""
 
     peer: str
@@ -130,14 +130,14 @@ class Error:
 Screen = (
     Boot
     | NotProvisioned
-    | Offline
+    | NotConnected
     | Idle
     | Dialling
     | Calling
     | Ringing
     | InCall
     | RemoteInUse
-    | CallEnded
+    | CallSummary
     | Error
 )
 """Any one screen."""

@@ -36,14 +36,14 @@ from PIL import Image, ImageDraw, ImageFont
 from riptphone.ui import text as t
 from riptphone.ui.model import (
     Boot,
-    CallEnded,
     Calling,
+    CallSummary,
     Dialling,
     Error,
     Idle,
     InCall,
+    NotConnected,
     NotProvisioned,
-    Offline,
     RemoteInUse,
     Ringing,
     Screen,
@@ -493,7 +493,7 @@ def _draw(canvas: Canvas, screen: Screen) -> None:
             _hint(canvas, t.clean(screen.detail) or "starting…")
         case NotProvisioned():
             _not_provisioned(canvas, screen)
-        case Offline():
+        case NotConnected():
             _bar(canvas, t.offline_title(screen), t.retry_hint(screen) or "")
             lines = wrap_px(screen.reason, WIDTH - 4, SMALL, 4)
             _stack(canvas, [("reason", line) for line in lines], (MAIN[0], HEIGHT), "left")
@@ -515,7 +515,7 @@ def _draw(canvas: Canvas, screen: Screen) -> None:
             _bar(canvas, t.remote_title(screen))
             _stack(canvas, _peer_rows(screen.peer, screen.peer_name, room=MAIN[1] - MAIN[0]), MAIN)
             _hint(canvas, t.PULL_HINT)
-        case CallEnded():
+        case CallSummary():
             _bar(
                 canvas, "Call ended", t.timer(screen.seconds) if screen.seconds is not None else ""
             )

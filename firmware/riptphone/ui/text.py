@@ -19,14 +19,14 @@ from typing import assert_never
 from ript.protocol.numbers import country_code_of, is_e164
 from riptphone.ui.model import (
     Boot,
-    CallEnded,
     Calling,
+    CallSummary,
     Dialling,
     Error,
     Idle,
     InCall,
+    NotConnected,
     NotProvisioned,
-    Offline,
     RemoteInUse,
     Ringing,
     Screen,
@@ -153,12 +153,12 @@ def wrap(text: str, width: int, max_lines: int) -> list[str]:
     return wrapped
 
 
-def offline_title(screen: Offline) -> str:
-    """Offline's title: still trying or waiting."""
+def offline_title(screen: NotConnected) -> str:
+    """The not-connected screen's title: still trying or waiting."""
     return "Registering…" if screen.registering else "Offline"
 
 
-def retry_hint(screen: Offline) -> str | None:
+def retry_hint(screen: NotConnected) -> str | None:
     """When the next attempt is due, if known."""
     if screen.retry_in_s is None:
         return None
@@ -260,7 +260,7 @@ def _lines(screen: Screen) -> list[str]:
                 else "",
                 expires_hint(screen.expires_in_s) or "",
             ]
-        case Offline():
+        case NotConnected():
             return [
                 offline_title(screen),
                 *wrap(screen.reason, LINE_WIDTH, 3),
@@ -313,7 +313,7 @@ def _lines(screen: Screen) -> list[str]:
                 *_peer(screen.peer, screen.peer_name),
                 PULL_HINT,
             ]
-        case CallEnded():
+        case CallSummary():
             title = "Call ended"
             if screen.seconds is not None:
                 title += f"  {timer(screen.seconds)}"
