@@ -9,6 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ript.version import version
 from riptphone.control import client as control_client
 
 
@@ -16,6 +17,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ript-phone", description="RIPT desk phone firmware (calls over HTTP/3)."
     )
+    parser.add_argument("--version", action="version", version=f"ript-phone {version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run = commands.add_parser("run", help="run the phone daemon")
     run.add_argument("--config", required=True, type=Path, help="the configuration file (TOML)")

@@ -19,6 +19,7 @@ import sqlite3
 import sys
 from pathlib import Path
 
+from ript.version import version
 from riptprovider.admin import AdminError, add_admin_parser, run_admin, start_admin
 from riptprovider.broker import PushError, PushService, start_push
 from riptprovider.config import ProviderConfigError, ProviderSettings, load_config
@@ -42,6 +43,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="ript-provider",
         description="The reference RIPT provider: an HTTP/3 server for ript-phone.",
     )
+    parser.add_argument("--version", action="version", version=f"ript-provider {version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run = commands.add_parser("serve", help="run the provider until SIGINT or SIGTERM")
     ca = commands.add_parser(

@@ -205,7 +205,8 @@ def origin_of(uri: str) -> tuple[str, str, int]:
     return parts.scheme, parts.hostname, parts.port or 443
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses: where plain MQTT is allowed."""
     if host == "localhost":
         return True
     try:
@@ -495,7 +496,7 @@ def _push_problem(broker: str, topic: str) -> tuple[str, str] | None:
         return "broker", f"is not usable: {exc}"
     if parts.path not in ("", "/") or parts.query or parts.fragment:
         return "broker", f"must hold only scheme, host and port, not {broker!r}"
-    if parts.scheme == "mqtt" and not _is_loopback(parts.hostname or ""):
+    if parts.scheme == "mqtt" and not is_loopback(parts.hostname or ""):
         return "broker", f"uses plain mqtt:// to {parts.hostname!r}, which is not loopback"
     if not topic or "+" in topic or "#" in topic or "\x00" in topic:
         return "topic", f"must be a non-empty MQTT topic name without wildcards, not {topic!r}"

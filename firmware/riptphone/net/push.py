@@ -43,7 +43,6 @@ import asyncio
 import contextlib
 import enum
 import inspect
-import ipaddress
 import logging
 import ssl
 import threading
@@ -59,7 +58,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from ript.backoff import Backoff, BackoffPolicy
-from ript.protocol.descriptions import PushBinding
+from ript.protocol.descriptions import PushBinding, is_loopback
 from ript.protocol.taps import Tap, TapFilter, TapRejection
 
 log = logging.getLogger("riptphone.push")
@@ -84,15 +83,6 @@ class PushStatus(enum.StrEnum):
     UP = "up"  # connected and subscribed
     DOWN = "down"  # a binding, but no working connection right now
     NONE = "none"  # no push binding (or the channel is closed)
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def tls_context(ca_file: str | Path | None) -> ssl.SSLContext:
@@ -135,7 +125,7 @@ class PushChannel:
         keepalive: int = KEEPALIVE,
         backoff: Backoff | None = None,
     ) -> None:
-        if not binding.tls and not _is_loopback(binding.host):
+        if not binding.tls and not is_loopback(binding.host):
             raise ValueError(f"push: plain mqtt:// to {binding.host!r}, which is not loopback")
         if session_expiry < MIN_SESSION_EXPIRY:
             raise ValueError(f"push: session expiry must be at least {MIN_SESSION_EXPIRY} s")
