@@ -20,6 +20,7 @@ from typing import Any
 
 from ript.protocol.numbers import DialPlan, NumberError, is_e164
 from ript.tomlcheck import TomlError, check_keys, check_sections, read_toml
+from riptphone import boot_file
 
 
 class ConfigError(ValueError):
@@ -110,6 +111,11 @@ class PhoneConfig:
     )
     control_socket: Path = _help(
         "the local control socket (JSON lines, mode 0660)", Path("/run/ript-phone/control.sock")
+    )
+    boot_file: Path = _help(
+        "the first-boot file on the boot partition: its [provider] domain and [phone] name win "
+        "over this file's (docs/install.md); ignored when missing",
+        Path("/boot/firmware/ript-phone.toml"),
     )
 
 
@@ -404,9 +410,21 @@ def load_config(path: Path) -> Config:
     except TomlError as exc:
         raise ConfigError(str(exc)) from None
     try:
+        doc = boot_file.overlay(doc, _boot_file_path(doc, path.resolve().parent))
+    except boot_file.BootFileError as exc:
+        raise ConfigError(str(exc)) from None
+    try:
         return parse_config(doc, base=path.resolve().parent)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
+
+
+def _boot_file_path(doc: Mapping[str, Any], base: Path) -> Path:
+    phone = doc.get("phone")
+    value = phone.get("boot_file") if isinstance(phone, Mapping) else None
+    if not isinstance(value, str) or not value:
+        return boot_file.DEFAULT_PATH  # a bad value is reported by parse_config
+    return base / Path(value).expanduser()
 
 
 def reference() -> str:

@@ -25,7 +25,9 @@ if [ "${1:-}" = "--update-lock" ]; then
     "$WORK/venv/bin/pip" install -q "$ROOT"
     {
         echo "# The runtime dependencies the .deb installs, pinned (provisioning/deb/build.sh --update-lock)."
-        "$WORK/venv/bin/pip" freeze --exclude ript-phone
+        "$WORK/venv/bin/pip" freeze --exclude ript-phone --exclude lgpio
+        # Only on a Pi (64-bit ARM): the pin factory gpiozero uses there (pyproject.toml).
+        echo "lgpio==0.2.2.0 ; platform_machine == 'aarch64'"
     } > "$LOCK"
     echo "build.sh: wrote $LOCK"
     exit 0
