@@ -21,6 +21,14 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run = commands.add_parser("run", help="run the phone daemon")
     run.add_argument("--config", required=True, type=Path, help="the configuration file (TOML)")
+    diagnose = commands.add_parser(
+        "diagnose", help="write a redacted report for a bug report (versions, state, reachability)"
+    )
+    diagnose.add_argument("--config", required=True, type=Path, help="the configuration file")
+    diagnose.add_argument("--out", type=Path, help="write the report here (mode 0600), not stdout")
+    diagnose.add_argument(
+        "--no-network", action="store_true", help="skip the provider reachability probes"
+    )
     control_client.add_subcommands(commands)
     return parser
 
@@ -32,6 +40,10 @@ def main(argv: list[str] | None = None) -> int:
         from riptphone import daemon  # noqa: PLC0415
 
         return daemon.main(args.config)
+    if args.command == "diagnose":
+        from riptphone import diagnose  # noqa: PLC0415
+
+        return diagnose.main(args.config, args.out, network=not args.no_network)
     return control_client.run(args)
 
 
