@@ -102,7 +102,9 @@ def configuration(config: Config, path: Path) -> str:
     for section in dataclasses.fields(config):
         values = getattr(config, section.name)
         for item in dataclasses.fields(values):
-            lines.append(f"[{section.name}] {item.name} = {getattr(values, item.name)!r}")
+            value = getattr(values, item.name)
+            shown = repr(str(value)) if isinstance(value, Path) else repr(value)
+            lines.append(f"[{section.name}] {item.name} = {shown}")
     return "\n".join(lines)
 
 
