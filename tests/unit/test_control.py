@@ -684,3 +684,45 @@ def test_a_dropped_watcher_that_never_reads_is_aborted_after_the_grace(
             stuck.close()
 
     run(body)
+
+
+def test_an_idle_client_is_closed_so_it_cannot_hold_a_slot(tmp_path: Path) -> None:
+    async def body() -> None:
+        async with serving(tmp_path, max_clients=2, idle_timeout=0.2) as (server, _phone):
+            idle = await Conn.open(sock_path(tmp_path))
+            watcher = await Conn.open(sock_path(tmp_path))
+            assert await watcher.ask({"cmd": "watch"}) == {"ok": True}
+            assert await idle.line() == {
+                "ok": False,
+                "error": "closed after 0.2 s without a request",
+            }
+            assert await idle.line() is None
+            idle.close()
+            await asyncio.sleep(0.3)
+            # The slot is free again; the watcher, idle by design, is still there.
+            fresh = await Conn.open(sock_path(tmp_path))
+            assert await fresh.ask({"cmd": "pull"}) == {"ok": True}
+            assert server.clients == 2
+            fresh.close()
+            watcher.close()
+
+    run(body)
+
+
+def test_watchers_leave_room_for_requests(tmp_path: Path) -> None:
+    async def body() -> None:
+        async with serving(tmp_path, max_clients=3, max_watchers=1) as (_, _phone):
+            first = await Conn.open(sock_path(tmp_path))
+            assert await first.ask({"cmd": "watch"}) == {"ok": True}
+            second = await Conn.open(sock_path(tmp_path))
+            assert await second.ask({"cmd": "watch"}) == {
+                "ok": False,
+                "error": "too many watchers (1); try later",
+            }
+            assert await second.line() is None
+            third = await Conn.open(sock_path(tmp_path))
+            assert await third.ask({"cmd": "pull"}) == {"ok": True}
+            for conn in (first, second, third):
+                conn.close()
+
+    run(body)

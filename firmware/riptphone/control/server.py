@@ -78,6 +78,13 @@ WATCH_QUEUE: Final = 256
 MAX_CLIENTS: Final = 32
 """Connections served at once; more are answered with an error and closed."""
 
+MAX_WATCHERS: Final = 24
+"""Of those, connections that may ``watch``: the rest stay free for requests."""
+
+IDLE_TIMEOUT: Final = 30.0
+"""Seconds a connection may wait between requests before it is closed (watchers excepted):
+idle clients must not hold the slots others need."""
+
 DROP_GRACE: Final = 1.0
 """Seconds a dropped or closed connection gets to flush before it is aborted."""
 
@@ -246,9 +253,13 @@ class ControlServer:
         group: str | None = None,
         watch_queue: int = WATCH_QUEUE,
         max_clients: int = MAX_CLIENTS,
+        max_watchers: int = MAX_WATCHERS,
+        idle_timeout: float = IDLE_TIMEOUT,
     ) -> None:
-        if watch_queue < 1 or max_clients < 1:
-            raise ValueError("watch_queue and max_clients must be at least 1")
+        if watch_queue < 1 or max_clients < 1 or max_watchers < 0 or idle_timeout <= 0:
+            raise ValueError("control server limits must be positive")
+        self._max_watchers = min(max_watchers, max_clients)
+        self._idle_timeout = idle_timeout
         self.path = Path(path)
         self._handler = handler
         self._group = group
@@ -493,7 +504,11 @@ class ControlServer:
         writer = client.writer
         while True:
             try:
-                line = await reader.readuntil(b"\n")
+                line = await asyncio.wait_for(reader.readuntil(b"\n"), self._idle_timeout)
+            except TimeoutError:
+                writer.write(error_line(f"closed after {self._idle_timeout:g} s without a request"))
+                await writer.drain()
+                return
             except asyncio.IncompleteReadError as exc:
                 if not exc.partial.strip():
                     return  # the client closed
@@ -509,6 +524,10 @@ class ControlServer:
             except RequestError as exc:
                 writer.write(error_line(str(exc)))
             else:
+                if request.cmd == "watch" and len(self._watchers) >= self._max_watchers:
+                    writer.write(error_line(f"too many watchers ({self._max_watchers}); try later"))
+                    await writer.drain()
+                    return
                 writer.write(await self._answer(request))
                 if request.cmd == "watch":
                     await writer.drain()
