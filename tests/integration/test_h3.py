@@ -364,3 +364,28 @@ def test_goaway_on_an_idle_connection_closes_it_and_the_next_request_reconnects(
         assert len(server.connections) == 2
 
     run(scenario)
+
+
+def test_an_unreachable_provider_logs_no_stray_future_errors(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Each failed connect is one H3Error for the caller, and nothing asyncio must complain of."""
+    import gc
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as hole:
+        hole.bind(("127.0.0.1", 0))  # a bound port that never answers
+        port = hole.getsockname()[1]
+
+        async def body() -> None:
+            async with H3Client(connect_timeout=0.3) as http:
+                for _ in range(3):
+                    with pytest.raises(ConnectionLostError):
+                        await http.request("GET", f"https://127.0.0.1:{port}/x")
+                    await asyncio.sleep(0.2)  # the timed-out connection finishes closing
+                    gc.collect()
+
+        with caplog.at_level("ERROR", logger="asyncio"):
+            asyncio.run(body())
+            gc.collect()
+    assert not [r for r in caplog.records if "never retrieved" in r.getMessage()]

@@ -804,9 +804,13 @@ class _H3Protocol(QuicConnectionProtocol):
         if waiter is not None and not waiter.done():
             self._connected_waiter = None
             waiter.set_exception(error)
+            # aioquic awaits this future through shield(): a connect that already timed
+            # out leaves nobody to read it, and asyncio would log a traceback per retry.
+            waiter.exception()
         for ping in self._ping_waiters.values():
             if not ping.done():
                 ping.set_exception(ConnectionError())
+                ping.exception()  # the same: a ping whose caller gave up
         self._ping_waiters.clear()
         self.wake_senders()
 
