@@ -166,3 +166,36 @@ def test_traffic_is_noted_for_the_runner_and_never_touches_the_call() -> None:
         media.stop()
 
     asyncio.run(speak())
+
+
+def test_chunk_timestamps_are_the_wall_clock_time_of_their_first_sample() -> None:
+    clock = Clock()
+    byways = _HeldPuts()
+    started = 1_765_000_000.123  # the wall clock when the session starts
+    media = MediaSession(
+        byways,
+        media_key=KEY,
+        client_directives="1 to 1: opus;",
+        capture_device="unused",
+        playback_device="unused",
+        clock=clock,
+        wall=lambda: started,
+    )
+
+    async def speak() -> None:
+        for _ in range(3):
+            media._on_mic(bytes(1920))
+        await asyncio.sleep(0)
+        media.stop()
+
+    asyncio.run(speak())
+    provider_rx = ChunkReceiver(
+        Direction.C2S, MediaKeys.from_material(KEY.key, KEY.salt, KEY.tag_length)
+    )
+    stamps = [
+        chunk.timestamp
+        for body in byways.bodies
+        for chunk in provider_rx.receive(body, clock.now).media
+    ]
+    first = int(started * 1000)
+    assert stamps == [first, first + 20, first + 40]

@@ -189,6 +189,7 @@ class MediaSession:
         capture_device: str,
         playback_device: str,
         clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
         previous: MediaSession | None = None,
     ) -> None:
         self.key = media_key
@@ -220,7 +221,9 @@ class MediaSession:
         else:
             self._sender = ChunkSender(Direction.C2S, keys)
             self._receiver = ChunkReceiver(Direction.S2C, keys)
-            self._timestamp = 0
+            # Profile section 8: a chunk's timestamp is the Unix time in ms of its first
+            # sample; the first frame is being captured now, each next one 20 ms later.
+            self._timestamp = int(wall() * 1000)
         self._jitter = JitterBuffer(FRAME_MS)
         self._capture_device = capture_device
         self._playback_device = playback_device
