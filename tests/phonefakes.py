@@ -137,7 +137,7 @@ class FakeClient:
 def media_stats(**counters: Any) -> MediaStats:
     """Media counters: zero (no RTT yet) except those given."""
     values: dict[str, Any] = {name: 0 for name in MediaStats.__slots__}
-    values.update(sealed=False, rtt_ms=None, jitter_ms=0.0)
+    values.update(sealed=False, rtt_ms=None, jitter_ms=0.0, audio_error=None)
     values.update(counters)
     return MediaStats(**values)
 

@@ -23,6 +23,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from riptphone.hw import alsa
 from riptphone.hw.alsa import AlsaCapture, AlsaPlayback
 from riptphone.hw.audio import (
     AudioDeviceError,
@@ -478,19 +479,72 @@ def test_playback_rewrites_the_frame_after_an_underrun() -> None:
     assert sink.pcm.closed
 
 
-def test_a_device_error_ends_the_thread_with_one_line(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.ERROR, logger="riptphone.hw.alsa")
-    sink = FakePlayback("fake", RATE, prefill_frames=0)
+class VanishingPlayback(FakePlayback):
+    """A USB card pulled out: opening fails while ``gone`` is set."""
+
+    gone = False
+
+    def _open_device(self) -> Any:
+        if self.gone:
+            raise AudioDeviceError(self.device, "No such device")
+        return super()._open_device()
+
+
+def test_a_vanished_device_is_one_line_retried_every_second_and_recovers(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(alsa, "REOPEN_EVERY_S", 0.1)
+    caplog.set_level(logging.INFO, logger="riptphone.hw.alsa")
+    sink = VanishingPlayback("fake", RATE, prefill_frames=0)
     sink.pcm = FakePcm({3: alsaaudio.ALSAAudioError("No such device [fake]")})
     sink.start()
-    wait_for(lambda: not sink.running)
-    sink.stop()
+    sink.gone = True  # the error at write 3 is the card going away
+    wait_for(lambda: sink.stats().error is not None)
     assert sink.stats().error == "No such device"
-    assert sink.stats().frames == 2
-    assert [r.getMessage() for r in caplog.records] == [
-        "audio playback failed device=fake reason=No such device"
+    assert sink.running  # the thread waits for the card, the call goes on
+    for frame in numbered_frames(3):
+        sink.write(frame)
+    wait_for(lambda: sink.queued == 0)  # frames due meanwhile are dropped, not played late
+    assert len(sink.pcm.written) == 2  # nothing reached the missing card
+    sink.gone = False  # plugged in again
+    wait_for(lambda: sink.stats().recoveries == 1)
+    wait_for(lambda: len(sink.pcm.written) >= 4)
+    sink.stop()
+    assert sink.stats().error is None
+    messages = [
+        r.getMessage()
+        for r in caplog.records
+        if "fail" in r.getMessage() or "recovered" in r.getMessage()
     ]
-    assert sink.pcm.closed
+    assert (
+        messages[0]
+        == "audio playback failed device=fake reason=No such device (retrying every 0.1 s)"
+    )
+    assert messages[1].startswith("audio playback recovered device=fake after ")
+    assert len(messages) == 2
+
+
+def test_a_vanished_microphone_delivers_silence_on_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(alsa, "REOPEN_EVERY_S", 0.1)
+
+    class VanishingCapture(FakeCapture):
+        def _open_device(self) -> Any:
+            if self.pcm.closed:
+                raise AudioDeviceError(self.device, "No such device")
+            return self.pcm
+
+    async def main() -> list[bytes]:
+        cap = VanishingCapture("fake", RATE, loop=asyncio.get_running_loop(), queue_size=50)
+        cap.pcm = FakePcm({2: alsaaudio.ALSAAudioError("No such device [fake]")})
+        cap.start()
+        got = [await asyncio.wait_for(cap.frames.get(), 5) for _ in range(5)]
+        assert cap.stats().error == "No such device"
+        cap.stop()
+        return got
+
+    got = asyncio.run(main())
+    assert struct.unpack_from("<h", got[0])[0] == 1
+    assert all(frame == FMT.silence() for frame in got[1:])
 
 
 def test_a_device_at_the_wrong_rate_is_refused_and_closed() -> None:

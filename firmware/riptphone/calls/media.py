@@ -159,6 +159,9 @@ class MediaStats:
     bad_frames: int
     rtt_ms: float | None
     jitter_ms: float
+    audio_error: str | None = None
+    """Why the microphone or earpiece is unusable right now (a card unplugged), else None."""
+    audio_recoveries: int = 0
 
     def to_json(self) -> dict[str, int | float | bool | None]:
         return {name: getattr(self, name) for name in self.__slots__}
@@ -267,7 +270,20 @@ class MediaSession:
             bad_frames=self.bad_frames,
             rtt_ms=None if sent.rtt_avg is None else round(sent.rtt_avg * 1000, 1),
             jitter_ms=round(received.jitter_ms, 1),
+            audio_error=self.audio_error(),
+            audio_recoveries=sum(
+                device.stats().recoveries
+                for device in (self._capture, self._playback)
+                if device is not None
+            ),
         )
+
+    def audio_error(self) -> str | None:
+        """The audio devices' trouble in words, or None when both work."""
+        for name, device in (("microphone", self._capture), ("earpiece", self._playback)):
+            if device is not None and (error := device.stats().error) is not None:
+                return f"no audio device ({name}: {error})"
+        return None
 
     def take_activity(self) -> MediaActivity:
         """The traffic since the last call (for the call machine's timers), then forget it."""

@@ -19,15 +19,20 @@ the frame due now and counts the turns as ``missed``.
 
 Xruns (``-EPIPE``) are counted and recovered: pyalsaaudio 0.11 re-prepares a
 PCM in the XRUN state at the next ``read``/``write``.  One log line per burst.
-Any other ALSA error on the thread (device unplugged) ends the thread with one
-error line and ``stats().error`` set; the daemon keeps running.  A device that
-cannot be opened raises :class:`~riptphone.hw.audio.AudioDeviceError` from
-``start()``, naming the device and ALSA's reason.
+Any other ALSA error on the thread (a USB card unplugged) is one error line
+and ``stats().error``; the thread then tries to open the device again every
+:data:`REOPEN_EVERY_S` and goes on when it is back (``stats().recoveries``),
+while the call goes on: capture keeps delivering silence on time, playback
+keeps taking (and dropping) frames, so nothing upstream stalls.  A device
+that cannot be opened at ``start()`` raises
+:class:`~riptphone.hw.audio.AudioDeviceError`, naming the device and ALSA's
+reason.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import os
@@ -55,6 +60,8 @@ log = logging.getLogger(__name__)
 
 _XRUN_MESSAGES = (os.strerror(errno.EPIPE), os.strerror(errno.ESTRPIPE))
 _JOIN_TIMEOUT_S = 2.0
+REOPEN_EVERY_S = 1.0
+"""While a device is gone, how often its thread tries to open it again."""
 
 
 def _reason(error: Exception) -> str:
@@ -87,6 +94,7 @@ class _AlsaStream:
         self._missed = 0
         self._xruns = XrunLog()
         self._error: str | None = None
+        self._recoveries = 0
 
     @property
     def format(self) -> AudioFormat:
@@ -100,6 +108,7 @@ class _AlsaStream:
             missed=self._missed,
             xruns=self._xruns.count,
             error=self._error,
+            recoveries=self._recoveries,
         )
 
     @property
@@ -179,15 +188,54 @@ class _AlsaStream:
             )
 
     def _run_and_close(self, pcm: Any) -> None:
-        try:
-            self._run(pcm)
-        except alsaaudio.ALSAAudioError as exc:
-            self._error = _reason(exc)
-            log.error(
-                "audio %s failed device=%s reason=%s", self._direction, self.device, self._error
+        while True:
+            try:
+                self._run(pcm)
+                return  # stopped
+            except alsaaudio.ALSAAudioError as exc:
+                self._error = _reason(exc)
+                log.error(
+                    "audio %s failed device=%s reason=%s (retrying every %g s)",
+                    self._direction,
+                    self.device,
+                    self._error,
+                    REOPEN_EVERY_S,
+                )
+            finally:
+                pcm.close()
+            gone = time.monotonic()
+            reopened = self._reopen()
+            if reopened is None:
+                return
+            pcm = reopened
+            self._error = None
+            self._recoveries += 1
+            log.info(
+                "audio %s recovered device=%s after %.1f s",
+                self._direction,
+                self.device,
+                time.monotonic() - gone,
             )
-        finally:
-            pcm.close()
+
+    def _reopen(self) -> Any:
+        """Try the device every REOPEN_EVERY_S, keeping time meanwhile; None when stopping."""
+        period = self._format.period_ns
+        clock = FrameClock(period, time.monotonic_ns(), self._max_late)
+        next_try = time.monotonic()
+        while True:
+            if time.monotonic() >= next_try:
+                next_try += REOPEN_EVERY_S
+                try:
+                    return self._open_pcm()
+                except AudioDeviceError:
+                    pass
+            if not self._wait_turn(clock):
+                return None
+            self._while_gone()
+            clock.advance()
+
+    def _while_gone(self) -> None:
+        """One frame turn without a device (capture: silence; playback: drop a frame)."""
 
     def _run(self, pcm: Any) -> None:
         raise NotImplementedError
@@ -241,6 +289,7 @@ class AlsaCapture(_AlsaStream):
             raise AudioError(f"capture queue_size must be at least 1, not {queue_size}")
         self._loop = loop
         self._on_frame = on_frame
+        self._silence = self._format.silence()
         self.frames: asyncio.Queue[bytes] = asyncio.Queue(maxsize=queue_size)
 
     def _deliver(self, frame: bytes) -> None:
@@ -252,6 +301,11 @@ class AlsaCapture(_AlsaStream):
             self.frames.get_nowait()
             self._dropped += 1
         self.frames.put_nowait(frame)
+
+    def _while_gone(self) -> None:
+        # Silence on time keeps the call's media flowing while the microphone is away.
+        with contextlib.suppress(RuntimeError):  # the loop is closed: stopping
+            self._loop.call_soon_threadsafe(self._deliver, self._silence)
 
     def _emit(self, frame: bytes, clock: FrameClock) -> bool:
         """Wait for the frame's turn and post it into the loop; False when it is time to end."""
@@ -350,6 +404,12 @@ class AlsaPlayback(_AlsaStream):
         if full:
             self._dropped += 1
         return not full
+
+    def _while_gone(self) -> None:
+        # The frames due now cannot be played: drop them rather than play them late.
+        with contextlib.suppress(IndexError):
+            self._queue.popleft()
+            self._dropped += 1
 
     @property
     def queued(self) -> int:

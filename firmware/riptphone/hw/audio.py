@@ -99,7 +99,8 @@ class AudioStats:
     filler.  ``dropped``: frames discarded because a bounded queue was full (the
     oldest go first).  ``missed``: frame turns skipped after a stall of the I/O
     thread.  ``xruns``: ALSA overruns/underruns recovered by re-preparing.
-    ``error``: why the I/O thread stopped early (device gone), else None.
+    ``error``: why the device is unusable right now (gone), else None.
+    ``recoveries``: times the device came back after such an error.
     """
 
     frames: int
@@ -108,6 +109,7 @@ class AudioStats:
     missed: int
     xruns: int
     error: str | None
+    recoveries: int = 0
 
 
 class AudioSource(Protocol):
