@@ -242,7 +242,7 @@ def test_port_in_use_is_one_line(tmp_path: Path) -> None:
         port = int(busy.getsockname()[1])
         config = write_config(tmp_path, port)
         line = _one_error_line(run_once("serve", "--config", str(config)))
-    assert f"cannot listen on udp 127.0.0.1:{port}" in line
+    assert f"cannot listen on udp/tcp 127.0.0.1:{port}" in line
 
 
 def test_unusable_state_dir_is_one_line(tmp_path: Path) -> None:
