@@ -156,6 +156,7 @@ class HttpsListener:
         body = bytearray()
         loop = asyncio.get_running_loop()
         deadline: float | None = None
+        head_bytes = 0  # h11 checks its limit only between reads: count too
         while True:
             try:
                 event = conn.next_event()
@@ -176,6 +177,10 @@ class HttpsListener:
                     raise _RefusedError(408, "the request took too long") from None
                 if deadline is None:
                     deadline = loop.time() + REQUEST_TIMEOUT
+                if head is None:
+                    head_bytes += len(data)
+                    if head_bytes > MAX_HEADER + 4:
+                        raise _RefusedError(431, f"the request head exceeds {MAX_HEADER} bytes")
                 conn.receive_data(data)
                 continue
             if isinstance(event, h11.Request):
