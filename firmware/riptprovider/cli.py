@@ -81,15 +81,16 @@ def _prepare_state(config: ProviderSettings) -> ProviderCa:
 
 
 def _warn_if_exposed(config: ProviderSettings) -> None:
-    # The file holds bearer tokens: say so when others can read it (refusing
-    # would break a checkout's example file; the operator decides).
+    # The file holds bearer tokens or password hashes: say so when others can
+    # read it (refusing would break a checkout's example file; the operator decides).
     try:
         mode = config.path.stat().st_mode
     except OSError:
         return
-    if mode & 0o077 and any(account.tokens for account in config.accounts.values()):
+    if mode & 0o077 and any(a.tokens or a.password for a in config.accounts.values()):
         log.warning(
-            "%s holds bearer tokens but is readable by others (mode %o): chmod 600 it",
+            "%s holds bearer tokens or password hashes but is readable by others "
+            "(mode %o): chmod 600 it",
             config.path,
             mode & 0o777,
         )
