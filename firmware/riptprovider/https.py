@@ -28,6 +28,7 @@ import contextlib
 import logging
 import ssl
 from collections.abc import Awaitable, Callable
+from http import HTTPStatus
 from pathlib import Path
 
 import h11
@@ -110,8 +111,8 @@ class HttpsListener:
         self._tasks.add(task)
         try:
             await self._serve(reader, writer)
-        except (ConnectionError, OSError, ssl.SSLError, asyncio.IncompleteReadError):
-            pass
+        except (ConnectionError, OSError, ssl.SSLError, asyncio.IncompleteReadError, TimeoutError):
+            pass  # the client went away or stopped reading: nothing to answer
         except asyncio.CancelledError:
             pass
         except Exception:
@@ -238,7 +239,12 @@ async def _send(
         headers.append(("content-length", str(len(reply.body))))
     if close:
         headers.append(("connection", "close"))
-    data = conn.send(h11.Response(status_code=reply.status, headers=headers)) or b""
+    try:
+        reason = HTTPStatus(reply.status).phrase.encode()
+    except ValueError:
+        reason = b""
+    response = h11.Response(status_code=reply.status, headers=headers, reason=reason)
+    data = conn.send(response) or b""
     if reply.body:
         data += conn.send(h11.Data(data=reply.body)) or b""
     data += conn.send(h11.EndOfMessage()) or b""

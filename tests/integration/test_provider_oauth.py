@@ -37,6 +37,7 @@ from ript.protocol.oauth import (
     form_encode,
 )
 from riptphone.net.h3 import H3Client
+from riptprovider import https
 from riptprovider.accounts import load_accounts
 from riptprovider.admin import admin_main, start_admin
 from riptprovider.oauth import IssuerSettings
@@ -306,6 +307,53 @@ def test_endpoint_refusals_and_limits(tmp_path: Path) -> None:
             return statuses
 
         assert await asyncio.to_thread(keep_alive) == [200, 200, 200]
+
+    run(tmp_path, body)
+
+
+def test_listener_bounds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(https, "REQUEST_TIMEOUT", 0.5)
+    monkeypatch.setattr(https, "MAX_CONNECTIONS", 2)
+
+    async def body(env: Env) -> None:
+        context = ssl.create_default_context(cafile=env.ca)
+
+        def connect() -> ssl.SSLSocket:
+            raw = socket.create_connection(("127.0.0.1", env.server.port), timeout=5)
+            return context.wrap_socket(raw, server_hostname="localhost")
+
+        def exchange(data: bytes) -> bytes:
+            with connect() as tls:
+                tls.sendall(data)
+                answer = b""
+                while piece := tls.recv(4096):
+                    answer += piece
+                return answer
+
+        answer = await asyncio.to_thread(exchange, b"GARBAGE\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.1 400 Bad Request\r\n")
+        # Headers that never end, a body that never comes: 408 after REQUEST_TIMEOUT.
+        answer = await asyncio.to_thread(exchange, b"GET /device HTTP/1.1\r\nHost: x\r\n")
+        assert answer.startswith(b"HTTP/1.1 408 ")
+        started = await asyncio.to_thread(
+            exchange, b"POST /oauth/token HTTP/1.1\r\nHost: x\r\nContent-Length: 9\r\n\r\nab"
+        )
+        assert started.startswith(b"HTTP/1.1 408 ")
+
+        def over_the_limit() -> bytes:
+            with connect() as first, connect() as second:
+                first.sendall(b"GET /device HTTP/1.1\r\nHost: x\r\n\r\n")
+                assert first.recv(12) == b"HTTP/1.1 200"
+                second.sendall(b"GET /device HTTP/1.1\r\nHost: x\r\n\r\n")
+                assert second.recv(12) == b"HTTP/1.1 200"
+                with connect() as third:  # two are open (kept alive): closed at once
+                    third.sendall(b"GET /device HTTP/1.1\r\nHost: x\r\n\r\n")
+                    try:
+                        return third.recv(100)
+                    except ConnectionError:
+                        return b""
+
+        assert await asyncio.to_thread(over_the_limit) == b""
 
     run(tmp_path, body)
 
