@@ -139,7 +139,12 @@ class LoginWeb:
         code = form.get("user_code", "")
         step = form.get("step")
         if step == "decide":
-            approve = form.get("decision") == "approve"
+            decision = form.get("decision")
+            if decision not in ("approve", "deny"):
+                # Never read a missing answer as either: the user must press a button.
+                error = "The page sent neither Approve nor Deny; sign in again."
+                return _page(sign_in_page(code, error=error), 400)
+            approve = decision == "approve"
             try:
                 self.issuer.decide(code, form.get("csrf", ""), approve)
             except SignInError as exc:

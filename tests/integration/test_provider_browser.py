@@ -59,6 +59,9 @@ if not HAVE_BROWSER and not IN_CI:
 from selenium import webdriver  # noqa: E402 - only once the browser is known to be there
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.remote.webelement import WebElement  # noqa: E402
+from selenium.webdriver.support import expected_conditions  # noqa: E402
+from selenium.webdriver.support.wait import WebDriverWait  # noqa: E402
 
 
 def spki_sha256(cert_file: Path) -> str:
@@ -142,6 +145,13 @@ def browser(tmp_path: Path) -> Iterator[Callable[[str], webdriver.Chrome]]:
         driver.quit()
 
 
+def after_submit(driver: webdriver.Chrome, element_id: str) -> WebElement:
+    """The element of the next page: a click on a submit button does not wait for the load."""
+    located = expected_conditions.presence_of_element_located((By.ID, element_id))
+    element: WebElement = WebDriverWait(driver, 20).until(located)
+    return element
+
+
 def sign_in(driver: webdriver.Chrome, code: DeviceAuthorization, password: str) -> None:
     assert driver.find_element(By.ID, "user_code").get_attribute("value") == code.user_code
     driver.find_element(By.ID, "account").clear()
@@ -159,13 +169,13 @@ def test_open_the_qr_uri_sign_in_and_approve(
     driver.get(code.verification_uri_complete)  # upper case, as the QR code carries it
     assert driver.title == "Log in a phone"
     sign_in(driver, code, "not the password")
-    assert driver.find_element(By.ID, "error").text == "The account or the password is wrong."
+    assert after_submit(driver, "error").text == "The account or the password is wrong."
     sign_in(driver, code, PASSWORD)
-    assert driver.find_element(By.ID, "device").text == "Hall phone"
+    assert after_submit(driver, "device").text == "Hall phone"
     assert driver.find_element(By.ID, "account").text == "alice"
     assert phone_polls(provider, code)[0] == 400  # not yet
     driver.find_element(By.ID, "approve").click()
-    assert driver.find_element(By.ID, "result").text == "Approved"
+    assert after_submit(driver, "result").text == "Approved"
     assert "You can put your phone down" in driver.find_element(By.TAG_NAME, "body").text
     status, body = phone_polls(provider, code)
     assert status == 200, body
@@ -184,8 +194,8 @@ def test_sign_in_and_deny(
     driver.find_element(By.ID, "account").send_keys("alice")
     driver.find_element(By.ID, "password").send_keys(PASSWORD)
     driver.find_element(By.ID, "sign-in").click()
-    assert driver.find_element(By.ID, "device").text == "a phone"  # no device_name sent
+    assert after_submit(driver, "device").text == "a phone"  # no device_name sent
     driver.find_element(By.ID, "deny").click()
-    assert driver.find_element(By.ID, "result").text == "Denied"
+    assert after_submit(driver, "result").text == "Denied"
     status, body = phone_polls(provider, code)
     assert (status, ErrorResponse.from_bytes(body).error) == (400, "access_denied")

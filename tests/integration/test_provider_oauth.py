@@ -378,6 +378,9 @@ def test_verification_page_without_a_browser(tmp_path: Path) -> None:
         decide = {"step": "decide", "user_code": code.user_code, "decision": "approve"}
         status, _, page = await env.form("/device", {**decide, "csrf": "forged"})
         assert b"out of date" in page
+        no_answer = {k: v for k, v in decide.items() if k != "decision"}
+        status, _, page = await env.form("/device", {**no_answer, "csrf": match[1].decode()})
+        assert status == 400 and b"neither Approve nor Deny" in page
         status, _, page = await env.form("/device", {**decide, "csrf": match[1].decode()})
         assert b"You can put your phone down" in page
         status, data = await env.poll(code)
