@@ -7,7 +7,8 @@ table to :func:`load_accounts`::
     name = "Alice"
     numbers = ["+14085551002"]          # E.164; the first is the main number
     destinations = "*"                  # the TG's outbound destinations policy
-    tokens = ["static-bearer-token"]    # static bearer tokens (secrets)
+    tokens = ["static-bearer-token"]    # static bearer tokens (secrets; the lab option)
+    password = "scrypt$32768$8$1$...$..."   # verification page sign-in (hash-password)
     unreachable = ["+1999*"]            # destinations that answer 404
     inbound-ring-timeout = 60           # s before an unclaimed inbound call is noanswer
 
@@ -33,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from ript.protocol.numbers import NumberError, NumberPattern, NumberPolicy, is_e164
+from riptprovider.passwords import PasswordHashError, check_password_hash
 
 
 class AccountsError(ValueError):
@@ -90,6 +92,8 @@ class Account:
     numbers: tuple[str, ...]
     destinations: NumberPolicy = field(default_factory=NumberPolicy.any)
     tokens: tuple[str, ...] = field(default=(), repr=False)
+    password: str | None = field(default=None, repr=False)
+    """scrypt hash (:mod:`riptprovider.passwords`); None: no sign-in on the verification page."""
     unreachable: tuple[NumberPattern, ...] = ()
     far_end_rules: tuple[FarEndRule, ...] = ()
     inbound_ring_timeout: float = 60.0
@@ -110,7 +114,8 @@ class Account:
 
 
 _ACCOUNT_KEYS = frozenset(
-    {"name", "numbers", "destinations", "tokens", "unreachable", "far-end", "inbound-ring-timeout"}
+    {"name", "numbers", "destinations", "tokens", "password", "unreachable", "far-end"}
+    | {"inbound-ring-timeout"}
 )
 _RULE_KEYS = frozenset(
     {"match", "outcome", "answer-after", "reject-after", "noanswer-after", "media", "tone-hz"}
@@ -217,6 +222,16 @@ def _account(account_id: str, value: object) -> Account:
     tokens = _strings(table.get("tokens", []), f"{where}.tokens")
     if any(len(token) < 16 for token in tokens):
         raise AccountsError(f"{where}.tokens: every token must be at least 16 characters")
+    password = table.get("password")
+    if password is not None:
+        if not isinstance(password, str):
+            raise AccountsError(
+                f"{where}.password must be a hash string (ript-provider hash-password)"
+            )
+        try:
+            check_password_hash(password)
+        except PasswordHashError as exc:
+            raise AccountsError(f"{where}.password: {exc}") from None
     unreachable = tuple(
         _pattern(text, f"{where}.unreachable")
         for text in _strings(table.get("unreachable", []), f"{where}.unreachable")
@@ -233,6 +248,7 @@ def _account(account_id: str, value: object) -> Account:
         numbers=tuple(numbers),
         destinations=destinations,
         tokens=tuple(tokens),
+        password=password,
         unreachable=unreachable,
         far_end_rules=rules,
         inbound_ring_timeout=_seconds(table, "inbound-ring-timeout", where, 60.0),

@@ -11,7 +11,9 @@ single-user features (``docs/provider-admin.md``):
 ``move`` / ``answer`` / ``decline`` {call, handler}; ``hangup`` {call};
 ``event`` {call, type: migrate | handler-changed | reconnecting |
 reconnected | end, uri?, rename?, handler?, reason?}; ``calls`` {account};
-``handlers`` {account}.
+``handlers`` {account}; ``approve`` {code, account} and ``deny`` {code}: answer a
+device-flow login's user code (any case, dash optional) as the verification
+page would, without a password.
 
 A ``call`` is a call URI or the UUID at its end; a ``handler`` a handler
 URI, its ``handler-id`` or its (unique) name.  Replies never carry secrets:
@@ -41,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 from ript.protocol.descriptions import CallDescription, HandlerDescription
 from riptprovider.config import ProviderConfigError, load_config
 from riptprovider.core import ProviderCore, RiptHttpError
+from riptprovider.oauth import SignInError
 
 if TYPE_CHECKING:
     from riptprovider.server import RunningServer
@@ -137,9 +140,17 @@ def handle_request(core: ProviderCore, request: Mapping[str, Any]) -> dict[str, 
         if cmd == "handlers":
             account = core.account(_need(request, "account"))
             return {"handlers": [_handler_json(h) for h in core.handlers(account)]}
+        if cmd == "approve":
+            account_id = _need(request, "account")
+            code = core.issuer.admin_approve(_need(request, "code"), account_id)
+            return {"code": code, "approved": account_id}
+        if cmd == "deny":
+            return {"code": core.issuer.admin_deny(_need(request, "code")), "denied": True}
     except RiptHttpError as exc:
         raise AdminError(exc.message) from None
-    known = "inbound, place, move, answer, decline, hangup, event, calls, handlers"
+    except SignInError as exc:
+        raise AdminError(str(exc)) from None
+    known = "inbound, place, move, answer, decline, hangup, event, calls, handlers, approve, deny"
     raise AdminError(f"unknown command {cmd!r}; known: {known}")
 
 
@@ -334,6 +345,11 @@ def add_admin_parser(
     for name, what in (("calls", "the account's live calls"), ("handlers", "its handlers")):
         sub = commands.add_parser(name, help=what)
         sub.add_argument("account")
+    sub = commands.add_parser("approve", help="let in the phone showing USER_CODE (device login)")
+    sub.add_argument("code", metavar="USER_CODE")
+    sub.add_argument("--account", required=True, help="the account the phone logs in to")
+    sub = commands.add_parser("deny", help="refuse the phone showing USER_CODE")
+    sub.add_argument("code", metavar="USER_CODE")
     return admin
 
 
@@ -346,6 +362,10 @@ def _request_of(args: argparse.Namespace) -> dict[str, Any]:
         request.update(account=args.account, handler=args.handler, to=args.to)
     elif cmd in ("move", "answer", "decline"):
         request.update(call=args.call, handler=args.handler)
+    elif cmd == "approve":
+        request.update(code=args.code, account=args.account)
+    elif cmd == "deny":
+        request["code"] = args.code
     elif cmd in ("hangup", "event"):
         request["call"] = args.call
         for key in ("type", "uri", "handler", "reason"):

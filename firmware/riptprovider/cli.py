@@ -4,6 +4,9 @@
 SIGTERM, then closes it cleanly (exit 0).  ``ript-provider ca --config FILE``
 prints the path of the CA certificate the phones must trust (making the CA on
 first use, so a script can hand it to a phone before the provider starts).
+``ript-provider hash-password`` reads a password (one line of stdin, or asked
+twice without echo at a terminal) and prints its scrypt hash for an account's
+``password`` key; the password itself is never printed.
 
 Every error a user can cause (a bad configuration, a port in use, an unusable
 state directory) is one line on stderr and exit status 2, never a traceback.
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import logging
 import signal
 import sqlite3
@@ -24,6 +28,7 @@ from riptprovider.admin import AdminError, add_admin_parser, run_admin, start_ad
 from riptprovider.broker import PushError, PushService, start_push
 from riptprovider.config import ProviderConfigError, ProviderSettings, load_config
 from riptprovider.db import DbError
+from riptprovider.passwords import hash_password
 from riptprovider.server import serve
 from riptprovider.tls import CaError, ProviderCa, load_or_create_ca
 
@@ -48,6 +53,10 @@ def _parser() -> argparse.ArgumentParser:
     run = commands.add_parser("serve", help="run the provider until SIGINT or SIGTERM")
     ca = commands.add_parser(
         "ca", help="print the path of the CA file phones must trust (made on first use)"
+    )
+    commands.add_parser(
+        "hash-password",
+        help="read a password from stdin (asked at a terminal) and print its scrypt hash",
     )
     add_admin_parser(commands)
     for sub in (run, ca):
@@ -74,15 +83,16 @@ def _prepare_state(config: ProviderSettings) -> ProviderCa:
 
 
 def _warn_if_exposed(config: ProviderSettings) -> None:
-    # The file holds bearer tokens: say so when others can read it (refusing
-    # would break a checkout's example file; the operator decides).
+    # The file holds bearer tokens or password hashes: say so when others can
+    # read it (refusing would break a checkout's example file; the operator decides).
     try:
         mode = config.path.stat().st_mode
     except OSError:
         return
-    if mode & 0o077 and any(account.tokens for account in config.accounts.values()):
+    if mode & 0o077 and any(a.tokens or a.password for a in config.accounts.values()):
         log.warning(
-            "%s holds bearer tokens but is readable by others (mode %o): chmod 600 it",
+            "%s holds bearer tokens or password hashes but is readable by others "
+            "(mode %o): chmod 600 it",
             config.path,
             mode & 0o777,
         )
@@ -113,7 +123,7 @@ async def _serve_http(config: ProviderSettings, push: PushService | None) -> Non
         server = await serve(config.server_config())
     except OSError as exc:
         raise CliError(
-            f"cannot listen on udp {config.host}:{config.port}: {exc.strerror or exc}"
+            f"cannot listen on udp/tcp {config.host}:{config.port}: {exc.strerror or exc}"
         ) from None
     except (DbError, sqlite3.Error) as exc:
         raise CliError(f"the database in {config.state_dir} is unusable: {exc}") from None
@@ -155,9 +165,33 @@ async def _serve_http(config: ProviderSettings, push: PushService | None) -> Non
     log.info("stopped")
 
 
+MAX_PASSWORD = 1024
+"""Characters of a password; longer input is refused rather than silently cut."""
+
+
+def _read_password() -> str:
+    """The password to hash: asked twice at a terminal, else the first line of stdin."""
+    if sys.stdin.isatty():
+        first = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != first:
+            raise CliError("the two passwords differ")
+        password = first
+    else:
+        line = sys.stdin.readline(MAX_PASSWORD + 2)
+        password = line.removesuffix("\n").removesuffix("\r")
+        if len(password) > MAX_PASSWORD:
+            raise CliError(f"the password is over {MAX_PASSWORD} characters")
+    if not password:
+        raise CliError("the password is empty")
+    return password
+
+
 def _run(args: argparse.Namespace) -> int:
     if args.command == "admin":
         return run_admin(args)
+    if args.command == "hash-password":
+        print(hash_password(_read_password()), flush=True)
+        return EXIT_OK
     try:
         config = load_config(args.config)
     except ProviderConfigError as exc:

@@ -1,6 +1,6 @@
 """The reference provider's configuration: one TOML file read into :class:`ProviderSettings`.
 
-The file has two sections, and an optional third::
+The file has two sections, and optional others::
 
     [server]
     host = "127.0.0.1"           # address to listen on (UDP)
@@ -21,6 +21,13 @@ The file has two sections, and an optional third::
     acl_file = "/etc/mosquitto/ript.acl"           #   and the broker reads (both required)
     reload_command = ["systemctl", "reload", "mosquitto"]   # external: run after each change
 
+    [oauth]                      # optional: the device-flow login (docs/provider-oauth.md)
+    client_ids = ["ript-phone"]  # clients allowed to log in
+    access_token_lifetime = 3600         # s
+    refresh_token_lifetime = 2592000     # s (30 days)
+    device_code_lifetime = 600           # s
+    poll_interval = 5                    # s
+
 Reading is strict, like the phone's (:mod:`riptphone.config`): an unknown
 section or key, or a value of the wrong type or out of range, is one
 :class:`ProviderConfigError` whose message starts with the file name and
@@ -40,13 +47,28 @@ from ript.protocol.descriptions import DescriptionError, PushBinding
 from ript.tomlcheck import TomlError, check_keys, check_sections, read_toml
 from riptprovider.accounts import Account, AccountsError, load_accounts
 from riptprovider.broker import MOSQUITTO, PushSettings
+from riptprovider.oauth import MAX_CLIENT_ID, IssuerSettings
 from riptprovider.server import ServerConfig
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 4433
-SECTIONS = ("server", "accounts", "push")
+SECTIONS = ("server", "accounts", "push", "oauth")
 SERVER_KEYS = ("host", "port", "state_dir", "origin")
 PUSH_SPAWN_KEYS = ("broker", "port", "mosquitto")
+OAUTH_KEYS = (
+    "client_ids",
+    "access_token_lifetime",
+    "refresh_token_lifetime",
+    "device_code_lifetime",
+    "poll_interval",
+)
+OAUTH_LIMITS = {
+    "access_token_lifetime": (1, 86400),
+    "refresh_token_lifetime": (60, 366 * 86400),
+    "device_code_lifetime": (10, 3600),
+    "poll_interval": (1, 60),
+}
+"""Allowed range of each ``[oauth]`` lifetime, in seconds."""
 PUSH_EXTERNAL_KEYS = ("broker", "ca_file", "password_file", "acl_file", "reload_command")
 
 
@@ -65,6 +87,7 @@ class ProviderSettings:
     port: int = DEFAULT_PORT
     origin: str | None = None
     push: PushSettings | None = None
+    oauth: IssuerSettings = field(default_factory=IssuerSettings)
 
     def server_config(self) -> ServerConfig:
         """What :func:`riptprovider.server.serve` needs to run this configuration."""
@@ -74,6 +97,7 @@ class ProviderSettings:
             host=self.host,
             port=self.port,
             origin=self.origin,
+            oauth=self.oauth,
         )
 
 
@@ -176,6 +200,39 @@ def _push(section: object, base: Path) -> PushSettings:
     )
 
 
+def _oauth(section: object) -> IssuerSettings:
+    try:
+        table = check_keys("oauth", section, OAUTH_KEYS)
+    except TomlError as exc:
+        raise ProviderConfigError(str(exc)) from None
+    defaults = IssuerSettings()
+    client_ids = table.get("client_ids", list(defaults.client_ids))
+    if (
+        not isinstance(client_ids, list)
+        or not client_ids
+        or not all(
+            isinstance(c, str)
+            and 0 < len(c) <= MAX_CLIENT_ID
+            and c.isprintable()
+            and c.strip() == c
+            for c in client_ids
+        )
+    ):
+        raise ProviderConfigError(
+            f"[oauth] client_ids: must be a non-empty list of client id strings, not {client_ids!r}"
+        )
+    values: dict[str, int] = {}
+    for key, (low, high) in OAUTH_LIMITS.items():
+        value = table.get(key, getattr(defaults, key))
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise ProviderConfigError(
+                f"[oauth] {key}: must be a whole number of seconds from {low} to {high}, "
+                f"not {value!r}"
+            )
+        values[key] = value
+    return IssuerSettings(client_ids=tuple(client_ids), **values)
+
+
 def parse_config(data: Mapping[str, Any], path: Path) -> ProviderSettings:
     """Check the parsed TOML ``data`` of the file ``path``; messages lack the file name."""
     if "server" not in data:
@@ -203,7 +260,8 @@ def parse_config(data: Mapping[str, Any], path: Path) -> ProviderSettings:
         raise ProviderConfigError("[accounts]: must hold at least one [accounts.<id>] table")
     accounts = {key: _files_from(account, path.parent) for key, account in accounts.items()}
     push = _push(data["push"], path.parent) if "push" in data else None
-    return ProviderSettings(path, state_dir, accounts, host, port, origin, push)
+    oauth = _oauth(data["oauth"]) if "oauth" in data else IssuerSettings()
+    return ProviderSettings(path, state_dir, accounts, host, port, origin, push, oauth)
 
 
 def _files_from(account: Account, base: Path) -> Account:

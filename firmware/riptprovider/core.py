@@ -77,6 +77,7 @@ from ript.protocol.numbers import NumberPolicy, is_e164
 from ript.protocol.taps import TapType
 from riptprovider.accounts import Account, FarEnd, Outcome
 from riptprovider.db import CallRecord, ProviderDb
+from riptprovider.oauth import Issuer, IssuerSettings
 
 PROVIDER_ADVERTISEMENT = (
     "1 in: opus; PCMU; PCMA; telephone-event; CN;\n1 out: opus; PCMU; PCMA; telephone-event; CN;"
@@ -207,6 +208,7 @@ class ProviderCore:
         accounts: Mapping[str, Account] | Iterable[Account],
         origin: str,
         clock: Callable[[], float],
+        oauth: IssuerSettings | None = None,
     ) -> None:
         if isinstance(accounts, Mapping):
             self._accounts: dict[str, Account] = dict(accounts)
@@ -218,6 +220,8 @@ class ProviderCore:
         self._provider_adv = parse_advertisement(PROVIDER_ADVERTISEMENT)
         self._tokens = {t: a.id for a in self._accounts.values() for t in a.tokens}
         self.db = ProviderDb(db_path)
+        self.issuer = Issuer(self.db, self._accounts, self.origin, clock, oauth)
+        """The OAuth login (device codes, grants, issued tokens): ``docs/provider-oauth.md``."""
         now = clock()
         self._handlers: dict[str, _Handler] = {}
         for account_id, description in self.db.load_handlers():
@@ -245,7 +249,10 @@ class ProviderCore:
     # ------------------------------------------------------------------ accounts and TGs
 
     def authenticate(self, bearer_token: str) -> Account | None:
-        """The account a bearer token belongs to (static or issued), or None."""
+        """The account a bearer token belongs to (static or issued), or None.
+
+        An issued token that expired or whose login was revoked is None.
+        """
         account_id = self._tokens.get(bearer_token)
         if account_id is None and bearer_token:
             account_id = self.db.token_account(bearer_token, self._clock())

@@ -18,6 +18,7 @@ import sqlite3
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ript.protocol.descriptions import (
     CallDirection,
@@ -28,14 +29,53 @@ from ript.protocol.descriptions import (
 )
 from ript.protocol.events import CallStatus
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
-_SCHEMA = """
+# Version 2 added the OAuth device flow (riptprovider.oauth): device codes,
+# logins (one per approved device code: a refresh-token family) and their
+# refresh tokens; an access token names the login it belongs to, so revoking
+# a login revokes its access tokens too.
+_OAUTH_SCHEMA = """
+CREATE TABLE device_codes (
+    device_sha256 TEXT PRIMARY KEY,
+    user_code TEXT NOT NULL UNIQUE,
+    client_id TEXT NOT NULL,
+    device_name TEXT,
+    created REAL NOT NULL,
+    expires REAL NOT NULL,
+    interval INTEGER NOT NULL,
+    last_poll REAL,
+    status TEXT NOT NULL,
+    account TEXT,
+    failures INTEGER NOT NULL DEFAULT 0,
+    consent_sha256 TEXT,
+    consent_account TEXT
+);
+CREATE TABLE logins (
+    id TEXT PRIMARY KEY,
+    account TEXT NOT NULL,
+    client_id TEXT NOT NULL,
+    device_name TEXT,
+    created REAL NOT NULL,
+    revoked REAL
+);
+CREATE TABLE refresh_tokens (
+    token_sha256 TEXT PRIMARY KEY,
+    login TEXT NOT NULL REFERENCES logins (id),
+    created REAL NOT NULL,
+    expires REAL NOT NULL,
+    used REAL
+);
+"""
+
+_SCHEMA = (
+    """
 CREATE TABLE tokens (
     token_sha256 TEXT PRIMARY KEY,
     account TEXT NOT NULL,
     created REAL NOT NULL,
-    expires REAL
+    expires REAL,
+    login TEXT
 );
 CREATE TABLE handlers (
     uri TEXT PRIMARY KEY,
@@ -66,6 +106,10 @@ CREATE TABLE calls (
 );
 CREATE INDEX calls_open ON calls (ended) WHERE ended IS NULL;
 """
+    + _OAUTH_SCHEMA
+)
+_MIGRATIONS = {1: "ALTER TABLE tokens ADD COLUMN login TEXT;" + _OAUTH_SCHEMA}
+"""Version -> the script that brings a database of that version to the next."""
 
 
 class DbError(RuntimeError):
@@ -118,6 +162,13 @@ class ProviderDb:
                 self._conn.executescript(
                     "BEGIN IMMEDIATE;" + _SCHEMA + f"PRAGMA user_version={SCHEMA_VERSION};COMMIT;"
                 )
+        elif version in _MIGRATIONS:
+            with self._lock:
+                self._conn.executescript(
+                    "BEGIN IMMEDIATE;"
+                    + _MIGRATIONS[version]
+                    + f"PRAGMA user_version={SCHEMA_VERSION};COMMIT;"
+                )
         elif version != SCHEMA_VERSION:
             self._conn.close()
             raise DbError(
@@ -133,21 +184,39 @@ class ProviderDb:
 
     # ------------------------------------------------------------------ tokens
 
-    def add_token(self, account: str, token: str, created: float, expires: float | None) -> None:
+    def add_token(
+        self,
+        account: str,
+        token: str,
+        created: float,
+        expires: float | None,
+        login: str | None = None,
+    ) -> None:
         with self._write() as conn:
             conn.execute(
-                "INSERT OR REPLACE INTO tokens VALUES (?, ?, ?, ?)",
-                (token_hash(token), account, created, expires),
+                "INSERT OR REPLACE INTO tokens VALUES (?, ?, ?, ?, ?)",
+                (token_hash(token), account, created, expires, login),
             )
 
     def token_account(self, token: str, now: float) -> str | None:
+        """The account of an access token neither expired nor of a revoked login."""
         with self._lock:
             row = self._conn.execute(
-                "SELECT account FROM tokens WHERE token_sha256 = ? AND "
-                "(expires IS NULL OR expires > ?)",
+                "SELECT t.account FROM tokens t LEFT JOIN logins l ON t.login = l.id "
+                "WHERE t.token_sha256 = ? AND (t.expires IS NULL OR t.expires > ?) "
+                "AND l.revoked IS NULL",
                 (token_hash(token), now),
             ).fetchone()
         return None if row is None else str(row[0])
+
+    def read(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
+        """Rows of one query, under the lock (for the OAuth store in riptprovider.oauth)."""
+        with self._lock:
+            return list(self._conn.execute(sql, params).fetchall())
+
+    def transaction(self) -> _Transaction:
+        """``with db.transaction() as conn:`` one write transaction (BEGIN IMMEDIATE ... COMMIT)."""
+        return _Transaction(self._conn, self._lock)
 
     # ------------------------------------------------------------------ handlers
 

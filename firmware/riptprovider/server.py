@@ -17,6 +17,13 @@ Signalling byways (``docs/protocol.md`` section 6):
   it arrives and hands each event to ``core.client_event``; replies (pongs)
   go out on the call's reverse byways held by this server.
 
+The login (profile section 2) is :mod:`riptprovider.login_web` over the core's
+:class:`~riptprovider.oauth.Issuer`, answered here without a bearer token and
+also over HTTPS/1.1 on TCP at the same host and port (:mod:`riptprovider.https`),
+which is how phones and browsers reach it.  RIPT resources accept static
+tokens and issued access tokens; a presented token that is unknown, expired or
+revoked answers ``401`` with ``WWW-Authenticate: Bearer error="invalid_token"``.
+
 The TLS certificate and the CA that vouches for it and for the phones' STIR
 certificates are :mod:`riptprovider.tls`.
 
@@ -87,6 +94,9 @@ from ript.protocol.passport import (
 from riptprovider.accounts import Account, FarEnd, MediaMode
 from riptprovider.core import ProviderCore, RiptHttpError
 from riptprovider.far_end_audio import file_frames
+from riptprovider.https import HttpsListener, tls_context
+from riptprovider.login_web import LoginWeb, WebReply, WebRequest, is_login_path
+from riptprovider.oauth import IssuerSettings
 from riptprovider.tls import ProviderCa, load_or_create_ca
 
 log = logging.getLogger(__name__)
@@ -121,10 +131,20 @@ class ServerConfig:
     origin: str | None = None
     """``https://host[:port]`` used in every URI; None: ``https://localhost:{port}``."""
     clock: Callable[[], float] = time.time
+    oauth: IssuerSettings = field(default_factory=IssuerSettings)
+    """The ``[oauth]`` section: clients, lifetimes, polling interval."""
+
+
+BIND_TRIES = 20
+"""With port 0: tries to find a number free on both UDP and TCP."""
 
 
 class _BodyTooLargeError(Exception):
     pass
+
+
+class _InvalidTokenError(RiptHttpError):
+    """401 for a bearer token that was presented but is unknown, expired or revoked."""
 
 
 @dataclass(slots=True)
@@ -234,7 +254,7 @@ class _Connection(QuicConnectionProtocol):
         try:
             await self.server._handle(self, request)
         except RiptHttpError as exc:
-            self._fail(sid, exc.status, exc.message)
+            self._fail(sid, exc.status, exc.message, isinstance(exc, _InvalidTokenError))
         except _BodyTooLargeError:
             self._fail(sid, 413, f"the request body exceeds {MAX_JSON_BODY} bytes")
         except asyncio.CancelledError:
@@ -248,8 +268,10 @@ class _Connection(QuicConnectionProtocol):
             self.requests.pop(sid, None)
             self.server._wake.set()
 
-    def _fail(self, stream_id: int, status: int, message: str) -> None:
-        headers = [("www-authenticate", "Bearer")] if status == 401 else []
+    def _fail(self, stream_id: int, status: int, message: str, invalid: bool = False) -> None:
+        # RFC 6750 section 3: the error code only when a token was presented.
+        challenge = 'Bearer error="invalid_token"' if invalid else "Bearer"
+        headers = [("www-authenticate", challenge)] if status == 401 else []
         # Headers already sent or the stream gone: there is nothing more to say.
         with contextlib.suppress(*_GONE):
             self.respond(stream_id, status, (message + "\n").encode(), "text/plain", headers)
@@ -265,6 +287,8 @@ class RunningServer:
         self.origin = ""
         self.core: ProviderCore | None = None
         self._endpoint: QuicServer | None = None
+        self._https: HttpsListener | None = None
+        self.login: LoginWeb | None = None
         self._connections: set[_Connection] = set()
         self._reverse: dict[str, set[asyncio.Queue[Event]]] = {}
         self._media: dict[str, _Media] = {}
@@ -297,17 +321,42 @@ class RunningServer:
         factory: Callable[..., _Connection] = lambda quic, **kw: _Connection(  # noqa: E731
             quic, self, **kw
         )
-        _, endpoint = await loop.create_datagram_endpoint(
-            lambda: QuicServer(configuration=quic, create_protocol=factory),
-            local_addr=(config.host, config.port),
-        )
-        self._endpoint = endpoint
-        assert endpoint._transport is not None
-        self.port = int(endpoint._transport.get_extra_info("sockname")[1])
+        tls = tls_context(self.ca.server_cert_file, self.ca.server_key_file)
+        for attempt in range(BIND_TRIES):
+            _, endpoint = await loop.create_datagram_endpoint(
+                lambda: QuicServer(configuration=quic, create_protocol=factory),
+                local_addr=(config.host, config.port),
+            )
+            self._endpoint = endpoint
+            assert endpoint._transport is not None
+            self.port = int(endpoint._transport.get_extra_info("sockname")[1])
+            https = HttpsListener(self._answer_https)
+            try:
+                # The same port number on TCP: the phone's OAuth client and browsers.
+                await https.start(config.host, self.port, tls)
+            except OSError:
+                endpoint.close()
+                self._endpoint = None
+                if config.port != 0 or attempt == BIND_TRIES - 1:
+                    raise
+                continue  # the free UDP port is taken on TCP: pick another
+            self._https = https
+            break
         self.origin = (config.origin or f"https://localhost:{self.port}").rstrip("/")
         db_path = config.state_dir / "provider.sqlite3"
-        self.core = ProviderCore(str(db_path), config.accounts, self.origin, config.clock)
+        self.core = ProviderCore(
+            str(db_path), config.accounts, self.origin, config.clock, config.oauth
+        )
+        self.login = LoginWeb(self.core.issuer)
         self._timer = loop.create_task(self._run_timer())
+
+    async def _answer_https(self, request: WebRequest) -> WebReply:
+        """HTTPS/1.1 serves the login only; RIPT resources are HTTP/3 (profile section 1)."""
+        reply = None if self.login is None else await self.login.answer(request)
+        if reply is None:
+            message = f"there is no resource at {request.path} over HTTP/1.1 (RIPT is HTTP/3)\n"
+            reply = WebReply(404, message.encode(), "text/plain; charset=utf-8")
+        return reply
 
     async def close(self) -> None:
         """Stop listening, drop every connection and close the core's database."""
@@ -321,6 +370,8 @@ class RunningServer:
             connection.close()
         if self._endpoint is not None:
             self._endpoint.close()
+        if self._https is not None:
+            await self._https.close()
         await asyncio.sleep(0)
         if self.core is not None:
             self.core.close()
@@ -342,6 +393,14 @@ class RunningServer:
 
     async def _handle(self, conn: _Connection, request: _Request) -> None:
         method, path, sid = request.method, request.path, request.stream_id
+        if is_login_path(path) and self.login is not None:
+            query = urlsplit(request.headers.get(":path", "")).query
+            web = WebRequest(method, path, query, request.headers, await request.body())
+            reply = await self.login.answer(web)
+            if reply is not None:
+                return conn.respond(
+                    sid, reply.status, reply.body, reply.content_type, list(reply.headers)
+                )
         tg_prefix = "/tgs/"
         if method == "GET" and path.startswith(tg_prefix) and "/certs/" in path:
             # Certificates are public data: any verifier may dereference x5u.
@@ -405,12 +464,12 @@ class RunningServer:
     def _authenticate(self, request: _Request) -> Account:
         value = request.headers.get("authorization", "")
         scheme, _, token = value.partition(" ")
-        account = None
-        if scheme.lower() == "bearer" and token.strip():
-            account = self._core.authenticate(token.strip())
+        if scheme.lower() != "bearer" or not token.strip():
+            raise RiptHttpError(401, "a valid bearer token is required")
+        account = self._core.authenticate(token.strip())
         if account is None:
             # Never echo the token: it is a secret.
-            raise RiptHttpError(401, "a valid bearer token is required")
+            raise _InvalidTokenError(401, "the bearer token is unknown, expired or revoked")
         return account
 
     async def _handler(

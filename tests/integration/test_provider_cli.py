@@ -22,6 +22,8 @@ import pytest
 from ript.protocol.descriptions import ProviderTgs, TrunkGroup
 from riptphone.net.h3 import H3Client, Response
 from riptprovider.config import ProviderConfigError, load_config
+from riptprovider.oauth import IssuerSettings
+from riptprovider.passwords import verify_password
 
 TOKEN = "alice-cli-token-0123456789"
 ROOT = "/.well-known/ript/v1"
@@ -178,7 +180,7 @@ def test_second_start_reuses_the_ca_and_sigint_stops_cleanly(tmp_path: Path) -> 
     config.chmod(0o644)
     with provider(config) as second:
         origin, again, _ = second.wait_for(READY).groups()
-        warning = f"{config} holds bearer tokens but is readable by others (mode 644)"
+        warning = f"{config} holds bearer tokens or password hashes but is readable by others"
         assert any(warning in line for line in second.seen)
         assert again == ca_file
         assert Path(again).read_bytes() == ca_pem
@@ -242,7 +244,7 @@ def test_port_in_use_is_one_line(tmp_path: Path) -> None:
         port = int(busy.getsockname()[1])
         config = write_config(tmp_path, port)
         line = _one_error_line(run_once("serve", "--config", str(config)))
-    assert f"cannot listen on udp 127.0.0.1:{port}" in line
+    assert f"cannot listen on udp/tcp 127.0.0.1:{port}" in line
 
 
 def test_unusable_state_dir_is_one_line(tmp_path: Path) -> None:
@@ -277,6 +279,19 @@ def test_example_file_is_valid() -> None:
     )
     assert alice.far_end("+14089520002").outcome == "decline"
     assert alice.far_end("+14089520003").outcome == "never-answer"
+    # The documented demo password signs in on the verification page.
+    assert alice.password is not None and verify_password("alice-demo-password", alice.password)
+    assert config.oauth == IssuerSettings()  # the example spells out the defaults
+
+
+def test_oauth_section(tmp_path: Path) -> None:
+    path = tmp_path / "p.toml"
+    path.write_text(
+        '[server]\nstate_dir = "s"\n[accounts.bob]\nnumbers = "+14085551003"\n'
+        '[oauth]\nclient_ids = ["desk", "lab"]\naccess_token_lifetime = 5\npoll_interval = 2\n'
+    )
+    oauth = load_config(path).server_config().oauth
+    assert oauth == IssuerSettings(("desk", "lab"), 5, 30 * 86400, 600, 2)
 
 
 def test_defaults_and_server_config(tmp_path: Path) -> None:
@@ -289,6 +304,9 @@ def test_defaults_and_server_config(tmp_path: Path) -> None:
     assert (server.host, server.port, server.origin) == ("127.0.0.1", 4433, None)
     assert server.state_dir == Path("/abs/state")
     assert list(server.accounts) == ["bob"]
+
+
+_S = '[server]\nstate_dir="s"\n[accounts.a]\nnumbers="+14085551002"\n'
 
 
 @pytest.mark.parametrize(
@@ -308,6 +326,17 @@ def test_defaults_and_server_config(tmp_path: Path) -> None:
         ('[server]\nstate_dir="s"\n[logging]', "[logging]: unknown section"),
         ('[server]\nstate_dir="s"\n[accounts.a]\nnumber="+1"', "accounts.a.number is not"),
         ("[server\n", "not valid TOML"),
+        (f"{_S}[oauth]\nclient_id=['x']", "[oauth] client_id: unknown key (known: access_"),
+        (f"{_S}[oauth]\nclient_ids=[]", "[oauth] client_ids: must be a non-empty list"),
+        (f"{_S}[oauth]\nclient_ids='ript-phone'", "[oauth] client_ids: must be a non-empty"),
+        (f"{_S}[oauth]\naccess_token_lifetime=0", "[oauth] access_token_lifetime: must be a"),
+        (f"{_S}[oauth]\npoll_interval=1.5", "[oauth] poll_interval: must be a whole number"),
+        (f"{_S}[oauth]\ndevice_code_lifetime=99999", "[oauth] device_code_lifetime: must"),
+        (f"{_S}[oauth]\nrefresh_token_lifetime=true", "[oauth] refresh_token_lifetime: must"),
+        (
+            '[server]\nstate_dir="s"\n[accounts.a]\nnumbers="+14085551002"\npassword="pw"',
+            "accounts.a.password: a password must be a hash",
+        ),
     ],
 )
 def test_bad_values_name_the_key(tmp_path: Path, text: str, message: str) -> None:
