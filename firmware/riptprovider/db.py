@@ -154,7 +154,9 @@ class ProviderDb:
         self._lock = threading.Lock()
         self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=NORMAL")
+        # FULL: in WAL mode NORMAL can lose the last commits in a power cut (a handler the
+        # provider answered 201 for would vanish); FULL syncs the WAL at every commit.
+        self._conn.execute("PRAGMA synchronous=FULL")
         self._conn.execute("PRAGMA foreign_keys=ON")
         version = int(self._conn.execute("PRAGMA user_version").fetchone()[0])
         if version == 0:

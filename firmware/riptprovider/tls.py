@@ -44,7 +44,7 @@ SERVER_NAMES = ("localhost",)
 SERVER_ADDRESSES = ("127.0.0.1", "::1")
 
 _SERIAL = re.compile(r"[0-9a-f]{1,40}")
-_ACCOUNT = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_ACCOUNT = re.compile(r"[A-Za-z0-9_-]{1,64}")  # as account ids are: never "." or ".."
 
 
 class CaError(Exception):

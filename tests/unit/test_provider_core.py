@@ -699,3 +699,13 @@ def test_restart_keeps_handlers_and_calls_in_progress(
     # Clients get a fresh 30 s to find the restarted provider.
     assert again.next_deadline() == pytest.approx(clock.now + IDLE_END_AFTER)
     again.close()
+
+
+def test_commits_are_durable_through_a_power_cut(tmp_path: Path) -> None:
+    """WAL with synchronous=FULL: a commit is on disk (the WAL synced) before it returns."""
+    db = ProviderDb(tmp_path / "p.sqlite3")
+    try:
+        assert db._conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert db._conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    finally:
+        db.close()
