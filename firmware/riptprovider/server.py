@@ -50,7 +50,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from aioquic.asyncio.protocol import QuicConnectionProtocol
@@ -62,6 +62,7 @@ from aioquic.quic import events as qe
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
 
+from ript.backoff import BackoffPolicy
 from ript.media import codecs
 from ript.media.codecs import FRAME_MS
 from ript.media.tones import ToneGenerator, ToneSpec
@@ -377,17 +378,7 @@ class RunningServer:
             self.core.close()
 
     async def _run_timer(self) -> None:
-        core, clock = self._core, self.config.clock
-        while True:
-            deadline = core.next_deadline()
-            delay = _IDLE_WAKE if deadline is None else max(0.0, deadline - clock())
-            self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), delay)
-            try:
-                core.tick(clock())
-            except Exception:
-                log.exception("provider timer failed")
+        await run_deadlines(self._core, self.config.clock, self._wake)
 
     # ------------------------------------------------------------------ routing
 
@@ -803,6 +794,51 @@ def _plan(directive_text: str | None, far_end: FarEnd) -> _Plan | None:
             encode = entry.new_encoder(FRAME_MS).encode
             return _Plan(stream.source, stream.sink, entry.payload_type, next_pcm, encode)
     return None
+
+
+class _Deadlines(Protocol):
+    def next_deadline(self) -> float | None: ...
+
+    def tick(self, now: float) -> None: ...
+
+
+TIMER_RETRY = BackoffPolicy(initial=1.0, maximum=30.0)
+"""After a failed tick (a database that cannot be written): wait, doubling, then try again."""
+
+
+async def run_deadlines(core: _Deadlines, clock: Callable[[], float], wake: asyncio.Event) -> None:
+    """Run the core's deadlines (ring timeouts, idle calls) forever, woken early by ``wake``.
+
+    A tick that fails leaves its deadline in the past; retrying at once would spin the
+    loop (and the log) at full speed, so failures back off (TIMER_RETRY): one line with
+    the traceback for the first, one short line for each retry, one when it works again.
+    """
+    failures = 0
+    while True:
+        deadline = core.next_deadline()
+        delay = _IDLE_WAKE if deadline is None else max(0.0, deadline - clock())
+        if failures:
+            delay = max(delay, TIMER_RETRY.delay(failures - 1))
+        wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wake.wait(), delay)
+        try:
+            core.tick(clock())
+        except Exception as exc:
+            failures += 1
+            if failures == 1:
+                log.exception("provider timer failed; retrying with back-off")
+            else:
+                log.error(
+                    "provider timer failed again (%d times): %s; next try in %g s",
+                    failures,
+                    exc,
+                    TIMER_RETRY.delay(failures - 1),
+                )
+            continue
+        if failures:
+            log.info("provider timer works again after %d failures", failures)
+            failures = 0
 
 
 async def serve(config: ServerConfig) -> RunningServer:
