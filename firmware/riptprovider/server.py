@@ -55,7 +55,7 @@ from urllib.parse import urlsplit
 
 from aioquic.asyncio.protocol import QuicConnectionProtocol
 from aioquic.asyncio.server import QuicServer
-from aioquic.h3.connection import H3_ALPN, H3Connection, ProtocolError
+from aioquic.h3.connection import H3_ALPN, ErrorCode, H3Connection, ProtocolError
 from aioquic.h3.events import DataReceived, H3Event, HeadersReceived
 from aioquic.h3.exceptions import H3Error
 from aioquic.quic import events as qe
@@ -105,6 +105,8 @@ log = logging.getLogger(__name__)
 ROOT = "/.well-known/ript/v1"
 MAX_JSON_BODY = 65536
 """Bytes of a JSON (or CSR) request body; larger answers 413 (profile section 1)."""
+MAX_BUFFERED_BODY = 2 * 65536
+"""Request body bytes held unread per request; past it the client gets STOP_SENDING."""
 JSON = "application/json"
 MEDIA = "application/octet-stream"
 _GONE = (H3Error, ProtocolError, AssertionError)
@@ -156,10 +158,20 @@ class _Request:
     headers: dict[str, str]
     chunks: asyncio.Queue[bytes | None] = field(default_factory=asyncio.Queue)
     """Request body pieces as they arrive; None once the body ended (or was reset)."""
+    buffered: int = 0
+    """Body bytes received and not yet taken by the handler (bounded: MAX_BUFFERED_BODY)."""
+    refused: bool = False
+
+    async def take(self) -> bytes | None:
+        """The next body piece, or None at its end."""
+        chunk = await self.chunks.get()
+        if chunk is not None:
+            self.buffered -= len(chunk)
+        return chunk
 
     async def body(self, limit: int = MAX_JSON_BODY) -> bytes:
         data = bytearray()
-        while (chunk := await self.chunks.get()) is not None:
+        while (chunk := await self.take()) is not None:
             data += chunk
             if len(data) > limit:
                 raise _BodyTooLargeError
@@ -213,11 +225,32 @@ class _Connection(QuicConnectionProtocol):
             task.add_done_callback(self._forget)
         elif isinstance(event, DataReceived):
             pending = self.requests.get(event.stream_id)
-            if pending is not None:
+            if pending is not None and not pending.refused:
                 if event.data:
+                    pending.buffered += len(event.data)
+                    if pending.buffered > MAX_BUFFERED_BODY:
+                        self._refuse_body(pending)
+                        return
                     pending.chunks.put_nowait(event.data)
                 if event.stream_ended:
                     pending.chunks.put_nowait(None)
+
+    def _refuse_body(self, request: _Request) -> None:
+        """A body nobody reads (a held GET's) or faster than it is read: stop the sender.
+
+        Without this a client could fill the provider's memory through one request.
+        """
+        request.refused = True
+        request.chunks.put_nowait(None)
+        log.info(
+            "refused a request body over %d unread bytes on %s %s",
+            MAX_BUFFERED_BODY,
+            request.method,
+            request.path,
+        )
+        with contextlib.suppress(Exception):  # the stream may already be half closed
+            self._quic.stop_stream(request.stream_id, ErrorCode.H3_EXCESSIVE_LOAD)
+            self.transmit()
 
     def _forget(self, task: asyncio.Task[None]) -> None:
         for stream_id, known in list(self.tasks.items()):
@@ -584,7 +617,7 @@ class RunningServer:
         conn.send_headers(sid, 200, [("content-type", JSON)])
         reader = EventStreamReader()
         try:
-            while (chunk := await request.chunks.get()) is not None:
+            while (chunk := await request.take()) is not None:
                 for event in reader.feed(chunk):
                     if isinstance(event, InvalidEvent):
                         log.info("skipped an invalid event on %s/events", call_uri)

@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -41,7 +42,7 @@ from ript.protocol.media_crypto import MediaKeys
 from ript.protocol.media_streams import ChunkReceiver, ChunkSender
 from ript.protocol.passport import create_passport, verify_passport
 from ript.protocol.tnauth import TnOne
-from riptphone.net.h3 import H3Client, H3Stream, Response
+from riptphone.net.h3 import H3Client, H3Stream, Response, StreamResetError
 from riptprovider.accounts import load_accounts
 from riptprovider.server import RunningServer, ServerConfig, serve
 
@@ -475,5 +476,29 @@ def test_far_end_plays_a_wav_file_resampled_to_the_codec_rate(tmp_path: Path) ->
         pcm = ulaw_decode(chunks[-1].payload)
         # The 16 kHz file's 1200 Hz tone, at 8 kHz in PCMU.
         assert goertzel(pcm, 8000, 1200) > 100 * goertzel(pcm, 8000, 1000)
+
+    run(tmp_path, body)
+
+
+def test_a_body_on_a_held_get_is_stopped_not_buffered(tmp_path: Path) -> None:
+    """96 MiB of DATA on a held GET once grew the provider by 64 MB: now STOP_SENDING."""
+
+    async def body(env: Env) -> None:
+        call = await place_ok(env)
+        path = call.uri.removeprefix(env.server.origin)
+        held = await env.client.open_stream(
+            "GET", env.url(f"{path}/events"), headers=AUTH, end_stream=False
+        )
+        assert (await held.response_headers()).status == 200
+        sent = 0
+        with pytest.raises(StreamResetError) as stopped:
+            while sent < 8 * 1024 * 1024:
+                await held.send(b"x" * 16384)
+                sent += 16384
+                await asyncio.sleep(0)
+        assert stopped.value.stop_sending is True
+        assert sent < 1024 * 1024  # stopped near the bound, long before 8 MiB
+        # The connection is fine: the next request is answered.
+        assert (await env.get(env.url(call.uri.removeprefix(env.server.origin)))).status == 200
 
     run(tmp_path, body)
