@@ -28,6 +28,7 @@ so a new core on the same file carries on where the old one stopped.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import secrets
 import threading
 import uuid
@@ -87,6 +88,8 @@ ALERT_AFTER = 0.2
 IDLE_END_AFTER = 30.0
 """Seconds without any reverse byway before a call is ended (draft 9.12)."""
 RETRY_BACKOFF_MS = 2000
+ENDED_RETENTION_S = 3600.0
+"""How long an ended call stays readable (``GET {call}`` answers its final state)."""
 MEDIA_TIMEOUT_MS = 5000
 MEDIA_TAG_LENGTH = 8
 
@@ -181,6 +184,7 @@ class _Handler:
 
 
 _T = TypeVar("_T")
+log = logging.getLogger(__name__)
 
 
 def _parse(kind: Callable[[bytes], _T], data: bytes) -> _T:
@@ -242,6 +246,10 @@ class ProviderCore:
         """Gives a registering handler its push binding (the MQTT layer sets it)."""
         self.handler_removed: Callable[[HandlerDescription], None] | None = None
         """Told of each deleted handler, so its push credentials go too (the MQTT layer sets it)."""
+        self.call_ended: Callable[[str], None] | None = None
+        """Told of each call that reached a final state, however it got there (the HTTP layer
+        drops the call's media state then)."""
+        self._oldest_ended = self.db.oldest_ended()
 
     def close(self) -> None:
         self.db.close()
@@ -631,6 +639,11 @@ class ProviderCore:
         self._save(updated)
         for subscription in subscribers:
             subscription.deliver(event)
+        if updated.state.is_final:
+            if self._oldest_ended is None and updated.ended is not None:
+                self._oldest_ended = updated.ended
+            if self.call_ended is not None:
+                self.call_ended(updated.uri)
 
     def subscribe(
         self, account: Account, uri: str, on_event: Callable[[Event], None] | None = None
@@ -773,11 +786,20 @@ class ProviderCore:
                 step = self._far_end_step(call)
                 if step is not None:
                     times.append(step[0])
+            if self._oldest_ended is not None:
+                times.append(self._oldest_ended + ENDED_RETENTION_S)
             return min(times, default=None)
 
     def tick(self, now: float) -> None:
         """Advance every call whose deadline is at or before ``now``, as often as needed."""
         with self._lock:
+            oldest = self._oldest_ended
+            if oldest is not None and now >= oldest + ENDED_RETENTION_S:
+                # Ended calls (and their media keys) are kept ENDED_RETENTION_S for a
+                # late GET {call}, then deleted.
+                pruned = self.db.prune_ended(now - ENDED_RETENTION_S)
+                self._oldest_ended = self.db.oldest_ended()
+                log.info("pruned %d ended calls", pruned)
             for uri in list(self._calls):
                 # Several steps can be due at once (answer-after 0 right after alerting).
                 while (call := self._calls.get(uri)) is not None:

@@ -328,6 +328,20 @@ class ProviderDb:
         with self._write() as conn:
             conn.execute("UPDATE calls SET uri = ? WHERE uri = ?", (new_uri, uri))
 
+    def prune_ended(self, before: float) -> int:
+        """Delete the calls that ended before ``before``, their media keys with them."""
+        with self._write() as conn:
+            cursor = conn.execute(
+                "DELETE FROM calls WHERE ended IS NOT NULL AND ended < ?", (before,)
+            )
+            return cursor.rowcount
+
+    def oldest_ended(self) -> float | None:
+        """When the earliest ended call still stored ended (None: there is none)."""
+        with self._lock:
+            row = self._conn.execute("SELECT min(ended) FROM calls").fetchone()
+        return None if row is None or row[0] is None else float(row[0])
+
     def call_state(self, uri: str) -> CallStatus | None:
         """The stored state of any call, ended or not (None when unknown)."""
         with self._lock:

@@ -382,6 +382,12 @@ class RunningServer:
             str(db_path), config.accounts, self.origin, config.clock, config.oauth
         )
         self.login = LoginWeb(self.core.issuer)
+        # However a call ends (a byway's end, the idle timer, the admin), its media state
+        # goes; the core may be called from the admin thread, so hop into the loop.
+        def call_ended(uri: str) -> None:
+            loop.call_soon_threadsafe(self._end_media, uri)
+
+        self.core.call_ended = call_ended
         self._timer = loop.create_task(self._run_timer())
 
     async def _answer_https(self, request: WebRequest) -> WebReply:

@@ -502,3 +502,21 @@ def test_a_body_on_a_held_get_is_stopped_not_buffered(tmp_path: Path) -> None:
         assert (await env.get(env.url(call.uri.removeprefix(env.server.origin)))).status == 200
 
     run(tmp_path, body)
+
+
+def test_media_state_goes_when_a_call_ends_without_a_byway(tmp_path: Path) -> None:
+    """A call ended by the core (idle timer, admin, far end) leaves no media state behind."""
+
+    async def body(env: Env) -> None:
+        call = await place_ok(env)
+        path = call.uri.removeprefix(env.server.origin)
+        await until(lambda: env.server.core.db.call_state(call.uri) is CallStatus.ANSWERED)
+        waiting = await env.client.open_stream(
+            "GET", env.url(f"{path}/media"), headers=AUTH, end_stream=True
+        )
+        await until(lambda: call.uri in env.server._media)
+        env.server.core.hangup(call.uri, "ended by the provider")  # no byway involved
+        await until(lambda: call.uri not in env.server._media)
+        assert (await waiting.response_headers()).status == 404  # the held GET is told
+
+    run(tmp_path, body)

@@ -709,3 +709,24 @@ def test_commits_are_durable_through_a_power_cut(tmp_path: Path) -> None:
         assert db._conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
     finally:
         db.close()
+
+
+def test_ended_calls_and_their_keys_are_pruned_after_an_hour(
+    core: ProviderCore, clock: Clock
+) -> None:
+    handler = register(core)
+    ended: list[str] = []
+    core.call_ended = ended.append
+    call = place(core, handler)
+    core.hangup(call.uri, "caller hung up")
+    assert ended == [call.uri]  # told once, at the end
+    clock.now += 3000  # within the hour: still readable
+    core.tick(clock.now)
+    assert core.db.call_state(call.uri) is CallStatus.ENDED
+    clock.now += 700
+    deadline = core.next_deadline()
+    assert deadline is not None and deadline <= clock.now  # the timer wakes for the pruning
+    core.tick(clock.now)
+    assert core.db.call_state(call.uri) is None
+    rows = sqlite3.connect(core.db.path).execute("SELECT count(*) FROM calls").fetchone()[0]
+    assert rows == 0
