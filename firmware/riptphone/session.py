@@ -20,7 +20,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Coroutine
@@ -121,11 +120,12 @@ class Session:
         try:
             await asyncio.wait([task, *waits], return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for pending in (task, *waits):
-                if not pending.done():
-                    pending.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await pending
+            leftovers = [pending for pending in (task, *waits) if not pending.done()]
+            for pending in leftovers:
+                pending.cancel()
+            if leftovers:
+                # asyncio.wait, not await: our own cancellation must not be swallowed.
+                await asyncio.wait(leftovers)
         if task.done() and not task.cancelled():
             return task.result()
         return None

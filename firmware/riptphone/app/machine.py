@@ -1126,9 +1126,7 @@ def _build() -> tuple[
     each(every, PushChanged, M._push)
     each((*NOT_ONLINE, *AT_REST), ResetRequested, M._reset)
     for s in WITH_CALL:
-        u[(s, ResetRequested)] = _refused(
-            "cannot reset while the phone is {state}: hang up first"
-        )
+        u[(s, ResetRequested)] = _refused("cannot reset while the phone is {state}: hang up first")
     # Calls.
     each((_S.IDLE, _S.ENDED), CallOffered, M._offer_rest)
     each((_S.DIALLING, _S.CALLING, _S.RINGING, _S.IN_CALL, _S.REMOTE), CallOffered, M._offer_busy)

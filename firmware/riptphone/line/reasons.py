@@ -26,7 +26,7 @@ NOT_TRUSTED = "provider not trusted"
 PROVIDER_ERROR = "provider error"
 LOGIN_REFUSED = "login refused"
 NOT_ALLOWED = "refused by provider"
-NO_LINE = "account has no phone line"
+NO_LINE = "account has no line"
 NO_NUMBER = "no phone number"
 BAD_NUMBER = "bad phone number"
 
