@@ -346,7 +346,8 @@ def test_offline_while_the_provider_cannot_be_trusted_then_registers(tmp_path: P
             status = daemon.status()
         assert status["state"] == "offline"
         assert status["registered"] is False
-        assert "TG discovery" in status["reason"]
+        assert status["reason"] == "provider not trusted"
+        assert "TG discovery" in status["detail"]
         impostor.close()
         later = Provider(tmp_path / "provider-b", port)
         status = daemon.wait_status("idle")
