@@ -39,6 +39,8 @@ log = logging.getLogger("riptphone.session")
 
 T = TypeVar("T")
 
+FAILED_RETRY_S = 5.0
+"""After an unexpected error in a turn of the session."""
 DELETE_TIMEOUT_S = 3.0
 """A reset waits this long at most for the provider to delete the handler."""
 
@@ -87,23 +89,32 @@ class Session:
     async def run(self) -> None:
         """Log in, come online, and start over after a logout or a reset; until cancelled."""
         while True:
-            if self._reset_wanted.is_set():
-                await self._reset()
-                continue
-            oauth = self.oauth
-            if oauth is not None and not oauth.logged_in:
-                assert self.login is not None
-                done = await self._until_interrupted(self.login.run())
-                if done is None:
-                    continue
-                response = done.response
-                await oauth.set(tokens_from(response, self._wall()), response.expires_in)
-            await self._until_interrupted(self._online())
-            await self.push.close()
-            if oauth is not None and oauth.ended.is_set():
-                log.warning("event=login_ended")
-                oauth.ended.clear()
-                self.line.forget(reasons.LOGIN_REFUSED)
+            try:
+                await self._round()
+            except Exception:
+                # A bug must not leave the phone dead on its screen: say it, wait, go on.
+                log.exception("event=session_failed retry_in=%g", FAILED_RETRY_S)
+                await asyncio.sleep(FAILED_RETRY_S)
+
+    async def _round(self) -> None:
+        """One turn: a reset, or a login and the time online until it ends."""
+        if self._reset_wanted.is_set():
+            await self._reset()
+            return
+        oauth = self.oauth
+        if oauth is not None and not oauth.logged_in:
+            assert self.login is not None
+            done = await self._until_interrupted(self.login.run())
+            if done is None:
+                return
+            response = done.response
+            await oauth.set(tokens_from(response, self._wall()), response.expires_in)
+        await self._until_interrupted(self._online())
+        await self.push.close()
+        if oauth is not None and oauth.ended.is_set():
+            log.warning("event=login_ended")
+            oauth.ended.clear()
+            self.line.forget(reasons.LOGIN_REFUSED)
 
     async def _online(self) -> None:
         await self.line.connect()

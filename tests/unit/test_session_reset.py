@@ -15,7 +15,15 @@ import pytest
 from phonefakes import FakeClient, config, registration
 from ript.protocol.descriptions import ProviderTgs
 from ript.protocol.oauth import OAuthError, TokenResponse
-from riptphone.app.inputs import Input, Key, KeyLong, LineOffline, LineOnline, ResetRequested
+from riptphone.app.inputs import (
+    HookOn,
+    Input,
+    Key,
+    KeyLong,
+    LineOffline,
+    LineOnline,
+    ResetRequested,
+)
 from riptphone.control import client as control_client
 from riptphone.control.server import parse_request
 from riptphone.handset import ResetChord, to_input
@@ -391,3 +399,39 @@ def test_reset_request_for() -> None:
 
 def test_a_machine_reset_is_refused_in_a_call_text() -> None:
     assert ResetRequested().source == "keypad"
+
+
+def test_the_handset_times_the_hold_and_asks_for_a_reset(tmp_path: Path) -> None:
+    from riptphone.handset import Handset
+
+    got: list[Input] = []
+
+    async def main() -> None:
+        cfg = config(tmp_path, state_dir=str(tmp_path / "s"))
+        handset = Handset(
+            __import__("dataclasses").replace(cfg.hardware, backend="none"),
+            asyncio.get_running_loop(),
+            got.append,
+        )
+        handset.reset_hold_s = 0.1
+        try:
+            post = handset._post
+            post(HookChanged(False))
+            post(KeyDown("*"))
+            post(KeyDown("#"))
+            post(KeyLongPress("#"))  # swallowed: no do-not-disturb on the way
+            await asyncio.sleep(0.05)
+            post(KeyUp("#", long=True))  # let go too early: nothing
+            await asyncio.sleep(0.2)
+            assert ResetRequested() not in got
+            post(KeyDown("#"))
+            await asyncio.sleep(0.2)
+            post(KeyUp("#", long=True))
+            post(KeyUp("*", long=True))
+            await asyncio.sleep(0.05)
+        finally:
+            handset.close()
+
+    asyncio.run(main())
+    # The hook's own input, then the reset: no key of the chord went through.
+    assert got == [HookOn(), ResetRequested("keypad")]

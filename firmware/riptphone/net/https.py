@@ -101,11 +101,14 @@ class HttpsClient:
         timeout: float | None = None,
     ) -> HttpsResponse:
         """One request; raises :class:`HttpsError` when there is no usable answer."""
-        parts = urllib.parse.urlsplit(url)
+        try:
+            parts = urllib.parse.urlsplit(url)
+            port = parts.port or 443
+        except ValueError:
+            raise HttpsError(f"{url!r} is not a URL", "protocol") from None
         if parts.scheme != "https" or not parts.hostname:
             raise HttpsError(f"{url!r} is not an https URL", "protocol")
         host = parts.hostname
-        port = parts.port or 443
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         authority = host if parts.port is None else f"{host}:{port}"
         limit = self.timeout if timeout is None else timeout
