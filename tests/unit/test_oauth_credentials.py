@@ -173,3 +173,38 @@ def test_no_token_in_any_log_line(caplog: pytest.LogCaptureFixture) -> None:
     text = caplog.text + repr(box.saved)
     for secret in ("access-1", "access-2", "refresh-1", "refresh-2"):
         assert secret not in text
+
+
+def test_media_byways_use_the_token_of_the_moment_and_refresh_on_401() -> None:
+    from riptphone.net.h3 import Response
+    from riptphone.net.ript_client import MediaByways
+
+    class Creds:
+        def __init__(self) -> None:
+            self.current = "old"
+            self.refreshed = 0
+
+        async def token(self) -> str:
+            return self.current
+
+        async def refresh(self) -> bool:
+            self.refreshed += 1
+            self.current = "new"
+            return True
+
+    class Http:
+        def __init__(self) -> None:
+            self.seen: list[str] = []
+
+        async def request(self, method: str, url: str, *, headers: Any, body: bytes) -> Any:
+            self.seen.append(headers["authorization"])
+            status = 200 if headers["authorization"] == "Bearer new" else 401
+            return Response(status, (), b"ack")
+
+    creds, http = Creds(), Http()
+    byways = MediaByways(http, "https://p.example/calls/1/media", {}, credentials=creds)  # type: ignore[arg-type]
+    assert run(byways.put(b"chunk")) == (200, b"ack")
+    assert http.seen == ["Bearer old", "Bearer new"]
+    assert creds.refreshed == 1
+    assert run(byways.put(b"chunk")) == (200, b"ack")
+    assert http.seen[-1] == "Bearer new" and creds.refreshed == 1
