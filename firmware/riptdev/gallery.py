@@ -32,6 +32,7 @@ from riptphone.ui.model import (
     NotConnected,
     NotProvisioned,
     RemoteInUse,
+    Resetting,
     Ringing,
     Screen,
 )
@@ -69,13 +70,18 @@ VARIANTS: tuple[Variant, ...] = (
     ),
     Variant(
         "not-connected",
-        NotConnected("no network: cannot resolve provider.example.com", retry_in_s=30),
+        NotConnected("no network", retry_in_s=30),
         "Not connected, with the reason and the next retry.",
     ),
     Variant(
         "not-connected-registering",
-        NotConnected("connecting to provider.example.com", registering=True),
+        NotConnected("connecting to the provider", registering=True),
         "Registering.",
+    ),
+    Variant(
+        "not-connected-login-refused",
+        NotConnected("login refused: press a key to try again"),
+        "The user said no on the verification page: a key press starts over.",
     ),
     Variant(
         "not-connected-long-reason",
@@ -198,6 +204,11 @@ VARIANTS: tuple[Variant, ...] = (
         "call-summary-refused",
         CallSummary("+14085551002", "the provider refused: 404 (no such number)"),
         "Why a call failed, on two lines.",
+    ),
+    Variant(
+        "resetting",
+        Resetting(),
+        "Factory reset (* and # held 10 s on hook, or ript-phone reset): forgetting the login.",
     ),
     Variant(
         "error",

@@ -58,8 +58,8 @@ machine.state, machine.screen, machine.typed, machine.call_uri   # for status
 
 | source | inputs |
 | --- | --- |
-| handset, virtual handset | `HookOff`, `HookOn`, `Key(k)`, `KeyLong(k)` (instead of `Key` when held), `Button(name)`, `ButtonLong(name)` |
-| control socket | `hook` → `HookOff`/`HookOn`; `key` with `0-9*#` → `Key`, with a name → `Button`; `dial` → `Dial(number)`; `pull` → `Button("pull")` |
+| handset, virtual handset | `HookOff`, `HookOn`, `Key(k)`, `KeyLong(k)` (instead of `Key` when held), `Button(name)`, `ButtonLong(name)`; `*` and `#` held together 10 s on hook → `ResetRequested("keypad")` (their own key events swallowed) |
+| control socket | `hook` → `HookOff`/`HookOn`; `key` with `0-9*#` → `Key`, with a name → `Button`; `dial` → `Dial(number)`; `pull` → `Button("pull")`; `reset` → `ResetRequested("control")` |
 | provider connection | `LineOnline(number, name)`, `LineOffline(reason, registering, retry_in_s)`, `Provisioning(url, user_code, expires_in_s)`, `PushChanged(status)` |
 | each call (from `protocol.call.Call` actions) | `RINGING` → `CallOffered(uri, peer, peer_name, outbound)`; `PROCEEDING`/`ALERTING`/`ACTIVE` → `CallProgress(uri, "calling"/"alerting"/"in-call", codec, quality)`; `REMOTE` → `CallRemote(uri, peer, device)`; `CallEnded` → `CallGone(uri, reason, talk_seconds)`; a refused `POST` (dial, answer, pull, take) → `CallFailed(reason)`; `BywaysChanged`/`PeerConnectivity` → `CallReconnecting(uri, on)` |
 | 3PCC taps | `answer` → `TapAnswer(uri)`, `decline` → `TapDecline(uri)`; a `take` tap is the call machine's pull and arrives as `CallProgress` |
@@ -75,6 +75,7 @@ machine.state, machine.screen, machine.typed, machine.call_uri   # for status
 | `Show(screen)` | renders it (filling in `Idle.clock`); publishes a `screen` watch line |
 | `PhoneState(name)` | publishes a `state` watch line |
 | `SaveCallLog(entries)` | writes `calllog.to_json(entries)` to the state directory |
+| `ResetPhone()` | factory reset (`session.py`): reset marker, handler deleted at the provider (best effort), state directory wiped, login again (`provisioning`) |
 | `Refuse(message)` | the `{"ok": false, "error": message}` reply to the control request that caused it, or an `error` watch line |
 
 ## Decisions

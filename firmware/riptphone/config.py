@@ -95,12 +95,20 @@ class ProviderConfig:
     trunk_group: str = _help(
         "the name (or URI) of the TG to use when the provider offers several", ""
     )
-    client_id: str = _help("the OAuth client id of the device flow", "ript-phone")
+    client_id: str = _help(
+        "the OAuth client id of the device flow: sent with the device authorization, "
+        "every poll and every refresh (profile section 2)",
+        "ript-phone",
+    )
 
 
 @dataclass(frozen=True, slots=True)
 class PhoneConfig:
-    name: str = _help("the handler's name shown to the user's other devices", "Desk phone")
+    name: str = _help(
+        "the handler's name shown to the user's other devices, and the login's device_name "
+        "(the verification page shows it)",
+        "Desk phone",
+    )
     number: str = _help(
         "this phone's own number (E.164); empty: learn it from the TG's inbound destinations",
         "",

@@ -5,9 +5,13 @@ One asyncio loop holds everything: the HTTP/3 client, the phone
 the one place the phone's parts are built and joined (:func:`build_phone`);
 none is changed after it is built.  At start it reads
 the configuration (exit status 2 with one line naming the fault when it
-cannot be used), the bearer token from ``<state_dir>/token`` (mode 0600),
-opens the state store, serves the control socket, then comes online in the
-background (retrying while the provider cannot be reached).  SIGTERM and
+cannot be used), opens the state store, serves the control socket, then
+logs in and comes online in the background (:mod:`riptphone.session`,
+retrying while the provider cannot be reached).  Credentials: the lab token
+file ``<state_dir>/token`` (mode 0600) when there is one, a fixed bearer
+token; else the OAuth tokens of the state store, kept fresh
+(:mod:`riptphone.line.tokens`); with none, the phone shows the device flow's
+login code (``provisioning``).  SIGTERM and
 SIGINT hang up a call in progress and stop it cleanly (exit status 0).
 
 Log lines are ``key=value``; tokens and keys never appear in them.
@@ -41,14 +45,19 @@ from riptphone.control.server import ControlError, ControlServer
 from riptphone.driver import PhoneDriver
 from riptphone.handset import Handset, HandsetError
 from riptphone.hw.tone_player import TonePlayer
+from riptphone.line.login import DeviceLogin
 from riptphone.line.push import PushLine
 from riptphone.line.registration import Line
+from riptphone.line.tokens import OAuthCredentials, OAuthServer
 from riptphone.net.h3 import H3Client
-from riptphone.net.ript_client import RiptClient, StaticToken
+from riptphone.net.https import HttpsClient
+from riptphone.net.ript_client import Credentials, RiptClient, StaticToken
 from riptphone.phone import Phone
+from riptphone.reset import finish_pending
 from riptphone.screen import ScreenOut
+from riptphone.session import Session
 from riptphone.status import PhoneStatus
-from riptphone.store import StateStore, StoreError
+from riptphone.store import TOKENS, StateStore, StoreError, Tokens
 from riptphone.tasks import Tasks
 
 log = logging.getLogger("riptphone.daemon")
@@ -60,14 +69,15 @@ class DaemonError(Exception):
     """The daemon cannot start; the message is one sentence for the operator."""
 
 
-def read_token(state_dir: Path) -> str:
-    """The bearer token in ``state_dir/token``; refused unless only its owner can read it."""
+def read_token(state_dir: Path) -> str | None:
+    """The lab bearer token in ``state_dir/token`` (None: no such file, log in with OAuth);
+    refused unless only its owner can read it."""
     path = state_dir / TOKEN_FILE
     try:
         mode = path.stat().st_mode
         text = path.read_text(encoding="utf-8").strip()
     except FileNotFoundError:
-        raise DaemonError(f"no bearer token: write it to {path} (mode 0600)") from None
+        return None
     except (OSError, UnicodeDecodeError) as exc:
         raise DaemonError(f"cannot read the bearer token {path}: {exc}") from None
     if stat.S_IMODE(mode) & 0o077:
@@ -103,6 +113,10 @@ def build_phone(
     """
     tasks = Tasks()
     line = Line(config, store, client, inputs.publish)
+    login = None
+    if isinstance(client.credentials, OAuthCredentials):
+        login = DeviceLogin(client.credentials.server, config.phone.name, inputs.publish)
+        inputs.subscribe(login.on_input)
     machine = PhoneMachine(
         config.dialplan.plan(),
         config.dialplan.interdigit_timeout_ms / 1000,
@@ -124,6 +138,7 @@ def build_phone(
         wall=wall,
     )
     push = PushLine(line, registry, tasks, inputs.publish, ca_file=config.provider.ca_file)
+    session = Session(store, line, push, client, login=login, feed=inputs.publish, wall=wall)
     screen = ScreenOut(handset, lambda: machine.screen, wall=wall)
     status = PhoneStatus(machine, line, push, registry, screen)
     driver = PhoneDriver(
@@ -137,21 +152,44 @@ def build_phone(
         publish=events.publish,
         clock=clock,
         wall=wall,
+        on_reset=session.request_reset,
     )
     inputs.subscribe(driver.feed)
-    control = PhoneControl(driver, status)
-    return Phone(line, push, registry, driver, control, earpiece, tasks)
+    control = PhoneControl(driver, status, session.wait_reset)
+    return Phone(line, push, registry, driver, control, earpiece, tasks, session)
+
+
+def credentials(config: Config, store: StateStore, token: str | None) -> Credentials:
+    """A fixed token (the lab option, a test), else the OAuth tokens of the store (or none)."""
+    if token is not None:
+        return StaticToken(token)
+    server = OAuthServer(
+        HttpsClient(config.provider.ca_file), config.provider.domain, config.provider.client_id
+    )
+    loaded = store.load_tokens()
+    if loaded.problem is not None:
+        log.warning("event=tokens_unreadable reason=%r", loaded.problem)
+
+    async def save(tokens: Tokens) -> None:
+        await asyncio.to_thread(store.save_tokens, tokens)
+
+    async def forget() -> None:
+        await asyncio.to_thread(store.delete, TOKENS)
+
+    return OAuthCredentials(server, save, forget, tokens=loaded.data)
 
 
 async def serve(
     config: Config,
-    token: str,
+    token: str | None = None,
     *,
     pin_factory: Any = None,
     display_device: Any = None,
     stop: asyncio.Event | None = None,
 ) -> None:
     """Run the phone until SIGTERM or SIGINT, or until ``stop`` is set.
+
+    ``token``: a fixed bearer token (the lab token file's); None: OAuth.
 
     ``pin_factory`` (a gpiozero pin factory) and ``display_device`` (a luma
     device) replace the Pi's pins and the I2C OLED: a test runs the daemon on
@@ -166,7 +204,10 @@ async def serve(
             loop.add_signal_handler(sig, stop.set)
     ca_file = config.provider.ca_file
     async with H3Client(ca_file=ca_file) as http:
-        client = RiptClient(http, config.provider.domain, StaticToken(token))
+        # Before anything reads the state: a reset a power cut interrupted is finished.
+        await asyncio.to_thread(finish_pending, store)
+        creds = await asyncio.to_thread(credentials, config, store, token)
+        client = RiptClient(http, config.provider.domain, creds)
         inputs: Bus[Input] = Bus()  # handset, line, push and calls -> the phone machine
         events: Bus[Event] = Bus()  # the phone -> control-socket watchers
         try:

@@ -71,8 +71,10 @@ class PhoneDriver:
         publish: Callable[[Mapping[str, Any]], None],
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
+        on_reset: Callable[[], object] = lambda: None,
     ) -> None:
         self.machine = machine
+        self._on_reset = on_reset
         self.registry = registry
         self.screen = screen
         self.handset = handset
@@ -160,6 +162,8 @@ class PhoneDriver:
             registry.send_digit(action.key)
         elif isinstance(action, out.SaveCallLog):
             self._tasks.spawn(save_call_log(self._store, action.entries))
+        elif isinstance(action, out.ResetPhone):
+            self._on_reset()
 
     def close(self) -> None:
         """Stop the machine's timer and the screen's clock."""

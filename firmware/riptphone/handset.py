@@ -11,8 +11,11 @@ Three backends share one shape (:class:`Handset`):
 * ``none``: nothing; the control socket is the only way in.
 
 Hardware events arrive on the adapters' threads; :func:`to_input` turns each
-into the state machine's input and the handset posts it into the asyncio loop
-with ``call_soon_threadsafe``, so the machine is only touched from the loop.
+into the state machine's input, and :class:`ResetChord` watches for the
+factory-reset hold (``*`` and ``#`` held together for :data:`RESET_HOLD_S`
+on hook, which becomes :class:`ResetRequested`); the handset posts the
+inputs into the asyncio loop with ``call_soon_threadsafe``, so the machine is
+only touched from the loop.
 Drawing to the OLED is I2C traffic (~25 ms a frame), so :meth:`Handset.show`
 renders and sends on a worker thread, dropping frames that a newer one
 replaced while it waited.
@@ -28,13 +31,23 @@ import threading
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from riptphone.app.inputs import Button, ButtonLong, HookOff, HookOn, Input, Key, KeyLong
+from riptphone.app.inputs import (
+    Button,
+    ButtonLong,
+    HookOff,
+    HookOn,
+    Input,
+    Key,
+    KeyLong,
+    ResetRequested,
+)
 from riptphone.config import HardwareConfig
 from riptphone.hw.events import (
     ButtonLongPress,
     ButtonUp,
     HookChanged,
     HwEvent,
+    KeyDown,
     KeyLongPress,
     KeyUp,
 )
@@ -71,6 +84,54 @@ def to_input(event: HwEvent) -> Input | None:
     if isinstance(event, ButtonLongPress):
         return ButtonLong(event.name)
     return None
+
+
+RESET_KEYS = frozenset("*#")
+RESET_HOLD_S = 10.0
+"""How long ``*`` and ``#`` are held together, on hook, for a factory reset."""
+
+
+class ResetChord:
+    """Whether the reset keys are held together on hook (sans-IO; the handset times it).
+
+    ``*`` and ``#`` share the bottom row of a matrix keypad, in different
+    columns: two keys are never a ghosting pattern (that takes three corners
+    of a rectangle, :func:`riptphone.hw.keypad.ambiguous`), so both read.
+    Once both are down, their long presses and releases are swallowed until
+    both are up again: a held ``#`` alone toggles do-not-disturb, which the
+    reset hold must not do on its way.
+    """
+
+    def __init__(self) -> None:
+        self.down: set[str] = set()
+        self.off_hook = False
+        self.chord = False  # both went down together; swallow their key events
+
+    @property
+    def held(self) -> bool:
+        """Both reset keys down, on hook: the hold is being timed."""
+        return self.down >= RESET_KEYS and not self.off_hook
+
+    def feed(self, event: HwEvent) -> bool:
+        """Note ``event``; True if it must not reach the machine."""
+        if isinstance(event, HookChanged):
+            self.off_hook = event.off_hook
+            return False
+        key = getattr(event, "key", None)
+        if key not in RESET_KEYS:
+            return False
+        if isinstance(event, KeyDown):
+            self.down.add(key)
+            if self.down >= RESET_KEYS:
+                self.chord = True
+            return False
+        if isinstance(event, KeyUp):
+            self.down.discard(key)
+            swallow = self.chord
+            if not self.down:
+                self.chord = False
+            return swallow
+        return self.chord  # a long press while the chord is held
 
 
 class TextDisplay:
@@ -118,6 +179,10 @@ class Handset:
         self._wake = threading.Condition()
         self._closing = False
         self._drawer: threading.Thread | None = None
+        self.reset_hold_s = RESET_HOLD_S
+        self._chord = ResetChord()
+        self._chord_lock = threading.Lock()  # adapters report on their own threads
+        self._reset_timer: asyncio.TimerHandle | None = None
         try:
             self._open(pin_factory, display_device, text_out)
         except BaseException:
@@ -181,11 +246,30 @@ class Handset:
 
     def _post(self, event: HwEvent) -> None:
         # Runs on an adapter's thread.
-        value = to_input(event)
-        if value is None:
-            return
+        with self._chord_lock:
+            was = self._chord.held
+            swallow = self._chord.feed(event)
+            held = self._chord.held
         with contextlib.suppress(RuntimeError):  # the loop is closed: we are shutting down
-            self._loop.call_soon_threadsafe(self._on_input, value)
+            if held != was:
+                self._loop.call_soon_threadsafe(self._time_reset, held)
+            value = None if swallow else to_input(event)
+            if value is not None:
+                self._loop.call_soon_threadsafe(self._on_input, value)
+
+    def _time_reset(self, held: bool) -> None:
+        # On the loop: the hold starts (a timer) or ends before its time (no reset).
+        if self._reset_timer is not None:
+            self._reset_timer.cancel()
+            self._reset_timer = None
+        if held:
+            log.info("event=reset_hold_started hold_s=%g", self.reset_hold_s)
+            self._reset_timer = self._loop.call_later(self.reset_hold_s, self._reset_held)
+
+    def _reset_held(self) -> None:
+        self._reset_timer = None
+        log.warning("event=reset_held")
+        self._on_input(ResetRequested("keypad"))
 
     # ------------------------------------------------------------ outputs
 

@@ -6,7 +6,8 @@
 * the calls (:mod:`riptphone.calls.registry`);
 * the driver of the phone machine (:mod:`riptphone.driver`), which carries
   out the machine's actions;
-* the control-socket commands (:mod:`riptphone.control.handler`).
+* the control-socket commands (:mod:`riptphone.control.handler`);
+* the session (:mod:`riptphone.session`): login, online, logout, factory reset.
 
 They reach one another through the buses of :mod:`riptphone.bus`.
 """
@@ -22,6 +23,7 @@ from riptphone.control.handler import PhoneControl
 from riptphone.driver import PhoneDriver
 from riptphone.line.push import PushLine
 from riptphone.line.registration import Line
+from riptphone.session import Session
 from riptphone.tasks import Tasks
 
 log = logging.getLogger("riptphone.phone")
@@ -41,15 +43,17 @@ class Phone:
     control: PhoneControl
     earpiece: Earpiece
     tasks: Tasks
+    session: Session
 
     def start(self) -> None:
         """Show the first screen (the handset may then start)."""
         self.driver.start()
 
     async def connect(self) -> None:
-        """Come online (retrying while the provider cannot be reached), then open push."""
-        await self.line.connect()
-        self.push.start()
+        """Log in if need be, come online (retrying while the provider cannot be reached),
+        open push; log in again after a logout, start afresh after a factory reset.
+        Runs until cancelled."""
+        await self.session.run()
 
     async def close(self) -> None:
         """Hang up calls handled here, stop the push channel, the tones and the timers."""

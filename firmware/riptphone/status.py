@@ -42,4 +42,5 @@ class PhoneStatus:
             "call": None if runner is None else call_json(runner),
             "screen": lines(self._screen.clocked(machine.screen)),
             "reason": line.offline_reason,
+            "detail": line.offline_detail,
         }

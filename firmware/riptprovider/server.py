@@ -382,6 +382,7 @@ class RunningServer:
             str(db_path), config.accounts, self.origin, config.clock, config.oauth
         )
         self.login = LoginWeb(self.core.issuer)
+
         # However a call ends (a byway's end, the idle timer, the admin), its media state
         # goes; the core may be called from the admin thread, so hop into the loop.
         def call_ended(uri: str) -> None:

@@ -42,7 +42,8 @@ def test_retries_doubling_up_to_a_minute(tmp_path: Path) -> None:
     assert waits == [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 60.0, 60.0]
     offline = [f for f in fed if isinstance(f, LineOffline) and not f.registering]
     assert [f.retry_in_s for f in offline] == [1, 2, 4, 8, 16, 32, 60, 60]
-    assert offline[0].reason == "the provider is down"
+    assert offline[0].reason == "provider error"  # the screen's words; the log has the rest
+    assert _line.offline_detail is None  # online at last
     assert fed[-1] == LineOnline(OWN, "desk")
 
 

@@ -55,8 +55,8 @@ def assert_inside(canvas: r.Canvas) -> None:
         assert 0 <= x0 <= x1 <= r.WIDTH and 0 <= y0 <= y1 <= r.HEIGHT, drawn
 
 
-def test_the_union_has_the_eleven_screens() -> None:
-    assert len(SCREEN_TYPES) == 11
+def test_the_union_has_the_twelve_screens() -> None:
+    assert len(SCREEN_TYPES) == 12
 
 
 @pytest.mark.parametrize("screen_type", SCREEN_TYPES, ids=lambda c: c.__name__)

@@ -109,6 +109,13 @@ class Provisioning(Input):
 
 
 @dataclass(frozen=True, slots=True)
+class ResetRequested(Input):
+    """Factory reset: ``*`` and ``#`` held together on hook (``keypad``) or the control socket."""
+
+    source: str = "keypad"
+
+
+@dataclass(frozen=True, slots=True)
 class PushChanged(Input):
     """The push channel (profile section 9) went up or down, or there is none."""
 
@@ -200,6 +207,7 @@ ALL_INPUTS: tuple[type[Input], ...] = (
     LineOnline,
     LineOffline,
     Provisioning,
+    ResetRequested,
     PushChanged,
     CallOffered,
     CallProgress,

@@ -60,6 +60,7 @@ from riptphone.app.inputs import (
     LineOnline,
     Provisioning,
     PushChanged,
+    ResetRequested,
     TapAnswer,
     TapDecline,
     Tick,
@@ -73,6 +74,7 @@ from riptphone.app.outputs import (
     PlaceCall,
     Pull,
     Refuse,
+    ResetPhone,
     SaveCallLog,
     SendDigit,
     SetMute,
@@ -181,6 +183,7 @@ class PhoneMachine:
         self.push: PushState = "none"
         self._offline = LineOffline("not connected yet", registering=True)
         self._provisioning: Provisioning | None = None
+        self.resetting = False  # a factory reset is under way (its screen)
         self.dnd = dnd
         self.muted = False
         self.volume = max(0, min(100, volume))
@@ -756,6 +759,7 @@ class PhoneMachine:
         """registered → idle (dialing with dial tone if the handset is up)"""
         self.number, self.name, self.registered = event.number, event.name, True
         self._provisioning = None
+        self.resetting = False
         self._rest()
 
     def _online_update(self, event: LineOnline) -> None:
@@ -768,6 +772,7 @@ class PhoneMachine:
         self.registered = False
         self._offline = event
         self._provisioning = None
+        self.resetting = False
         self._background.clear()
         self._rest()
 
@@ -781,6 +786,7 @@ class PhoneMachine:
         """→ provisioning (QR code and user code)"""
         self.registered = False
         self._provisioning = event
+        self.resetting = False
         self._background.clear()
         self._rest()
 
@@ -788,6 +794,19 @@ class PhoneMachine:
         """note it: shown once the call ends"""
         self.registered = False
         self._provisioning = event
+
+    def _reset(self, event: ResetRequested) -> None:
+        """ResetPhone → offline, "Factory reset…" until the login starts again"""
+        self.registered = False
+        self.resetting = True
+        self._provisioning = None
+        self._offline = LineOffline("factory reset")
+        self._background.clear()
+        self.missed = 0
+        self.log = ()
+        self.last_dialled = None
+        self._rest()
+        self._emit(ResetPhone())
 
     def _push(self, event: PushChanged) -> None:
         """note the push channel's status (idle screen)"""
@@ -1105,6 +1124,9 @@ def _build() -> tuple[
     each((*NOT_ONLINE, *AT_REST), Provisioning, M._provisioning_rest)
     each(WITH_CALL, Provisioning, M._provisioning_in_call)
     each(every, PushChanged, M._push)
+    each((*NOT_ONLINE, *AT_REST), ResetRequested, M._reset)
+    for s in WITH_CALL:
+        u[(s, ResetRequested)] = _refused("cannot reset while the phone is {state}: hang up first")
     # Calls.
     each((_S.IDLE, _S.ENDED), CallOffered, M._offer_rest)
     each((_S.DIALLING, _S.CALLING, _S.RINGING, _S.IN_CALL, _S.REMOTE), CallOffered, M._offer_busy)

@@ -111,6 +111,11 @@ class SaveCallLog(Output):
 
 
 @dataclass(frozen=True, slots=True)
+class ResetPhone(Output):
+    """Factory reset: forget the login, the handler and the call log, then log in anew."""
+
+
+@dataclass(frozen=True, slots=True)
 class Refuse(Output):
     """A request that does not fit now: report ``message`` (control socket error, log line)."""
 

@@ -25,6 +25,8 @@ def make_screen(m: PhoneMachine) -> Screen:
     """What the OLED shows in the machine's present state."""
     s = m._state
     call = m._call
+    if m.resetting and s in (State.OFFLINE, State.PROVISIONING):
+        return model.Resetting()
     if s is State.PROVISIONING:
         p = m._provisioning
         assert p is not None

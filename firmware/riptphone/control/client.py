@@ -1,6 +1,6 @@
 """The client side of the control socket and the CLI commands built on it.
 
-``ript-phone status | dial NUMBER | hangup | pull | key KEY | hook on|off |
+``ript-phone status | dial NUMBER | hangup | pull | key KEY | hook on|off | reset |
 watch`` talk to the running daemon through its control socket (profile
 section 11, served by :mod:`riptphone.control.server`).  The CLI wires them in with
 :func:`add_subcommands` and :func:`run`; :func:`main` runs them alone.
@@ -30,7 +30,7 @@ REQUEST_TIMEOUT: Final = 10.0
 MAX_REPLY: Final = 1 << 20
 """Longest reply or watch line the client reads, in bytes."""
 
-COMMANDS: Final = ("status", "dial", "hangup", "pull", "key", "hook", "watch")
+COMMANDS: Final = ("status", "dial", "hangup", "pull", "key", "hook", "reset", "watch")
 
 
 class ControlClientError(Exception):
@@ -177,6 +177,8 @@ def format_status(reply: Mapping[str, Any]) -> str:
         ("handler", _text(reply.get("handler"))),
         ("call", describe_call(reply.get("call"))),
     ]
+    if reply.get("reason"):
+        rows.append(("reason", _text(reply.get("reason"))))
     lines = [f"{name + ':':<12}{value}" for name, value in rows]
     screen = reply.get("screen")
     if isinstance(screen, list) and screen:
@@ -241,6 +243,10 @@ def add_subcommands(subparsers: Any) -> None:
     key.add_argument("key", help="0-9, *, # or a button name")
     hook = command("hook", "lift (off) or replace (on) the handset")
     hook.add_argument("state", choices=("off", "on"))
+    reset = command(
+        "reset", "factory reset: forget the login, the handler and the call log, log in anew"
+    )
+    reset.add_argument("--yes", action="store_true", help="do not ask (needed without a tty)")
     watch_cmd = command("watch", "print the phone's changes as they happen, until Ctrl-C")
     watch_cmd.add_argument("--json", action="store_true", help="print the raw watch lines")
 
@@ -260,6 +266,8 @@ def request_for(args: argparse.Namespace) -> dict[str, Any]:
         return {"cmd": "key", "key": args.key}
     if command == "hook":
         return {"cmd": "hook", "state": args.state}
+    if command == "reset":
+        return {"cmd": "reset"}
     raise ValueError(f"{command!r} is not a one-request control command")
 
 
@@ -270,6 +278,8 @@ def run(args: argparse.Namespace, *, out: IO[str] | None = None, err: IO[str] | 
     try:
         if args.command == "watch":
             return _watch(args.socket, out, err, raw=args.json)
+        if args.command == "reset" and not args.yes and not _confirm_reset(out, err):
+            return 1
         reply = request(args.socket, request_for(args))
     except ControlClientError as exc:
         message = str(exc)
@@ -282,6 +292,25 @@ def run(args: argparse.Namespace, *, out: IO[str] | None = None, err: IO[str] | 
         else:
             print(format_status(reply), file=out)
     return 0
+
+
+def _confirm_reset(out: IO[str], err: IO[str], stdin: IO[str] | None = None) -> bool:
+    """Ask at a terminal; without one (a script), refuse: ``--yes`` says it on purpose."""
+    stdin = sys.stdin if stdin is None else stdin
+    if not stdin.isatty():
+        print("ript-phone: reset needs --yes when not run at a terminal", file=err)
+        return False
+    print(
+        "This forgets the phone's login, its handler and its call log. Type yes to go on: ",
+        end="",
+        file=out,
+        flush=True,
+    )
+    answer = stdin.readline().strip().lower()
+    if answer != "yes":
+        print("ript-phone: reset cancelled", file=err)
+        return False
+    return True
 
 
 def _watch(path: Path, out: IO[str], err: IO[str], *, raw: bool) -> int:

@@ -1,7 +1,7 @@
 """The control socket's commands (profile section 11) on the phone: the
 :class:`~riptphone.control.server.ControlHandler` of the daemon.
 
-``hook``, ``key``, ``dial`` and ``pull`` are the handset's own inputs; a
+``hook``, ``key``, ``dial``, ``pull`` and ``reset`` are the handset's own inputs; a
 request is refused with the machine's refusal among the actions it caused,
 and a request that places a call answers once the call is placed or with the
 reason it could not be.
@@ -9,10 +9,20 @@ reason it could not be.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Literal
 
-from riptphone.app.inputs import BUTTON_NAMES, KEYS, Button, Dial, HookOff, HookOn, Input, Key
+from riptphone.app.inputs import (
+    BUTTON_NAMES,
+    KEYS,
+    Button,
+    Dial,
+    HookOff,
+    HookOn,
+    Input,
+    Key,
+    ResetRequested,
+)
 from riptphone.control.server import ControlRefused
 from riptphone.driver import FeedResult, PhoneDriver
 
@@ -20,9 +30,15 @@ from riptphone.driver import FeedResult, PhoneDriver
 class PhoneControl:
     """The phone as the control server sees it."""
 
-    def __init__(self, driver: PhoneDriver, status: Callable[[], Mapping[str, Any]]) -> None:
+    def __init__(
+        self,
+        driver: PhoneDriver,
+        status: Callable[[], Mapping[str, Any]],
+        reset_done: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         self._driver = driver
         self._status = status
+        self._reset_done = reset_done
 
     def status(self) -> Mapping[str, Any]:
         return self._status()
@@ -44,6 +60,12 @@ class PhoneControl:
 
     def pull(self) -> None:
         self._request(Button("pull"))
+
+    async def reset(self) -> None:
+        """Factory reset; answers once the state directory is wiped and the login starts."""
+        self._request(ResetRequested("control"))
+        if self._reset_done is not None:
+            await self._reset_done()
 
     def _request(self, value: Input) -> FeedResult:
         """Feed a request; the machine's refusal becomes :class:`ControlRefused`."""

@@ -14,6 +14,7 @@ about changes with :meth:`ControlServer.publish`.  Requests (one per line)::
     {"cmd": "key", "key": "0".."9" | "*" | "#" | "<button name>"}
     {"cmd": "dial", "number": "..."}
     {"cmd": "pull"}
+    {"cmd": "reset"}
     {"cmd": "watch"}
 
 Each gets exactly one reply line, ``{"ok": true, ...}`` or
@@ -88,7 +89,7 @@ idle clients must not hold the slots others need."""
 DROP_GRACE: Final = 1.0
 """Seconds a dropped or closed connection gets to flush before it is aborted."""
 
-COMMANDS: Final = ("status", "hook", "key", "dial", "pull", "watch")
+COMMANDS: Final = ("status", "hook", "key", "dial", "pull", "reset", "watch")
 EVENTS: Final = frozenset({"state", "ring", "call", "dtmf", "error", "screen"})
 
 _KEY = re.compile(r"(?:[0-9*#]|[a-z][a-z0-9-]{0,31})\Z")
@@ -101,6 +102,7 @@ _MEMBERS: Final[Mapping[str, frozenset[str]]] = {
     "key": frozenset({"key"}),
     "dial": frozenset({"number"}),
     "pull": frozenset(),
+    "reset": frozenset(),
     "watch": frozenset(),
 }
 _SUN_PATH_MAX = 107  # sockaddr_un.sun_path is 108 bytes including the NUL
@@ -153,6 +155,10 @@ class ControlHandler(Protocol):
 
     def pull(self) -> Awaitable[None] | None:
         """Take the call in use on another device here."""
+        ...
+
+    def reset(self) -> Awaitable[None] | None:
+        """Factory reset: forget the login, handler and call log; log in anew."""
         ...
 
 
@@ -557,6 +563,8 @@ class ControlServer:
             elif request.cmd == "dial":
                 assert request.arg is not None
                 result = handler.dial(request.arg)
+            elif request.cmd == "reset":
+                result = handler.reset()
             else:
                 result = handler.pull()
             if inspect.isawaitable(result):

@@ -5,7 +5,9 @@ keeps the one handler (``ensure_registration``), works out the phone's own
 number and enrols a certificate for it, retrying with the shared back-off
 (1, 2, 4 ... 60 s) while the provider cannot be reached.  Each attempt and
 failure goes to the phone machine as :class:`~riptphone.app.inputs.LineOffline`,
-success as :class:`~riptphone.app.inputs.LineOnline`.  Once online the line
+success as :class:`~riptphone.app.inputs.LineOnline`.  The screen gets the
+failure's short reason (:mod:`riptphone.line.reasons`), the log line the
+whole sentence.  Once online the line
 answers what a call needs: the handler URI, the TG, the outbound policy and
 a PASSporT for a destination.
 """
@@ -26,6 +28,7 @@ from ript.protocol.numbers import NumberError, is_e164
 from ript.protocol.passport import create_passport
 from riptphone.app.inputs import Input, LineOffline, LineOnline
 from riptphone.config import Config
+from riptphone.line.reasons import plain_reason
 from riptphone.net.ript_client import RiptClient, RiptError
 from riptphone.store import Identity, Registration, StateStore
 
@@ -62,6 +65,7 @@ class Line:
         self.registration: Registration | None = None
         self.number: str | None = config.phone.number or None
         self.offline_reason: str | None = "not connected yet"
+        self.offline_detail: str | None = None
         self._key: ec.EllipticCurvePrivateKey | None = None
         self._cert_uri: str | None = None
 
@@ -80,8 +84,9 @@ class Line:
                 return
             except (RiptError, NumberError, ValueError) as exc:
                 delay = self._backoff.next_delay()
-                reason = self.offline_reason = str(exc)
-                log.warning("event=offline reason=%r retry_in=%g", reason, delay)
+                reason = self.offline_reason = plain_reason(exc)
+                detail = self.offline_detail = str(exc)
+                log.warning("event=offline reason=%r detail=%r retry_in=%g", reason, detail, delay)
                 self._feed(LineOffline(reason, retry_in_s=round(delay)))
                 await self._sleep(delay)
 
@@ -95,7 +100,7 @@ class Line:
         number = self.config.phone.number or own_number(tg)
         await self._ensure_identity(tg, number)
         self.tg, self.registration, self.number = tg, registration, number
-        self.offline_reason = None
+        self.offline_reason = self.offline_detail = None
         self._feed(LineOnline(number, self.config.phone.name))
 
     async def _ensure_identity(self, tg: TrunkGroup, number: str) -> None:
@@ -111,6 +116,13 @@ class Line:
         await asyncio.to_thread(self.store.save_identity, identity)
         log.info("event=enrolled cert=%s", cert_uri)
         self._key, self._cert_uri = key, cert_uri
+
+    def forget(self, reason: str) -> None:
+        """Offline with nothing kept (logged out, factory reset); :meth:`connect` starts afresh."""
+        self.tg = self.registration = None
+        self.number = self.config.phone.number or None
+        self._key = self._cert_uri = None
+        self.offline_reason, self.offline_detail = reason, None
 
     def check_destination(self, e164: str) -> str | None:
         """Why the line may not call ``e164`` (the TG's outbound destinations), or None.

@@ -51,6 +51,10 @@ class RiptError(Exception):
         self.status = status
 
 
+class NoTrunkGroupError(RiptError):
+    """The provider offers this account no usable trunk group: the account has no phone line."""
+
+
 class Credentials(Protocol):
     """Where bearer tokens come from (a static token, or the OAuth device flow)."""
 
@@ -153,7 +157,7 @@ class RiptClient:
         try:
             ref = ProviderTgs.from_bytes(response.body).select(tg_name or None)
         except DescriptionError as exc:
-            raise RiptError(f"{what}: {exc}", response.status) from None
+            raise NoTrunkGroupError(f"{what}: {exc}", response.status) from None
         return await self.trunk_group(ref.uri)
 
     async def trunk_group(self, uri: str) -> TrunkGroup:
@@ -332,7 +336,9 @@ class RiptClient:
 
     async def media_byways(self, call_uri: str) -> MediaByways:
         """The media byways of one call leg (``PUT``/``GET {call}/media``, profile section 7)."""
-        return MediaByways(self.http, f"{call_uri}/media", await self._headers())
+        return MediaByways(
+            self.http, f"{call_uri}/media", await self._headers(), credentials=self.credentials
+        )
 
 
 class MediaByways:
@@ -342,25 +348,59 @@ class MediaByways:
     a held ``GET`` answers with the next framed chunks.  Both return
     ``(status, body)``; a transport failure raises :class:`RiptError`.
     :meth:`close` resets the GETs still waiting, so a stopped leg holds no streams.
+
+    With ``credentials``, each request carries the access token of the moment
+    (a leg outlives a refresh: a token captured at its start would go stale),
+    and a ``401`` gets one refresh and one retry, as every other request.
     """
 
-    def __init__(self, http: H3Client, url: str, headers: dict[str, str]) -> None:
+    def __init__(
+        self,
+        http: H3Client,
+        url: str,
+        headers: dict[str, str],
+        *,
+        credentials: Credentials | None = None,
+    ) -> None:
         self.url = url
         self._http = http
         self._headers = headers
+        self._credentials = credentials
         self._gets: set[H3Stream] = set()
 
+    async def _current_headers(self) -> dict[str, str]:
+        if self._credentials is None:
+            return self._headers
+        return {**self._headers, "authorization": f"Bearer {await self._credentials.token()}"}
+
+    async def _retry(self, status: int) -> bool:
+        return status == 401 and self._credentials is not None and await self._credentials.refresh()
+
     async def put(self, body: bytes) -> tuple[int, bytes]:
-        try:
-            response = await self._http.request("PUT", self.url, headers=self._headers, body=body)
-        except H3Error as exc:
-            raise RiptError(f"media PUT: {exc}") from exc
-        return response.status, response.body
+        for attempt in range(2):
+            try:
+                response = await self._http.request(
+                    "PUT", self.url, headers=await self._current_headers(), body=body
+                )
+            except H3Error as exc:
+                raise RiptError(f"media PUT: {exc}") from exc
+            if attempt == 0 and await self._retry(response.status):
+                continue
+            return response.status, response.body
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def get(self) -> tuple[int, bytes]:
+        for attempt in range(2):
+            status, body = await self._get_once()
+            if attempt == 0 and await self._retry(status):
+                continue
+            return status, body
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _get_once(self) -> tuple[int, bytes]:
         try:
             stream = await self._http.open_stream(
-                "GET", self.url, headers=self._headers, end_stream=True
+                "GET", self.url, headers=await self._current_headers(), end_stream=True
             )
         except H3Error as exc:
             raise RiptError(f"media GET: {exc}") from exc

@@ -120,6 +120,11 @@ class CallSummary:
 
 
 @dataclass(frozen=True, slots=True)
+class Resetting:
+    """Factory reset under way: the login, handler and call log are being forgotten."""
+
+
+@dataclass(frozen=True, slots=True)
 class Error:
     """Something the user must fix (bad config, no audio device...)."""
 
@@ -138,6 +143,7 @@ Screen = (
     | InCall
     | RemoteInUse
     | CallSummary
+    | Resetting
     | Error
 )
 """Any one screen."""

@@ -45,6 +45,7 @@ from riptphone.ui.model import (
     NotConnected,
     NotProvisioned,
     RemoteInUse,
+    Resetting,
     Ringing,
     Screen,
 )
@@ -529,6 +530,9 @@ def _draw(canvas: Canvas, screen: Screen) -> None:
                 (MAIN[0], bottom - 1),
             )
             _stack(canvas, [("reason", line) for line in reason], (bottom, HEIGHT))
+        case Resetting():
+            _bar(canvas, t.RESET_TITLE, inverted=True)
+            _stack(canvas, [("message", fit_name(t.RESET_HINT, WIDTH - 4, (SMALL,)))], MAIN)
         case Error():
             _bar(canvas, t.clean(screen.title) or "Error", inverted=True)
             lines = wrap_px(screen.message, WIDTH - 4, SMALL, 4)

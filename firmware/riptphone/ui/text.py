@@ -16,6 +16,8 @@ import textwrap
 import unicodedata
 from typing import assert_never
 
+import phonenumbers
+
 from ript.protocol.numbers import country_code_of, is_e164
 from riptphone.ui.model import (
     Boot,
@@ -28,6 +30,7 @@ from riptphone.ui.model import (
     NotConnected,
     NotProvisioned,
     RemoteInUse,
+    Resetting,
     Ringing,
     Screen,
 )
@@ -84,13 +87,17 @@ def ascii_only(text: str) -> str:
 
 
 def format_number(number: str) -> str:
-    """An E.164 number grouped for reading (``+1 408 555 1002``); anything else cleaned.
+    """An E.164 number as its country writes it (``+44 7911 123456``); anything else cleaned.
 
-    NANP numbers get their usual 3-3-4; others are grouped by length after the
-    country code, which is how most countries print them or close to it.
+    libphonenumber (``phonenumbers``) knows each country's groups; its dashes
+    become spaces (``+1 408 555 1002``), one separator on every screen.  A
+    number it does not know (a test range, a new plan) is grouped by length.
     """
     if not is_e164(number):
         return clean(number)
+    known = _libphonenumber(number)
+    if known is not None:
+        return known
     code = country_code_of(number)
     national = number[1 + len(code) :]
     if code == "1" and len(national) == 10:
@@ -104,6 +111,19 @@ def format_number(number: str) -> str:
             parts.append(national[at : at + size])
         at += size
     return " ".join(parts)
+
+
+def _libphonenumber(number: str) -> str | None:
+    try:
+        parsed = phonenumbers.parse(number, None)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(parsed):
+        return None
+    shown = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
+    shown = " ".join(shown.replace("-", " ").split())
+    # Only digits and spaces, every digit kept: anything else (an extension) is not shown.
+    return shown if shown.replace(" ", "") == number else None
 
 
 def shorten_end(text: str, width: int) -> str:
@@ -214,6 +234,8 @@ def remote_title(screen: RemoteInUse) -> str:
 PULL_HINT = "PULL: take it here"
 CALLING_HINT = "hang up to cancel"
 QR_HINT = "Scan to set up"
+RESET_TITLE = "Factory reset…"
+RESET_HINT = "forgetting the login"
 
 
 def expires_hint(expires_in_s: int | None) -> str | None:
@@ -322,6 +344,8 @@ def _lines(screen: Screen) -> list[str]:
                 *_peer(screen.peer, screen.peer_name),
                 *wrap(screen.reason, LINE_WIDTH, 2),
             ]
+        case Resetting():
+            return [RESET_TITLE, RESET_HINT]
         case Error():
             return [
                 shorten_end(clean(screen.title) or "Error", LINE_WIDTH),
