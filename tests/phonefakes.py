@@ -22,7 +22,7 @@ from ript.protocol.events import CallStatus
 from riptphone.calls.media import MediaInfo, MediaStats
 from riptphone.config import Config, parse_config
 from riptphone.net.ript_client import RiptError
-from riptphone.store import Registration
+from riptphone.store import Registration, StoreError
 
 TG_URI = "https://p.example/tgs/7"
 OWN = "+14085551002"
@@ -101,10 +101,14 @@ def call(**kw: Any) -> Call:
 class FakeClient:
     """The provider as :class:`riptphone.net.ript_client.RiptClient` answers it; records calls."""
 
-    def __init__(self, *, failures: int = 0, tg: TrunkGroup | None = None) -> None:
+    def __init__(
+        self, *, failures: int = 0, save_failures: int = 0, tg: TrunkGroup | None = None
+    ) -> None:
         self.failures = failures
+        self.save_failures = save_failures  # registrations whose saving fails (a full card)
         self.tg = tg or trunk_group()
         self.enrolled = 0
+        self.new_handler_ids: list[str | None] = []
         self.calls: dict[str, CallDescription] = {}
         self.place_error: RiptError | None = None
         self.placed: list[dict[str, Any]] = []
@@ -116,8 +120,18 @@ class FakeClient:
         return self.tg
 
     async def ensure_registration(
-        self, store: Any, tg: TrunkGroup, *, name: str, advertisement: str
+        self,
+        store: Any,
+        tg: TrunkGroup,
+        *,
+        name: str,
+        advertisement: str,
+        new_handler_id: str | None = None,
     ) -> tuple[Registration, str]:
+        self.new_handler_ids.append(new_handler_id)
+        if self.save_failures:
+            self.save_failures -= 1
+            raise StoreError("state file registration.json cannot be written: File too large")
         return registration(), "registered"
 
     async def enroll(self, tg: TrunkGroup, csr_pem: bytes) -> tuple[bytes, str]:

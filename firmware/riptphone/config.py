@@ -11,6 +11,7 @@ that a typo never silently falls back to a default.
 from __future__ import annotations
 
 import dataclasses
+import ssl
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -74,6 +75,19 @@ def _codecs(value: list[str]) -> str | None:
     return None
 
 
+def _ca_file(value: Path) -> str | None:
+    """A readable file of PEM certificates, checked now: a bad one is one line at start."""
+    try:
+        data = value.read_bytes()
+    except OSError as exc:
+        return f"cannot read {value}: {exc.strerror}"
+    try:
+        ssl.create_default_context().load_verify_locations(cadata=data.decode("ascii"))
+    except (UnicodeDecodeError, ssl.SSLError, ValueError):
+        return f"{value} is not a PEM certificate file"
+    return None
+
+
 def _e164_or_empty(value: str) -> str | None:
     return None if value == "" or is_e164(value) else "must be an E.164 number like +14085551002"
 
@@ -91,6 +105,7 @@ class ProviderConfig:
     ca_file: Path | None = _help(
         "an extra CA certificate (PEM) to trust besides the system's; verification is always on",
         None,
+        _ca_file,
     )
     trunk_group: str = _help(
         "the name (or URI) of the TG to use when the provider offers several", ""

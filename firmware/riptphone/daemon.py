@@ -29,10 +29,11 @@ import stat
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from riptphone import logs
 from riptphone.app.inputs import Input
 from riptphone.app.machine import PhoneMachine
 from riptphone.bus import Bus, Event
@@ -53,8 +54,10 @@ from riptphone.net.h3 import H3Client
 from riptphone.net.https import HttpsClient
 from riptphone.net.ript_client import Credentials, RiptClient, StaticToken
 from riptphone.phone import Phone
+from riptphone.reload import Reloader
 from riptphone.reset import finish_pending
 from riptphone.screen import ScreenOut
+from riptphone.sdnotify import Notifier
 from riptphone.session import Session
 from riptphone.status import PhoneStatus
 from riptphone.store import TOKENS, StateStore, StoreError, Tokens
@@ -85,14 +88,6 @@ def read_token(state_dir: Path) -> str | None:
     if not text or any(c.isspace() for c in text):
         raise DaemonError(f"the bearer token {path} must be one line without spaces")
     return text
-
-
-def _logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        stream=sys.stderr,
-        format="ts=%(asctime)s level=%(levelname)s logger=%(name)s %(message)s",
-    )
 
 
 def build_phone(
@@ -186,10 +181,15 @@ async def serve(
     pin_factory: Any = None,
     display_device: Any = None,
     stop: asyncio.Event | None = None,
+    config_path: Path | None = None,
+    notifier: Notifier | None = None,
 ) -> None:
     """Run the phone until SIGTERM or SIGINT, or until ``stop`` is set.
 
     ``token``: a fixed bearer token (the lab token file's); None: OAuth.
+    ``config_path``: the file SIGHUP re-reads (:mod:`riptphone.reload`).
+    ``notifier``: systemd's (READY once the control socket serves, STATUS with the
+    phone's state, WATCHDOG from this loop, RELOADING, STOPPING).
 
     ``pin_factory`` (a gpiozero pin factory) and ``display_device`` (a luma
     device) replace the Pi's pins and the I2C OLED: a test runs the daemon on
@@ -198,8 +198,10 @@ async def serve(
     """
     store = StateStore(config.phone.state_dir)
     stop = stop if stop is not None else asyncio.Event()
+    notifier = notifier if notifier is not None else Notifier({})
     loop = asyncio.get_running_loop()
-    if threading.current_thread() is threading.main_thread():
+    main_thread = threading.current_thread() is threading.main_thread()
+    if main_thread:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
     ca_file = config.provider.ca_file
@@ -226,24 +228,63 @@ async def serve(
             )
             async with ControlServer(config.phone.control_socket, phone.control) as server:
                 events.subscribe(server.publish)
+                events.subscribe(lambda event: _tell_systemd(notifier, event))
                 phone.start()
                 handset.start()
+                if main_thread and config_path is not None:
+                    reloader = Reloader(
+                        config_path,
+                        config,
+                        feed=inputs.publish,
+                        registry=phone.registry,
+                        earpiece=phone.earpiece,
+                        reopen_display=lambda new: handset.reopen_display(new.hardware),
+                    )
+                    loop.add_signal_handler(
+                        signal.SIGHUP, lambda: phone.tasks.spawn(_reload(reloader, notifier))
+                    )
                 log.info(
                     "event=started socket=%s provider=%s handset=%s",
                     server.path,
                     config.provider.domain,
                     config.hardware.backend,
                 )
+                notifier.ready(_systemd_status(phone.control.status()))
+                watchdog = loop.create_task(notifier.run_watchdog())
                 online = loop.create_task(phone.connect())
                 await stop.wait()
                 log.info("event=stopping")
-                online.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await online
+                notifier.stopping()
+                if main_thread:
+                    loop.remove_signal_handler(signal.SIGHUP)
+                for task in (online, watchdog):
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
                 await phone.close()
         finally:
             await asyncio.to_thread(handset.close)
     log.info("event=stopped")
+
+
+async def _reload(reloader: Reloader, notifier: Notifier) -> None:
+    notifier.reloading()
+    try:
+        await reloader.reload()
+    finally:
+        notifier.ready()
+
+
+def _systemd_status(status: Mapping[str, Any]) -> str:
+    """``systemctl status``'s line: the state and, when not ready, why."""
+    state = str(status.get("state", "?"))
+    reason = status.get("reason")
+    return f"{state}: {reason}" if reason and state in ("offline", "provisioning") else state
+
+
+def _tell_systemd(notifier: Notifier, event: Mapping[str, Any]) -> None:
+    if event.get("event") == "state":
+        notifier.status(_systemd_status(event))
 
 
 def main(config_path: Path) -> int:
@@ -253,12 +294,15 @@ def main(config_path: Path) -> int:
     except ConfigError as exc:
         print(f"ript-phone: {exc}", file=sys.stderr)
         return 2
-    _logging(config.log.level)
+    logs.configure(config.log.level)
+    notifier = Notifier()
     try:
         os.makedirs(config.phone.state_dir, mode=0o700, exist_ok=True)
         token = read_token(config.phone.state_dir)
-        asyncio.run(serve(config, token))
+        asyncio.run(serve(config, token, config_path=config_path, notifier=notifier))
     except (DaemonError, ControlError, StoreError, OSError) as exc:
         print(f"ript-phone: {exc}", file=sys.stderr)
         return 2
+    finally:
+        notifier.close()
     return 0

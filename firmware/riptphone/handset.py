@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import sys
 import threading
@@ -176,6 +177,7 @@ class Handset:
         self.display: Display | None = None
         self.text: TextDisplay | None = None
         self._pending: Screen | None = None
+        self._shown: Screen | None = None
         self._wake = threading.Condition()
         self._closing = False
         self._drawer: threading.Thread | None = None
@@ -231,9 +233,7 @@ class Handset:
             if display_device is None and config.virtual_display == "text":
                 self.text = TextDisplay(text_out)
         if display_device is not None:
-            self.display = Display(display_device)
-            self._drawer = threading.Thread(target=self._draw_loop, name="display", daemon=True)
-            self._drawer.start()
+            self._start_drawer(display_device)
 
     def start(self) -> None:
         """Start reading the inputs (each reports its state once)."""
@@ -275,6 +275,7 @@ class Handset:
 
     def show(self, screen: Screen) -> None:
         """Put ``screen`` up (never blocks the loop)."""
+        self._shown = screen
         if self.text is not None:
             self.text.show(screen)
         if self.display is None:
@@ -314,6 +315,56 @@ class Handset:
                 display.show(render(screen))
             except Exception as exc:  # a display error must never stop the phone
                 log.warning("event=display_failed reason=%r", str(exc))
+
+    def reopen_display(self, config: HardwareConfig) -> None:
+        """The OLED with new settings (a re-read configuration), showing the same screen.
+
+        Only the GPIO handset's OLED is reopened here; the virtual display keeps its kind
+        until a restart.  A display that cannot be opened is one line, as at start.
+        """
+        if self.config.backend != "gpio":
+            return
+        self._stop_drawer()
+        if self.display is not None:
+            self.display.close()
+            self.display = None
+        self.config = dataclasses.replace(
+            self.config,
+            display=config.display,
+            display_i2c_port=config.display_i2c_port,
+            display_i2c_address=config.display_i2c_address,
+            display_rotate=config.display_rotate,
+        )
+        if config.display == "none":
+            return
+        try:
+            device = open_display(
+                config.display,
+                config.display_i2c_port,
+                config.display_i2c_address,
+                config.display_rotate,
+            )
+        except DisplayError as exc:
+            log.error("event=display_unavailable reason=%r", str(exc))
+            return
+        self._start_drawer(device)
+        if self._shown is not None:
+            self.show(self._shown)
+
+    def _start_drawer(self, device: Any) -> None:
+        self.display = Display(device)
+        with self._wake:
+            self._closing = False
+        self._drawer = threading.Thread(target=self._draw_loop, name="display", daemon=True)
+        self._drawer.start()
+
+    def _stop_drawer(self) -> None:
+        with self._wake:
+            self._closing = True
+            self._wake.notify()
+        if self._drawer is not None:
+            self._drawer.join(2.0)
+            self._drawer = None
 
     def close(self) -> None:
         with self._wake:

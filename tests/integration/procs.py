@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import queue
 import signal
 import socket
@@ -152,6 +153,7 @@ class PhoneProcess:
         token: str = TOKEN,
         alsa: FilePluginAlsa | None = None,
         level: str = "info",
+        env: dict[str, str] | None = None,
     ) -> None:
         self.work = work
         work.mkdir(parents=True, exist_ok=True)
@@ -174,6 +176,8 @@ class PhoneProcess:
             )
         )
         self.env = alsa.env() if alsa is not None else None
+        if env:  # extra variables (NOTIFY_SOCKET, JOURNAL_STREAM...) on top of the usual ones
+            self.env = {**(self.env if self.env is not None else os.environ), **env}
         self.process: subprocess.Popen[bytes] | None = None
         self.runs = 0
 

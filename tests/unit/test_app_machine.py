@@ -32,6 +32,7 @@ from riptphone.app.inputs import (
     LineOnline,
     Provisioning,
     PushChanged,
+    Reconfigured,
     ResetRequested,
     TapAnswer,
     TapDecline,
@@ -160,6 +161,7 @@ SAMPLES: dict[type[Input], Input] = {
     LineOffline: LineOffline("no route to the provider"),
     Provisioning: Provisioning("https://login.example/d?c=WXYZ", "WXYZ-0000"),
     ResetRequested: ResetRequested("control"),
+    Reconfigured: Reconfigured(60, DialPlan.nanp(), TIMEOUT),
     PushChanged: PushChanged("up"),
     CallOffered: CallOffered(U2, BOB, "Bob"),
     CallProgress: CallProgress(U1, "in-call", "PCMU", 3),
@@ -386,6 +388,11 @@ _expect(
         Tick: (S.DIALLING, [Tone("dial")]),  # 10 s later: the ended screen gave way
     },
 )
+
+
+# A re-read configuration (SIGHUP) applies its volume in every state, a call included.
+for _s in State:
+    EXPECTED[(_s, Reconfigured)] = (_s, [VOL])
 
 
 def test_the_tables_cover_every_pair_once() -> None:
@@ -1063,3 +1070,11 @@ def test_flash_on_hook_in_a_call_just_hangs_up() -> None:
     phone.feed(CallOffered(U1, ALICE), TapAnswer(U1), CallProgress(U1, "in-call"))
     assert core(phone.feed(Button("flash"))) == [Hangup(U1)]
     assert phone.m.state == "ended"
+
+
+def test_a_reloaded_dial_plan_applies_from_the_next_number() -> None:
+    phone = reach(State.IDLE)
+    uk = DialPlan.generic("44", national_prefix="0", international_prefix="00")
+    phone.feed(Reconfigured(50, uk, 2.0))
+    assert phone.m.plan is uk and phone.m.interdigit_timeout == 2.0
+    assert phone.feed(Reconfigured(50, uk, 2.0)) == []  # nothing changed: nothing done

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from riptphone.config import ConfigError, load_config, parse_config, reference
+from riptprovider.tls import load_or_create_ca
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -26,6 +27,7 @@ def test_the_example_file_loads() -> None:
 
 
 def test_defaults_and_relative_paths(tmp_path: Path) -> None:
+    (tmp_path / "ca.pem").write_bytes(load_or_create_ca(tmp_path / "provider").ca_pem)
     path = write(tmp_path, '[provider]\ndomain = "localhost:4433"\nca_file = "ca.pem"\n')
     config = load_config(path)
     assert config.provider.ca_file == tmp_path / "ca.pem"

@@ -79,3 +79,14 @@ def test_outbound_policy_and_passport(tmp_path: Path) -> None:
     problem = line.check_destination("+442079460000")
     assert problem is not None and "outside the numbers this line may call" in problem
     assert line.passport("+14085559999", 1_800_000_000).count(".") == 2  # a JWS
+
+
+def test_every_retry_registers_with_the_same_new_handler_id(tmp_path: Path) -> None:
+    """A first registration whose answer could not be saved is repeated with the same id,
+    so the provider updates one handler instead of keeping a ghost per attempt."""
+    client = FakeClient(save_failures=2)
+    _line, fed, waits = connect(tmp_path, client)
+    ids = client.new_handler_ids
+    assert len(ids) == 3 and ids[0] and ids.count(ids[0]) == 3
+    assert waits == [1.0, 2.0]  # retried as an unreachable provider is, the phone running
+    assert [f.reason for f in fed if isinstance(f, LineOffline)][1:] == ["cannot save state"] * 2

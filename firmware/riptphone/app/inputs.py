@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from ript.protocol.numbers import DialPlan
+
 KEYS = frozenset("0123456789*#ABCD")
 BUTTON_NAMES = ("pull", "mute", "volume-up", "volume-down", "redial", "dnd", "flash")
 
@@ -116,6 +118,15 @@ class ResetRequested(Input):
 
 
 @dataclass(frozen=True, slots=True)
+class Reconfigured(Input):
+    """The configuration was re-read (SIGHUP): the volume and dial plan to use from now on."""
+
+    volume: int
+    plan: DialPlan
+    interdigit_timeout: float
+
+
+@dataclass(frozen=True, slots=True)
 class PushChanged(Input):
     """The push channel (profile section 9) went up or down, or there is none."""
 
@@ -208,6 +219,7 @@ ALL_INPUTS: tuple[type[Input], ...] = (
     LineOffline,
     Provisioning,
     ResetRequested,
+    Reconfigured,
     PushChanged,
     CallOffered,
     CallProgress,

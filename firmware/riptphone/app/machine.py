@@ -60,6 +60,7 @@ from riptphone.app.inputs import (
     LineOnline,
     Provisioning,
     PushChanged,
+    Reconfigured,
     ResetRequested,
     TapAnswer,
     TapDecline,
@@ -795,6 +796,14 @@ class PhoneMachine:
         self.registered = False
         self._provisioning = event
 
+    def _reconfigured(self, event: Reconfigured) -> None:
+        """volume and dial plan from the re-read configuration; a call goes on (volume shown)"""
+        self.plan = event.plan  # from the next key typed
+        self.interdigit_timeout = event.interdigit_timeout
+        volume = max(0, min(100, event.volume))
+        if volume != self.volume:
+            self._volume(volume - self.volume)
+
     def _reset(self, event: ResetRequested) -> None:
         """ResetPhone → offline, "Factory reset…" until the login starts again"""
         self.registered = False
@@ -1124,6 +1133,7 @@ def _build() -> tuple[
     each((*NOT_ONLINE, *AT_REST), Provisioning, M._provisioning_rest)
     each(WITH_CALL, Provisioning, M._provisioning_in_call)
     each(every, PushChanged, M._push)
+    each(every, Reconfigured, M._reconfigured)
     each((*NOT_ONLINE, *AT_REST), ResetRequested, M._reset)
     for s in WITH_CALL:
         u[(s, ResetRequested)] = _refused("cannot reset while the phone is {state}: hang up first")

@@ -35,6 +35,14 @@ class Earpiece:
         async with self._lock:
             await asyncio.to_thread(self.ringer.play, "ring" if on else None)
 
+    async def retarget(self, tones: TonePlayer, ringer: TonePlayer) -> None:
+        """Play tones and rings on other devices from now on (a re-read configuration)."""
+        async with self._lock:
+            old = (self.tones, self.ringer)
+            self.tones, self.ringer = tones, ringer
+            for player in old:
+                await asyncio.to_thread(player.close)
+
     async def close(self) -> None:
         await asyncio.to_thread(self.tones.close)
         await asyncio.to_thread(self.ringer.close)

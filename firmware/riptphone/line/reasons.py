@@ -18,6 +18,7 @@ from ript.protocol.oauth import OAuthError
 from riptphone.net.h3 import ConnectionLostError, TLSVerificationError, TrustConfigError
 from riptphone.net.https import HttpsError
 from riptphone.net.ript_client import NoTrunkGroupError, RiptError
+from riptphone.store import StoreError
 
 NO_NETWORK = "no network"
 UNREACHABLE = "provider unreachable"
@@ -29,6 +30,7 @@ NOT_ALLOWED = "refused by provider"
 NO_LINE = "account has no line"
 NO_NUMBER = "no phone number"
 BAD_NUMBER = "bad phone number"
+STORAGE = "cannot save state"
 
 REASONS = (
     NO_NETWORK,
@@ -41,9 +43,11 @@ REASONS = (
     NO_LINE,
     NO_NUMBER,
     BAD_NUMBER,
+    STORAGE,
 )
 """Every short reason; each fits one line of the small font (21 characters)."""
 
+_STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EFBIG, errno.EIO})
 _NO_NETWORK_ERRNOS = frozenset({errno.ENETUNREACH, errno.ENETDOWN, errno.EADDRNOTAVAIL})
 # getaddrinfo's "try again": no name server answered, which on a phone means no network.
 _DNS_AGAIN = "Temporary failure in name resolution"
@@ -61,6 +65,8 @@ def plain_reason(exc: BaseException) -> str:
         return BAD_NUMBER
     if isinstance(exc, OAuthError):
         return PROVIDER_ERROR
+    if isinstance(exc, StoreError) or (isinstance(exc, OSError) and exc.errno in _STORAGE_ERRNOS):
+        return STORAGE
     if isinstance(exc, OSError):
         return _os(exc)
     if isinstance(exc, ValueError) and "no number" in str(exc):

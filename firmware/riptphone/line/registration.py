@@ -30,7 +30,7 @@ from riptphone.app.inputs import Input, LineOffline, LineOnline
 from riptphone.config import Config
 from riptphone.line.reasons import plain_reason
 from riptphone.net.ript_client import RiptClient, RiptError
-from riptphone.store import Identity, Registration, StateStore
+from riptphone.store import Identity, Registration, StateStore, StoreError
 
 log = logging.getLogger("riptphone.line")
 
@@ -66,6 +66,10 @@ class Line:
         self.number: str | None = config.phone.number or None
         self.offline_reason: str | None = "not connected yet"
         self.offline_detail: str | None = None
+        # The id a first registration uses, the same on every retry: a POST whose answer
+        # could not be saved (a full SD card) is repeated with it, and the provider updates
+        # that handler instead of keeping a ghost per attempt.
+        self._new_handler_id = Registration.new_handler_id()
         self._key: ec.EllipticCurvePrivateKey | None = None
         self._cert_uri: str | None = None
 
@@ -82,7 +86,9 @@ class Line:
             try:
                 await self._connect_once()
                 return
-            except (RiptError, NumberError, ValueError) as exc:
+            except (RiptError, NumberError, ValueError, StoreError, OSError) as exc:
+                # A state save that fails (a full or read-only SD card) is retried like an
+                # unreachable provider: the phone keeps running and says why.
                 delay = self._backoff.next_delay()
                 reason = self.offline_reason = plain_reason(exc)
                 detail = self.offline_detail = str(exc)
@@ -94,7 +100,11 @@ class Line:
         tg = await self.client.discover(self.config.provider.trunk_group or None)
         advertisement = format_advertisement(phone_advertisement())
         registration, done = await self.client.ensure_registration(
-            self.store, tg, name=self.config.phone.name, advertisement=advertisement
+            self.store,
+            tg,
+            name=self.config.phone.name,
+            advertisement=advertisement,
+            new_handler_id=self._new_handler_id,
         )
         log.info("event=registration done=%s handler=%s", done, registration.handler_uri)
         number = self.config.phone.number or own_number(tg)

@@ -210,7 +210,13 @@ class RiptClient:
         self._expect(response, what, 200, 204, 404)
 
     async def ensure_registration(
-        self, store: StateStore, tg: TrunkGroup, *, name: str, advertisement: str
+        self,
+        store: StateStore,
+        tg: TrunkGroup,
+        *,
+        name: str,
+        advertisement: str,
+        new_handler_id: str | None = None,
     ) -> tuple[Registration, str]:
         """Keep one handler for life (profile section 4); say what was done.
 
@@ -242,7 +248,10 @@ class RiptClient:
                 )
                 await asyncio.to_thread(store.save_registration, kept)
                 return kept, "updated"
-        handler_id = current.handler_id if current is not None else Registration.new_handler_id()
+        if current is not None:
+            handler_id = current.handler_id
+        else:
+            handler_id = new_handler_id or Registration.new_handler_id()
         desc = HandlerDescription(handler_id=handler_id, name=name, advertisement=advertisement)
         registered = await self.register_handler(tg, desc)
         assert registered.uri is not None
