@@ -29,7 +29,7 @@ def test_https_client_speaks_to_a_trusted_server_only(tmp_path: Path) -> None:
     pki = make_pki(tmp_path)
 
     async def main() -> None:
-        server = OAuthTestServer(pki.cert_file, pki.key_file, "tok")
+        server = OAuthTestServer(pki.cert_file, pki.key_file)
         await server.start()
         try:
             url = f"https://localhost:{server.port}/.well-known/ript-oauth"
