@@ -6,6 +6,14 @@ its own mosquitto) on a free UDP port and the phone daemon (``python -m
 riptphone run``) against it, both as subprocesses of the running interpreter
 so a checkout works without an install.
 
+The phone starts as on its first boot, with no token: it logs in with the
+OAuth device flow (the example configuration's ``[oauth]`` section and
+alice's password hash), so the demo prints the QR code the phone shows, as
+text, and its user code.  The scripted demo approves the code as the
+provider's admin would (``ript-provider admin ... approve CODE --account
+alice``); the interactive one asks the user to open the URL in a browser and
+sign in as alice with the demo password (or to run that admin command).
+
 Scripted (the default): the phone has no handset (``[hardware] backend =
 "none"``) and the demo drives it through the control socket as a user would:
 ``hook off``, the echo number key by key (it dials on the dial plan's match),
@@ -35,6 +43,7 @@ use too.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import re
 import signal
@@ -47,6 +56,8 @@ import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any, Final
+
+import segno
 
 from riptdev.processes import (
     OTHER_HZ,
@@ -63,7 +74,6 @@ from riptdev.processes import (
     tone_levels,
     tone_pcm,
     wait_for_state,
-    write_secret,
 )
 from riptphone.control.client import ControlClientError, ControlConnection, request
 from riptphone.hw.virtual import KEYMAP
@@ -71,6 +81,10 @@ from riptphone.hw.virtual import KEYMAP
 ECHO_NUMBER: Final = "+14089529999"
 ACCOUNT: Final = "alice"
 """The example configuration's account the phone registers as."""
+DEMO_PASSWORD: Final = "alice-demo-password"
+"""The password whose hash the example configuration gives alice (its comment says so)."""
+LOGIN_WAIT: Final = 3600.0
+"""Seconds the interactive demo waits for the user to log the phone in."""
 CALLER: Final = "+14085550100"
 """Who calls the phone in the demo's inbound call."""
 INBOUND_SECONDS: Final = 1.5
@@ -151,8 +165,8 @@ class Demo:
 
     # -- the processes ---------------------------------------------------------------
 
-    def start_provider(self, *, new_session: bool = False) -> str:
-        """Start the provider (with push) on the example configuration; return alice's token."""
+    def start_provider(self, *, new_session: bool = False) -> None:
+        """Start the provider (with push and the login) on the example configuration."""
         if not EXAMPLE_CONFIG.is_file():
             raise DemoError(f"the provider's example configuration is missing: {EXAMPLE_CONFIG}")
         text = EXAMPLE_CONFIG.read_text()
@@ -160,29 +174,32 @@ class Demo:
         if "push" not in parsed:
             # The inbound call is announced by a shoulder tap: the demo needs a broker.
             text += '\n[push]\nbroker = "spawn"\n'
-        token = str(parsed["accounts"][ACCOUNT]["tokens"][0])
+        if "oauth" not in parsed or "password" not in parsed["accounts"][ACCOUNT]:
+            raise DemoError(f"{EXAMPLE_CONFIG} needs [oauth] and a password for {ACCOUNT}")
         self.provider = start_provider(self.work, text, new_session=new_session)
         broker = re.search(r"push: broker=(\S+)", self.provider.log.read_text(errors="replace"))
         self.say(
             f"provider ready on udp 127.0.0.1:{self.provider.port}; "
             f"push broker {broker.group(1) if broker else 'unknown'}"
         )
-        return token
 
     def start_phone(
         self,
-        token: str,
         *,
         capture_seconds: float,
         sound_card: bool,
         backend: str = "none",
         terminal: bool = False,
+        approve: bool = True,
     ) -> None:
-        """Start the daemon; return once it is registered with its push channel up."""
+        """Start the daemon, log it in; return once it is registered with its push channel up.
+
+        ``approve``: the demo approves the login code itself (as the provider's admin);
+        otherwise it waits for the user to, in a browser.
+        """
         assert self.provider is not None
         state_dir = self.work / "phone-state"
-        state_dir.mkdir(mode=0o700, exist_ok=True)
-        write_secret(state_dir / "token", token + "\n")
+        state_dir.mkdir(mode=0o700, exist_ok=True)  # no token file: the phone logs in
         env = dict(os.environ)
         devices = {}
         if not sound_card:
@@ -200,9 +217,61 @@ class Demo:
             )
         )
         self.daemon = start_phone(config, self.daemon_log, env, terminal=terminal)
+        wait_for_state(self.daemon, self.socket, self.daemon_log, "provisioning")
+        self.log_in(approve=approve)
         status = wait_for_state(self.daemon, self.socket, self.daemon_log, "idle")
         status = self.wait_for_push(status)
         self.say(f"phone registered as {status.get('number')}, push {status.get('push')}")
+
+    def log_in(self, *, approve: bool) -> None:
+        """Show each code the phone shows (QR as text, user code) until it has logged in."""
+        assert self.daemon is not None and self.provider is not None
+        shown = ""
+        wait = WAIT if approve else LOGIN_WAIT
+        deadline = time.monotonic() + wait
+        while True:
+            status = request(self.socket, {"cmd": "status"})
+            if status.get("state") not in ("provisioning", "offline"):
+                return  # logged in: registering or idle
+            login = shown_login(status)
+            if login is not None and login[1] != shown:
+                url, shown = login
+                self.say(f"the phone is not set up: it shows this QR code and the code {shown}")
+                self.say(qr_text(url))
+                self.say(f"  {url}   code {shown}")
+                if approve:
+                    self.approve(shown)
+                else:
+                    self.say(
+                        f"open {url} in a browser and sign in as {ACCOUNT}, password "
+                        f"{DEMO_PASSWORD} (the provider's certificate is from its own CA, "
+                        f"{self.provider.ca_file}: the browser warns first), or run: "
+                        f"ript-provider admin --config {self.provider.config} approve {shown} "
+                        f"--account {ACCOUNT}"
+                    )
+            if self.daemon.poll() is not None:
+                show_log(self.daemon_log, "the phone")
+                raise DemoError(f"the phone exited with status {self.daemon.returncode}")
+            if time.monotonic() > deadline:
+                raise DemoError(f"the phone was not logged in within {wait:.0f} s")
+            time.sleep(0.2)
+
+    def approve(self, code: str) -> None:
+        """Approve the phone's login code for alice, as the provider's admin would."""
+        assert self.provider is not None
+        args = ["admin", "--config", str(self.provider.config), "approve", code]
+        args += ["--account", ACCOUNT]
+        self.say(f"approving it as the provider's admin: ript-provider {' '.join(args)}")
+        done = subprocess.run(
+            [sys.executable, "-m", "riptprovider", *args],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=WAIT,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise DemoError(f"the provider did not approve the login: {done.stderr.strip()}")
 
     def wait_for_push(self, status: dict[str, Any]) -> dict[str, Any]:
         """Poll ``status`` until the push channel is up (an inbound call needs it)."""
@@ -354,6 +423,24 @@ class Demo:
         return re.findall(r"event=media_started .*?codec=(\S+)", text)
 
 
+def shown_login(status: dict[str, Any]) -> tuple[str, str] | None:
+    """The QR URL and the user code on the phone's screen (``status``), if it shows one."""
+    screen = [str(row) for row in status.get("screen") or []]
+    if status.get("state") != "provisioning" or screen[:1] != ["Not set up. Visit"]:
+        return None
+    for at, row in enumerate(screen):
+        if row.startswith("code "):
+            return "".join(screen[1:at]), row.removeprefix("code ")
+    return None
+
+
+def qr_text(url: str) -> str:
+    """``url`` as a QR code in text (segno's compact terminal output: two rows a line)."""
+    out = io.StringIO()
+    segno.make(url, error="M", micro=False).terminal(out=out, border=2, compact=True)
+    return out.getvalue().rstrip("\n")
+
+
 def _tone_report(playback: Path, rate: int) -> tuple[bool, str]:
     """Measure the test tone in the middle of the played audio."""
     played = playback.read_bytes() if playback.exists() else b""
@@ -370,8 +457,8 @@ def _tone_report(playback: Path, rate: int) -> tuple[bool, str]:
 
 
 def _scripted(demo: Demo, *, seconds: float, number: str, sound_card: bool) -> None:
-    token = demo.start_provider()
-    demo.start_phone(token, capture_seconds=seconds + 10, sound_card=sound_card)
+    demo.start_provider()
+    demo.start_phone(capture_seconds=seconds + 10, sound_card=sound_card)
     demo.say("")
     demo.say(f"-- call 1: the phone calls {number}")
     out_states = demo.outbound(number, seconds)
@@ -413,13 +500,13 @@ def _interactive(demo: Demo, *, sound_card: bool) -> None:
         demo.say(f"  {keys:<16} {meaning}")
     demo.say("  Ctrl-C           stop the demo")
     demo.say(f"starting the provider and the phone; logs in {demo.work}")
-    token = demo.start_provider(new_session=True)
+    demo.start_provider(new_session=True)
     demo.start_phone(
-        token,
         capture_seconds=INTERACTIVE_CAPTURE_SECONDS,
         sound_card=sound_card,
         backend="virtual",
         terminal=True,
+        approve=False,
     )
     if not sound_card:
         demo.say(f"no sound card: the earpiece writes {demo.playback} (--sound-card to hear)")
@@ -502,7 +589,7 @@ def run(
     finally:
         demo.stop()
         _restore_terminal(terminal)
-        (work / "phone-state" / "token").unlink(missing_ok=True)  # no secret left behind
+        (work / "phone-state" / "tokens.json").unlink(missing_ok=True)  # no secret left behind
 
 
 def _save_terminal() -> list[Any] | None:

@@ -109,13 +109,15 @@ def start_provider(
     name: str = "provider",
     wait: float = WAIT,
     new_session: bool = False,
+    log_level: str = "info",
 ) -> ProviderProcess:
     """Run ``ript-provider serve`` on ``config_text`` with a free port; return once ready.
 
     The ``port = N`` line of the text is replaced; the file is written 0600 (it holds
     tokens) as ``work/NAME.toml`` and the log goes to ``work/NAME.log``.  With
     ``new_session`` the provider does not share the terminal's process group, so a
-    Ctrl-C typed there reaches only the caller, which then stops it.
+    Ctrl-C typed there reaches only the caller, which then stops it.  ``log_level``
+    is ``serve --log-level``.
     """
     port = free_udp_port()
     text, found = re.subn(r"(?m)^port = \d+", f"port = {port}", config_text)
@@ -126,7 +128,16 @@ def start_provider(
     log = work / f"{name}.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "riptprovider", "serve", "--config", str(config)],
+            [
+                sys.executable,
+                "-m",
+                "riptprovider",
+                "serve",
+                "--config",
+                str(config),
+                "--log-level",
+                log_level,
+            ],
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=out,

@@ -150,7 +150,9 @@ def build_phone(
         on_reset=session.request_reset,
     )
     inputs.subscribe(driver.feed)
-    control = PhoneControl(driver, status, session.wait_reset)
+    control = PhoneControl(
+        driver, status, session.wait_reset, login.on_input if login is not None else None
+    )
     return Phone(line, push, registry, driver, control, earpiece, tasks, session)
 
 

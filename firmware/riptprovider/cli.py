@@ -63,6 +63,12 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument(
             "--config", "-c", required=True, type=Path, metavar="FILE", help="the TOML file"
         )
+    run.add_argument(
+        "--log-level",
+        choices=("debug", "info", "warning"),
+        default="info",
+        help="the log's level (default info); no secret is logged at any level",
+    )
     return parser
 
 
@@ -206,9 +212,8 @@ def _run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s"
-    )
+    level = getattr(args, "log_level", "info").upper()
+    logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
     try:
         return _run(args)
     except CliError as exc:

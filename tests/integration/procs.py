@@ -150,16 +150,18 @@ class PhoneProcess:
         work: Path,
         provider: ProviderProcess,
         *,
-        token: str = TOKEN,
+        token: str | None = TOKEN,
         alsa: FilePluginAlsa | None = None,
         level: str = "info",
         env: dict[str, str] | None = None,
+        number: str | None = NUMBER,
     ) -> None:
         self.work = work
         work.mkdir(parents=True, exist_ok=True)
         self.state_dir = work / "state"
         self.state_dir.mkdir(mode=0o700, exist_ok=True)
-        write_secret(self.state_dir / "token", token + "\n")
+        if token is not None:  # None: no lab token file, the phone logs in (OAuth)
+            write_secret(self.state_dir / "token", token + "\n")
         self.socket = work / "control.sock"
         self.config = work / "phone.toml"
         devices = {}
@@ -171,7 +173,7 @@ class PhoneProcess:
                 state_dir=self.state_dir,
                 control_socket=self.socket,
                 level=level,
-                number=NUMBER,
+                number=number,
                 **devices,
             )
         )

@@ -20,6 +20,8 @@ import sys
 import time
 from pathlib import Path
 
+from PIL import Image
+
 WAIT = 30.0
 DEMO = [sys.executable, "-m", "riptdev", "demo"]
 # riptdev is not installed: ./run demo runs it from the checkout with firmware/ on the path.
@@ -49,11 +51,39 @@ def assert_nothing_left(out: str) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", int(ports.group(2))))
     assert not (folder / "control.sock").exists()
-    assert not (folder / "phone-state" / "token").exists()
+    assert not (folder / "phone-state" / "token").exists()  # the phone logged in instead
+    assert not (folder / "phone-state" / "tokens.json").exists()
     shutil.rmtree(folder)
 
 
-def test_scripted_demo_calls_the_echo_then_the_provider_calls_the_phone() -> None:
+def qr_from_text(text: str, tmp: Path) -> str:
+    """Decode the demo's QR code printed as text (segno's compact terminal output) with zbarimg.
+
+    Each character is two modules, one above the other; a block is a light module.
+    """
+    halves = {"█": (1, 1), "▀": (1, 0), "▄": (0, 1), " ": (0, 0)}
+    lines = [line for line in text.splitlines() if line and set(line) <= set(halves)]
+    width = max(len(line) for line in lines)
+    image = Image.new("L", (width, 2 * len(lines)), 0)
+    for y, line in enumerate(lines):
+        for x, char in enumerate(line):
+            top, bottom = halves[char]
+            image.putpixel((x, 2 * y), 255 * top)
+            image.putpixel((x, 2 * y + 1), 255 * bottom)
+    png = tmp / "qr.png"
+    image.resize((width * 8, len(lines) * 16), Image.Resampling.NEAREST).save(png)
+    done = subprocess.run(
+        ["zbarimg", "--quiet", "--raw", str(png)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, (done.stderr, text)
+    return done.stdout.strip()
+
+
+def test_scripted_demo_calls_the_echo_then_the_provider_calls_the_phone(tmp_path: Path) -> None:
     done = subprocess.run(
         [*DEMO, "--seconds", "2"],
         stdin=subprocess.DEVNULL,
@@ -66,6 +96,20 @@ def test_scripted_demo_calls_the_echo_then_the_provider_calls_the_phone() -> Non
     out = done.stdout
     assert done.returncode == 0, out + done.stderr
     assert done.stderr == ""
+    # First boot: the phone logs in; the QR code and the code it shows, approved by the admin.
+    login = re.search(
+        r"it shows this QR code and the code (\S+)\n(.*?)\n  (HTTPS://\S+)   code (\S+)\n"
+        r"approving it as the provider's admin: ript-provider admin --config \S+ approve (\S+) "
+        r"--account alice\n",
+        out,
+        re.DOTALL,
+    )
+    assert login is not None, out
+    code, qr, url = login.group(1), login.group(2), login.group(3)
+    assert login.group(4) == login.group(5) == code
+    assert url.endswith("/D/" + code.replace("-", ""))
+    if shutil.which("zbarimg"):
+        assert qr_from_text(qr, tmp_path) == url
     # Driven like a user: lift, the number key by key (the digit map dials it), hang up.
     assert "hook off\n  state dialing" in out
     assert "typing 14089529999\n" in out
@@ -202,6 +246,22 @@ def test_interactive_demo_on_a_terminal_answers_dials_and_stops_on_ctrl_c() -> N
     term = Terminal()
     try:
         term.wait_for(r"space or h +lift / replace the handset")  # the keys come first
+        # First boot: the user is told where to log the phone in; here the admin does it.
+        login = term.wait_for(
+            r"open (HTTPS://\S+) in a browser and sign in as alice, password "
+            r"alice-demo-password .*? or run: ript-provider admin --config (\S+) approve "
+            r"(\S+) --account alice",
+        )
+        admin = [sys.executable, "-m", "riptprovider", "admin", "--config", login.group(2)]
+        approved = subprocess.run(
+            [*admin, "approve", login.group(3), "--account", "alice"],
+            env=ENV,
+            capture_output=True,
+            text=True,
+            timeout=WAIT,
+            check=False,
+        )
+        assert approved.returncode == 0, approved.stderr
         term.wait_for(box("Incoming call", "+1 408 555 0100", "lift to answer"))
         term.type(" ")
         term.wait_for(box("+1 408 555 0100", "OPUS"))

@@ -340,3 +340,36 @@ def test_holding_hash_on_the_keypad_toggles_do_not_disturb(
             assert "do not disturb" not in status["screen"]
         finally:
             watch.close()
+
+
+def test_holding_star_and_hash_on_hook_resets_the_phone(
+    tmp_path: Path, provider: ProviderProcess
+) -> None:
+    """The factory reset by the keypad: the handler deleted, the state wiped, registered anew.
+
+    The lab token file is the operator's and stays, so the phone registers again with it
+    (with OAuth it would show a login code: tests/integration/test_login_e2e.py).
+    """
+    api = ProviderApi(provider)
+    with handset_phone(tmp_path / "phone", provider) as phone:
+        handler = phone.wait_status("idle")["handler"]
+        assert api.get_handler(handler) is not None
+        phone.matrix.press("*", "#")
+        try:
+            deadline = time.monotonic() + 30
+            while "event=factory_reset_done" not in phone.log.text():
+                assert time.monotonic() < deadline, phone.log.text()
+                time.sleep(0.1)
+        finally:
+            phone.matrix.release("*", "#")
+        deadline = time.monotonic() + 30
+        status = phone.status()
+        while not (status["state"] == "idle" and status["handler"] not in (None, handler)):
+            assert time.monotonic() < deadline, status
+            time.sleep(0.1)
+            status = phone.status()
+        assert api.get_handler(handler) is None  # deleted at the provider
+        log = phone.log.text()
+    assert "event=reset_hold_started" in log and "event=handler_deleted" in log
+    assert "do not disturb" not in status["screen"]  # the held '#' was swallowed
+    assert (tmp_path / "phone" / "state" / "token").exists()

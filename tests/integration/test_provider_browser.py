@@ -42,6 +42,8 @@ from ript.protocol.oauth import (
 )
 from riptprovider.server import RunningServer, ServerConfig, serve
 
+from .test_login_e2e import ACCOUNT, Lab, provisioning, registered
+from .test_login_e2e import PASSWORD as PHONE_PASSWORD
 from .test_provider_oauth import ACCOUNTS, PASSWORD, SETTINGS, https_request
 
 FORM_CT = {"content-type": FORM}
@@ -199,3 +201,31 @@ def test_sign_in_and_deny(
     assert after_submit(driver, "result").text == "Denied"
     status, body = phone_polls(provider, code)
     assert (status, ErrorResponse.from_bytes(body).error) == (400, "access_denied")
+
+
+@pytest.mark.e2e
+def test_a_person_with_the_qr_code_and_a_browser_logs_the_real_phone_in(
+    tmp_path: Path, browser: Callable[[str], webdriver.Chrome]
+) -> None:
+    """The provider and ``ript-phone run`` as subprocesses: nothing but the QR URL and a browser."""
+    lab = Lab(tmp_path / "lab")
+    lab.work.mkdir()
+    try:
+        provider, phone, _ = lab.start()
+        phone.start("provisioning")
+        url, code = provisioning(phone)  # what the QR code carries
+        cert = provider.config.parent / "provider-state" / "tls" / "server.pem"
+        driver = browser(spki_sha256(cert))
+        driver.get(url)
+        assert driver.find_element(By.ID, "user_code").get_attribute("value") == code
+        driver.find_element(By.ID, "account").clear()
+        driver.find_element(By.ID, "account").send_keys(ACCOUNT)
+        driver.find_element(By.ID, "password").send_keys(PHONE_PASSWORD)
+        driver.find_element(By.ID, "sign-in").click()
+        assert after_submit(driver, "device").text == "Desk phone"  # [phone] name
+        driver.find_element(By.ID, "approve").click()
+        assert after_submit(driver, "result").text == "Approved"
+        status = registered(phone)
+        assert status["handler"].startswith(f"https://localhost:{provider.port}/")
+    finally:
+        lab.close()

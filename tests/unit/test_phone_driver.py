@@ -183,3 +183,18 @@ def test_the_idle_clock_comes_from_the_injected_wall_clock(tmp_path: Path) -> No
     clock = time.strftime("%H:%M", time.localtime(WALL))
     assert idle and all(s.clock == clock for s in idle)
     assert any(clock in line for line in status["screen"])
+
+
+def test_a_key_for_the_login_reaches_it_and_is_no_refusal(tmp_path: Path) -> None:
+    """After a refused login, `ript-phone key 5` restarts it as a finger on the keypad does."""
+    seen: list[Input] = []
+
+    async def body(rig: Rig) -> None:
+        control = PhoneControl(rig.driver, rig.status, None, lambda v: seen.append(v) or True)
+        await control.key("5")  # the machine (offline) refuses keys; the login took it
+        not_for_login = PhoneControl(rig.driver, rig.status, None, lambda v: False)
+        with pytest.raises(ControlRefused):
+            await not_for_login.key("5")
+
+    run(tmp_path, body)
+    assert [type(v).__name__ for v in seen] == ["Key"]

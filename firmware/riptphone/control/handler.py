@@ -35,10 +35,12 @@ class PhoneControl:
         driver: PhoneDriver,
         status: Callable[[], Mapping[str, Any]],
         reset_done: Callable[[], Awaitable[None]] | None = None,
+        login_input: Callable[[Input], bool] | None = None,
     ) -> None:
         self._driver = driver
         self._status = status
         self._reset_done = reset_done
+        self._login_input = login_input
 
     def status(self) -> Mapping[str, Any]:
         return self._status()
@@ -68,9 +70,14 @@ class PhoneControl:
             await self._reset_done()
 
     def _request(self, value: Input) -> FeedResult:
-        """Feed a request; the machine's refusal becomes :class:`ControlRefused`."""
+        """Feed a request; the machine's refusal becomes :class:`ControlRefused`.
+
+        The login sees it first, as it sees the handset's inputs on the bus: a key
+        press after a refused login starts the login again, and is no refusal.
+        """
+        for_login = self._login_input(value) if self._login_input is not None else False
         outcome = self._driver.handle(value)
-        if outcome.refusal is not None:
+        if outcome.refusal is not None and not for_login:
             raise ControlRefused(outcome.refusal)
         return outcome
 

@@ -260,10 +260,16 @@ class DeviceLogin:
         self._key = asyncio.Event()
         self.poll: DevicePoll | None = None
 
-    def on_input(self, value: Input) -> None:
-        """A key, button or lifted handset: the user is there (restarts a refused login)."""
+    def on_input(self, value: Input) -> bool:
+        """A key, button or lifted handset: the user is there (restarts a refused login).
+
+        True when it does restart one: the press was for the login, not the machine.
+        """
         if isinstance(value, Key | Button | HookOff):
+            waiting = self.poll is not None and self.poll.denied
             self._key.set()
+            return waiting
+        return False
 
     async def run(self) -> LoggedIn:
         """Log in; returns the token response (the caller saves it)."""
