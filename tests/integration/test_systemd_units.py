@@ -7,6 +7,7 @@ changes); the installed package is verified as it is by tests/integration/test_d
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -19,9 +20,13 @@ ROOT = Path(__file__).resolve().parents[2]
 UNITS = ROOT / "systemd"
 BIN = Path(sys.executable).parent
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed"
-)
+
+@pytest.fixture(autouse=True)
+def _systemd_analyze() -> None:
+    if shutil.which("systemd-analyze") is None:
+        if os.environ.get("CI"):  # CI must check the units: ./run installs systemd
+            pytest.fail("systemd-analyze is not installed")
+        pytest.skip("systemd-analyze is not installed")
 
 
 def exposure(unit: Path) -> tuple[float, list[str]]:
