@@ -376,11 +376,17 @@ class MediaByways:
         self._headers = headers
         self._credentials = credentials
         self._gets: set[H3Stream] = set()
+        self._token: str | None = None  # the headers below are built once per token, not per chunk
+        self._token_headers = headers
 
     async def _current_headers(self) -> dict[str, str]:
         if self._credentials is None:
             return self._headers
-        return {**self._headers, "authorization": f"Bearer {await self._credentials.token()}"}
+        token = await self._credentials.token()
+        if token != self._token:
+            self._token = token
+            self._token_headers = {**self._headers, "authorization": f"Bearer {token}"}
+        return self._token_headers
 
     async def _retry(self, status: int) -> bool:
         return status == 401 and self._credentials is not None and await self._credentials.refresh()
