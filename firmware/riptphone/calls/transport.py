@@ -120,6 +120,11 @@ class DatagramTransport:
     def name(self) -> str:
         return WEBTRANSPORT
 
+    @property
+    def ended(self) -> bool:
+        """The session is over (either side ended it, or the connection went)."""
+        return self._session is None or self._session.ended
+
     def attach(self, session: WebTransportSession) -> None:
         self._session = session
         self._send = session.send_datagram
