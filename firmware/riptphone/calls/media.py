@@ -1,4 +1,4 @@
-r"""One call's audio: microphone to chunks to the transport, chunks from it to earpiece.
+"""One call's audio: microphone to chunks to the transport, chunks from it to earpiece.
 
 A :class:`MediaSession` is started when the call machine says ``OpenMedia``
 and stopped on ``CloseMedia``, ``CloseByways`` or the end of the call.  It
@@ -7,7 +7,7 @@ I/O on their own threads and post frames into the loop.
 
 The bodies travel on the leg's :mod:`~riptphone.calls.transport` (one
 WebTransport datagram each, or one media-byway ``PUT`` each and held
-``GET``\ s), chosen before the session is built; the session only encodes,
+``GET`` requests), chosen before the session is built; the session only encodes,
 seals, opens and decodes.
 
 * Send: every 20 ms capture frame is encoded (PCMU at 8 kHz or Opus at
