@@ -261,3 +261,22 @@ def test_turned_off_it_is_not_announced_and_a_connect_is_refused_501(tmp_path: P
         assert resp.status == 200
 
     run(body, tmp_path, webtransport=False)
+
+
+def test_data_on_the_session_stream_is_not_kept_by_the_phone(tmp_path: Path) -> None:
+    async def body(env: Env) -> None:
+        call = await answered_call(env)
+        status, opened = await session(env, call, Datagrams())
+        assert status == 200
+        # A provider writing on the CONNECT stream (no capsule is used): the phone keeps
+        # only the stream's end, not the bytes.
+        (conn,) = env.server._connections
+        conn.send_data(opened.stream_id, b"\0" * 60000)
+        await asyncio.sleep(0.2)
+        assert not opened.ended
+        assert not opened._state.chunks
+        env.server._media[call.uri].end_sessions()
+        await until(lambda: opened.ended)
+        assert not opened._state.chunks
+
+    run(body, tmp_path)

@@ -800,7 +800,10 @@ class _H3Protocol(QuicConnectionProtocol):
         elif isinstance(event, DataReceived):
             state = self._streams.get(event.stream_id)
             if state is not None:
-                state.on_data(event.data, event.stream_ended)
+                # A WebTransport session's stream carries nothing we read (no capsule
+                # is used): keep only its end, so a peer cannot fill memory through it.
+                data = b"" if event.stream_id in self._datagram_sinks else event.data
+                state.on_data(data, event.stream_ended)
         elif isinstance(event, DatagramReceived):
             sink = self._datagram_sinks.get(event.stream_id)
             if sink is not None:
