@@ -7,6 +7,7 @@ The file has two sections, and optional others::
     port = 4433                  # UDP port; 0 picks a free one
     state_dir = "state"          # CA, certificates, database; relative to this file
     origin = "https://localhost:4433"   # optional: the origin put in every URI
+    max_handlers_per_account = 16        # optional: handlers (devices) one account may register
 
     [accounts.alice]             # exactly what riptprovider.accounts reads
     numbers = ["+14085551002"]
@@ -47,13 +48,16 @@ from ript.protocol.descriptions import DescriptionError, PushBinding
 from ript.tomlcheck import TomlError, check_keys, check_sections, read_toml
 from riptprovider.accounts import Account, AccountsError, load_accounts
 from riptprovider.broker import MOSQUITTO, PushSettings
+from riptprovider.core import MAX_HANDLERS_PER_ACCOUNT
 from riptprovider.oauth import MAX_CLIENT_ID, IssuerSettings
 from riptprovider.server import ServerConfig
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 4433
 SECTIONS = ("server", "accounts", "push", "oauth")
-SERVER_KEYS = ("host", "port", "state_dir", "origin")
+SERVER_KEYS = ("host", "port", "state_dir", "origin", "max_handlers_per_account")
+MAX_HANDLERS_LIMIT = 10000
+"""The largest ``[server] max_handlers_per_account`` accepted."""
 PUSH_SPAWN_KEYS = ("broker", "port", "mosquitto")
 OAUTH_KEYS = (
     "client_ids",
@@ -88,6 +92,7 @@ class ProviderSettings:
     origin: str | None = None
     push: PushSettings | None = None
     oauth: IssuerSettings = field(default_factory=IssuerSettings)
+    max_handlers_per_account: int = MAX_HANDLERS_PER_ACCOUNT
 
     def server_config(self) -> ServerConfig:
         """What :func:`riptprovider.server.serve` needs to run this configuration."""
@@ -98,6 +103,7 @@ class ProviderSettings:
             port=self.port,
             origin=self.origin,
             oauth=self.oauth,
+            max_handlers_per_account=self.max_handlers_per_account,
         )
 
 
@@ -113,6 +119,19 @@ def _port(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 65535:
         raise ProviderConfigError(
             f"[server] port: must be an integer from 0 to 65535, not {value!r}"
+        )
+    return value
+
+
+def _max_handlers(value: object) -> int:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or not 1 <= value <= MAX_HANDLERS_LIMIT
+    ):
+        raise ProviderConfigError(
+            f"[server] max_handlers_per_account: must be an integer from 1 to "
+            f"{MAX_HANDLERS_LIMIT}, not {value!r}"
         )
     return value
 
@@ -261,7 +280,10 @@ def parse_config(data: Mapping[str, Any], path: Path) -> ProviderSettings:
     accounts = {key: _files_from(account, path.parent) for key, account in accounts.items()}
     push = _push(data["push"], path.parent) if "push" in data else None
     oauth = _oauth(data["oauth"]) if "oauth" in data else IssuerSettings()
-    return ProviderSettings(path, state_dir, accounts, host, port, origin, push, oauth)
+    max_handlers = _max_handlers(server.get("max_handlers_per_account", MAX_HANDLERS_PER_ACCOUNT))
+    return ProviderSettings(
+        path, state_dir, accounts, host, port, origin, push, oauth, max_handlers
+    )
 
 
 def _files_from(account: Account, base: Path) -> Account:

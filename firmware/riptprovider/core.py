@@ -27,6 +27,7 @@ so a new core on the same file carries on where the old one stopped.
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import logging
 import secrets
@@ -90,6 +91,8 @@ IDLE_END_AFTER = 30.0
 RETRY_BACKOFF_MS = 2000
 ENDED_RETENTION_S = 3600.0
 """How long an ended call stays readable (``GET {call}`` answers its final state)."""
+MAX_HANDLERS_PER_ACCOUNT = 16
+"""Handlers one account may register (``[server] max_handlers_per_account``); more: 403."""
 MEDIA_TIMEOUT_MS = 5000
 MEDIA_TAG_LENGTH = 8
 
@@ -213,6 +216,8 @@ class ProviderCore:
         origin: str,
         clock: Callable[[], float],
         oauth: IssuerSettings | None = None,
+        *,
+        max_handlers_per_account: int = MAX_HANDLERS_PER_ACCOUNT,
     ) -> None:
         if isinstance(accounts, Mapping):
             self._accounts: dict[str, Account] = dict(accounts)
@@ -227,10 +232,14 @@ class ProviderCore:
         self.issuer = Issuer(self.db, self._accounts, self.origin, clock, oauth)
         """The OAuth login (device codes, grants, issued tokens): ``docs/provider-oauth.md``."""
         now = clock()
+        self.max_handlers_per_account = max_handlers_per_account
         self._handlers: dict[str, _Handler] = {}
+        self._handler_uris: dict[tuple[str, str], str] = {}
+        """(account id, handler-id) -> handler URI: a registration finds its handler at once."""
         for account_id, description in self.db.load_handlers():
             if account_id in self._accounts and description.uri is not None:
                 self._handlers[description.uri] = _Handler(account_id, description, now)
+                self._handler_uris[account_id, description.handler_id] = description.uri
         self._calls: dict[str, CallRecord] = {}
         self._live: dict[str, _Live] = {}
         for call in self.db.load_open_calls():
@@ -243,7 +252,13 @@ class ProviderCore:
 
         Called after the core's lock is released, on the thread of the operation."""
         self.push_binder: Callable[[Account, HandlerDescription], PushBinding | None] | None = None
-        """Gives a registering handler its push binding (the MQTT layer sets it)."""
+        """Gives a registering handler its push binding (the MQTT layer sets it).
+
+        Called under the core's lock: it must be quick (the MQTT layer makes the
+        user in memory and writes its files and reloads the broker on a thread)."""
+        self.push_settled: Callable[[], concurrent.futures.Future[None]] | None = None
+        """A future done once the push credentials handed out so far work at the broker
+        (the MQTT layer sets it; the HTTP layer awaits it before answering a registration)."""
         self.handler_removed: Callable[[HandlerDescription], None] | None = None
         """Told of each deleted handler, so its push credentials go too (the MQTT layer sets it)."""
         self.call_ended: Callable[[str], None] | None = None
@@ -307,18 +322,19 @@ class ProviderCore:
             handler = _parse(HandlerDescription.from_bytes, handler)
         self._check_advertisement(handler.advertisement)
         with self._lock:
-            existing = next(
-                (
-                    h
-                    for h in self._handlers.values()
-                    if h.account == account.id and h.description.handler_id == handler.handler_id
-                ),
-                None,
-            )
+            known = self._handler_uris.get((account.id, handler.handler_id))
+            existing = None if known is None else self._handlers.get(known)
             if existing is not None:
                 uri = existing.description.uri
                 push = existing.description.push
             else:
+                count = sum(1 for key in self._handler_uris if key[0] == account.id)
+                if count >= self.max_handlers_per_account:
+                    raise RiptHttpError(
+                        403,
+                        f"account {account.id} already has {count} handlers, the most allowed: "
+                        "delete one (DELETE {handler}) before registering another",
+                    )
                 uri = f"{self.tg_uri(account)}/handlers/{uuid.uuid4()}"
                 push = None
             described = HandlerDescription(
@@ -337,6 +353,7 @@ class ProviderCore:
         created = existing.created if existing is not None else self._clock()
         self.db.save_handler(account.id, described, created)
         self._handlers[described.uri] = _Handler(account.id, described, created)
+        self._handler_uris[account.id, described.handler_id] = described.uri
         return described
 
     def _handler(self, account: Account, uri: str) -> _Handler:
@@ -380,6 +397,7 @@ class ProviderCore:
             gone = self._handler(account, uri).description
             self.db.delete_handler(uri)
             del self._handlers[uri]
+            self._handler_uris.pop((account.id, gone.handler_id), None)
         if self.handler_removed is not None:
             # Outside the lock: the MQTT layer rewrites its files and reloads the broker.
             self.handler_removed(gone)

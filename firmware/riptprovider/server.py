@@ -93,7 +93,7 @@ from ript.protocol.passport import (
     verify_passport,
 )
 from riptprovider.accounts import Account, FarEnd, MediaMode
-from riptprovider.core import ProviderCore, RiptHttpError
+from riptprovider.core import MAX_HANDLERS_PER_ACCOUNT, ProviderCore, RiptHttpError
 from riptprovider.far_end_audio import file_frames
 from riptprovider.https import HttpsListener, tls_context
 from riptprovider.login_web import LoginWeb, WebReply, WebRequest, is_login_path
@@ -119,6 +119,8 @@ TONE_DBOV = -16.0
 _GENERATED = frozenset({MediaMode.TONE, MediaMode.FILE, MediaMode.SILENCE})
 LEG_COOKIE = "ript-leg"
 """Cookie naming the handler leg a media request belongs to (set by ``POST {call}``)."""
+PUSH_LIVE_WAIT = 3.0
+"""Seconds a registration's answer waits for the broker to take the new MQTT user."""
 _IDLE_WAKE = 3600.0
 """Seconds the timer task sleeps when the core has no deadline (a request wakes it)."""
 
@@ -136,6 +138,7 @@ class ServerConfig:
     clock: Callable[[], float] = time.time
     oauth: IssuerSettings = field(default_factory=IssuerSettings)
     """The ``[oauth]`` section: clients, lifetimes, polling interval."""
+    max_handlers_per_account: int = MAX_HANDLERS_PER_ACCOUNT
 
 
 BIND_TRIES = 20
@@ -379,7 +382,12 @@ class RunningServer:
         self.origin = (config.origin or f"https://localhost:{self.port}").rstrip("/")
         db_path = config.state_dir / "provider.sqlite3"
         self.core = ProviderCore(
-            str(db_path), config.accounts, self.origin, config.clock, config.oauth
+            str(db_path),
+            config.accounts,
+            self.origin,
+            config.clock,
+            config.oauth,
+            max_handlers_per_account=config.max_handlers_per_account,
         )
         self.login = LoginWeb(self.core.issuer)
 
@@ -449,6 +457,7 @@ class RunningServer:
         if path == f"{tg_path}/handlers":
             self._allow(method, "POST")
             described = core.register_handler(account, await request.body())
+            await self._push_live()
             location = described.uri or ""
             return conn.respond(sid, 201, described.to_bytes(), JSON, [("location", location)])
         if path.startswith(f"{tg_path}/handlers/") and path.count("/") == 4:
@@ -484,6 +493,20 @@ class RunningServer:
                     return await self._reverse_byway(conn, sid, account, call_uri)
                 return await self._forward_byway(conn, request, account, call_uri)
         raise RiptHttpError(404, f"there is no resource at {path}")
+
+    async def _push_live(self) -> None:
+        """Wait (without blocking the loop) until a new handler's MQTT user works at the broker.
+
+        The answer then carries credentials the phone can log in with at once.  Past
+        PUSH_LIVE_WAIT it goes anyway: the phone retries its MQTT login with back-off.
+        """
+        settled = self._core.push_settled
+        if settled is None:
+            return
+        try:
+            await asyncio.wait_for(asyncio.wrap_future(settled()), PUSH_LIVE_WAIT)
+        except TimeoutError:
+            log.warning("push: the broker has not taken the new handler yet; answering anyway")
 
     @staticmethod
     def _allow(method: str, *allowed: str) -> None:
