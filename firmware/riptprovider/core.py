@@ -78,7 +78,7 @@ from ript.protocol.events import (
 from ript.protocol.numbers import NumberPolicy, is_e164
 from ript.protocol.taps import TapType
 from riptprovider.accounts import Account, FarEnd, Outcome
-from riptprovider.db import CallRecord, ProviderDb
+from riptprovider.db import CallRecord, ProviderDb, token_hash
 from riptprovider.oauth import Issuer, IssuerSettings
 
 PROVIDER_ADVERTISEMENT = (
@@ -184,6 +184,22 @@ class _Handler:
     account: str
     description: HandlerDescription
     created: float
+    owner: str | None = None
+    """The device that registered it (:attr:`Caller.device`); None: from before owners."""
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who makes a request: the account, and which of its devices.
+
+    ``device`` is ``login:<id>`` for an access token of an OAuth login (one per
+    device grant, kept across refreshes) and ``token:<sha256>`` for a static
+    (lab) token or an issued token of no login: every phone using the same lab
+    token is the same device.
+    """
+
+    account: Account
+    device: str
 
 
 _T = TypeVar("_T")
@@ -228,6 +244,7 @@ class ProviderCore:
         self._lock = threading.RLock()
         self._provider_adv = parse_advertisement(PROVIDER_ADVERTISEMENT)
         self._tokens = {t: a.id for a in self._accounts.values() for t in a.tokens}
+        self._static_hashes = {token_hash(t) for t in self._tokens}
         self.db = ProviderDb(db_path)
         self.issuer = Issuer(self.db, self._accounts, self.origin, clock, oauth)
         """The OAuth login (device codes, grants, issued tokens): ``docs/provider-oauth.md``."""
@@ -236,9 +253,9 @@ class ProviderCore:
         self._handlers: dict[str, _Handler] = {}
         self._handler_uris: dict[tuple[str, str], str] = {}
         """(account id, handler-id) -> handler URI: a registration finds its handler at once."""
-        for account_id, description in self.db.load_handlers():
+        for account_id, description, owner in self.db.load_handlers():
             if account_id in self._accounts and description.uri is not None:
-                self._handlers[description.uri] = _Handler(account_id, description, now)
+                self._handlers[description.uri] = _Handler(account_id, description, now, owner)
                 self._handler_uris[account_id, description.handler_id] = description.uri
         self._calls: dict[str, CallRecord] = {}
         self._live: dict[str, _Live] = {}
@@ -276,10 +293,44 @@ class ProviderCore:
 
         An issued token that expired or whose login was revoked is None.
         """
+        caller = self.caller(bearer_token)
+        return None if caller is None else caller.account
+
+    def caller(self, bearer_token: str) -> Caller | None:
+        """The account and device a bearer token speaks for (see :class:`Caller`), or None."""
+        if not bearer_token:
+            return None
+        device = f"token:{token_hash(bearer_token)}"
         account_id = self._tokens.get(bearer_token)
-        if account_id is None and bearer_token:
-            account_id = self.db.token_account(bearer_token, self._clock())
-        return None if account_id is None else self._accounts.get(account_id)
+        if account_id is None:
+            found = self.db.token_login(bearer_token, self._clock())
+            if found is None:
+                return None
+            account_id, login = found
+            if login is not None:
+                device = f"login:{login}"
+        account = self._accounts.get(account_id)
+        return None if account is None else Caller(account, device)
+
+    def _device_alive(self, device: str) -> bool:
+        """Whether a device can still act: its login or token still works."""
+        kind, _, ident = device.partition(":")
+        now = self._clock()
+        if kind == "login":
+            return self.db.login_alive(ident, now)
+        return ident in self._static_hashes or self.db.token_alive(ident, now)
+
+    def _foreign(self, found: _Handler, device: str | None) -> bool:
+        """Whether ``found`` belongs to another device that can still act (then: 403).
+
+        ``device`` None is the provider itself (admin, tests): never foreign.  A
+        handler whose owner can no longer act (its login ended: the phone logs in
+        again; a lab token taken out of the configuration) or that has none (from
+        before owners) is taken over by the next device that registers or updates it.
+        """
+        if device is None or found.owner is None or found.owner == device:
+            return False
+        return self._device_alive(found.owner)
 
     def issue_token(self, account: Account, token: str, lifetime: float | None) -> None:
         """Remember an issued bearer token (its hash) for ``lifetime`` seconds (None: forever)."""
@@ -310,13 +361,15 @@ class ProviderCore:
             raise RiptHttpError(400, f"handler description: 'advertisement' {exc}") from None
 
     def register_handler(
-        self, account: Account, handler: HandlerDescription | bytes
+        self, account: Account, handler: HandlerDescription | bytes, device: str | None = None
     ) -> HandlerDescription:
         """``POST {tg}/handlers``: the description echoed with ``uri`` (and ``push``).
 
         A second registration of the same ``handler-id`` in the account
         updates and returns the first one (same URI): a phone that lost its
-        state re-registers without leaving a ghost handler behind.
+        state re-registers without leaving a ghost handler behind.  The
+        handler belongs to ``device``: another device that can still act is
+        refused (403); see :meth:`_foreign` for when it is taken over.
         """
         if isinstance(handler, bytes):
             handler = _parse(HandlerDescription.from_bytes, handler)
@@ -324,9 +377,21 @@ class ProviderCore:
         with self._lock:
             known = self._handler_uris.get((account.id, handler.handler_id))
             existing = None if known is None else self._handlers.get(known)
+            owner = device
             if existing is not None:
+                if self._foreign(existing, device):
+                    raise RiptHttpError(
+                        403,
+                        f"handler-id {handler.handler_id!r} is registered by another device "
+                        "of this account",
+                    )
                 uri = existing.description.uri
                 push = existing.description.push
+                if device is None:
+                    owner = existing.owner
+                elif existing.owner != device:
+                    self._revoke_push(existing)  # the old device's password stops working
+                    push = None
             else:
                 count = sum(1 for key in self._handler_uris if key[0] == account.id)
                 if count >= self.max_handlers_per_account:
@@ -344,15 +409,25 @@ class ProviderCore:
                 described = dataclasses.replace(
                     described, push=self.push_binder(account, described)
                 )
-            return self._store_handler(account, described, existing)
+            return self._store_handler(account, described, existing, owner)
+
+    def _revoke_push(self, found: _Handler) -> None:
+        """Drop a handler's MQTT user: the new owner gets a fresh password."""
+        if found.description.push is not None and self.handler_removed is not None:
+            # Quick under the lock: the MQTT layer writes and reloads on its own thread.
+            self.handler_removed(found.description)
 
     def _store_handler(
-        self, account: Account, described: HandlerDescription, existing: _Handler | None
+        self,
+        account: Account,
+        described: HandlerDescription,
+        existing: _Handler | None,
+        owner: str | None,
     ) -> HandlerDescription:
         assert described.uri is not None
         created = existing.created if existing is not None else self._clock()
-        self.db.save_handler(account.id, described, created)
-        self._handlers[described.uri] = _Handler(account.id, described, created)
+        self.db.save_handler(account.id, described, created, owner)
+        self._handlers[described.uri] = _Handler(account.id, described, created, owner)
         self._handler_uris[account.id, described.handler_id] = described.uri
         return described
 
@@ -362,21 +437,35 @@ class ProviderCore:
             raise RiptHttpError(404, f"no handler {uri} in this account")
         return found
 
-    def get_handler(self, account: Account, uri: str) -> HandlerDescription:
+    def get_handler(
+        self, account: Account, uri: str, device: str | None = None
+    ) -> HandlerDescription:
+        """``GET {handler}``: the push password only to the device that owns the handler."""
         with self._lock:
-            return self._handler(account, uri).description
+            found = self._handler(account, uri)
+            described, push = found.description, found.description.push
+            if device is None or found.owner == device or push is None:
+                return described
+            return dataclasses.replace(described, push=dataclasses.replace(push, password=None))
 
     def set_push_binding(self, account: Account, uri: str, push: PushBinding | None) -> None:
         """Fill in (or clear) a handler's push binding: the hook for the MQTT layer."""
         with self._lock:
             found = self._handler(account, uri)
             described = dataclasses.replace(found.description, push=push)
-            self._store_handler(account, described, found)
+            self._store_handler(account, described, found, found.owner)
 
     def update_handler(
-        self, account: Account, uri: str, handler: HandlerDescription | bytes
+        self,
+        account: Account,
+        uri: str,
+        handler: HandlerDescription | bytes,
+        device: str | None = None,
     ) -> HandlerDescription:
-        """``PUT {handler}``: a new name and advertisement; the URI and push binding stay."""
+        """``PUT {handler}``: a new name and advertisement; the URI and push binding stay.
+
+        Only by the owning device (else 403), or one taking the handler over (a new
+        push password then, as for a registration)."""
         if isinstance(handler, bytes):
             handler = _parse(HandlerDescription.from_bytes, handler)
         self._check_advertisement(handler.advertisement)
@@ -389,12 +478,26 @@ class ProviderCore:
             described = dataclasses.replace(
                 found.description, advertisement=handler.advertisement, name=handler.name
             )
-            return self._store_handler(account, described, found)
+            self._check_owner(found, device)
+            owner = found.owner
+            if device is not None and found.owner != device:
+                self._revoke_push(found)
+                push = None if self.push_binder is None else self.push_binder(account, described)
+                described, owner = dataclasses.replace(described, push=push), device
+            return self._store_handler(account, described, found, owner)
 
-    def delete_handler(self, account: Account, uri: str) -> None:
-        """``DELETE {handler}``; the handler answers 404 afterwards."""
+    def _check_owner(self, found: _Handler, device: str | None) -> None:
+        if self._foreign(found, device):
+            raise RiptHttpError(
+                403, f"handler {found.description.uri} belongs to another device of this account"
+            )
+
+    def delete_handler(self, account: Account, uri: str, device: str | None = None) -> None:
+        """``DELETE {handler}``; the handler answers 404 afterwards.  Another device's: 403."""
         with self._lock:
-            gone = self._handler(account, uri).description
+            found = self._handler(account, uri)
+            self._check_owner(found, device)
+            gone = found.description
             self.db.delete_handler(uri)
             del self._handlers[uri]
             self._handler_uris.pop((account.id, gone.handler_id), None)
@@ -451,14 +554,19 @@ class ProviderCore:
         return call
 
     def place_call(
-        self, account: Account, request: PlaceCallRequest | bytes, passport_check: PassportCheck
+        self,
+        account: Account,
+        request: PlaceCallRequest | bytes,
+        passport_check: PassportCheck,
+        device: str | None = None,
     ) -> CallDescription:
         """``POST {tg}/calls``: a new outbound call in state proceeding.
 
         Checks, in order: 400 malformed; 500 the handler is not one of this
         account's; 403 the destination is outside the TG's outbound
-        destinations, or the PASSporT fails ``passport_check``; 404 the
-        destination is unreachable; 400 the handler shares no codec.
+        destinations, or the PASSporT fails ``passport_check``, or the handler
+        belongs to another device; 404 the destination is unreachable; 400 the
+        handler shares no codec.
         """
         if isinstance(request, bytes):
             request = _parse(PlaceCallRequest.from_bytes, request)
@@ -469,6 +577,7 @@ class ProviderCore:
                 raise RiptHttpError(
                     500, f"{request.handler} is not a registered handler of this account"
                 )
+            self._check_owner(found, device)
             if not is_e164(destination):
                 raise RiptHttpError(404, f"{destination} is unreachable: no private trunks here")
             if not account.destinations.allows(destination):
@@ -518,7 +627,11 @@ class ProviderCore:
             )
 
     def claim_call(
-        self, account: Account, uri: str, claim: ClaimRequest | bytes
+        self,
+        account: Account,
+        uri: str,
+        claim: ClaimRequest | bytes,
+        device: str | None = None,
     ) -> CallDescription:
         """``POST {call}``: take the call with a handler, or ask for a new directive.
 
@@ -551,6 +664,8 @@ class ProviderCore:
                 raise RiptHttpError(
                     500, f"{handler_uri} is not a registered handler of this account"
                 )
+            if claim.handler is not None:
+                self._check_owner(found, device)  # a device claims with its own handler only
             changed = handler_uri != call.handler
             if (
                 changed

@@ -164,6 +164,8 @@ class _Request:
     buffered: int = 0
     """Body bytes received and not yet taken by the handler (bounded: MAX_BUFFERED_BODY)."""
     refused: bool = False
+    device: str | None = None
+    """The device the bearer token speaks for (``core.Caller.device``), once authenticated."""
 
     async def take(self) -> bytes | None:
         """The next body piece, or None at its end."""
@@ -456,7 +458,7 @@ class RunningServer:
             return conn.respond(sid, 200, core.trunk_group(account).to_bytes(), JSON)
         if path == f"{tg_path}/handlers":
             self._allow(method, "POST")
-            described = core.register_handler(account, await request.body())
+            described = core.register_handler(account, await request.body(), request.device)
             await self._push_live()
             location = described.uri or ""
             return conn.respond(sid, 201, described.to_bytes(), JSON, [("location", location)])
@@ -472,7 +474,7 @@ class RunningServer:
             if method == "GET":
                 return conn.respond(sid, 200, core.list_calls(account).to_bytes(), JSON)
             body = await request.body()
-            call = core.place_call(account, body, self._passport_check(account))
+            call = core.place_call(account, body, self._passport_check(account), request.device)
             headers = [("location", call.uri), *self._leg_cookie(call.uri)]
             return conn.respond(sid, 201, call.to_bytes(), JSON, headers)
         if path.startswith("/calls/"):
@@ -520,24 +522,28 @@ class RunningServer:
         scheme, _, token = value.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise RiptHttpError(401, "a valid bearer token is required")
-        account = self._core.authenticate(token.strip())
-        if account is None:
+        caller = self._core.caller(token.strip())
+        if caller is None:
             # Never echo the token: it is a secret.
             raise _InvalidTokenError(401, "the bearer token is unknown, expired or revoked")
-        return account
+        request.device = caller.device
+        return caller.account
 
     async def _handler(
         self, conn: _Connection, request: _Request, account: Account, uri: str
     ) -> None:
         core, sid, method = self._core, request.stream_id, request.method
         self._allow(method, "GET", "PUT", "DELETE")
+        device = request.device
         if method == "GET":
-            conn.respond(sid, 200, core.get_handler(account, uri).to_bytes(), JSON)
+            conn.respond(sid, 200, core.get_handler(account, uri, device).to_bytes(), JSON)
         elif method == "PUT":
             body = await request.body()
-            conn.respond(sid, 200, core.update_handler(account, uri, body).to_bytes(), JSON)
+            described = core.update_handler(account, uri, body, device)
+            await self._push_live()
+            conn.respond(sid, 200, described.to_bytes(), JSON)
         else:
-            core.delete_handler(account, uri)
+            core.delete_handler(account, uri, device)
             conn.respond(sid, 204)
 
     async def _call(self, conn: _Connection, request: _Request, account: Account, uri: str) -> None:
@@ -546,7 +552,7 @@ class RunningServer:
             conn.respond(sid, 200, core.get_call(account, uri).to_bytes(), JSON)
         elif method == "POST":
             body = await request.body()
-            call = core.claim_call(account, uri, body)
+            call = core.claim_call(account, uri, body, request.device)
             if uri in self._media:
                 self._media_state(account, uri)  # a new handler: new key, old GETs refused
             conn.respond(sid, 200, call.to_bytes(), JSON, self._leg_cookie(uri))

@@ -8,6 +8,7 @@ client), its real mosquitto (tests/integration/mqtt.py), its SQLite file.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -19,12 +20,16 @@ from typing import Any
 import pytest
 
 import riptprovider.broker as broker_module
-from ript.protocol.descriptions import HandlerDescription
+from ript.protocol.descriptions import HandlerDescription, PlaceCallRequest
+from ript.protocol.oauth import DEVICE_CODE_GRANT, TokenResponse
 from riptphone.net.h3 import H3Client, Response
+from riptphone.net.ript_client import RiptClient, StaticToken
+from riptphone.store import StateStore
 from riptprovider.accounts import Account, load_accounts
-from riptprovider.broker import PushService
+from riptprovider.broker import MosquittoBroker, PushService
 from riptprovider.config import ProviderConfigError, load_config
 from riptprovider.core import ProviderCore
+from riptprovider.oauth import IssuerRefusalError
 from riptprovider.server import RunningServer, ServerConfig, serve
 
 from .mqtt import TIMEOUT as WAIT
@@ -194,3 +199,165 @@ def test_max_handlers_per_account_is_a_checked_server_key(tmp_path: Path) -> Non
         path.write_text(base.format(f"max_handlers_per_account = {bad}"))
         with pytest.raises(ProviderConfigError, match=r"\[server\] max_handlers_per_account: must"):
             load_config(path)
+
+
+# --- row 5: a device's handler and push password are its own --------------------------------
+
+OTHER = "alice-other-device-token-42"
+TWO_LAB_PHONES = load_accounts(
+    {"alice": {"numbers": ["+14085551002"], "destinations": "+1408*", "tokens": [TOKEN, OTHER]}}
+)
+
+
+def with_push(
+    state: Path, body: Callable[[Env, MosquittoBroker], Awaitable[None]], **config: Any
+) -> None:
+    """``run`` with the provider's real mosquitto attached, as ``ript-provider serve`` does."""
+    accounts = config.get("accounts", ACCOUNTS)
+    with mosquitto(state) as broker, tap_publisher(broker) as publisher:
+        service = PushService(broker.registry, publisher)
+
+        async def attached(env: Env) -> None:
+            assert env.server.core is not None
+            service.attach(env.server.core, accounts.values())
+            await body(env, broker)
+
+        try:
+            run(state, attached, **config)
+        finally:
+            broker.registry.close()
+
+
+def described(response: Response) -> HandlerDescription:
+    return HandlerDescription.from_bytes(response.body)
+
+
+def test_a_device_cannot_read_or_take_another_devices_handler(tmp_path: Path) -> None:
+    async def body(env: Env, broker: MosquittoBroker) -> None:
+        mine = await env.register("phone-a")
+        assert mine.status == 201, mine.body
+        handler = described(mine)
+        assert handler.uri is not None and handler.push is not None
+        password = handler.push.password
+        assert password is not None
+        # Another device of the same account sees the handler, never its password.
+        seen = await env.send("GET", handler.uri, token=OTHER)
+        assert seen.status == 200
+        assert described(seen).push is not None
+        assert described(seen).push.password is None  # type: ignore[union-attr]
+        assert password.encode() not in seen.body
+        # It can neither re-register, update nor delete it.
+        taken = await env.register("phone-a", token=OTHER)
+        assert taken.status == 403
+        assert b"registered by another device of this account" in taken.body
+        body = HandlerDescription("phone-a", "1 in: PCMA;\n1 out: PCMA;").to_bytes()
+        for method, payload in (("PUT", body), ("DELETE", None)):
+            refused = await env.send(method, handler.uri, payload, token=OTHER)
+            assert refused.status == 403, (method, refused.body)
+            assert b"belongs to another device of this account" in refused.body
+        # Nor place a call as it.
+        call = PlaceCallRequest(
+            handler=handler.uri, destination="+14089529999", passport="e30.e30.c2ln"
+        )
+        placed = await env.send("POST", "/tgs/alice/calls", call.to_bytes(), token=OTHER)
+        assert placed.status == 403 and b"another device" in placed.body
+        # The owner reads its password, and re-registers keeping it.
+        own = await env.send("GET", handler.uri)
+        assert described(own).push == handler.push
+        again = await env.register("phone-a")
+        assert again.status == 201 and described(again).push == handler.push
+        # The other device's own handler is its own.
+        theirs = await env.register("phone-b", token=OTHER)
+        assert theirs.status == 201 and described(theirs).push is not None
+
+    with_push(tmp_path, body, accounts=TWO_LAB_PHONES)
+
+
+def test_each_oauth_login_is_a_device_and_a_new_login_takes_over_an_ended_ones(
+    tmp_path: Path,
+) -> None:
+    async def body(env: Env, broker: MosquittoBroker) -> None:
+        core = env.server.core
+        assert core is not None
+
+        def login() -> TokenResponse:
+            code = core.issuer.authorize_device({"client_id": "ript-phone", "scope": "ript"})
+            core.issuer.admin_approve(code.user_code, "alice")
+            form = {
+                "grant_type": DEVICE_CODE_GRANT,
+                "device_code": code.device_code,
+                "client_id": "ript-phone",
+            }
+            return core.issuer.token(form)
+
+        first, second = login(), login()
+        mine = await env.register("phone-a", token=first.access_token)
+        assert mine.status == 201
+        handler = described(mine)
+        assert handler.uri is not None and handler.push is not None
+
+        # A refresh keeps the device (same login): the handler is still its own.
+        def refresh(token: str | None) -> TokenResponse:
+            assert token is not None
+            form = {
+                "grant_type": "refresh_token",
+                "refresh_token": token,
+                "client_id": "ript-phone",
+            }
+            return core.issuer.token(form)
+
+        refreshed = refresh(first.refresh_token)
+        own = await env.send("GET", handler.uri, token=refreshed.access_token)
+        assert described(own).push == handler.push
+        # Another login of the same account is another device.
+        refused = await env.register("phone-a", token=second.access_token)
+        assert refused.status == 403
+        seen = await env.send("GET", handler.uri, token=second.access_token)
+        assert described(seen).push.password is None  # type: ignore[union-attr]
+        # The first login ends: its rotated refresh token used again revokes the family
+        # (RFC 9700), as a stolen one would; the phone is sent back to login.
+        with pytest.raises(IssuerRefusalError):
+            refresh(first.refresh_token)
+        assert (await env.send("GET", handler.uri, token=refreshed.access_token)).status == 401
+        # A new login of the phone (or any device of the account) takes the handler over:
+        # the same URI, a fresh push password; the ended login's password stops working.
+        again = await env.register("phone-a", token=second.access_token)
+        assert again.status == 201, again.body
+        taken = described(again)
+        assert taken.uri == handler.uri and taken.push is not None
+        assert taken.push.password not in (None, handler.push.password)
+        with device_client(broker, taken.push) as client:
+            assert not client.connacks.get(timeout=WAIT).is_failure
+        with device_client(broker, handler.push) as client:
+            assert client.connacks.get(timeout=WAIT).is_failure
+
+    with_push(tmp_path, body)
+
+
+def test_the_phone_keeps_its_push_password_when_an_update_answers_without_it(
+    tmp_path: Path,
+) -> None:
+    async def body(env: Env, broker: MosquittoBroker) -> None:
+        core = env.server.core
+        assert core is not None
+        client = RiptClient(env.client, f"localhost:{env.server.port}", StaticToken(TOKEN))
+        store = StateStore(tmp_path / "phone")
+        tg = await client.discover()
+        first, done = await client.ensure_registration(store, tg, name="Desk", advertisement=ADV)
+        assert done == "registered" and first.handler_uri is not None
+        assert first.push is not None and first.push.password is not None
+        # A provider that hands the password out only when it makes it: the PUT's answer
+        # has the binding without it, then none at all.
+        without = dataclasses.replace(first.push, password=None)
+        for answered, advertisement in ((without, "1 in: PCMA;\n1 out: PCMA;"), (None, ADV)):
+            core.set_push_binding(alice(), first.handler_uri, answered)
+            kept, done = await client.ensure_registration(
+                store, tg, name="Desk", advertisement=advertisement
+            )
+            assert done == "updated"
+            assert kept.push == first.push
+            assert StateStore(store.directory).load_registration().data == kept
+        with device_client(broker, first.push) as mqtt:
+            assert not mqtt.connacks.get(timeout=WAIT).is_failure
+
+    with_push(tmp_path, body)
