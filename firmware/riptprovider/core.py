@@ -174,6 +174,12 @@ class _Live:
 
     subscribers: list[Subscription] = field(default_factory=list)
     unwatched_since: float = 0.0
+    """Monotonic time the last reverse byway went (the 30 s idle timer runs from it)."""
+    created_at: float = 0.0
+    state_at: float = 0.0
+    """Monotonic times of the call's creation and of its last state change: the ring
+    timeout and the far end's steps run from them, so a step of the wall clock moves
+    no deadline (the wall-clock ``created``/``state_since`` are for the wire and the file)."""
     far_end_reconnecting: bool = False
     leg: str | None = None
     old_legs: set[str] = field(default_factory=set)
@@ -221,8 +227,12 @@ class ProviderCore:
     """All RIPT state of the reference provider.
 
     ``origin`` is ``https://host[:port]`` without a final slash; ``clock``
-    returns Unix seconds (tests pass a fake one).  Thread-safe: one lock
-    guards the state, so the MQTT or admin threads may call in too.
+    returns Unix seconds (tests pass a fake one): what goes on the wire and in
+    the file.  ``monotonic`` is the clock of deadlines (ring timeout, idle
+    timer, the far end's steps): :meth:`next_deadline` and :meth:`tick` speak
+    it; the server passes ``time.monotonic``; by default it is ``clock``
+    (tests that move one fake clock).  Thread-safe: one lock guards the
+    state, so the MQTT or admin threads may call in too.
     """
 
     def __init__(
@@ -234,6 +244,7 @@ class ProviderCore:
         oauth: IssuerSettings | None = None,
         *,
         max_handlers_per_account: int = MAX_HANDLERS_PER_ACCOUNT,
+        monotonic: Callable[[], float] | None = None,
     ) -> None:
         if isinstance(accounts, Mapping):
             self._accounts: dict[str, Account] = dict(accounts)
@@ -241,6 +252,7 @@ class ProviderCore:
             self._accounts = {account.id: account for account in accounts}
         self.origin = origin.rstrip("/")
         self._clock = clock
+        self._mono = clock if monotonic is None else monotonic
         self._lock = threading.RLock()
         self._provider_adv = parse_advertisement(PROVIDER_ADVERTISEMENT)
         self._tokens = {t: a.id for a in self._accounts.values() for t in a.tokens}
@@ -262,8 +274,9 @@ class ProviderCore:
         for call in self.db.load_open_calls():
             if call.account in self._accounts:
                 self._calls[call.uri] = call
+                live = self._live[call.uri] = self._anchored(call)
                 # Clients need time to find the restarted provider: the 30 s start now.
-                self._live[call.uri] = _Live(unwatched_since=now)
+                live.unwatched_since = self._mono()
         self.push_hook: PushHook | None = None
         """Publishes taps: ``call`` to each forking target, ``take``/``answer``/``decline``.
 
@@ -285,6 +298,31 @@ class ProviderCore:
 
     def close(self) -> None:
         self.db.close()
+
+    def _anchored(self, call: CallRecord) -> _Live:
+        """Memory state for a call known only from its wall-clock stamps (the file).
+
+        The monotonic clock does not survive a restart: its anchors are worked out
+        from how long ago the stamps were, never in the future (a wall clock set back
+        since counts as now).
+        """
+        mono, wall = self._mono(), self._clock()
+        return _Live(
+            unwatched_since=mono,
+            created_at=mono - max(0.0, wall - call.created),
+            state_at=mono - max(0.0, wall - call.state_since),
+        )
+
+    def _live_of(self, call: CallRecord) -> _Live:
+        live = self._live.get(call.uri)
+        if live is None:
+            live = self._live[call.uri] = self._anchored(call)
+        return live
+
+    def _fresh_live(self, leg: str | None = None) -> _Live:
+        """Memory state of a call made now."""
+        mono = self._mono()
+        return _Live(unwatched_since=mono, created_at=mono, state_at=mono, leg=leg)
 
     # ------------------------------------------------------------------ accounts and TGs
 
@@ -606,7 +644,7 @@ class ProviderCore:
                 media_key=_key(),
             )
             # The placing handler's leg: its media is refused once the call is pulled away.
-            self._live[call.uri] = _Live(unwatched_since=now, leg=secrets.token_urlsafe(16))
+            self._live[call.uri] = self._fresh_live(leg=secrets.token_urlsafe(16))
             self._save(call)
             return self._describe(call)
 
@@ -688,15 +726,17 @@ class ProviderCore:
                 # A 3PCC call is placed towards the far end only once a phone takes it.
                 state_since=now if first_outbound else call.state_since,
             )
+            live = self._live_of(call)
+            if first_outbound:
+                live.state_at = self._mono()
             self._save(call)
-            live = self._live.setdefault(uri, _Live())
             if changed:
                 if live.leg is not None:
                     live.old_legs.add(live.leg)
                 live.leg = secrets.token_urlsafe(16)
                 if not live.subscribers:
                     # The new handler needs its own 30 s to open its byways.
-                    live.unwatched_since = now
+                    live.unwatched_since = self._mono()
                 self._fan_out(
                     HandlerChanged(
                         direction=Direction.S2C,
@@ -757,10 +797,13 @@ class ProviderCore:
     ) -> None:
         """Move ``call`` to ``state`` as of ``at`` (default now) and tell every byway.
 
-        Timer steps pass their deadline as ``at`` so a late tick does not
-        push the next step of the far end's timeline later.
+        Timer steps pass their (monotonic) deadline as ``at`` so a late tick
+        does not push the next step of the far end's timeline later; the
+        wall-clock stamp is the wall time of that moment.
         """
-        now = self._clock() if at is None else at
+        mono = self._mono()
+        at_mono = mono if at is None else at
+        now = self._clock() - (mono - at_mono)
         updated = dataclasses.replace(
             call, state=state, state_since=now, ended=now if state is CallStatus.ENDED else None
         )
@@ -768,6 +811,8 @@ class ProviderCore:
         # Saving an ended call drops its subscribers: take them first.  Save
         # before delivering so that a failing subscriber cannot lose the state.
         live = self._live.get(call.uri)
+        if live is not None:
+            live.state_at = at_mono
         subscribers = list(live.subscribers) if live is not None else []
         self._save(updated)
         for subscription in subscribers:
@@ -786,7 +831,7 @@ class ProviderCore:
             call = self._call(account, uri)
             subscription = Subscription(uri, on_event)
             subscription.deliver(self._state_event(call))
-            live = self._live.setdefault(uri, _Live())
+            live = self._live_of(call)
             if live.far_end_reconnecting:
                 subscription.deliver(
                     Reconnecting(direction=Direction.S2C, call=uri, timestamp=self._now())
@@ -802,7 +847,7 @@ class ProviderCore:
             if live is not None and subscription in live.subscribers:
                 live.subscribers.remove(subscription)
                 if not live.subscribers:
-                    live.unwatched_since = self._clock()
+                    live.unwatched_since = self._mono()
 
     def client_event(self, account: Account, uri: str, event: Event) -> EventResult:
         """Apply one event received on a forward byway of call ``uri``.
@@ -854,8 +899,7 @@ class ProviderCore:
     def set_far_end_reconnecting(self, uri: str, reconnecting: bool) -> None:
         """The far end lost (True) or regained (False) its connection; tell every byway."""
         with self._lock:
-            self._call(None, uri)
-            live = self._live.setdefault(uri, _Live(unwatched_since=self._clock()))
+            live = self._live_of(self._call(None, uri))
             if live.far_end_reconnecting == reconnecting:
                 return
             live.far_end_reconnecting = reconnecting
@@ -872,7 +916,8 @@ class ProviderCore:
     def _far_end_step(self, call: CallRecord) -> tuple[float, CallStatus, str | None] | None:
         """When and to which state the simulated far end moves ``call`` next."""
         account = self._accounts[call.account]
-        ring_deadline = call.created + account.inbound_ring_timeout
+        live = self._live_of(call)
+        ring_deadline = live.created_at + account.inbound_ring_timeout
         if call.direction is CallDirection.INBOUND:
             # Also when claimed but never answered: a phone that died mid-answer.
             if call.state in (CallStatus.PROCEEDING, CallStatus.ALERTING):
@@ -886,10 +931,10 @@ class ProviderCore:
         far_end: FarEnd = account.far_end(call.to)
         if call.state is CallStatus.PROCEEDING:
             if far_end.outcome is Outcome.BUSY:
-                return call.state_since + ALERT_AFTER, CallStatus.FAILED, "busy"
-            return call.state_since + ALERT_AFTER, CallStatus.ALERTING, None
+                return live.state_at + ALERT_AFTER, CallStatus.FAILED, "busy"
+            return live.state_at + ALERT_AFTER, CallStatus.ALERTING, None
         if call.state is CallStatus.ALERTING:
-            since = call.state_since
+            since = live.state_at
             noanswer = (since + far_end.noanswer_after, CallStatus.NOANSWER, "no answer")
             if far_end.outcome is Outcome.DECLINE:
                 return since + far_end.reject_after, CallStatus.DECLINED, None
@@ -920,17 +965,21 @@ class ProviderCore:
                 if step is not None:
                     times.append(step[0])
             if self._oldest_ended is not None:
-                times.append(self._oldest_ended + ENDED_RETENTION_S)
+                # Pruning compares the stored wall-clock end times: its deadline follows the
+                # wall clock (a step moves it, harmlessly), translated to the monotonic one.
+                due_in = self._oldest_ended + ENDED_RETENTION_S - self._clock()
+                times.append(self._mono() + due_in)
             return min(times, default=None)
 
     def tick(self, now: float) -> None:
-        """Advance every call whose deadline is at or before ``now``, as often as needed."""
+        """Advance every call whose deadline is at or before ``now`` (monotonic), as often
+        as needed."""
         with self._lock:
-            oldest = self._oldest_ended
-            if oldest is not None and now >= oldest + ENDED_RETENTION_S:
+            oldest, wall = self._oldest_ended, self._clock()
+            if oldest is not None and wall >= oldest + ENDED_RETENTION_S:
                 # Ended calls (and their media keys) are kept ENDED_RETENTION_S for a
                 # late GET {call}, then deleted.
-                pruned = self.db.prune_ended(now - ENDED_RETENTION_S)
+                pruned = self.db.prune_ended(wall - ENDED_RETENTION_S)
                 self._oldest_ended = self.db.oldest_ended()
                 log.info("pruned %d ended calls", pruned)
             for uri in list(self._calls):
@@ -1002,7 +1051,7 @@ class ProviderCore:
                 created=now,
                 state_since=now,
             )
-            self._live[call.uri] = _Live(unwatched_since=now)
+            self._live[call.uri] = self._fresh_live()
             self._save(call)
             taps = [(h, TapType.CALL, call.uri) for h in self.forking_targets(call.uri)]
             described = self._describe(call)
@@ -1045,7 +1094,7 @@ class ProviderCore:
                 created=now,
                 state_since=now,
             )
-            self._live[call.uri] = _Live(unwatched_since=now)
+            self._live[call.uri] = self._fresh_live()
             self._save(call)
             described = self._describe(call)
         self._tap([(handler, TapType.CALL, call.uri)])
@@ -1172,7 +1221,7 @@ class ProviderCore:
             for subscription in live.subscribers:
                 subscription.closed = True
             live.subscribers.clear()
-            live.unwatched_since = self._clock()
+            live.unwatched_since = self._mono()
             live.leg = None  # the leg cookie's path is the old URI's
             live.old_legs.clear()
             self._live[new_uri] = live

@@ -136,6 +136,9 @@ class ServerConfig:
     origin: str | None = None
     """``https://host[:port]`` used in every URI; None: ``https://localhost:{port}``."""
     clock: Callable[[], float] = time.time
+    """Wall clock: timestamps on the wire and in the database, token and code expiry."""
+    monotonic: Callable[[], float] = time.monotonic
+    """Clock of deadlines (ring timeout, idle timer, far end): a wall-clock step moves none."""
     oauth: IssuerSettings = field(default_factory=IssuerSettings)
     """The ``[oauth]`` section: clients, lifetimes, polling interval."""
     max_handlers_per_account: int = MAX_HANDLERS_PER_ACCOUNT
@@ -390,6 +393,7 @@ class RunningServer:
             config.clock,
             config.oauth,
             max_handlers_per_account=config.max_handlers_per_account,
+            monotonic=config.monotonic,
         )
         self.login = LoginWeb(self.core.issuer)
 
@@ -428,7 +432,7 @@ class RunningServer:
             self.core.close()
 
     async def _run_timer(self) -> None:
-        await run_deadlines(self._core, self.config.clock, self._wake)
+        await run_deadlines(self._core, self.config.monotonic, self._wake)
 
     # ------------------------------------------------------------------ routing
 

@@ -21,6 +21,7 @@ import pytest
 
 import riptprovider.broker as broker_module
 from ript.protocol.descriptions import HandlerDescription, PlaceCallRequest
+from ript.protocol.events import CallStatus
 from ript.protocol.oauth import DEVICE_CODE_GRANT, TokenResponse
 from riptphone.net.h3 import H3Client, Response
 from riptphone.net.ript_client import RiptClient, StaticToken
@@ -361,3 +362,126 @@ def test_the_phone_keeps_its_push_password_when_an_update_answers_without_it(
             assert not mqtt.connacks.get(timeout=WAIT).is_failure
 
     with_push(tmp_path, body)
+
+
+# --- row 7: deadlines on the monotonic clock ------------------------------------------------
+
+
+class Clocks:
+    """A wall clock and a monotonic clock, moved by hand (NTP steps only the first)."""
+
+    def __init__(self, wall: float = 1_800_000_000.0, mono: float = 1000.0) -> None:
+        self.wall_now, self.mono_now = wall, mono
+
+    def wall(self) -> float:
+        return self.wall_now
+
+    def mono(self) -> float:
+        return self.mono_now
+
+    def advance(self, seconds: float) -> None:
+        self.wall_now += seconds
+        self.mono_now += seconds
+
+
+FAR_END = load_accounts(
+    {
+        "alice": {
+            "numbers": ["+14085551002"],
+            "tokens": [TOKEN],
+            "far-end": [{"match": "*", "outcome": "answer", "answer-after": 3}],
+        }
+    }
+)
+
+
+def two_clock_core(path: Path, clocks: Clocks) -> ProviderCore:
+    return ProviderCore(str(path), FAR_END, ORIGIN, clocks.wall, monotonic=clocks.mono)
+
+
+def test_a_wall_clock_step_moves_no_deadline(tmp_path: Path) -> None:
+    clocks = Clocks()
+    core = two_clock_core(tmp_path / "p.sqlite3", clocks)
+    account = FAR_END["alice"]
+    try:
+        inbound = core.inject_inbound(account, "+14089520100")  # rings 60 s
+        assert core.next_deadline() == pytest.approx(clocks.mono_now + 60)
+        clocks.wall_now -= 3600  # set back an hour: still due in 60 s, not 3,660
+        assert core.next_deadline() == pytest.approx(clocks.mono_now + 60)
+        # An outbound call whose far end alerts after 0.2 s and answers 3 s later.
+        handler = core.register_handler(account, HandlerDescription("phone-1", ADV))
+        assert handler.uri is not None
+        request = PlaceCallRequest(handler.uri, "+14089529999", "e30.e30.c2ln")
+        outbound = core.place_call(account, request, lambda token, dest: None)
+        clocks.wall_now += 7200  # set forward two hours: nothing is due yet
+        core.tick(clocks.mono_now)
+        assert core.get_call(account, outbound.uri).state is CallStatus.PROCEEDING
+        clocks.advance(0.2)
+        core.tick(clocks.mono_now)
+        assert core.get_call(account, outbound.uri).state is CallStatus.ALERTING
+        clocks.wall_now -= 3600
+        clocks.advance(3)
+        core.tick(clocks.mono_now)
+        assert core.get_call(account, outbound.uri).state is CallStatus.ANSWERED
+        # The idle timer too: nobody holds a byway of the answered call.
+        assert core.next_deadline() == pytest.approx(clocks.mono_now - 3.2 + 30)
+        clocks.wall_now += 86400
+        assert core.next_deadline() == pytest.approx(clocks.mono_now - 3.2 + 30)
+        # The ring timeout comes on time; the stamps on the wire are the wall clock's.
+        clocks.advance(60 - 3.2 - 0.01)
+        core.tick(clocks.mono_now)
+        assert core.db.call_state(inbound.uri) is CallStatus.PROCEEDING
+        clocks.advance(0.01)
+        core.tick(clocks.mono_now)
+        assert core.db.call_state(inbound.uri) is CallStatus.NOANSWER
+        assert core.db.call_state(outbound.uri) is CallStatus.ENDED  # 30 s idle, long since
+        stored = core.db.read("SELECT ended FROM calls WHERE uri = ?", (outbound.uri,))
+        assert stored[0][0] == pytest.approx(clocks.wall_now - (60 - 3.2 - 30))
+    finally:
+        core.close()
+
+
+def test_after_a_restart_deadlines_run_from_the_stored_times_never_from_the_future(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "p.sqlite3"
+    clocks = Clocks()
+    core = two_clock_core(path, clocks)
+    call = core.inject_inbound(FAR_END["alice"], "+14089520100")
+    core.close()
+    # Restarted 20 s later (a reboot: the monotonic clock starts again).
+    later = Clocks(wall=clocks.wall_now + 20, mono=5.0)
+    again = two_clock_core(path, later)
+    assert again.next_deadline() == pytest.approx(later.mono_now + 40)
+    again.close()
+    # Restarted with the wall clock an hour behind the stored creation time: the call
+    # counts as made now (60 s), not in an hour's time (3,660 s).
+    behind = Clocks(wall=clocks.wall_now - 3600, mono=7.0)
+    restarted = two_clock_core(path, behind)
+    try:
+        assert restarted.next_deadline() == pytest.approx(behind.mono_now + 60)
+        assert restarted.db.call_state(call.uri) is CallStatus.PROCEEDING
+    finally:
+        restarted.close()
+
+
+def test_the_running_server_times_out_a_ring_after_the_wall_clock_is_set_back(
+    tmp_path: Path,
+) -> None:
+    step = [0.0]
+    accounts = load_accounts(
+        {"alice": {"numbers": ["+14085551002"], "tokens": [TOKEN], "inbound-ring-timeout": 1}}
+    )
+
+    async def body(env: Env) -> None:
+        core = env.server.core
+        assert core is not None
+        call = core.inject_inbound(accounts["alice"], "+14089520100")
+        env.server.wake()
+        step[0] = -3600.0  # NTP sets the wall clock back an hour
+        deadline = time.monotonic() + 5
+        while core.db.call_state(call.uri) is not CallStatus.NOANSWER:
+            assert time.monotonic() < deadline, "the ring timeout moved with the wall clock"
+            await asyncio.sleep(0.05)
+
+    run(tmp_path, body, accounts=accounts, clock=lambda: time.time() + step[0])
