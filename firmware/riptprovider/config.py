@@ -8,6 +8,8 @@ The file has two sections, and optional others::
     state_dir = "state"          # CA, certificates, database; relative to this file
     origin = "https://localhost:4433"   # optional: the origin put in every URI
     max_handlers_per_account = 16        # optional: handlers (devices) one account may register
+    max_connections = 1000               # optional: QUIC connections at once
+    retry_above = 100                    # optional: open connections from which QUIC Retry is used
 
     [accounts.alice]             # exactly what riptprovider.accounts reads
     numbers = ["+14085551002"]
@@ -50,12 +52,23 @@ from riptprovider.accounts import Account, AccountsError, load_accounts
 from riptprovider.broker import MOSQUITTO, PushSettings
 from riptprovider.core import MAX_HANDLERS_PER_ACCOUNT
 from riptprovider.oauth import MAX_CLIENT_ID, IssuerSettings
+from riptprovider.quic_limits import MAX_CONNECTIONS, RETRY_ABOVE, QuicLimits
 from riptprovider.server import ServerConfig
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 4433
 SECTIONS = ("server", "accounts", "push", "oauth")
-SERVER_KEYS = ("host", "port", "state_dir", "origin", "max_handlers_per_account")
+SERVER_KEYS = (
+    "host",
+    "port",
+    "state_dir",
+    "origin",
+    "max_handlers_per_account",
+    "max_connections",
+    "retry_above",
+)
+MAX_CONNECTIONS_LIMIT = 100000
+"""The largest ``[server] max_connections`` and ``retry_above`` accepted."""
 MAX_HANDLERS_LIMIT = 10000
 """The largest ``[server] max_handlers_per_account`` accepted."""
 PUSH_SPAWN_KEYS = ("broker", "port", "mosquitto")
@@ -93,6 +106,7 @@ class ProviderSettings:
     push: PushSettings | None = None
     oauth: IssuerSettings = field(default_factory=IssuerSettings)
     max_handlers_per_account: int = MAX_HANDLERS_PER_ACCOUNT
+    quic_limits: QuicLimits = field(default_factory=QuicLimits)
 
     def server_config(self) -> ServerConfig:
         """What :func:`riptprovider.server.serve` needs to run this configuration."""
@@ -104,6 +118,7 @@ class ProviderSettings:
             origin=self.origin,
             oauth=self.oauth,
             max_handlers_per_account=self.max_handlers_per_account,
+            quic_limits=self.quic_limits,
         )
 
 
@@ -132,6 +147,19 @@ def _max_handlers(value: object) -> int:
         raise ProviderConfigError(
             f"[server] max_handlers_per_account: must be an integer from 1 to "
             f"{MAX_HANDLERS_LIMIT}, not {value!r}"
+        )
+    return value
+
+
+def _count(key: str, value: object, low: int) -> int:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or not low <= value <= MAX_CONNECTIONS_LIMIT
+    ):
+        raise ProviderConfigError(
+            f"[server] {key}: must be an integer from {low} to {MAX_CONNECTIONS_LIMIT}, "
+            f"not {value!r}"
         )
     return value
 
@@ -281,8 +309,14 @@ def parse_config(data: Mapping[str, Any], path: Path) -> ProviderSettings:
     push = _push(data["push"], path.parent) if "push" in data else None
     oauth = _oauth(data["oauth"]) if "oauth" in data else IssuerSettings()
     max_handlers = _max_handlers(server.get("max_handlers_per_account", MAX_HANDLERS_PER_ACCOUNT))
+    limits = QuicLimits(
+        max_connections=_count(
+            "max_connections", server.get("max_connections", MAX_CONNECTIONS), 1
+        ),
+        retry_above=_count("retry_above", server.get("retry_above", RETRY_ABOVE), 0),
+    )
     return ProviderSettings(
-        path, state_dir, accounts, host, port, origin, push, oauth, max_handlers
+        path, state_dir, accounts, host, port, origin, push, oauth, max_handlers, limits
     )
 
 

@@ -47,6 +47,7 @@ import contextlib
 import itertools
 import logging
 import time
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,7 +55,6 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from aioquic.asyncio.protocol import QuicConnectionProtocol
-from aioquic.asyncio.server import QuicServer
 from aioquic.h3.connection import H3_ALPN, ErrorCode, H3Connection, ProtocolError
 from aioquic.h3.events import DataReceived, H3Event, HeadersReceived
 from aioquic.h3.exceptions import H3Error
@@ -98,6 +98,7 @@ from riptprovider.far_end_audio import file_frames
 from riptprovider.https import HttpsListener, tls_context
 from riptprovider.login_web import LoginWeb, WebReply, WebRequest, is_login_path
 from riptprovider.oauth import IssuerSettings
+from riptprovider.quic_limits import BoundedQuicServer, QuicLimits
 from riptprovider.tls import ProviderCa, load_or_create_ca
 
 log = logging.getLogger(__name__)
@@ -142,6 +143,8 @@ class ServerConfig:
     oauth: IssuerSettings = field(default_factory=IssuerSettings)
     """The ``[oauth]`` section: clients, lifetimes, polling interval."""
     max_handlers_per_account: int = MAX_HANDLERS_PER_ACCOUNT
+    quic_limits: QuicLimits = field(default_factory=QuicLimits)
+    """Concurrent QUIC connections, Retry under load (``[server] max_connections``...)."""
 
 
 BIND_TRIES = 20
@@ -328,7 +331,9 @@ class RunningServer:
         self.port = 0
         self.origin = ""
         self.core: ProviderCore | None = None
-        self._endpoint: QuicServer | None = None
+        self._endpoint: BoundedQuicServer | None = None
+        self._authenticated: weakref.WeakSet[_Connection] = weakref.WeakSet()
+        """Connections that made a request with a valid token: never closed for room."""
         self._https: HttpsListener | None = None
         self.login: LoginWeb | None = None
         self._connections: set[_Connection] = set()
@@ -350,6 +355,11 @@ class RunningServer:
             loop.call_soon_threadsafe(self._wake.set)
 
     @property
+    def quic(self) -> BoundedQuicServer | None:
+        """The QUIC listener: its connection count and what its limits did."""
+        return self._endpoint
+
+    @property
     def _core(self) -> ProviderCore:
         assert self.core is not None
         return self.core
@@ -366,7 +376,12 @@ class RunningServer:
         tls = tls_context(self.ca.server_cert_file, self.ca.server_key_file)
         for attempt in range(BIND_TRIES):
             _, endpoint = await loop.create_datagram_endpoint(
-                lambda: QuicServer(configuration=quic, create_protocol=factory),
+                lambda: BoundedQuicServer(
+                    configuration=quic,
+                    create_protocol=factory,
+                    limits=config.quic_limits,
+                    trusted=self._authenticated.__contains__,
+                ),
                 local_addr=(config.host, config.port),
             )
             self._endpoint = endpoint
@@ -451,6 +466,7 @@ class RunningServer:
             # Certificates are public data: any verifier may dereference x5u.
             return self._get_cert(conn, sid, path)
         account = self._authenticate(request)
+        self._authenticated.add(conn)
         core = self._core
         uri = self.origin + path
         if path == f"{ROOT}/providertgs":

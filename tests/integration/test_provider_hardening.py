@@ -12,12 +12,16 @@ import dataclasses
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from aioquic.asyncio.client import connect as quic_connect
+from aioquic.asyncio.protocol import QuicConnectionProtocol
+from aioquic.h3.connection import H3_ALPN
+from aioquic.quic.configuration import QuicConfiguration
 
 import riptprovider.broker as broker_module
 from ript.protocol.descriptions import HandlerDescription, PlaceCallRequest
@@ -31,6 +35,7 @@ from riptprovider.broker import MosquittoBroker, PushService
 from riptprovider.config import ProviderConfigError, load_config
 from riptprovider.core import ProviderCore
 from riptprovider.oauth import IssuerRefusalError
+from riptprovider.quic_limits import QuicLimits
 from riptprovider.server import RunningServer, ServerConfig, serve
 
 from .mqtt import TIMEOUT as WAIT
@@ -485,3 +490,99 @@ def test_the_running_server_times_out_a_ring_after_the_wall_clock_is_set_back(
             await asyncio.sleep(0.05)
 
     run(tmp_path, body, accounts=accounts, clock=lambda: time.time() + step[0])
+
+
+# --- row 13: QUIC connections are bounded, Retry under load -----------------------------------
+
+
+@asynccontextmanager
+async def bare_quic(env: Env) -> AsyncIterator[QuicConnectionProtocol]:
+    """A QUIC connection to the provider that never sends a request (an abuser's)."""
+    configuration = QuicConfiguration(
+        is_client=True, alpn_protocols=list(H3_ALPN), server_name="localhost"
+    )
+    configuration.load_verify_locations(str(env.server.ca.ca_file))
+    async with quic_connect("127.0.0.1", env.server.port, configuration=configuration) as conn:
+        yield conn
+
+
+async def providertgs(client: H3Client, env: Env) -> int:
+    headers = {"authorization": f"Bearer {TOKEN}"}
+    response = await client.request(
+        "GET", env.url("/.well-known/ript/v1/providertgs"), headers=headers
+    )
+    return response.status
+
+
+def test_quic_connections_are_bounded_retried_and_refused_past_the_bound(
+    tmp_path: Path,
+) -> None:
+    async def body(env: Env) -> None:
+        quic = env.server.quic
+        assert quic is not None
+        assert await providertgs(env.client, env) == 200  # the phone: 1 connection, trusted
+        async with AsyncExitStack() as held:
+            for _ in range(3):
+                await held.enter_async_context(bare_quic(env))
+            assert quic.connection_count == 4
+            # From 2 open connections on, a new one had to prove its address first.
+            assert quic.retries == 2
+            started = time.monotonic()
+            with pytest.raises(ConnectionError):
+                await held.enter_async_context(bare_quic(env))
+            assert time.monotonic() - started < 2  # told at once, not left to time out
+            assert quic.refused == 1 and quic.connection_count == 4
+            # The authenticated phone goes on working meanwhile.
+            assert await providertgs(env.client, env) == 200
+            assert quic.evicted == 0  # nobody is past the grace: nothing closed for room
+
+    run(
+        tmp_path,
+        body,
+        quic_limits=QuicLimits(max_connections=4, retry_above=2, unauthenticated_grace=60),
+    )
+
+
+def test_connections_that_never_authenticate_make_room_for_a_phone(tmp_path: Path) -> None:
+    async def body(env: Env) -> None:
+        quic = env.server.quic
+        assert quic is not None
+        assert await providertgs(env.client, env) == 200
+        async with AsyncExitStack() as held:
+            for _ in range(2):
+                await held.enter_async_context(bare_quic(env))
+            assert quic.connection_count == 3
+            await asyncio.sleep(0.5)  # past their grace, never authenticated
+            # A second phone connects: the oldest idle stranger is closed for it.
+            async with H3Client(ca_file=str(env.server.ca.ca_file)) as second:
+                assert await providertgs(second, env) == 200
+                assert quic.evicted == 1 and quic.refused == 0
+                assert quic.connection_count == 3
+                await asyncio.sleep(0.5)
+                # Both phones are trusted now: a third stranger finds no room.
+                await held.enter_async_context(bare_quic(env))  # evicts the last stranger
+                with pytest.raises(ConnectionError):
+                    await held.enter_async_context(bare_quic(env))
+                assert quic.evicted == 2 and quic.refused == 1
+                assert await providertgs(second, env) == 200
+            assert await providertgs(env.client, env) == 200
+
+    run(
+        tmp_path,
+        body,
+        quic_limits=QuicLimits(max_connections=3, retry_above=100, unauthenticated_grace=0.3),
+    )
+
+
+def test_max_connections_and_retry_above_are_checked_server_keys(tmp_path: Path) -> None:
+    path = tmp_path / "p.toml"
+    base = '[server]\nstate_dir = "s"\n{}\n[accounts.bob]\nnumbers = "+14085551003"\n'
+    path.write_text(base.format("max_connections = 50\nretry_above = 0"))
+    limits = load_config(path).server_config().quic_limits
+    assert (limits.max_connections, limits.retry_above) == (50, 0)
+    path.write_text(base.format(""))
+    assert load_config(path).server_config().quic_limits == QuicLimits(1000, 100, 10.0)
+    for bad in ("max_connections = 0", "retry_above = -1", "max_connections = true"):
+        path.write_text(base.format(bad))
+        with pytest.raises(ProviderConfigError, match=r"\[server\] \w+: must be an integer"):
+            load_config(path)
