@@ -1010,6 +1010,10 @@ class PushService:
         broker URL) gets its password back or a new binding.  Phones learn a
         changed binding from ``GET {handler}``.
         """
+        # From here on a change is made in memory (one hash) and the files and the reload
+        # follow on a thread: the core calls in under its lock, from the event loop, and
+        # bringing many handlers in line below costs one reload, not one each.
+        self.registry.write_behind()
         for account in accounts:
             for handler in core.handlers(account):
                 push, uri = handler.push, handler.uri
@@ -1027,9 +1031,6 @@ class PushService:
         core.push_binder = self.binder
         core.push_hook = self.publisher.hook
         core.handler_removed = lambda handler: self.forget(handler.handler_id)
-        # From here on the core calls in under its lock, from the event loop: a new
-        # user is made in memory (one hash) and the files and reload follow on a thread.
-        self.registry.write_behind()
         core.push_settled = self.registry.settled
 
     def forget(self, handler_id: str) -> None:
