@@ -239,7 +239,10 @@ class DeviceRegistry:
     def set_extra(self, key: str, value: Any) -> None:
         with self._lock:
             self._extra[key] = value
-            self._save()
+            if self._writer is None:
+                self._save()
+            else:
+                self._writer.request()  # one writer of devices.json at a time: the thread
 
     # -- the broker's files ------------------------------------------------------------
 
