@@ -54,6 +54,7 @@ import contextlib
 import itertools
 import logging
 import time
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,7 +62,6 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from aioquic.asyncio.protocol import QuicConnectionProtocol
-from aioquic.asyncio.server import QuicServer
 from aioquic.h3.connection import H3_ALPN, ErrorCode, H3Connection, ProtocolError
 from aioquic.h3.events import DatagramReceived, DataReceived, H3Event, HeadersReceived
 from aioquic.h3.exceptions import H3Error
@@ -100,11 +100,12 @@ from ript.protocol.passport import (
     verify_passport,
 )
 from riptprovider.accounts import Account, FarEnd, MediaMode
-from riptprovider.core import ProviderCore, RiptHttpError
+from riptprovider.core import MAX_HANDLERS_PER_ACCOUNT, ProviderCore, RiptHttpError
 from riptprovider.far_end_audio import file_frames
 from riptprovider.https import HttpsListener, tls_context
 from riptprovider.login_web import LoginWeb, WebReply, WebRequest, is_login_path
 from riptprovider.oauth import IssuerSettings
+from riptprovider.quic_limits import BoundedQuicServer, QuicLimits
 from riptprovider.tls import ProviderCa, load_or_create_ca
 
 log = logging.getLogger(__name__)
@@ -131,6 +132,8 @@ MAX_SESSIONS = 4
 per re-establishment, and the old one's stream may not have ended yet)."""
 MAX_DATAGRAM_FRAME = 65536
 """QUIC ``max_datagram_frame_size`` announced (needed for H3_DATAGRAM; we send <= 1000)."""
+PUSH_LIVE_WAIT = 3.0
+"""Seconds a registration's answer waits for the broker to take the new MQTT user."""
 _IDLE_WAKE = 3600.0
 """Seconds the timer task sleeps when the core has no deadline (a request wakes it)."""
 
@@ -146,10 +149,16 @@ class ServerConfig:
     origin: str | None = None
     """``https://host[:port]`` used in every URI; None: ``https://localhost:{port}``."""
     clock: Callable[[], float] = time.time
+    """Wall clock: timestamps on the wire and in the database, token and code expiry."""
+    monotonic: Callable[[], float] = time.monotonic
+    """Clock of deadlines (ring timeout, idle timer, far end): a wall-clock step moves none."""
     oauth: IssuerSettings = field(default_factory=IssuerSettings)
     """The ``[oauth]`` section: clients, lifetimes, polling interval."""
     webtransport: bool = True
     """Announce WebTransport in SETTINGS and accept sessions; False: media byways only."""
+    max_handlers_per_account: int = MAX_HANDLERS_PER_ACCOUNT
+    quic_limits: QuicLimits = field(default_factory=QuicLimits)
+    """Concurrent QUIC connections, Retry under load (``[server] max_connections``...)."""
 
 
 BIND_TRIES = 20
@@ -175,6 +184,8 @@ class _Request:
     buffered: int = 0
     """Body bytes received and not yet taken by the handler (bounded: MAX_BUFFERED_BODY)."""
     refused: bool = False
+    device: str | None = None
+    """The device the bearer token speaks for (``core.Caller.device``), once authenticated."""
 
     async def take(self) -> bytes | None:
         """The next body piece, or None at its end."""
@@ -347,7 +358,9 @@ class RunningServer:
         self.port = 0
         self.origin = ""
         self.core: ProviderCore | None = None
-        self._endpoint: QuicServer | None = None
+        self._endpoint: BoundedQuicServer | None = None
+        self._authenticated: weakref.WeakSet[_Connection] = weakref.WeakSet()
+        """Connections that made a request with a valid token: never closed for room."""
         self._https: HttpsListener | None = None
         self.login: LoginWeb | None = None
         self._connections: set[_Connection] = set()
@@ -371,6 +384,11 @@ class RunningServer:
             loop.call_soon_threadsafe(self._wake.set)
 
     @property
+    def quic(self) -> BoundedQuicServer | None:
+        """The QUIC listener: its connection count and what its limits did."""
+        return self._endpoint
+
+    @property
     def _core(self) -> ProviderCore:
         assert self.core is not None
         return self.core
@@ -392,7 +410,12 @@ class RunningServer:
         tls = tls_context(self.ca.server_cert_file, self.ca.server_key_file)
         for attempt in range(BIND_TRIES):
             _, endpoint = await loop.create_datagram_endpoint(
-                lambda: QuicServer(configuration=quic, create_protocol=factory),
+                lambda: BoundedQuicServer(
+                    configuration=quic,
+                    create_protocol=factory,
+                    limits=config.quic_limits,
+                    trusted=self._authenticated.__contains__,
+                ),
                 local_addr=(config.host, config.port),
             )
             self._endpoint = endpoint
@@ -413,7 +436,13 @@ class RunningServer:
         self.origin = (config.origin or f"https://localhost:{self.port}").rstrip("/")
         db_path = config.state_dir / "provider.sqlite3"
         self.core = ProviderCore(
-            str(db_path), config.accounts, self.origin, config.clock, config.oauth
+            str(db_path),
+            config.accounts,
+            self.origin,
+            config.clock,
+            config.oauth,
+            max_handlers_per_account=config.max_handlers_per_account,
+            monotonic=config.monotonic,
         )
         self.login = LoginWeb(self.core.issuer)
 
@@ -452,7 +481,7 @@ class RunningServer:
             self.core.close()
 
     async def _run_timer(self) -> None:
-        await run_deadlines(self._core, self.config.clock, self._wake)
+        await run_deadlines(self._core, self.config.monotonic, self._wake)
 
     # ------------------------------------------------------------------ routing
 
@@ -471,6 +500,7 @@ class RunningServer:
             # Certificates are public data: any verifier may dereference x5u.
             return self._get_cert(conn, sid, path)
         account = self._authenticate(request)
+        self._authenticated.add(conn)
         core = self._core
         uri = self.origin + path
         if path == f"{ROOT}/providertgs":
@@ -482,7 +512,8 @@ class RunningServer:
             return conn.respond(sid, 200, core.trunk_group(account).to_bytes(), JSON)
         if path == f"{tg_path}/handlers":
             self._allow(method, "POST")
-            described = core.register_handler(account, await request.body())
+            described = core.register_handler(account, await request.body(), request.device)
+            await self._push_live()
             location = described.uri or ""
             return conn.respond(sid, 201, described.to_bytes(), JSON, [("location", location)])
         if path.startswith(f"{tg_path}/handlers/") and path.count("/") == 4:
@@ -497,7 +528,7 @@ class RunningServer:
             if method == "GET":
                 return conn.respond(sid, 200, core.list_calls(account).to_bytes(), JSON)
             body = await request.body()
-            call = core.place_call(account, body, self._passport_check(account))
+            call = core.place_call(account, body, self._passport_check(account), request.device)
             headers = [("location", call.uri), *self._leg_cookie(call.uri)]
             return conn.respond(sid, 201, call.to_bytes(), JSON, headers)
         if path.startswith("/calls/"):
@@ -523,6 +554,20 @@ class RunningServer:
                 return await self._forward_byway(conn, request, account, call_uri)
         raise RiptHttpError(404, f"there is no resource at {path}")
 
+    async def _push_live(self) -> None:
+        """Wait (without blocking the loop) until a new handler's MQTT user works at the broker.
+
+        The answer then carries credentials the phone can log in with at once.  Past
+        PUSH_LIVE_WAIT it goes anyway: the phone retries its MQTT login with back-off.
+        """
+        settled = self._core.push_settled
+        if settled is None:
+            return
+        try:
+            await asyncio.wait_for(asyncio.wrap_future(settled()), PUSH_LIVE_WAIT)
+        except TimeoutError:
+            log.warning("push: the broker has not taken the new handler yet; answering anyway")
+
     @staticmethod
     def _allow(method: str, *allowed: str) -> None:
         if method not in allowed:
@@ -547,24 +592,28 @@ class RunningServer:
         scheme, _, token = value.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise RiptHttpError(401, "a valid bearer token is required")
-        account = self._core.authenticate(token.strip())
-        if account is None:
+        caller = self._core.caller(token.strip())
+        if caller is None:
             # Never echo the token: it is a secret.
             raise _InvalidTokenError(401, "the bearer token is unknown, expired or revoked")
-        return account
+        request.device = caller.device
+        return caller.account
 
     async def _handler(
         self, conn: _Connection, request: _Request, account: Account, uri: str
     ) -> None:
         core, sid, method = self._core, request.stream_id, request.method
         self._allow(method, "GET", "PUT", "DELETE")
+        device = request.device
         if method == "GET":
-            conn.respond(sid, 200, core.get_handler(account, uri).to_bytes(), JSON)
+            conn.respond(sid, 200, core.get_handler(account, uri, device).to_bytes(), JSON)
         elif method == "PUT":
             body = await request.body()
-            conn.respond(sid, 200, core.update_handler(account, uri, body).to_bytes(), JSON)
+            described = core.update_handler(account, uri, body, device)
+            await self._push_live()
+            conn.respond(sid, 200, described.to_bytes(), JSON)
         else:
-            core.delete_handler(account, uri)
+            core.delete_handler(account, uri, device)
             conn.respond(sid, 204)
 
     async def _call(self, conn: _Connection, request: _Request, account: Account, uri: str) -> None:
@@ -573,7 +622,7 @@ class RunningServer:
             conn.respond(sid, 200, core.get_call(account, uri).to_bytes(), JSON)
         elif method == "POST":
             body = await request.body()
-            call = core.claim_call(account, uri, body)
+            call = core.claim_call(account, uri, body, request.device)
             if uri in self._media:
                 self._media_state(account, uri)  # a new handler: new key, old GETs refused
             conn.respond(sid, 200, call.to_bytes(), JSON, self._leg_cookie(uri))

@@ -244,7 +244,7 @@ class RiptClient:
                     handler_uri=current.handler_uri,
                     tg_uri=tg.uri,
                     advertisement=advertisement,
-                    push=_push(updated) or current.push,
+                    push=_kept_push(_push(updated), current.push),
                 )
                 await asyncio.to_thread(store.save_registration, kept)
                 return kept, "updated"
@@ -551,3 +551,22 @@ def _call(response: Response, what: str) -> CallDescription:
 
 def _push(handler: HandlerDescription) -> PushBinding | None:
     return handler.push
+
+
+def _kept_push(answered: PushBinding | None, stored: PushBinding | None) -> PushBinding | None:
+    """The push binding to keep after a ``PUT {handler}``.
+
+    A provider hands the password out only when it makes it (docs/protocol.md,
+    handlers): an answer without a binding, or with the same one minus its
+    password, keeps the stored binding; a new password (or broker) replaces it.
+    """
+    if answered is None:
+        return stored
+    if (
+        answered.password is None
+        and stored is not None
+        and (answered.broker, answered.topic, answered.username)
+        == (stored.broker, stored.topic, stored.username)
+    ):
+        return stored
+    return answered
