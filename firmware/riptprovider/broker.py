@@ -20,7 +20,10 @@ Three parts:
   process: a TLS listener on 127.0.0.1 with a certificate from the
   provider's CA, no anonymous access, persistence in the state directory.
   ``reload`` is SIGHUP, which mosquitto 2.0 answers by re-reading the password
-  and ACL files and disconnecting clients that are no longer allowed.
+  and ACL files and disconnecting clients that are no longer allowed.  Once
+  :meth:`MosquittoBroker.supervise` is on (the running provider), a mosquitto
+  that exits unbidden (a crash, a stray signal, the OOM killer) is started
+  again on the same port, after a back-off.
 * :class:`TapPublisher` is a paho client logged in as the publisher user; it
   publishes taps with QoS 1 to a handler's topic.
 
@@ -65,6 +68,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from ript.atomic import atomic_write
+from ript.backoff import Backoff, BackoffPolicy
 from ript.protocol.descriptions import HandlerDescription, PushBinding
 from ript.protocol.taps import Tap, TapType
 from riptprovider.accounts import Account
@@ -84,6 +88,13 @@ RELOAD_TIMEOUT = 2.0
 LOG_KEEP = 1 << 20
 """Bytes of mosquitto.log beyond which a start moves it to mosquitto.log.1."""
 BROKER_CERT_LIFETIME = datetime.timedelta(days=825)
+RESTART_POLICY = BackoffPolicy(initial=1.0, maximum=30.0)
+"""Waits before starting again a mosquitto that exited unbidden (supervision)."""
+STABLE_AFTER = 60.0
+"""Seconds a supervised mosquitto must run for its next restart to wait the first delay again."""
+PUBLISHER_RECONNECT = (1, 4)
+"""The publisher's reconnection delays (s, paho doubles from the first to the second): taps
+queued while the broker is away wait for this login, so it retries often; it is one client."""
 SESSION_EXPIRY = 86400
 
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
@@ -549,6 +560,13 @@ class MosquittoBroker:
         self._wanted_port = port
         self.port = port
         self.process: subprocess.Popen[bytes] | None = None
+        self.restarts = 0
+        """How many times supervision started mosquitto again."""
+        self._supervised = False
+        self._stopped = threading.Event()  # set by stop(): a waiting restart gives up
+        self._lock = threading.Lock()  # one start at a time (the caller's or the supervisor's)
+        self._started_at = 0.0
+        self._restart_backoff = Backoff(RESTART_POLICY)
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.registry = DeviceRegistry(
             directory / "devices.json",
@@ -674,12 +692,18 @@ class MosquittoBroker:
                 self.registry.set_extra("port", None)
 
     def _start_once(self) -> None:
+        with self._lock:
+            self._stopped.clear()
+            self._launch(keep_port=False)
+
+    def _launch(self, keep_port: bool) -> None:
         if self.process is not None:
             return
         if not os.access(self.mosquitto, os.X_OK):
             raise PushError(f"{self.mosquitto} is not an executable (apt-get install mosquitto)")
         self._stop_stale()
-        self.port = self._choose_port()
+        if not keep_port:
+            self.port = self._choose_port()
         self.registry.broker_url = self.url
         self.registry.write_broker_files()
         self._write_conf()
@@ -711,13 +735,72 @@ class MosquittoBroker:
             if self._logged_since(self._log_offset, b" running"):
                 break
             if time.monotonic() > deadline:
-                self.stop()
+                process, self.process = self.process, None
+                self._terminate(process)
                 raise PushError(
                     f"mosquitto did not start on {self.HOST}:{self.port} within "
                     f"{START_TIMEOUT:.0f} s: {self._log_tail()}"
                 )
             time.sleep(0.01)
         log.info("push: mosquitto pid %d listening on %s", self.process.pid, self.url)
+        self._started_at = time.monotonic()
+        if self._supervised:
+            self._watch(self.process)
+
+    # -- supervision -------------------------------------------------------------------
+
+    def supervise(self) -> None:
+        """From now on, start mosquitto again whenever it exits without :meth:`stop`.
+
+        Same port, same files; its persistence database brings back the sessions
+        and queued taps it last saved (all of them after a clean exit, those of
+        its last save after a crash).  Phones and the publisher reconnect by
+        themselves; a phone lists its calls after reconnecting
+        (``GET {tg}/calls``), so a tap the broker lost still rings.
+        """
+        with self._lock:
+            self._supervised = True
+            if self.process is not None:
+                self._watch(self.process)
+
+    def _watch(self, process: subprocess.Popen[bytes]) -> None:
+        threading.Thread(
+            target=self._supervise, args=(process,), name="mosquitto-watch", daemon=True
+        ).start()
+
+    def _supervise(self, process: subprocess.Popen[bytes]) -> None:
+        """One process's watcher: when it exits unbidden, start another (with back-off)."""
+        status = process.wait()
+        ran = time.monotonic() - self._started_at
+        with self._lock:
+            if self.process is not process or self._stopped.is_set():
+                return  # stop() or kill(): meant
+            self.process = None
+        if ran > STABLE_AFTER:
+            self._restart_backoff.reset()
+        log.warning(
+            "push: mosquitto pid %d exited unbidden (status %d) after %.1f s: %s",
+            process.pid,
+            status,
+            ran,
+            self._log_tail(),
+        )
+        while True:
+            delay = self._restart_backoff.next_delay()
+            log.warning("push: starting mosquitto again in %.1f s", delay)
+            if self._stopped.wait(delay):
+                return
+            with self._lock:
+                if self._stopped.is_set() or self.process is not None:
+                    return
+                try:
+                    # The phones keep the broker URL: never another port.
+                    self._launch(keep_port=True)
+                except PushError as exc:
+                    log.error("push: mosquitto did not start again: %s", exc)
+                    continue
+                self.restarts += 1
+                return
 
     def _log_tail(self) -> str:
         try:
@@ -749,20 +832,34 @@ class MosquittoBroker:
         it reloads within one pass of its single-threaded loop, so a client
         that connects afterwards meets the new files.
         """
-        process = self.process
-        if process is None or process.poll() is not None:
-            return  # the files are read at the next start
-        offset = self._log_size()
-        process.send_signal(signal.SIGHUP)
-        deadline = time.monotonic() + RELOAD_TIMEOUT
-        while not self._logged_since(offset, b"Reloading config") and time.monotonic() < deadline:
-            time.sleep(0.005)
+        # Under the lock: a SIGHUP while a start is under way (supervision) could come
+        # before mosquitto installs its handler, and kill it.
+        with self._lock:
+            process = self.process
+            if process is None or process.poll() is not None:
+                return  # the files are read at the next start
+            offset = self._log_size()
+            process.send_signal(signal.SIGHUP)
+            deadline = time.monotonic() + RELOAD_TIMEOUT
+            while (
+                not self._logged_since(offset, b"Reloading config") and time.monotonic() < deadline
+            ):
+                time.sleep(0.005)
 
     def stop(self) -> None:
-        """SIGTERM (mosquitto saves its persistence database), then wait; SIGKILL if stuck."""
-        process, self.process = self.process, None
+        """SIGTERM (mosquitto saves its persistence database), then wait; SIGKILL if stuck.
+
+        Supervision does not start it again (nor finishes a restart under way).
+        """
+        with self._lock:
+            self._stopped.set()
+            process, self.process = self.process, None
         if process is None:
             return
+        self._terminate(process)
+        log.info("push: mosquitto stopped")
+
+    def _terminate(self, process: subprocess.Popen[bytes]) -> None:
         if process.poll() is None:
             process.terminate()
             try:
@@ -773,11 +870,15 @@ class MosquittoBroker:
                 process.wait()
         with contextlib.suppress(OSError):
             self.pid_file.unlink()
-        log.info("push: mosquitto stopped")
 
     def kill(self) -> None:
-        """SIGKILL without a clean stop (tests: a broker crash loses what was not saved)."""
-        process, self.process = self.process, None
+        """SIGKILL without a clean stop (tests: a broker crash loses what was not saved).
+
+        Supervision does not start it again: this is the provider's own doing.
+        """
+        with self._lock:
+            self._stopped.set()
+            process, self.process = self.process, None
         if process is not None:
             process.kill()
             process.wait()
@@ -823,7 +924,7 @@ class TapPublisher:
         client.username_pw_set(username, password)
         if binding.tls:
             client.tls_set_context(_tls_context(ca_file))
-        client.reconnect_delay_set(1, 60)
+        client.reconnect_delay_set(*PUBLISHER_RECONNECT)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         self._client = client
@@ -1076,6 +1177,7 @@ def start_push(settings: PushSettings, ca: ProviderCa, state_dir: Path) -> PushS
         if settings.spawn:
             broker = MosquittoBroker(directory, ca, settings.port, settings.mosquitto)
             broker.start()
+            broker.supervise()
             registry = broker.registry
             ca_file: Path | None = ca.ca_file
         else:

@@ -19,7 +19,8 @@ What the core holds:
 * the inbound draft's single-user features: forking a new inbound call to
   every handler of the account, first claim wins, call pull, and the admin
   operations (3PCC place, move, answer, decline, hang-up, events on demand)
-  that reach a phone through a shoulder tap (``push_hook``).
+  that reach a phone through a shoulder tap (``push_hook``); a call placed
+  on one handler is tapped to the account's others (remote in use, pull).
 
 Handlers and calls are written through to :class:`~riptprovider.db.ProviderDb`
 so a new core on the same file carries on where the old one stopped.
@@ -646,7 +647,20 @@ class ProviderCore:
             # The placing handler's leg: its media is refused once the call is pulled away.
             self._live[call.uri] = self._fresh_live(leg=secrets.token_urlsafe(16))
             self._save(call)
-            return self._describe(call)
+            described = self._describe(call)
+            others = self._other_handlers(account, request.handler)
+        # Many devices (profile section 9): the user's other phones show the call as in
+        # use elsewhere, and can pull it, as they can an inbound call answered elsewhere.
+        self._tap((h, TapType.CALL, call.uri) for h in others)
+        return described
+
+    def _other_handlers(self, account: Account, placing: str) -> list[HandlerDescription]:
+        """The account's handlers but ``placing``: those a call placed on it is shown to."""
+        return [
+            h.description
+            for uri, h in self._handlers.items()
+            if h.account == account.id and uri != placing
+        ]
 
     def get_call(self, account: Account, uri: str) -> CallDescription:
         """``GET {call}``: 404 when unknown, ended, or another account's."""

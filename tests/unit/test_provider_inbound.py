@@ -127,6 +127,31 @@ def test_inbound_call_forks_a_call_tap_to_every_handler(core: ProviderCore) -> N
     )
 
 
+def test_a_placed_call_is_tapped_to_the_accounts_other_handlers_only(
+    core: ProviderCore,
+) -> None:
+    desk, kitchen = register(core, "h-1", "Desk"), register(core, "h-2", "Kitchen")
+    hall = register(core, "h-3", "Hall")
+    core.register_handler(core.account("bob"), HandlerDescription("h-9", AD, "Bob's"))
+    taps = tapped(core)
+    placed = core.place_call(
+        alice(core), PlaceCallRequest(kitchen, "+14089529999", JWS), lambda t, d: None
+    )
+    # Not the placing handler, not another account's: the user's other phones.
+    assert sorted(taps) == sorted(
+        [(desk, TapType.CALL, placed.uri), (hall, TapType.CALL, placed.uri)]
+    )
+    # What they fetch then (GET {call}) shows it handled by the placing phone.
+    seen = core.get_call(alice(core), placed.uri)
+    assert (seen.direction, seen.handler) == (CallDirection.OUTBOUND, kitchen)
+    taps.clear()
+    with pytest.raises(RiptHttpError):  # refused: no call, no taps
+        core.place_call(
+            alice(core), PlaceCallRequest(kitchen, "+14080000001", JWS), lambda t, d: None
+        )
+    assert taps == []
+
+
 def test_first_claim_wins_and_the_others_see_it(core: ProviderCore) -> None:
     desk, kitchen = register(core, "h-1", "Desk"), register(core, "h-2", "Kitchen")
     call = core.inject_inbound(alice(core), CALLER)
