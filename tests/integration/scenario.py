@@ -25,6 +25,7 @@ import contextlib
 import json
 import os
 import queue
+import re
 import signal
 import socket
 import subprocess
@@ -44,7 +45,7 @@ from riptdev.processes import ProviderProcess, stop_process, tone_pcm
 from riptphone.control.client import ControlClientError, request
 from riptphone.net.push import tls_context
 from riptprovider.admin import request_admin
-from riptprovider.broker import MosquittoBroker
+from riptprovider.broker import MOSQUITTO, MosquittoBroker
 
 from .mqtt import mqtt_client
 from .procs import (
@@ -85,6 +86,24 @@ media = "echo"
 [push]
 broker = "spawn"
 """
+
+
+HOLD_SCRIPT = """#!/bin/sh
+# mosquitto, started by the provider; while the file {hold} exists it waits
+# first: the tests hold a broker outage open for as long as they need.
+trap '' HUP  # a reload meanwhile must not end the wait (mosquitto sets its own handler)
+while [ -e '{hold}' ]; do sleep 0.05; done
+exec {mosquitto} "$@"
+"""
+
+
+def hold_wrapper(directory: Path, mosquitto: str = MOSQUITTO) -> tuple[Path, Path]:
+    """A ``[push] mosquitto`` that does not start while a file exists: (script, that file)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    script, hold = directory / "mosquitto-held", directory / "hold"
+    script.write_text(HOLD_SCRIPT.format(hold=hold, mosquitto=mosquitto))
+    script.chmod(0o755)
+    return script, hold
 
 
 class AdminRefusedError(AssertionError):
@@ -369,6 +388,41 @@ class Line:
             assert time.monotonic() < deadline, "the provider's publisher did not log in again"
             time.sleep(0.05)
 
+    def _broker_started(self) -> list[int]:
+        """The pids of the mosquittos the provider has started, in order (from its log)."""
+        text = self.provider.log.read_text(errors="replace")
+        return [int(pid) for pid in re.findall(r"push: mosquitto pid (\d+) listening", text)]
+
+    def broker_starts(self) -> int:
+        """How many times the provider has started its mosquitto."""
+        return len(self._broker_started())
+
+    def publisher_logins(self) -> int:
+        return self._publisher_logins()
+
+    def kill_broker(self, signum: int) -> None:
+        """Send ``signum`` to the provider's mosquitto, as a crash (SIGKILL) or an operator would.
+
+        The provider notices it exit and starts it again (on the same port) by itself.
+        """
+        exits = self._broker_exits()
+        os.kill(self.mosquitto_pid, signum)
+        deadline = time.monotonic() + WAIT
+        while self._broker_exits() <= exits:
+            assert time.monotonic() < deadline, "the provider did not notice mosquitto exit"
+            time.sleep(0.05)
+
+    def _broker_exits(self) -> int:
+        return self.provider.log.read_text(errors="replace").count("exited unbidden")
+
+    def wait_broker_started(self, starts: int, timeout: float = 2 * WAIT) -> None:
+        """Wait until the provider has started mosquitto more than ``starts`` times."""
+        deadline = time.monotonic() + timeout
+        while self.broker_starts() <= starts:
+            assert time.monotonic() < deadline, "the provider did not start mosquitto again"
+            time.sleep(0.05)
+        self.mosquitto_pid = self._broker_started()[-1]
+
     def forget_session(self, phone: PhoneProc) -> None:
         """Discard the phone's MQTT session at the broker, taps queued for it included.
 
@@ -457,8 +511,8 @@ def leftovers(line: Line) -> list[str]:
 
 
 @contextmanager
-def running_line(work: Path) -> Iterator[Line]:
-    line = Line(work)
+def running_line(work: Path, config_text: str = LINE_TOML) -> Iterator[Line]:
+    line = Line(work, config_text)
     try:
         yield line
     finally:

@@ -111,6 +111,9 @@ class CallRegistry:
         except RiptError as exc:
             log.warning("event=list_calls_failed reason=%r", str(exc))
             return
+        log.info("event=calls_listed count=%d", len(calls.calls))
+        # follow() skips a call already followed (its tap came first, or comes later
+        # and finds it here): one call, one runner, one ring.
         for description in calls.calls:
             if description.uri not in self.runners:
                 await self.follow(description.uri)
