@@ -552,7 +552,12 @@ class MosquittoBroker:
     HOST = "127.0.0.1"
 
     def __init__(
-        self, directory: Path, ca: ProviderCa, port: int = 0, mosquitto: str = MOSQUITTO
+        self,
+        directory: Path,
+        ca: ProviderCa,
+        port: int = 0,
+        mosquitto: str = MOSQUITTO,
+        restart_policy: BackoffPolicy = RESTART_POLICY,
     ) -> None:
         self.directory = directory
         self.ca = ca
@@ -566,7 +571,7 @@ class MosquittoBroker:
         self._stopped = threading.Event()  # set by stop(): a waiting restart gives up
         self._lock = threading.Lock()  # one start at a time (the caller's or the supervisor's)
         self._started_at = 0.0
-        self._restart_backoff = Backoff(RESTART_POLICY)
+        self._restart_backoff = Backoff(restart_policy)
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.registry = DeviceRegistry(
             directory / "devices.json",

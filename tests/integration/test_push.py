@@ -18,6 +18,7 @@ import socket
 import stat
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,7 +27,7 @@ import pytest
 
 from ript.backoff import Backoff, BackoffPolicy
 from ript.protocol.descriptions import HandlerDescription, PushBinding
-from ript.protocol.taps import Tap, TapType
+from ript.protocol.taps import Tap, TapType, parse_tap
 from riptphone.net.push import RECONNECT, PushChannel, PushStatus
 from riptprovider.accounts import load_accounts
 from riptprovider.broker import (
@@ -40,7 +41,7 @@ from riptprovider.broker import (
 from riptprovider.core import ProviderCore
 from riptprovider.tls import load_or_create_ca
 
-from .mqtt import device_client, mosquitto, mqtt_client, tap_publisher
+from .mqtt import device_client, mosquitto, mqtt_client, tap_publisher, wait_until
 
 ORIGIN = "https://localhost:4433"
 TG = f"{ORIGIN}/tgs/alice"
@@ -591,3 +592,63 @@ def _listening_ports(pid: int) -> set[tuple[str, int]]:
                 host = ".".join(str(b) for b in reversed(bytes.fromhex(address)))
             found.add((host, int(port, 16)))
     return found
+
+
+# -- supervision: a broker that dies is started again ---------------------------------------
+
+
+def _watchers() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "mosquitto-watch"]
+
+
+def test_a_supervised_broker_that_dies_comes_back_on_its_port_with_the_taps_of_the_outage(
+    tmp_path: Path,
+) -> None:
+    with mosquitto(tmp_path) as broker:
+        binding = broker.add_device("handler-1", "alice")
+        with device_client(broker, binding) as device:  # the broker now holds its session
+            assert not device.connacks.get(timeout=10).is_failure
+            assert device.subscribe(binding.topic).value == 1
+        broker.supervise()
+        port = broker.port
+        with tap_publisher(broker) as publisher:
+            process = broker.process
+            assert process is not None
+            process.send_signal(signal.SIGTERM)  # not the provider's doing: it exits unbidden
+            wait_until(lambda: not publisher.connected, what="the publisher sees it gone")
+            # Published during the outage: queued by the publisher's client.
+            tap_id = publisher.publish(handler(binding), TapType.CALL, CALL)
+            assert tap_id is not None
+            wait_until(lambda: broker.restarts == 1, 20, "mosquitto started again")
+            assert broker.port == port and broker.process is not process
+            assert publisher.flush(20)  # sent and acknowledged once it logged in again
+        with device_client(broker, binding) as device:
+            assert not device.connacks.get(timeout=10).is_failure
+            message = device.messages.get(timeout=10)
+            assert parse_tap(message.payload).id == tap_id
+    log = broker.log_file.read_text()
+    assert log.count(" running") == 2, log
+
+
+def test_stop_while_a_restart_waits_starts_nothing(tmp_path: Path) -> None:
+    ca = load_or_create_ca(tmp_path)
+    slow = BackoffPolicy(initial=60.0, maximum=60.0)  # the wait outlasts the test
+    broker = MosquittoBroker(tmp_path / "push", ca, restart_policy=slow)
+    broker.start()
+    try:
+        broker.supervise()
+        process = broker.process
+        assert process is not None
+        process.kill()  # a crash; the restart waits its back-off
+        wait_until(lambda: broker.process is None, what="the provider notices")
+        broker.stop()
+        wait_until(lambda: not _watchers(), what="the watcher gives up")
+        assert broker.process is None and broker.restarts == 0
+    finally:
+        broker.stop()
+    # kill() is the provider's own doing: no restart either.
+    with mosquitto(tmp_path / "again") as broker:
+        broker.supervise()
+        broker.kill()
+        wait_until(lambda: not _watchers(), what="the watcher ends")
+        assert broker.process is None and broker.restarts == 0
