@@ -96,6 +96,11 @@ machine.state, machine.screen, machine.typed, machine.call_uri   # for status
   call, a call being set up or answered, or a call of the line in use on
   another device, or the ended screen with the handset up) another offered
   call does not ring and is not shown: the user's other devices ring for it.
+  A call in use on another device is an inbound call answered there or a call
+  dialled there (the provider taps the other phones when a call is placed),
+  so while one of the user's phones has a call, the line is busy on all of
+  them: a second inbound call rings on none, and rings where the handset is
+  down once the first call ends, if it still rings then.
   The machine remembers it.  If it ends unanswered it is logged as missed and
   counted on the idle screen; if it is answered elsewhere it is logged as
   answered; if it still rings when the phone becomes free with the handset
