@@ -12,7 +12,10 @@ interface ``ript-provider admin`` uses; :meth:`Line.admin_cli` runs the CLI
 itself); the phones only through their control sockets, as a user or a script
 would (:class:`PhoneProc`).  For taps the provider would never send (bad taps),
 :meth:`Line.publish` logs in to the broker as the provider's publisher user and
-publishes straight to a phone's topic.
+publishes straight to a phone's topic.  For broker outages,
+:meth:`Line.kill_broker` signals the provider's mosquitto (which the provider
+starts again by itself) and :func:`hold_wrapper` makes a ``[push] mosquitto``
+that waits while a file exists, so that a test holds the outage open.
 
 :meth:`Line.close` stops every phone and the provider and checks that nothing
 is left behind: exit status 0 everywhere, no control or admin socket, no
