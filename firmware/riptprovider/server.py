@@ -749,10 +749,10 @@ class RunningServer:
                     self._core.get_call(account, call_uri)  # 404: the call is over
                 now = loop.time()
                 payload = plan.encode(plan.next_pcm())
-                timestamp = first_ms + count * FRAME_MS
+                timestamp = first_ms + count * plan.ptime
                 self._send_frame(media, call_uri, stream, timestamp, payload, now=now)
                 count += 1
-                await asyncio.sleep(max(0.0, start + count * FRAME_MS / 1000 - loop.time()))
+                await asyncio.sleep(max(0.0, start + count * plan.ptime / 1000 - loop.time()))
         except RiptHttpError:
             self._end_media(call_uri)
         except Exception:
@@ -799,6 +799,10 @@ class _Media:
         self.receiver = ChunkReceiver(Direction.C2S, self.keys)
 
 
+PTIMES = (10, 20, 40, 60)
+"""Chunk lengths the generated far end sends: those both G.711 and Opus frames have."""
+
+
 @dataclass(frozen=True, slots=True)
 class _Plan:
     """What the generated far end sends: one stream of the server directive, one codec."""
@@ -808,6 +812,7 @@ class _Plan:
     payload_type: PayloadType
     next_pcm: Callable[[], bytes]
     encode: Callable[[bytes], bytes]
+    ptime: int = FRAME_MS
 
 
 def _plan(directive_text: str | None, far_end: FarEnd) -> _Plan | None:
@@ -824,15 +829,19 @@ def _plan(directive_text: str | None, far_end: FarEnd) -> _Plan | None:
             if entry is None or entry.new_encoder is None:
                 continue
             rate = entry.clock_rate
+            # The longest chunk the directive allows (the phone advertises its [audio] ptime).
+            bound = codec.value("ptime") or FRAME_MS
+            ptime = max((p for p in PTIMES if p <= bound), default=FRAME_MS)
             if far_end.media is MediaMode.TONE:
-                next_pcm = ToneGenerator(ToneSpec(((far_end.tone_hz, TONE_DBOV),)), rate).frame
+                tone = ToneSpec(((far_end.tone_hz, TONE_DBOV),))
+                next_pcm = ToneGenerator(tone, rate, ptime).frame
             elif far_end.media is MediaMode.FILE and far_end.file is not None:
-                next_pcm = file_frames(far_end.file, rate)
+                next_pcm = file_frames(far_end.file, rate, ptime)
             else:
-                silence = bytes(entry.frame_bytes(FRAME_MS))
+                silence = bytes(entry.frame_bytes(ptime))
                 next_pcm = itertools.repeat(silence).__next__
-            encode = entry.new_encoder(FRAME_MS).encode
-            return _Plan(stream.source, stream.sink, entry.payload_type, next_pcm, encode)
+            encode = entry.new_encoder(ptime).encode
+            return _Plan(stream.source, stream.sink, entry.payload_type, next_pcm, encode, ptime)
     return None
 
 

@@ -37,24 +37,20 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from ript.media import codecs
-from ript.media.codecs import FRAME_MS
 from ript.media.jitter import Frame, JitterBuffer
 from ript.media.tones import ToneGenerator, dtmf_spec
-from ript.protocol.advertisement import GrammarError, parse_directive
 from ript.protocol.chunks import frame
 from ript.protocol.descriptions import MediaKey
 from ript.protocol.events import Direction
 from ript.protocol.media_crypto import MediaKeyError, MediaKeys
 from ript.protocol.media_streams import ChunkReceiver, ChunkSender
+from riptphone.calls.codec import CallCodec, CodecSettings, MediaError, choose
 from riptphone.hw.alsa import AlsaCapture, AlsaPlayback
 from riptphone.hw.audio import AudioError
 from riptphone.net.ript_client import MediaByways, RiptError
 
 log = logging.getLogger(__name__)
 
-CARRIED = ("pcmu", "opus")
-"""The codecs of :mod:`ript.media.codecs` this session sends, in the order it picks them."""
 GETS = 20
 """Reverse media GETs kept open (profile section 7)."""
 MAX_PUTS = 10
@@ -73,48 +69,6 @@ def volume_gain_db(percent: int) -> float:
     So 0 % is -21 dB (quiet, not silent: a phone must never go dead) and 100 % is +9 dB.
     """
     return (max(0, min(100, percent)) - 70) * 0.3
-
-
-class MediaError(Exception):
-    """The session cannot start: a directive or key it cannot use."""
-
-
-class _Codec:
-    """The session's codec (:mod:`ript.media.codecs`) with both directions' coders."""
-
-    def __init__(self, name: str) -> None:
-        codec = codecs.find(name)
-        if codec is None or codec.new_encoder is None or codec.new_decoder is None:
-            raise MediaError(f"the client directive asks for {name}, which the phone cannot send")
-        self.payload_type = codec.payload_type
-        self.rate = codec.clock_rate
-        self.silence = bytes(codec.frame_bytes(FRAME_MS))
-        encoder = codec.new_encoder(FRAME_MS)
-        self._decoder = codec.new_decoder(FRAME_MS)
-        self.encode = encoder.encode
-        self.conceal = self._decoder.conceal
-
-    def decode(self, payload: bytes) -> bytes:
-        return self._decoder.decode(payload)
-
-    def set_gain(self, gain_db: float) -> None:
-        """Playback volume: folded into the decoder, so it costs nothing per frame."""
-        self._decoder.set_gain(gain_db)
-
-
-def choose(directive_text: str | None) -> tuple[int, int, str]:
-    """(source, sink, codec name) of the first stream of the client directive we can send."""
-    if not directive_text:
-        raise MediaError("the call has no client directive: nothing to send")
-    try:
-        directive = parse_directive(directive_text)
-    except GrammarError as exc:
-        raise MediaError(f"the client directive is unreadable: {exc}") from exc
-    for stream in directive.streams:
-        for codec in stream.codecs:
-            if codec.name.lower() in CARRIED:
-                return stream.source, stream.sink, codec.name
-    raise MediaError(f"the client directive {directive_text!r} names no PCMU or Opus stream")
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +148,8 @@ class MediaSession:
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
         previous: MediaSession | None = None,
+        settings: CodecSettings | None = None,
+        on_dtmf: Callable[[str], None] | None = None,
     ) -> None:
         self.key = media_key
         self.directives = client_directives
@@ -202,8 +158,12 @@ class MediaSession:
         self._received_at: float | None = None
         self._acked = False
         self._sent_unacked_at: float | None = None
-        self._source, self._sink, name = choose(client_directives)
-        self._codec = _Codec(name)
+        settings = settings or CodecSettings()
+        self.plan = plan = choose(client_directives, settings.ptime)
+        self._source, self._sink = plan.source, plan.sink
+        self._ptime = plan.ptime
+        self._codec = CallCodec(plan.codec, plan.ptime, settings)
+        self._on_dtmf = on_dtmf
         try:
             keys = (
                 None
@@ -225,9 +185,14 @@ class MediaSession:
             self._sender = ChunkSender(Direction.C2S, keys)
             self._receiver = ChunkReceiver(Direction.S2C, keys)
             # Profile section 8: a chunk's timestamp is the Unix time in ms of its first
-            # sample; the first frame is being captured now, each next one 20 ms later.
+            # sample; the first frame is being captured now, each next one ptime later.
             self._timestamp = int(wall() * 1000)
-        self._jitter = JitterBuffer(FRAME_MS)
+        self._jitter = JitterBuffer(
+            plan.ptime,
+            min_delay_ms=plan.ptime,
+            max_delay_ms=max(plan.ptime, settings.jitter_max_ms),
+            skip_excess_ms=max(plan.ptime, settings.jitter_max_ms),
+        )
         self._capture_device = capture_device
         self._playback_device = playback_device
         self._capture: AlsaCapture | None = None
@@ -297,8 +262,11 @@ class MediaSession:
         """Open the audio devices and the byways; AudioDeviceError if a device is unusable."""
         loop = asyncio.get_running_loop()
         rate = self._codec.rate
-        playback = AlsaPlayback(self._playback_device, rate)
-        capture = AlsaCapture(self._capture_device, rate, loop=loop, on_frame=self._on_mic)
+        ptime = self._ptime
+        playback = AlsaPlayback(self._playback_device, rate, frame_ms=ptime)
+        capture = AlsaCapture(
+            self._capture_device, rate, loop=loop, on_frame=self._on_mic, frame_ms=ptime
+        )
         playback.start()
         try:
             capture.start()
@@ -357,7 +325,7 @@ class MediaSession:
         In band, because it reaches any far end through any codec the
         directive picks; the frames are made here, not on the 20 ms path.
         """
-        tone = ToneGenerator(dtmf_spec(key), self._codec.rate, FRAME_MS)
+        tone = ToneGenerator(dtmf_spec(key), self._codec.rate, self._ptime)
         self._dtmf.extend(tone.frame() for _ in range(DTMF_FRAMES))
         self._dtmf.extend(self._codec.silence for _ in range(DTMF_GAP_FRAMES))
 
@@ -374,7 +342,7 @@ class MediaSession:
         chunk = self._sender.media(
             self._source, self._sink, self._codec.payload_type, self._timestamp, payload, now=now
         )
-        self._timestamp += FRAME_MS
+        self._timestamp += self._ptime
         if self._receiver.has_pending_acks:
             body = frame([chunk, *self._sender.acks(self._receiver.take_pending_acks(now))])
         else:
@@ -470,9 +438,10 @@ class MediaSession:
         start = loop.time()
         turn = 0
         codec = self._codec
+        ptime_s = self._ptime / 1000
         while True:
             turn += 1
-            await asyncio.sleep(max(0.0, start + turn * FRAME_MS / 1000 - loop.time()))
+            await asyncio.sleep(max(0.0, start + turn * ptime_s - loop.time()))
             item = self._jitter.pop(self._clock())
             try:
                 if isinstance(item, Frame):

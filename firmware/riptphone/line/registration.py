@@ -21,12 +21,13 @@ from collections.abc import Awaitable, Callable
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from ript.backoff import Backoff, BackoffPolicy
-from ript.protocol.advertisement import format_advertisement, phone_advertisement
+from ript.protocol.advertisement import format_advertisement
 from ript.protocol.csr import build_csr, key_from_pem, key_to_pem, make_key
 from ript.protocol.descriptions import TrunkGroup
 from ript.protocol.numbers import NumberError, is_e164
 from ript.protocol.passport import create_passport
 from riptphone.app.inputs import Input, LineOffline, LineOnline
+from riptphone.calls.codec import codec_settings, configured_advertisement
 from riptphone.config import Config
 from riptphone.line.reasons import plain_reason
 from riptphone.net.ript_client import RiptClient, RiptError
@@ -98,7 +99,9 @@ class Line:
 
     async def _connect_once(self) -> None:
         tg = await self.client.discover(self.config.provider.trunk_group or None)
-        advertisement = format_advertisement(phone_advertisement())
+        advertisement = format_advertisement(
+            configured_advertisement(codec_settings(self.config.audio))
+        )
         registration, done = await self.client.ensure_registration(
             self.store,
             tg,
