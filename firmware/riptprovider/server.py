@@ -65,6 +65,7 @@ from aioquic.quic.connection import QuicConnection
 from ript.backoff import BackoffPolicy
 from ript.media import codecs
 from ript.media.codecs import FRAME_MS
+from ript.media.dtmf import DTMFError, DTMFReceiver
 from ript.media.tones import ToneGenerator, ToneSpec
 from ript.protocol.advertisement import GrammarError, parse_directive
 from ript.protocol.chunks import PayloadType, frame
@@ -705,10 +706,24 @@ class RunningServer:
             media.sender.on_ack(ack, now)
         acks = media.sender.acks(media.receiver.take_pending_acks(now))
         conn.respond(request.stream_id, 200, frame(acks), MEDIA)
+        for chunk in result.media:
+            if chunk.payload_type == PayloadType.TELEPHONE_EVENT:
+                self._note_dtmf(media, call_uri, chunk.timestamp, chunk.payload)
         if media.echo:
             for chunk in result.media:
                 stream = (chunk.source, chunk.sink, chunk.payload_type)
                 self._send_frame(media, call_uri, stream, chunk.timestamp, chunk.payload, now=now)
+
+    def _note_dtmf(self, media: _Media, call_uri: str, timestamp: int, payload: bytes) -> None:
+        """A key pressed on the phone (RFC 4733): logged once per press, and kept on the call."""
+        try:
+            digit = media.dtmf.receive(timestamp, payload)
+        except DTMFError as exc:
+            log.info("event=dtmf_malformed call=%s reason=%r", call_uri, str(exc))
+            return
+        if digit is not None:
+            media.digits.append(digit)
+            log.info("event=dtmf call=%s digit=%s", call_uri, digit)
 
     def _send_frame(
         self,
@@ -791,6 +806,9 @@ class _Media:
     echo: bool = False
     generator: asyncio.Task[None] | None = None
     last_panic: float = float("-inf")
+    dtmf: DTMFReceiver = field(default_factory=DTMFReceiver)
+    digits: list[str] = field(default_factory=list)
+    """Keys the phone pressed during the call, in order (RFC 4733 telephone-events)."""
     sender: ChunkSender = field(init=False)
     receiver: ChunkReceiver = field(init=False)
 

@@ -122,3 +122,38 @@ def test_the_configured_codec_and_ptime_carry_the_call(
     assert f"codec={codec.upper()}" in err
     assert "no media" not in err
     _heard_tone(alsa, rate)
+
+
+def test_keys_in_a_call_travel_as_telephone_events_and_come_back_as_dtmf(
+    tmp_path: Path, provider: Provider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The echo far end returns the phone's telephone-event chunks: each key comes back
+    # as one "received" dtmf line on the watch, and the provider noted the digits.
+    monkeypatch.setattr(riptprovider.core, "MEDIA_TIMEOUT_MS", 1000)
+    daemon, _ = _phone(tmp_path, provider, 8000, 'codecs = ["PCMU"]\n')
+    daemon.start()
+    try:
+        daemon.wait_status("idle")
+        with daemon.watch() as watch:
+            request(daemon.socket, {"cmd": "dial", "number": ECHO})
+            seen = read_until(watch, lambda e: e.get("state") == "in-call")
+            uri = next(e["call"]["uri"] for e in seen if e.get("event") == "call")
+            for key in "1#9":
+                request(daemon.socket, {"cmd": "key", "key": key})
+            received = []
+            while len(received) < 3:
+                event = watch.receive()
+                assert event is not None
+                if event.get("event") == "dtmf" and event.get("direction") == "received":
+                    received.append(event["digit"])
+            digits = provider.server._media[uri].digits
+            request(daemon.socket, {"cmd": "hook", "state": "on"})
+            read_until(watch, lambda e: e.get("state") == "idle")
+    except BaseException:
+        print(daemon.stop()[1][-6000:])
+        raise
+    code, err = daemon.stop()
+    assert code == 0, err
+    assert received == ["1", "#", "9"]
+    assert digits == ["1", "#", "9"]
+    assert err.count("event=dtmf_received") == 3

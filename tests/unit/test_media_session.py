@@ -8,13 +8,18 @@ buffer (the only way to the earpiece) and its counters is checked.
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
+from ript.media.dtmf import TelephoneEvent, decode_event, encode_event
+from ript.media.g711 import ulaw_decode
 from ript.media.jitter import Frame
+from ript.media.tones import goertzel
 from ript.protocol.chunks import PayloadType, frame
 from ript.protocol.descriptions import CallDescription, CallDirection, MediaKey
 from ript.protocol.events import CallStatus, Direction
 from ript.protocol.media_crypto import MediaKeys
 from ript.protocol.media_streams import ChunkReceiver, ChunkSender
+from riptphone.calls.codec import CodecSettings
 from riptphone.calls.media import NO_ACTIVITY, MediaActivity, MediaSession
 from riptphone.net.h3 import H3Client
 from riptphone.net.ript_client import MediaByways
@@ -199,3 +204,105 @@ def test_chunk_timestamps_are_the_wall_clock_time_of_their_first_sample() -> Non
     ]
     first = int(started * 1000)
     assert stamps == [first, first + 20, first + 40]
+
+
+def _sent(byways: _HeldPuts, clock: Clock) -> list[tuple[int, int, bytes]]:
+    """(payload type, timestamp, payload) of every media chunk the session PUT."""
+    provider_rx = ChunkReceiver(
+        Direction.C2S, MediaKeys.from_material(KEY.key, KEY.salt, KEY.tag_length)
+    )
+    return [
+        (int(c.payload_type), c.timestamp, c.payload)
+        for body in byways.bodies
+        for c in provider_rx.receive(body, clock.now).media
+    ]
+
+
+def _speaking(
+    directive: str, frame_bytes: int, ticks: int, keys: str, ptime: int = 20
+) -> list[Any]:
+    clock = Clock()
+    byways = _HeldPuts()
+    media = MediaSession(
+        byways,
+        media_key=KEY,
+        client_directives=directive,
+        capture_device="unused",
+        playback_device="unused",
+        clock=clock,
+        wall=lambda: 1_765_000_000.0,
+        settings=CodecSettings(ptime=ptime),
+    )
+
+    async def speak() -> None:
+        for key in keys:
+            media.send_dtmf(key)
+        for _ in range(ticks):
+            media._on_mic(bytes(frame_bytes))
+            await asyncio.sleep(0)  # the PUT goes out (at most 10 wait)
+        media.stop()
+
+    asyncio.run(speak())
+    return _sent(byways, clock)
+
+
+def test_keys_go_out_as_rfc4733_events_when_the_directive_has_telephone_event() -> None:
+    sent = _speaking("1 to 1: PCMA,ptime=20; telephone-event;", 320, 16, "5#")
+    start = 1_765_000_000_000
+    events = [(ts, decode_event(p)) for pt, ts, p in sent if pt == PayloadType.TELEPHONE_EVENT]
+    assert [pt for pt, _, _ in sent] == [4] * 14 + [3] * 2  # events stand in for audio
+    # A press: one timestamp (its start), durations growing every 20 ms in 1/8000 s,
+    # then the end packet three times with the final duration (RFC 4733 section 2.5.1.4).
+    five = [e for ts, e in events if ts == start]
+    assert [(e.event, e.end, e.duration) for e in five] == [
+        (5, False, 160),
+        (5, False, 320),
+        (5, False, 480),
+        (5, False, 640),
+        (5, True, 800),
+        (5, True, 800),
+        (5, True, 800),
+    ]
+    hash_key = [e for ts, e in events if ts == start + 140]  # the next press starts after
+    assert [e.event for e in hash_key] == [11] * 7 and [e.end for e in hash_key][-3:] == [True] * 3
+    assert [ts for pt, ts, _ in sent if pt == PayloadType.PCMA] == [start + 280, start + 300]
+
+
+def test_keys_are_in_band_tones_without_telephone_event() -> None:
+    sent = _speaking("1 to 1: PCMU,ptime=60;", 640, 6, "1", ptime=40)
+    assert {pt for pt, _, _ in sent} == {PayloadType.PCMU}
+    # ptime 40: 100 ms of tone is 2 frames, then one of silence; timestamps step 40 ms.
+    assert [ts - sent[0][1] for _, ts, _ in sent] == [0, 40, 80, 120, 160, 200]
+    pcm = b"".join(ulaw_decode(p) for _, _, p in sent[:2])
+    assert goertzel(pcm, 8000, 697) > 100 * goertzel(pcm, 8000, 1000)  # the "1" row tone
+    assert goertzel(ulaw_decode(sent[2][2]), 8000, 697) < 1e3  # the gap is silent
+
+
+def test_received_events_are_reported_once_per_press_and_not_played() -> None:
+    clock = Clock()
+    digits: list[str] = []
+    media = MediaSession(
+        MediaByways(H3Client(), f"{CALL}/media", {}),
+        media_key=KEY,
+        client_directives="1 to 1: opus; telephone-event;",
+        capture_device="unused",
+        playback_device="unused",
+        clock=clock,
+        on_dtmf=digits.append,
+    )
+    far = provider_sender(KEY)
+    chunks = [far.media(1, 1, PayloadType.OPUS, 0, OPUS_FRAME, now=clock.now)]
+    press = [TelephoneEvent(7, i >= 4, 10, 160 * min(i + 1, 5)) for i in range(7)]
+    chunks += [
+        far.media(1, 1, PayloadType.TELEPHONE_EVENT, 20, encode_event(e), now=clock.now)
+        for e in press
+    ]
+    chunks.append(far.media(1, 1, PayloadType.TELEPHONE_EVENT, 20, b"\x07", now=clock.now))
+    media._take_body(frame(chunks))
+    assert digits == ["7"]  # seven packets, one press
+    assert media.stats().bad_frames == 1  # the 1-byte payload
+    kinds = [f.payload_type for f in played(media, clock)]
+    # The event chunks hold their turns (silence) rather than leave gaps to conceal; the
+    # buffer may drop one of the burst to catch up.
+    assert kinds[0] == PayloadType.OPUS
+    assert set(kinds[1:]) == {PayloadType.TELEPHONE_EVENT} and len(kinds) >= 7

@@ -54,6 +54,8 @@ class Frame:
     seq: int
     timestamp_ms: int
     payload: bytes
+    payload_type: int = 0
+    """The chunk's payload type: the session's codec, or a telephone-event or CN chunk."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,17 +168,31 @@ class JitterBuffer:
 
     # -- input ---------------------------------------------------------------------------------
 
-    def push(self, seq: int, timestamp_ms: int, payload: bytes, now: float) -> bool:
-        """Add a received chunk; False if it was a duplicate, late, or at once dropped as stale."""
+    def push(
+        self,
+        seq: int,
+        timestamp_ms: int,
+        payload: bytes,
+        now: float,
+        payload_type: int = 0,
+        *,
+        timed: bool = True,
+    ) -> bool:
+        """Add a received chunk; False if it was a duplicate, late, or at once dropped as stale.
+
+        ``timed=False``: the chunk's timestamp is not its media time (an RFC 4733 event
+        carries its press's start), so it does not feed the jitter estimate.
+        """
         if not 0 <= seq < SEQ_LIMIT or not 0 <= timestamp_ms < SEQ_LIMIT:
             raise JitterError(f"sequence number {seq} or timestamp {timestamp_ms} is not 64-bit")
-        # RFC 3550 section 6.4.1 interarrival jitter, each step clipped to the largest delay
-        # we would ever use so that one outage (a migration) cannot blow the estimate up.
-        transit = now * 1000.0 - timestamp_ms
-        if self._prev_transit is not None:
-            step = min(abs(transit - self._prev_transit), float(self._max_delay))
-            self._jitter += (step - self._jitter) / 16.0
-        self._prev_transit = transit
+        if timed:
+            # RFC 3550 section 6.4.1 interarrival jitter, each step clipped to the largest delay
+            # we would ever use so that one outage (a migration) cannot blow the estimate up.
+            transit = now * 1000.0 - timestamp_ms
+            if self._prev_transit is not None:
+                step = min(abs(transit - self._prev_transit), float(self._max_delay))
+                self._jitter += (step - self._jitter) / 16.0
+            self._prev_transit = transit
         if seq <= self._last_emitted:
             self._late += 1
             return False
@@ -205,7 +221,7 @@ class JitterBuffer:
                 for old in stale:
                     del self._packets[old]
                 self._discarded += len(stale)
-        self._packets[seq] = Frame(seq, timestamp_ms, payload)
+        self._packets[seq] = Frame(seq, timestamp_ms, payload, payload_type)
         return True
 
     # -- output --------------------------------------------------------------------------------

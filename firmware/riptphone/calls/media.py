@@ -37,9 +37,10 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
+from ript.media.dtmf import DTMFError, DTMFReceiver, EventSender
 from ript.media.jitter import Frame, JitterBuffer
 from ript.media.tones import ToneGenerator, dtmf_spec
-from ript.protocol.chunks import frame
+from ript.protocol.chunks import PayloadType, frame
 from ript.protocol.descriptions import MediaKey
 from ript.protocol.events import Direction
 from ript.protocol.media_crypto import MediaKeyError, MediaKeys
@@ -59,8 +60,8 @@ GET_RETRY_S = 0.2
 """Pause before reopening a GET that failed (not one that was answered)."""
 
 
-DTMF_FRAMES = 5  # 100 ms of tone, above the 40 ms minimum of ITU-T Q.24
-DTMF_GAP_FRAMES = 2
+DTMF_MS = 100  # in-band tone, above the 40 ms minimum of ITU-T Q.24
+DTMF_GAP_MS = 40
 
 
 def volume_gain_db(percent: int) -> float:
@@ -201,7 +202,9 @@ class MediaSession:
         self._puts: deque[asyncio.Task[None]] = deque()
         self._acks_owed = asyncio.Event()
         self._stopped = False
-        self._dtmf: deque[bytes] = deque()
+        self._dtmf: deque[bytes] = deque()  # in-band tone frames to send
+        self._events = EventSender(plan.ptime) if plan.telephone_event else None
+        self._dtmf_in = DTMFReceiver()
         self.muted = False
         self.puts_dropped = 0
         self.put_failures = 0
@@ -320,29 +323,44 @@ class MediaSession:
         self._codec.set_gain(volume_gain_db(percent))
 
     def send_dtmf(self, key: str) -> None:
-        """Send ``key`` as an in-band DTMF tone (100 ms, then 40 ms of silence).
+        """Send ``key``: as RFC 4733 telephone-events when negotiated, else as an in-band tone.
 
-        In band, because it reaches any far end through any codec the
-        directive picks; the frames are made here, not on the 20 ms path.
+        Events when the client directive names ``telephone-event`` (a 100 ms
+        press: updates every ptime, then the end packet three times, in place of
+        the audio); otherwise a 100 ms tone then 40 ms of silence, which reaches
+        any far end through any codec.  Either way the packets or frames are made
+        here, not on the 20 ms path.
         """
-        tone = ToneGenerator(dtmf_spec(key), self._codec.rate, self._ptime)
-        self._dtmf.extend(tone.frame() for _ in range(DTMF_FRAMES))
-        self._dtmf.extend(self._codec.silence for _ in range(DTMF_GAP_FRAMES))
+        if self._events is not None:
+            self._events.press(key)
+            return
+        ptime = self._ptime
+        tone = ToneGenerator(dtmf_spec(key), self._codec.rate, ptime)
+        self._dtmf.extend(tone.frame() for _ in range(max(1, DTMF_MS // ptime)))
+        self._dtmf.extend(self._codec.silence for _ in range(max(1, DTMF_GAP_MS // ptime)))
 
     def _on_mic(self, pcm: bytes) -> None:
-        # In the loop, every 20 ms: encode, seal, send with the acks owed.
+        # In the loop, every ptime: encode, seal, send with the acks owed.
         if self._stopped:
             return
-        if self._dtmf:
-            pcm = self._dtmf.popleft()
-        elif self.muted:
-            pcm = self._codec.silence
         now = self._clock()
-        payload = self._codec.encode(pcm)
-        chunk = self._sender.media(
-            self._source, self._sink, self._codec.payload_type, self._timestamp, payload, now=now
-        )
+        timestamp = self._timestamp
         self._timestamp += self._ptime
+        event = None if self._events is None else self._events.next_packet(timestamp)
+        if event is not None:
+            # A key press going out: its telephone-event packet stands in for the audio.
+            payload_type: PayloadType = PayloadType.TELEPHONE_EVENT
+            timestamp, payload = event
+        else:
+            if self._dtmf:
+                pcm = self._dtmf.popleft()
+            elif self.muted:
+                pcm = self._codec.silence
+            payload_type = self._codec.payload_type
+            payload = self._codec.encode(pcm)
+        chunk = self._sender.media(
+            self._source, self._sink, payload_type, timestamp, payload, now=now
+        )
         if self._receiver.has_pending_acks:
             body = frame([chunk, *self._sender.acks(self._receiver.take_pending_acks(now))])
         else:
@@ -425,10 +443,25 @@ class MediaSession:
             self._received_at = now
         ours = self._codec.payload_type
         for chunk in result.media:
-            if chunk.payload_type == ours:
-                self._jitter.push(chunk.seq, chunk.timestamp, chunk.payload, now)
+            payload_type = chunk.payload_type
+            if payload_type == ours:
+                self._jitter.push(chunk.seq, chunk.timestamp, chunk.payload, now, payload_type)
+            elif payload_type == PayloadType.TELEPHONE_EVENT:
+                self._take_event(chunk.seq, chunk.timestamp, chunk.payload, now)
         if self._receiver.has_pending_acks:
             self._acks_owed.set()
+
+    def _take_event(self, seq: int, timestamp: int, payload: bytes, now: float) -> None:
+        """An RFC 4733 packet: a new press is reported; its turn plays silence, not the digit."""
+        try:
+            digit = self._dtmf_in.receive(timestamp, payload)
+        except DTMFError:
+            self.bad_frames += 1
+            return
+        if digit is not None and self._on_dtmf is not None:
+            self._on_dtmf(digit)
+        # In the jitter buffer so the audio it replaced is not taken for lost and concealed.
+        self._jitter.push(seq, timestamp, b"", now, PayloadType.TELEPHONE_EVENT, timed=False)
 
     async def _playout(self) -> None:
         # One pop of the jitter buffer per 20 ms, paced by computed due times (no drift).
@@ -438,6 +471,8 @@ class MediaSession:
         start = loop.time()
         turn = 0
         codec = self._codec
+        ours = codec.payload_type
+        silence = codec.silence
         ptime_s = self._ptime / 1000
         while True:
             turn += 1
@@ -445,7 +480,9 @@ class MediaSession:
             item = self._jitter.pop(self._clock())
             try:
                 if isinstance(item, Frame):
-                    pcm = codec.decode(item.payload)
+                    pcm = codec.decode(item.payload) if item.payload_type == ours else silence
+                elif item.next is not None and item.next.payload_type == ours:
+                    pcm = codec.recover(item.next.payload)  # Opus FEC from the next chunk
                 elif item.seq is not None or item.stretch:
                     pcm = codec.conceal()
                 else:
