@@ -19,7 +19,9 @@ Guarantees, whatever arrives:
   dropped (``discarded``);
 * the playout delay follows the network: the target is about three times the
   RFC 3550 interarrival jitter estimate, rounded up to whole frames and kept
-  within ``[min_delay_ms, max_delay_ms]``.  Below target, a missing chunk is
+  within ``[min_delay_ms, max_delay_ms]`` (the phone's ``[audio] jitter_max_ms``);
+  it grows at once when jitter rises and comes down by one frame per
+  ``shrink_every_ms`` (500 ms) while the estimate stays below it.  Below target, a missing chunk is
   waited for (stretch) rather than given up.  Above target the buffer catches up:
   slightly above, it drops one frame in every ``compress_every`` pops; more than
   ``skip_excess_ms`` above (the burst that follows a 5 s migration), it skips
@@ -28,8 +30,10 @@ Guarantees, whatever arrives:
   stream is taken as paused: concealment stops and playout restarts at the
   next chunk that arrives, after the target delay.
 
-Each chunk is assumed to carry one frame (``frame_ms``) of audio, as the
-profile's ``ptime=20`` directive says; timestamps serve the jitter estimate.
+Each chunk is assumed to carry one frame (``frame_ms``, the call's ptime) of
+audio; timestamps serve the jitter estimate (``timed=False`` keeps an RFC 4733
+event, whose timestamp is its press's start, out of it).  A Frame carries its
+payload type, so telephone-event chunks hold their turn rather than leave a gap.
 ``now`` is in seconds on any monotonic clock.  Pure: no I/O, no clock of its own.
 """
 
@@ -104,6 +108,7 @@ class JitterBuffer:
     """See the module docstring."""
 
     __slots__ = (
+        "_calm_pops",
         "_capacity",
         "_compress_count",
         "_compress_every",
@@ -124,8 +129,10 @@ class JitterBuffer:
         "_packets",
         "_prev_transit",
         "_received",
+        "_shrink_pops",
         "_skip_excess",
         "_stretched",
+        "_target",
         "_underrun_frames",
     )
 
@@ -139,6 +146,7 @@ class JitterBuffer:
         skip_excess_ms: int = 200,
         compress_every: int = 4,
         underrun_frames: int = 10,
+        shrink_every_ms: int = 500,
     ) -> None:
         if frame_ms <= 0 or not frame_ms <= min_delay_ms <= max_delay_ms <= capacity_ms:
             raise JitterError(
@@ -153,6 +161,9 @@ class JitterBuffer:
         self._capacity = capacity_ms // frame_ms
         self._skip_excess = skip_excess_ms
         self._compress_every = compress_every
+        self._shrink_pops = max(1, shrink_every_ms // frame_ms)
+        self._calm_pops = 0
+        self._target = min_delay_ms
         self._underrun_frames = underrun_frames
         self._packets: dict[int, Frame] = {}
         self._next: int | None = None  # next seq to play; None while waiting to (re)start
@@ -228,9 +239,30 @@ class JitterBuffer:
 
     @property
     def target_ms(self) -> int:
-        """The playout delay aimed at now: ~3x the jitter estimate, whole frames, clamped."""
+        """The playout delay aimed at now (see :meth:`_adapt`)."""
+        return self._target
+
+    def _wanted_ms(self) -> int:
+        """~3x the jitter estimate, whole frames, within ``[min_delay_ms, max_delay_ms]``."""
         frames = math.ceil(3.0 * self._jitter / self._frame_ms)
         return min(self._max_delay, max(self._min_delay, frames * self._frame_ms))
+
+    def _adapt(self) -> None:
+        """Grow the target at once when jitter rises; shrink it one frame per ``shrink_every_ms``.
+
+        Growing late costs audible gaps; shrinking early costs them again at the next
+        burst of jitter, so the delay comes down slowly (a frame every half second by
+        default) while the estimate stays below it.
+        """
+        wanted = self._wanted_ms()
+        if wanted >= self._target:
+            self._target = wanted
+            self._calm_pops = 0
+            return
+        self._calm_pops += 1
+        if self._calm_pops >= self._shrink_pops:
+            self._calm_pops = 0
+            self._target -= self._frame_ms
 
     @property
     def delay_ms(self) -> int:
@@ -255,6 +287,7 @@ class JitterBuffer:
 
     def pop(self, now: float) -> Frame | Gap:
         """What to play for the next frame interval."""
+        self._adapt()
         if self._next is None:
             if not self._packets:
                 return IDLE
