@@ -8,12 +8,15 @@ buffer (the only way to the earpiece) and its counters is checked.
 from __future__ import annotations
 
 import asyncio
+import itertools
+import time
 from typing import Any
 
+from ript.media.cn import ComfortNoise, decode_cn, encode_cn
 from ript.media.dtmf import TelephoneEvent, decode_event, encode_event
-from ript.media.g711 import ulaw_decode
+from ript.media.g711 import ulaw_decode, ulaw_encode
 from ript.media.jitter import Frame
-from ript.media.tones import goertzel
+from ript.media.tones import NoiseGenerator, ToneGenerator, ToneSpec, goertzel, rms_dbov
 from ript.protocol.chunks import PayloadType, frame
 from ript.protocol.descriptions import CallDescription, CallDirection, MediaKey
 from ript.protocol.events import CallStatus, Direction
@@ -306,3 +309,100 @@ def test_received_events_are_reported_once_per_press_and_not_played() -> None:
     # buffer may drop one of the burst to catch up.
     assert kinds[0] == PayloadType.OPUS
     assert set(kinds[1:]) == {PayloadType.TELEPHONE_EVENT} and len(kinds) >= 7
+
+
+def _frames(directive: str, pcm_frames: list[bytes], ptime: int = 20) -> list[Any]:
+    """What the session sends for these microphone frames (keys: none)."""
+    clock = Clock()
+    byways = _HeldPuts()
+    media = MediaSession(
+        byways,
+        media_key=KEY,
+        client_directives=directive,
+        capture_device="unused",
+        playback_device="unused",
+        clock=clock,
+        wall=lambda: 1_765_000_000.0,
+        settings=CodecSettings(ptime=ptime),
+    )
+
+    async def speak() -> None:
+        for pcm in pcm_frames:
+            media._on_mic(pcm)
+            await asyncio.sleep(0)
+        media.stop()
+
+    asyncio.run(speak())
+    return _sent(byways, clock)
+
+
+def test_silence_sends_a_cn_chunk_every_400_ms_when_cn_is_negotiated() -> None:
+    voice = ToneGenerator(ToneSpec(((200, -20.0),)), 8000, 20)
+    room = NoiseGenerator(-60.0, 8000, 20, seed=2)
+    mic = [voice.frame() for _ in range(10)] + [room.frame() for _ in range(100)]
+    sent = _frames("1 to 1: PCMU; CN;", mic)
+    kinds = [pt for pt, _, _ in sent]
+    # 10 frames of voice, 200 ms of hangover, then CN at once and every 400 ms: 2 s of
+    # silence cost 5 chunks instead of 90.
+    assert kinds == [PayloadType.PCMU] * 20 + [PayloadType.CN] * 5
+    start = sent[0][1]
+    cn_at = [ts - start for pt, ts, _ in sent if pt == PayloadType.CN]
+    assert cn_at == [400, 800, 1200, 1600, 2000]
+    levels = {decode_cn(p).level for pt, _, p in sent if pt == PayloadType.CN}
+    assert all(57 <= level <= 63 for level in levels)  # the room's -60 dBov
+    # Without CN in the directive, silence is sent frame by frame.
+    assert len(_frames("1 to 1: PCMU;", mic)) == 110
+
+
+def test_opus_dtx_sends_almost_nothing_in_silence() -> None:
+    voice = ToneGenerator(ToneSpec(((300, -15.0),)), 48000, 20)
+    mic = [voice.frame() for _ in range(10)] + [bytes(1920)] * 100
+    sent = _frames("1 to 1: opus; CN;", mic)
+    assert all(pt == PayloadType.OPUS for pt, _, _ in sent)
+    # libopus enters DTX after a few silent frames, then refreshes its noise every 400 ms.
+    assert 10 < len(sent) < 40
+    silent = [ts for _, ts, _ in sent if ts - sent[0][1] >= 800]
+    assert all(b - a >= 380 for a, b in itertools.pairwise(silent))
+
+
+class _Earpiece:
+    def __init__(self) -> None:
+        self.frames: list[bytes] = []
+
+    def write(self, pcm: bytes) -> bool:
+        self.frames.append(pcm)
+        return True
+
+
+def test_received_cn_plays_comfort_noise_at_its_level_until_voice_returns() -> None:
+    media = MediaSession(
+        MediaByways(H3Client(), f"{CALL}/media", {}),
+        media_key=KEY,
+        client_directives="1 to 1: PCMU; CN;",
+        capture_device="unused",
+        playback_device="unused",
+    )
+    earpiece = _Earpiece()
+    media._playback = earpiece  # type: ignore[assignment]
+    far = provider_sender(KEY)
+    voice = ToneGenerator(ToneSpec(((200, -20.0),)), 8000, 20)
+
+    async def listen() -> None:
+        now = time.monotonic()
+        chunks = [
+            far.media(1, 1, PayloadType.PCMU, 20 * i, ulaw_encode(voice.frame()), now=now)
+            for i in range(3)
+        ]
+        chunks.append(far.media(1, 1, PayloadType.CN, 60, encode_cn(ComfortNoise(40)), now=now))
+        media._take_body(frame(chunks))
+        task = asyncio.get_running_loop().create_task(media._playout())
+        await asyncio.sleep(0.5)
+        task.cancel()
+
+    asyncio.run(listen())
+    levels = [rms_dbov(pcm) for pcm in earpiece.frames]
+    assert len(levels) >= 15  # a frame every 20 ms, the gaps after CN included
+    assert levels[0] > -25  # the voice
+    noise = levels[4:]
+    assert all(-43 < level < -37 for level in noise), noise  # -40 dBov, never concealment
+    assert media.bad_frames == 0

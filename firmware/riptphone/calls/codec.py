@@ -180,7 +180,7 @@ class CallCodec:
                 settings.opus_bitrate,
                 fec=True,
                 expected_loss_pct=EXPECTED_LOSS_PCT,
-                dtx=False,
+                dtx=True,
                 complexity=settings.opus_complexity,
                 frame_ms=frame_ms,
             )

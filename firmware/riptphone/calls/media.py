@@ -37,9 +37,11 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
+from ript.media.cn import CnPlayer
 from ript.media.dtmf import DTMFError, DTMFReceiver, EventSender
 from ript.media.jitter import Frame, JitterBuffer
-from ript.media.tones import ToneGenerator, dtmf_spec
+from ript.media.tones import NoiseGenerator, ToneGenerator, dtmf_spec
+from ript.media.vad import EnergyVad
 from ript.protocol.chunks import PayloadType, frame
 from ript.protocol.descriptions import MediaKey
 from ript.protocol.events import Direction
@@ -60,6 +62,10 @@ GET_RETRY_S = 0.2
 """Pause before reopening a GET that failed (not one that was answered)."""
 
 
+CN_EVERY_MS = 400
+"""In silence with CN negotiated, one CN chunk this often (docs/daemon.md says why)."""
+DTX_BYTES = 2
+"""An Opus packet this small is libopus's DTX "nothing to say": not sent."""
 DTMF_MS = 100  # in-band tone, above the 40 ms minimum of ITU-T Q.24
 DTMF_GAP_MS = 40
 
@@ -205,6 +211,10 @@ class MediaSession:
         self._dtmf: deque[bytes] = deque()  # in-band tone frames to send
         self._events = EventSender(plan.ptime) if plan.telephone_event else None
         self._dtmf_in = DTMFReceiver()
+        # RFC 3389 comfort noise replaces silence on G.711 only: Opus has its own DTX.
+        cn = plan.comfort_noise and plan.codec != "opus"
+        self._vad: EnergyVad | None = EnergyVad(plan.ptime) if cn else None
+        self._cn_at = -CN_EVERY_MS
         self.muted = False
         self.puts_dropped = 0
         self.put_failures = 0
@@ -356,8 +366,21 @@ class MediaSession:
                 pcm = self._dtmf.popleft()
             elif self.muted:
                 pcm = self._codec.silence
-            payload_type = self._codec.payload_type
-            payload = self._codec.encode(pcm)
+            vad = self._vad
+            if vad is not None and not vad(pcm) and not self._dtmf:
+                # Silence, and CN negotiated: a noise-level chunk now and then, else nothing.
+                if timestamp - self._cn_at < CN_EVERY_MS:
+                    return
+                self._cn_at = timestamp
+                payload_type = PayloadType.CN
+                # The background's level (the VAD's noise floor), not this frame's.
+                payload = bytes((min(127, max(0, round(-vad.floor_dbov))),))
+            else:
+                self._cn_at = -CN_EVERY_MS  # speech: the next silence sends CN at once
+                payload_type = self._codec.payload_type
+                payload = self._codec.encode(pcm)
+                if len(payload) <= DTX_BYTES and payload_type == PayloadType.OPUS:
+                    return  # Opus DTX: a silent frame the decoder conceals; not sent
         chunk = self._sender.media(
             self._source, self._sink, payload_type, timestamp, payload, now=now
         )
@@ -448,6 +471,8 @@ class MediaSession:
                 self._jitter.push(chunk.seq, chunk.timestamp, chunk.payload, now, payload_type)
             elif payload_type == PayloadType.TELEPHONE_EVENT:
                 self._take_event(chunk.seq, chunk.timestamp, chunk.payload, now)
+            elif payload_type == PayloadType.CN:
+                self._jitter.push(chunk.seq, chunk.timestamp, chunk.payload, now, payload_type)
         if self._receiver.has_pending_acks:
             self._acks_owed.set()
 
@@ -474,13 +499,26 @@ class MediaSession:
         ours = codec.payload_type
         silence = codec.silence
         ptime_s = self._ptime / 1000
+        comfort = CnPlayer(codec.rate, self._ptime)
+        noise: NoiseGenerator | None = None
         while True:
             turn += 1
             await asyncio.sleep(max(0.0, start + turn * ptime_s - loop.time()))
             item = self._jitter.pop(self._clock())
             try:
                 if isinstance(item, Frame):
-                    pcm = codec.decode(item.payload) if item.payload_type == ours else silence
+                    kind = item.payload_type
+                    if kind == ours:
+                        noise = None
+                        pcm = codec.decode(item.payload)
+                    elif kind == PayloadType.CN:
+                        # The far end is silent: noise at its level until its voice returns.
+                        noise = comfort.level(item.payload)
+                        pcm = noise.frame()
+                    else:
+                        pcm = silence  # a telephone-event's turn
+                elif noise is not None:
+                    pcm = noise.frame()  # between CN updates, nothing is lost
                 elif item.next is not None and item.next.payload_type == ours:
                     pcm = codec.recover(item.next.payload)  # Opus FEC from the next chunk
                 elif item.seq is not None or item.stretch:
