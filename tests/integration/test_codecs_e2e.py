@@ -20,7 +20,7 @@ import pytest
 import riptprovider.core
 from alsa.fileplugin import FilePluginAlsa, write_asoundrc
 from integration.test_daemon import BOB, ECHO, Daemon, Provider, provider, read_until
-from ript.media.tones import ToneGenerator, ToneSpec, goertzel
+from ript.media.tones import NoiseGenerator, ToneGenerator, ToneSpec, goertzel, rms_dbov
 from riptphone.control.client import request
 
 __all__ = ["provider"]  # the fixture, shared with test_daemon
@@ -157,3 +157,37 @@ def test_keys_in_a_call_travel_as_telephone_events_and_come_back_as_dtmf(
     assert received == ["1", "#", "9"]
     assert digits == ["1", "#", "9"]
     assert err.count("event=dtmf_received") == 3
+
+
+def test_silence_travels_as_comfort_noise_and_plays_as_noise(
+    tmp_path: Path, provider: Provider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The microphone: 1 s of voice, then a quiet room (-60 dBov).  With CN negotiated the
+    # phone sends a CN chunk every 400 ms in the silence; the echo returns them and the
+    # earpiece plays noise at that level where the voice was.
+    monkeypatch.setattr(riptprovider.core, "MEDIA_TIMEOUT_MS", 1000)
+    voice = ToneGenerator(ToneSpec(((1000, -10.0),)), 8000)
+    room = NoiseGenerator(-60.0, 8000, 20, seed=4)
+    mic = b"".join(voice.frame() for _ in range(50)) + b"".join(room.frame() for _ in range(400))
+    alsa = write_asoundrc(tmp_path / "alsa", mic)
+    daemon = Daemon(tmp_path, provider)
+    with daemon.config.open("a") as config:
+        config.write(
+            f'[audio]\ncapture = "{alsa.capture_device}"\nplayback = "{alsa.playback_device}"\n'
+            'codecs = ["PCMU"]\n'
+        )
+    daemon.env = alsa.env()
+    seen, err, directive = _echo_call(daemon, provider)
+    assert directive == "1 to 1: PCMU,ptime=20; telephone-event; CN;"
+    (call,) = [e["call"] for e in seen if e.get("event") == "call"][-1:]
+    stats = call["stats"]
+    # 2.5 s: about 1 s of voice (plus 200 ms of hangover) frame by frame, then CN only.
+    assert stats["chunks_sent"] < 0.65 * CALL_S * 50, stats
+    assert stats["chunks_received"] >= 30
+    assert "no media" not in err
+    played = alsa.playback_file.read_bytes()
+    tail = played[-2 * 8000 // 2 :]  # the last half second
+    frames = [tail[i : i + 320] for i in range(0, len(tail) - 319, 320)]
+    levels = sorted(rms_dbov(f) for f in frames)
+    median = levels[len(levels) // 2]
+    assert -66 < median < -54, levels  # comfort noise at the room's level: not silence
