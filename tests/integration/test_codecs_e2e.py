@@ -119,7 +119,7 @@ def test_the_configured_codec_and_ptime_carry_the_call(
     assert 0.8 * per_second * CALL_S <= stats["chunks_sent"] <= 1.3 * per_second * CALL_S
     assert stats["chunks_received"] >= 0.8 * per_second * CALL_S
     assert stats["bad_frames"] == 0
-    assert f"codec={codec.upper()}" in err
+    assert f"codec={codec.upper()} ptime={ptime}" in err
     assert "no media" not in err
     _heard_tone(alsa, rate)
 

@@ -5,8 +5,10 @@ and stopped on ``CloseMedia``, ``CloseByways`` or the end of the call.  It
 runs on the daemon's asyncio loop; the two ALSA adapters run their blocking
 I/O on their own threads and post frames into the loop.
 
-* Send: every 20 ms capture frame is encoded (PCMU at 8 kHz or Opus at
-  48 kHz, whichever the client directive's first stream names first), sealed
+* Send: every capture frame (one ptime: 10, 20, 40 or 60 ms) is encoded with
+  the codec the client directive gives (:mod:`riptphone.calls.codec`: Opus,
+  PCMU or PCMA; a key press as RFC 4733 events in its place; in silence,
+  nothing for Opus DTX, or a CN chunk every :data:`CN_EVERY_MS`), sealed
   by a :class:`ChunkSender` and sent as one ``PUT {call}/media`` whose body
   is the framed chunk followed by the acks owed to the provider.  Each reply
   holds the provider's acks of our chunks.  At most :data:`MAX_PUTS` PUTs are
@@ -14,8 +16,10 @@ I/O on their own threads and post frames into the loop.
   so a stalled path yields recent audio, not a growing backlog.
 * Receive: :data:`GETS` ``GET {call}/media`` are kept open; each answer is
   one framed body, opened by a :class:`ChunkReceiver`, and its media chunks go
-  into a :class:`JitterBuffer`; a playout task pops it every 20 ms, decodes,
-  and writes the PCM to the earpiece.  The GET is reopened at once.
+  into a :class:`JitterBuffer`; a playout task pops it every ptime, decodes
+  (or conceals a loss: Opus FEC or PLC, G.711 pitch repeat; plays comfort
+  noise after a CN chunk), and writes the PCM to the earpiece.  Telephone-
+  events are reported (``on_dtmf``), not played.  The GET is reopened at once.
 * Acks owed are carried by the next PUT, or sent alone once the oldest has
   waited ``ACK_HOLD`` (60 ms) with no media going out.
 

@@ -282,7 +282,12 @@ class CallRunner:
         self.media = self._last_media = media
         if self._on_media is not None:
             self._on_media(media)
-        log.info("event=media_started call=%s codec=%s", self.call.uri, media.codec)
+        log.info(
+            "event=media_started call=%s codec=%s ptime=%d",
+            self.call.uri,
+            media.codec,
+            media.plan.ptime,
+        )
 
     def _stop_media(self) -> None:
         media, self.media = self.media, None
