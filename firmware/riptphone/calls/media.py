@@ -43,7 +43,7 @@ from typing import Any
 
 from ript.media.cn import CnPlayer
 from ript.media.dtmf import DTMFError, DTMFReceiver, EventSender
-from ript.media.jitter import Frame, JitterBuffer
+from ript.media.jitter import Frame, Gap, JitterBuffer
 from ript.media.tones import NoiseGenerator, ToneGenerator, dtmf_spec
 from ript.media.vad import EnergyVad
 from ript.protocol.chunks import PayloadType, frame
@@ -219,6 +219,8 @@ class MediaSession:
         cn = plan.comfort_noise and plan.codec != "opus"
         self._vad: EnergyVad | None = EnergyVad(plan.ptime) if cn else None
         self._cn_at = -CN_EVERY_MS
+        self._comfort = CnPlayer(self._codec.rate, plan.ptime)
+        self._noise: NoiseGenerator | None = None  # playing after a received CN chunk
         self.muted = False
         self.puts_dropped = 0
         self.put_failures = 0
@@ -493,41 +495,19 @@ class MediaSession:
         self._jitter.push(seq, timestamp, b"", now, PayloadType.TELEPHONE_EVENT, timed=False)
 
     async def _playout(self) -> None:
-        # One pop of the jitter buffer per 20 ms, paced by computed due times (no drift).
+        # One pop of the jitter buffer per ptime, paced by computed due times (no drift).
         loop = asyncio.get_running_loop()
         playback = self._playback
         assert playback is not None
         start = loop.time()
         turn = 0
-        codec = self._codec
-        ours = codec.payload_type
-        silence = codec.silence
         ptime_s = self._ptime / 1000
-        comfort = CnPlayer(codec.rate, self._ptime)
-        noise: NoiseGenerator | None = None
         while True:
             turn += 1
             await asyncio.sleep(max(0.0, start + turn * ptime_s - loop.time()))
-            item = self._jitter.pop(self._clock())
             try:
-                if isinstance(item, Frame):
-                    kind = item.payload_type
-                    if kind == ours:
-                        noise = None
-                        pcm = codec.decode(item.payload)
-                    elif kind == PayloadType.CN:
-                        # The far end is silent: noise at its level until its voice returns.
-                        noise = comfort.level(item.payload)
-                        pcm = noise.frame()
-                    else:
-                        pcm = silence  # a telephone-event's turn
-                elif noise is not None:
-                    pcm = noise.frame()  # between CN updates, nothing is lost
-                elif item.next is not None and item.next.payload_type == ours:
-                    pcm = codec.recover(item.next.payload)  # Opus FEC from the next chunk
-                elif item.seq is not None or item.stretch:
-                    pcm = codec.conceal()
-                else:
+                pcm = self._earpiece_pcm(self._jitter.pop(self._clock()))
+                if pcm is None:
                     continue  # nothing due: the playback thread plays silence
                 playback.write(pcm)
             except (ValueError, AudioError):
@@ -535,3 +515,24 @@ class MediaSession:
                 self.bad_frames += 1
                 continue
             self.frames_played += 1
+
+    def _earpiece_pcm(self, item: Frame | Gap) -> bytes | None:
+        """The PCM one pop of the jitter buffer plays (None: nothing due); ValueError if bad."""
+        codec = self._codec
+        if isinstance(item, Frame):
+            kind = item.payload_type
+            if kind == codec.payload_type:
+                self._noise = None
+                return codec.decode(item.payload)
+            if kind == PayloadType.CN:
+                # The far end is silent: noise at its level until its voice returns.
+                self._noise = self._comfort.level(item.payload)
+                return self._noise.frame()
+            return codec.silence  # a telephone-event's turn
+        if self._noise is not None:
+            return self._noise.frame()  # between CN updates nothing is lost
+        if item.next is not None and item.next.payload_type == codec.payload_type:
+            return codec.recover(item.next.payload)  # Opus FEC from the next chunk
+        if item.seq is not None or item.stretch:
+            return codec.conceal()
+        return None
