@@ -12,6 +12,7 @@ directions' coders for that plan.
 
 from __future__ import annotations
 
+import functools
 import platform
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -68,6 +69,12 @@ def board_complexity(machine: str | None = None, cpuinfo: str | None = None) -> 
     return DESKTOP_COMPLEXITY
 
 
+@functools.cache
+def _this_board() -> int:
+    """:func:`board_complexity` of the machine we run on, read once (not at every call)."""
+    return board_complexity()
+
+
 @dataclass(frozen=True, slots=True)
 class CodecSettings:
     """The ``[audio]`` keys that shape a call's media (docs/daemon.md)."""
@@ -86,7 +93,7 @@ def codec_settings(audio: AudioConfig) -> CodecSettings:
         codecs=tuple(audio.codecs),
         ptime=audio.ptime,
         opus_bitrate=audio.opus_bitrate,
-        opus_complexity=board_complexity() if isinstance(complexity, str) else complexity,
+        opus_complexity=_this_board() if isinstance(complexity, str) else complexity,
         jitter_max_ms=audio.jitter_max_ms,
     )
 
