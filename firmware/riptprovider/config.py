@@ -7,6 +7,7 @@ The file has two sections, and optional others::
     port = 4433                  # UDP port; 0 picks a free one
     state_dir = "state"          # CA, certificates, database; relative to this file
     origin = "https://localhost:4433"   # optional: the origin put in every URI
+    webtransport = true          # optional: offer WebTransport media (false: byways only)
 
     [accounts.alice]             # exactly what riptprovider.accounts reads
     numbers = ["+14085551002"]
@@ -53,7 +54,7 @@ from riptprovider.server import ServerConfig
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 4433
 SECTIONS = ("server", "accounts", "push", "oauth")
-SERVER_KEYS = ("host", "port", "state_dir", "origin")
+SERVER_KEYS = ("host", "port", "state_dir", "origin", "webtransport")
 PUSH_SPAWN_KEYS = ("broker", "port", "mosquitto")
 OAUTH_KEYS = (
     "client_ids",
@@ -88,6 +89,7 @@ class ProviderSettings:
     origin: str | None = None
     push: PushSettings | None = None
     oauth: IssuerSettings = field(default_factory=IssuerSettings)
+    webtransport: bool = True
 
     def server_config(self) -> ServerConfig:
         """What :func:`riptprovider.server.serve` needs to run this configuration."""
@@ -98,6 +100,7 @@ class ProviderSettings:
             port=self.port,
             origin=self.origin,
             oauth=self.oauth,
+            webtransport=self.webtransport,
         )
 
 
@@ -114,6 +117,12 @@ def _port(value: object) -> int:
         raise ProviderConfigError(
             f"[server] port: must be an integer from 0 to 65535, not {value!r}"
         )
+    return value
+
+
+def _webtransport(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ProviderConfigError(f"[server] webtransport: must be true or false, not {value!r}")
     return value
 
 
@@ -250,6 +259,7 @@ def parse_config(data: Mapping[str, Any], path: Path) -> ProviderSettings:
     origin = server.get("origin")
     if origin is not None:
         origin = _origin(origin)
+    webtransport = _webtransport(server.get("webtransport", True))
     if "accounts" not in data:
         raise ProviderConfigError("[accounts]: is required (one [accounts.<id>] table per user)")
     try:
@@ -261,7 +271,9 @@ def parse_config(data: Mapping[str, Any], path: Path) -> ProviderSettings:
     accounts = {key: _files_from(account, path.parent) for key, account in accounts.items()}
     push = _push(data["push"], path.parent) if "push" in data else None
     oauth = _oauth(data["oauth"]) if "oauth" in data else IssuerSettings()
-    return ProviderSettings(path, state_dir, accounts, host, port, origin, push, oauth)
+    return ProviderSettings(
+        path, state_dir, accounts, host, port, origin, push, oauth, webtransport
+    )
 
 
 def _files_from(account: Account, base: Path) -> Account:

@@ -33,11 +33,18 @@ handler that has since lost the call (pull, push, 3PCC move) is refused with
 ``409``, and the media GETs held when the handler changes are answered ``409``
 too, so the old device's lingering requests never swallow the new one's media.
 
-Media byways (section 7, no WebTransport): ``PUT {call}/media`` is answered
-with the acks of its chunks; the far end's media (echo of the phone's
-chunks, or a generated tone or silence per ``account.far_end(to)``) answers
-the most recent held ``GET {call}/media``, or raises ``media-panic`` when
-none is open.
+Media (section 7): ``PUT {call}/media`` is answered with the acks of its
+chunks; the far end's media (echo of the phone's chunks, or a generated tone
+or silence per ``account.far_end(to)``) goes out as HTTP/3 datagrams on the
+most recent WebTransport session of the call's handler when one is open, else
+answers the most recent held ``GET {call}/media``, else raises
+``media-panic``.  WebTransport (``[server] webtransport``, default on): an
+extended CONNECT on ``{call}/media`` passes the same checks as the byways,
+is answered ``200`` and held open; each datagram on it is a body of chunks,
+and the provider's acks ride on its own datagrams (alone after
+``ACK_HOLD``).  A session is forgotten when its stream ends or resets, its
+connection goes, its call ends or changes handler, or a fifth one of the
+same call opens (:data:`MAX_SESSIONS`).
 """
 
 from __future__ import annotations
@@ -56,7 +63,7 @@ from urllib.parse import urlsplit
 from aioquic.asyncio.protocol import QuicConnectionProtocol
 from aioquic.asyncio.server import QuicServer
 from aioquic.h3.connection import H3_ALPN, ErrorCode, H3Connection, ProtocolError
-from aioquic.h3.events import DataReceived, H3Event, HeadersReceived
+from aioquic.h3.events import DatagramReceived, DataReceived, H3Event, HeadersReceived
 from aioquic.h3.exceptions import H3Error
 from aioquic.quic import events as qe
 from aioquic.quic.configuration import QuicConfiguration
@@ -68,7 +75,7 @@ from ript.media.codecs import FRAME_MS
 from ript.media.dtmf import DTMFError, DTMFReceiver
 from ript.media.tones import ToneGenerator, ToneSpec
 from ript.protocol.advertisement import GrammarError, parse_directive
-from ript.protocol.chunks import PayloadType, frame
+from ript.protocol.chunks import DATAGRAM_LIMIT, PayloadType, frame, pack_datagrams
 from ript.protocol.csr import CHAIN_CONTENT_TYPE
 from ript.protocol.descriptions import MediaKey
 from ript.protocol.events import (
@@ -87,7 +94,7 @@ from ript.protocol.jsonstream import (
     InvalidEvent,
 )
 from ript.protocol.media_crypto import MediaKeys
-from ript.protocol.media_streams import ChunkReceiver, ChunkSender
+from ript.protocol.media_streams import ACK_HOLD, ChunkReceiver, ChunkSender
 from ript.protocol.passport import (
     PassportError,
     decode_passport_unverified,
@@ -120,6 +127,11 @@ TONE_DBOV = -16.0
 _GENERATED = frozenset({MediaMode.TONE, MediaMode.FILE, MediaMode.SILENCE})
 LEG_COOKIE = "ript-leg"
 """Cookie naming the handler leg a media request belongs to (set by ``POST {call}``)."""
+MAX_SESSIONS = 4
+"""WebTransport sessions held per call; a newer one ends the oldest (a phone re-opens one
+per re-establishment, and the old one's stream may not have ended yet)."""
+MAX_DATAGRAM_FRAME = 65536
+"""QUIC ``max_datagram_frame_size`` announced (needed for H3_DATAGRAM; we send <= 1000)."""
 _IDLE_WAKE = 3600.0
 """Seconds the timer task sleeps when the core has no deadline (a request wakes it)."""
 
@@ -137,6 +149,8 @@ class ServerConfig:
     clock: Callable[[], float] = time.time
     oauth: IssuerSettings = field(default_factory=IssuerSettings)
     """The ``[oauth]`` section: clients, lifetimes, polling interval."""
+    webtransport: bool = True
+    """Announce WebTransport in SETTINGS and accept sessions; False: media byways only."""
 
 
 BIND_TRIES = 20
@@ -185,8 +199,10 @@ class _Connection(QuicConnectionProtocol):
     def __init__(self, quic: QuicConnection, server: RunningServer, **kw: Any) -> None:
         super().__init__(quic, **kw)
         self.server = server
-        self.h3 = H3Connection(quic)
+        self.h3 = H3Connection(quic, enable_webtransport=server.config.webtransport)
         self.requests: dict[int, _Request] = {}
+        self.sessions: dict[int, _WtSession] = {}
+        """Open WebTransport sessions by CONNECT stream id (datagrams name their session)."""
         self.tasks: dict[int, asyncio.Task[None]] = {}
         server._connections.add(self)
 
@@ -235,6 +251,17 @@ class _Connection(QuicConnectionProtocol):
                     pending.chunks.put_nowait(event.data)
                 if event.stream_ended:
                     pending.chunks.put_nowait(None)
+        elif isinstance(event, DatagramReceived):
+            session = self.sessions.get(event.stream_id)
+            if session is not None:
+                self.server._media_datagram(session, event.data)
+            # else: a datagram of no open session (one just ended): dropped, like a lost one
+
+    def send_datagrams(self, stream_id: int, datagrams: list[bytes]) -> None:
+        """HTTP/3 datagrams on a WebTransport session, then one transmit for all."""
+        for datagram in datagrams:
+            self.h3.send_datagram(stream_id, datagram)
+        self.transmit()
 
     def _refuse_body(self, request: _Request) -> None:
         """A body nobody reads (a held GET's) or faster than it is read: stop the sender.
@@ -327,6 +354,8 @@ class RunningServer:
         self._connections: set[_Connection] = set()
         self._reverse: dict[str, set[asyncio.Queue[Event]]] = {}
         self._media: dict[str, _Media] = {}
+        self.sessions_opened = 0
+        """WebTransport sessions accepted since the start (tests and logs)."""
         self._wake = asyncio.Event()
         self._timer: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -349,7 +378,12 @@ class RunningServer:
 
     async def _start(self) -> None:
         config = self.config
-        quic = QuicConfiguration(is_client=False, alpn_protocols=list(H3_ALPN))
+        quic = QuicConfiguration(
+            is_client=False,
+            alpn_protocols=list(H3_ALPN),
+            # H3_DATAGRAM (announced with WebTransport) needs the transport parameter.
+            max_datagram_frame_size=MAX_DATAGRAM_FRAME if config.webtransport else None,
+        )
         quic.load_cert_chain(self.ca.server_cert_file, self.ca.server_key_file)
         loop = asyncio.get_running_loop()
         self._loop = loop
@@ -473,8 +507,12 @@ class RunningServer:
                 return await self._call(conn, request, account, uri)
             if len(parts) == 4 and parts[3] == "media":
                 call_uri = uri.rsplit("/", 1)[0]
-                self._allow(method, "GET", "PUT")
+                self._allow(method, "GET", "PUT", "CONNECT")
+                if method == "CONNECT":
+                    self._check_webtransport(request)
                 core.check_media_leg(account, call_uri, _cookie(request, LEG_COOKIE))
+                if method == "CONNECT":
+                    return await self._media_session(conn, request, account, call_uri)
                 if method == "GET":
                     return await self._media_get(conn, sid, account, call_uri)
                 return await self._media_put(conn, request, account, call_uri)
@@ -491,6 +529,18 @@ class RunningServer:
         if method not in allowed:
             raise RiptHttpError(
                 405, f"{method} is not allowed here (allowed: {', '.join(allowed)})"
+            )
+
+    def _check_webtransport(self, request: _Request) -> None:
+        """An extended CONNECT must ask for WebTransport, and this provider must offer it."""
+        protocol = request.headers.get(":protocol")
+        if protocol != "webtransport":
+            raise RiptHttpError(
+                400, f"CONNECT on a media resource needs :protocol webtransport, not {protocol!r}"
+            )
+        if not self.config.webtransport:
+            raise RiptHttpError(
+                501, "WebTransport is turned off on this provider: use the media byways"
             )
 
     def _authenticate(self, request: _Request) -> Account:
@@ -657,6 +707,7 @@ class RunningServer:
         if media is not None:
             if media.generator is not None:
                 media.generator.cancel()
+            media.end_sessions()
             for waiter in media.waiting:
                 if not waiter.done():
                     waiter.set_exception(RiptHttpError(404, f"the call {call_uri} is over"))
@@ -678,6 +729,7 @@ class RunningServer:
                 # The key changes only with the handler: what is held belongs to the old one.
                 if media.generator is not None:
                     media.generator.cancel()
+                media.end_sessions()
                 refusal = RiptHttpError(409, f"call {call_uri} is now handled by {call.handler}")
                 for waiter in media.waiting:
                     if not waiter.done():
@@ -725,6 +777,61 @@ class RunningServer:
             media.digits.append(digit)
             log.info("event=dtmf call=%s digit=%s", call_uri, digit)
 
+    async def _media_session(
+        self, conn: _Connection, request: _Request, account: Account, call_uri: str
+    ) -> None:
+        """A WebTransport session on ``{call}/media``: answered 200, held until it ends."""
+        media = self._media_state(account, call_uri)  # 404 when the call is over
+        sid = request.stream_id
+        session = _WtSession(conn, request, call_uri, media)
+        conn.send_headers(sid, 200, [])
+        conn.sessions[sid] = session
+        media.add_session(session)
+        self.sessions_opened += 1
+        log.info("webtransport session open call=%s stream=%d", call_uri, sid)
+        try:
+            # Nothing is read from the stream (no capsule is used): its end, a reset,
+            # the connection's loss or end_sessions() end the session.
+            while await request.take() is not None:
+                pass
+        finally:
+            conn.sessions.pop(sid, None)
+            media.drop_session(session)
+            log.info("webtransport session closed call=%s stream=%d", call_uri, sid)
+        conn.send_data(sid, b"", end=True)  # raises _GONE after a reset: nothing to say
+
+    def _media_datagram(self, session: _WtSession, data: bytes) -> None:
+        """One datagram of a session: a body of chunks, as a PUT's (acks leave on datagrams)."""
+        media = session.media
+        if self._media.get(session.call_uri) is not media:
+            return  # the call ended or changed handler since the session opened
+        now = time.monotonic()
+        result = media.receiver.receive(data, now)
+        for ack in result.acks:
+            media.sender.on_ack(ack, now)
+        for chunk in result.media:
+            if chunk.payload_type == PayloadType.TELEPHONE_EVENT:
+                self._note_dtmf(media, session.call_uri, chunk.timestamp, chunk.payload)
+        if media.echo:
+            for chunk in result.media:
+                stream = (chunk.source, chunk.sink, chunk.payload_type)
+                self._send_frame(
+                    media, session.call_uri, stream, chunk.timestamp, chunk.payload, now=now
+                )
+        if media.receiver.has_pending_acks and media.ack_timer is None:
+            # Acks ride on the next media datagram; alone once the oldest waited ACK_HOLD.
+            loop = asyncio.get_running_loop()
+            media.ack_timer = loop.call_later(ACK_HOLD, self._lone_acks, session.call_uri, media)
+
+    def _lone_acks(self, call_uri: str, media: _Media) -> None:
+        media.ack_timer = None
+        if self._media.get(call_uri) is not media or not media.sessions:
+            return
+        if media.receiver.has_pending_acks:
+            acks = media.sender.acks(media.receiver.take_pending_acks(time.monotonic()))
+            session = media.sessions[-1]
+            session.conn.send_datagrams(session.stream_id, pack_datagrams(acks))
+
     def _send_frame(
         self,
         media: _Media,
@@ -735,7 +842,13 @@ class RunningServer:
         *,
         now: float,
     ) -> None:
-        """Answer the most recent open ``GET {call}/media`` with one chunk, or media-panic."""
+        """Send one chunk on the newest session, else the newest open GET, else media-panic."""
+        if media.sessions:
+            session = media.sessions[-1]
+            source, sink, payload_type = stream
+            encoded = media.sender.media(source, sink, payload_type, timestamp_ms, payload, now=now)
+            session.conn.send_datagrams(session.stream_id, _datagrams(media, encoded, now))
+            return
         while media.waiting:
             waiter = media.waiting.pop()
             if waiter.done():
@@ -752,7 +865,7 @@ class RunningServer:
             self._publish(call_uri, panic)
 
     async def _generate(self, account: Account, call_uri: str, media: _Media, plan: _Plan) -> None:
-        """The far end's tone or silence: one frame every 20 ms while the call lasts."""
+        """The far end's tone or silence: one frame every ptime while the call lasts."""
         loop = asyncio.get_running_loop()
         start = loop.time()
         first_ms = int(self.config.clock() * 1000)
@@ -787,6 +900,14 @@ class RunningServer:
         conn.respond(sid, 200, body, MEDIA)
 
 
+def _datagrams(media: _Media, chunk: bytes, now: float) -> list[bytes]:
+    """``chunk`` with the acks owed, packed greedily into datagrams of at most 1000 bytes."""
+    if not media.receiver.has_pending_acks:
+        return [frame((chunk,))]  # a sealed chunk is at most 998 bytes: it fits alone
+    acks = media.sender.acks(media.receiver.take_pending_acks(now))
+    return pack_datagrams([chunk, *acks], DATAGRAM_LIMIT)
+
+
 def _cookie(request: _Request, name: str) -> str | None:
     """The value of cookie ``name`` in the request's ``Cookie`` header, or None."""
     for pair in request.headers.get("cookie", "").split(";"):
@@ -797,8 +918,26 @@ def _cookie(request: _Request, name: str) -> str | None:
 
 
 @dataclass(slots=True)
+class _WtSession:
+    """One WebTransport session: its CONNECT stream, on one connection, for one call."""
+
+    conn: _Connection
+    request: _Request
+    call_uri: str
+    media: _Media
+
+    @property
+    def stream_id(self) -> int:
+        return self.request.stream_id
+
+    def end(self) -> None:
+        """End the session from our side: its task stops holding it and closes the stream."""
+        self.request.chunks.put_nowait(None)
+
+
+@dataclass(slots=True)
 class _Media:
-    """One call's media byways: chunk state and the open GETs, oldest first."""
+    """One call's media: chunk state, the open GETs (oldest first) and WebTransport sessions."""
 
     key: MediaKey | None
     keys: MediaKeys | None
@@ -809,12 +948,33 @@ class _Media:
     dtmf: DTMFReceiver = field(default_factory=DTMFReceiver)
     digits: list[str] = field(default_factory=list)
     """Keys the phone pressed during the call, in order (RFC 4733 telephone-events)."""
+    sessions: list[_WtSession] = field(default_factory=list)
+    """Open sessions of the call's current handler, oldest first; media goes to the last."""
+    ack_timer: asyncio.TimerHandle | None = None
     sender: ChunkSender = field(init=False)
     receiver: ChunkReceiver = field(init=False)
 
     def __post_init__(self) -> None:
         self.sender = ChunkSender(Direction.S2C, self.keys)
         self.receiver = ChunkReceiver(Direction.C2S, self.keys)
+
+    def add_session(self, session: _WtSession) -> None:
+        self.sessions.append(session)
+        while len(self.sessions) > MAX_SESSIONS:
+            self.sessions.pop(0).end()
+
+    def drop_session(self, session: _WtSession) -> None:
+        with contextlib.suppress(ValueError):
+            self.sessions.remove(session)
+
+    def end_sessions(self) -> None:
+        """The call ended or changed handler: its sessions end (their tasks close them)."""
+        sessions, self.sessions = self.sessions, []
+        for session in sessions:
+            session.end()
+        if self.ack_timer is not None:
+            self.ack_timer.cancel()
+            self.ack_timer = None
 
 
 PTIMES = (10, 20, 40, 60)

@@ -11,6 +11,7 @@ that the tone came back through the echo.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,16 @@ from riptphone.control.client import request
 __all__ = ["provider"]  # the fixture, shared with test_daemon
 
 CALL_S = 2.5
+
+
+@pytest.fixture(params=["webtransport", "byways"])
+def either(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Provider]:
+    """The provider with WebTransport offered (datagrams) and without (media byways)."""
+    running = Provider(tmp_path / "provider", webtransport=request.param == "webtransport")
+    try:
+        yield running
+    finally:
+        running.close()
 
 
 def _phone(
@@ -125,8 +136,9 @@ def test_the_configured_codec_and_ptime_carry_the_call(
 
 
 def test_keys_in_a_call_travel_as_telephone_events_and_come_back_as_dtmf(
-    tmp_path: Path, provider: Provider, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, either: Provider, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    provider = either
     # The echo far end returns the phone's telephone-event chunks: each key comes back
     # as one "received" dtmf line on the watch, and the provider noted the digits.
     monkeypatch.setattr(riptprovider.core, "MEDIA_TIMEOUT_MS", 1000)
@@ -160,8 +172,9 @@ def test_keys_in_a_call_travel_as_telephone_events_and_come_back_as_dtmf(
 
 
 def test_silence_travels_as_comfort_noise_and_plays_as_noise(
-    tmp_path: Path, provider: Provider, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, either: Provider, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    provider = either
     # The microphone: 1 s of voice, then a quiet room (-60 dBov).  With CN negotiated the
     # phone sends a CN chunk every 400 ms in the silence; the echo returns them and the
     # earpiece plays noise at that level where the voice was.
@@ -180,6 +193,9 @@ def test_silence_travels_as_comfort_noise_and_plays_as_noise(
     seen, err, directive = _echo_call(daemon, provider)
     assert directive == "1 to 1: PCMU,ptime=20; telephone-event; CN;"
     (call,) = [e["call"] for e in seen if e.get("event") == "call"][-1:]
+    assert call["transport"] == (
+        "webtransport" if provider.server.config.webtransport else "byways"
+    )
     stats = call["stats"]
     # 2.5 s: about 1 s of voice (plus 200 ms of hangover) frame by frame, then CN only.
     assert stats["chunks_sent"] < 0.65 * CALL_S * 50, stats

@@ -28,6 +28,7 @@ from ript.protocol.media_crypto import MediaKeys
 from ript.protocol.media_streams import ChunkReceiver, ChunkSender
 from riptphone.calls.codec import CallCodec, CodecSettings
 from riptphone.calls.media import NO_ACTIVITY, MediaActivity, MediaSession
+from riptphone.calls.transport import BywaysTransport
 from riptphone.net.h3 import H3Client
 from riptphone.net.ript_client import MediaByways
 
@@ -59,7 +60,7 @@ def session(clock: Clock) -> MediaSession:
         media_key=KEY,
     )
     return MediaSession(
-        MediaByways(H3Client(), f"{CALL}/media", {}),
+        BywaysTransport(MediaByways(H3Client(), f"{CALL}/media", {})),
         media_key=KEY,
         client_directives=description.client_directives,
         capture_device="unused",
@@ -145,7 +146,7 @@ def test_traffic_is_noted_for_the_runner_and_never_touches_the_call() -> None:
     clock = Clock()
     byways = _HeldPuts()
     media = MediaSession(
-        byways,
+        BywaysTransport(byways),
         media_key=KEY,
         client_directives="1 to 1: opus;",
         capture_device="unused",
@@ -185,7 +186,7 @@ def test_chunk_timestamps_are_the_wall_clock_time_of_their_first_sample() -> Non
     byways = _HeldPuts()
     started = 1_765_000_000.123  # the wall clock when the session starts
     media = MediaSession(
-        byways,
+        BywaysTransport(byways),
         media_key=KEY,
         client_directives="1 to 1: opus;",
         capture_device="unused",
@@ -231,7 +232,7 @@ def _speaking(
     clock = Clock()
     byways = _HeldPuts()
     media = MediaSession(
-        byways,
+        BywaysTransport(byways),
         media_key=KEY,
         client_directives=directive,
         capture_device="unused",
@@ -289,7 +290,7 @@ def test_received_events_are_reported_once_per_press_and_not_played() -> None:
     clock = Clock()
     digits: list[str] = []
     media = MediaSession(
-        MediaByways(H3Client(), f"{CALL}/media", {}),
+        BywaysTransport(MediaByways(H3Client(), f"{CALL}/media", {})),
         media_key=KEY,
         client_directives="1 to 1: opus; telephone-event;",
         capture_device="unused",
@@ -320,7 +321,7 @@ def _frames(directive: str, pcm_frames: list[bytes], ptime: int = 20) -> list[An
     clock = Clock()
     byways = _HeldPuts()
     media = MediaSession(
-        byways,
+        BywaysTransport(byways),
         media_key=KEY,
         client_directives=directive,
         capture_device="unused",
@@ -380,7 +381,7 @@ class _Earpiece:
 
 def test_received_cn_plays_comfort_noise_at_its_level_until_voice_returns() -> None:
     media = MediaSession(
-        MediaByways(H3Client(), f"{CALL}/media", {}),
+        BywaysTransport(MediaByways(H3Client(), f"{CALL}/media", {})),
         media_key=KEY,
         client_directives="1 to 1: PCMU; CN;",
         capture_device="unused",
@@ -427,7 +428,7 @@ def test_a_lost_chunk_is_rebuilt_from_fec_or_concealed_not_played_as_silence(cod
     # data in chunk 13, G.711 repeats the last pitch period.
     clock = Clock()
     media = MediaSession(
-        MediaByways(H3Client(), f"{CALL}/media", {}),
+        BywaysTransport(MediaByways(H3Client(), f"{CALL}/media", {})),
         media_key=KEY,
         client_directives=f"1 to 1: {codec};",
         capture_device="unused",
