@@ -109,6 +109,7 @@ class FakeClient:
         self.tg = tg or trunk_group()
         self.enrolled = 0
         self.new_handler_ids: list[str | None] = []
+        self.advertisements: list[str] = []
         self.calls: dict[str, CallDescription] = {}
         self.place_error: RiptError | None = None
         self.placed: list[dict[str, Any]] = []
@@ -129,6 +130,7 @@ class FakeClient:
         new_handler_id: str | None = None,
     ) -> tuple[Registration, str]:
         self.new_handler_ids.append(new_handler_id)
+        self.advertisements.append(advertisement)
         if self.save_failures:
             self.save_failures -= 1
             raise StoreError("state file registration.json cannot be written: File too large")

@@ -10,6 +10,7 @@ that a typo never silently falls back to a default.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import ssl
 import types
@@ -73,6 +74,12 @@ def _codecs(value: list[str]) -> str | None:
     if not value:
         return "must name at least one codec"
     return None
+
+
+def _complexity(value: int | str) -> str | None:
+    if value == "auto" or (isinstance(value, int) and 0 <= value <= 10):
+        return None
+    return f'must be 0 to 10 or "auto", not {value!r}'
 
 
 def _ca_file(value: Path) -> str | None:
@@ -152,6 +159,11 @@ class AudioConfig:
     )
     ptime: int = _help("milliseconds of audio per media chunk", 20, _one_of(10, 20, 40, 60))
     opus_bitrate: int = _help("Opus bitrate in bit/s", 24000, _between(6000, 128000))
+    opus_complexity: int | str = _help(
+        'Opus encoder complexity, 0 to 10, or "auto" (3 on a Raspberry Pi, else 9)',
+        "auto",
+        _complexity,
+    )
     jitter_max_ms: int = _help("the jitter buffer's largest delay in ms", 200, _between(20, 1000))
     volume: int = _help("the initial playback volume in percent", 70, _between(0, 100))
 
@@ -337,7 +349,8 @@ SECTIONS: dict[str, type[Any]] = {
 
 def _type_name(annotation: Any) -> str:
     if isinstance(annotation, types.UnionType):
-        return _type_name(next(a for a in typing.get_args(annotation) if a is not type(None)))
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return " or ".join(_type_name(a) for a in args)
     if annotation is Path:
         return "a path (string)"
     if annotation is str:
@@ -355,7 +368,10 @@ def _type_name(annotation: Any) -> str:
 def _convert(annotation: Any, value: Any, where: str, base: Path) -> Any:
     if isinstance(annotation, types.UnionType):
         args = [a for a in typing.get_args(annotation) if a is not type(None)]
-        return _convert(args[0], value, where, base)
+        for arg in args[:-1]:  # int | str: an integer if it is one, else the last type's check
+            with contextlib.suppress(ConfigError):
+                return _convert(arg, value, where, base)
+        return _convert(args[-1], value, where, base)
     if annotation is Path:
         if not isinstance(value, str) or not value:
             raise ConfigError(f"{where}: must be {_type_name(Path)}, not {value!r}")

@@ -5,7 +5,8 @@ Applied at once, a call in progress included (it is never dropped):
 * ``[log] level``;
 * ``[audio] volume`` (the earpiece's gain, shown as a volume change) and the
   devices, codecs and media settings (the local tones at once, a call's
-  media from the next call);
+  media from the next call; a change of ``codecs`` or ``ptime`` PUTs the
+  handler's new advertisement at once);
 * ``[dialplan]`` (from the next number typed);
 * the OLED (``[hardware] display``, its I2C port and address, rotation),
   which is reopened.
@@ -37,7 +38,7 @@ log = logging.getLogger(__name__)
 LIVE: frozenset[tuple[str, str]] = frozenset(
     {("log", "level")}
     | {("audio", name) for name in ("volume", "capture", "playback", "ringer", "codecs", "ptime")}
-    | {("audio", name) for name in ("opus_bitrate", "jitter_max_ms")}
+    | {("audio", name) for name in ("opus_bitrate", "opus_complexity", "jitter_max_ms")}
     | {("hardware", name) for name in ("display", "display_i2c_port", "display_i2c_address")}
     | {("hardware", "display_rotate")}
 )
@@ -109,6 +110,9 @@ class Reloader:
             logs.set_level(new.log.level)
         if "audio" in sections:
             self._registry.audio = new.audio
+            if {("audio", "codecs"), ("audio", "ptime")} & set(live):
+                # The advertisement says both: PUT it, so the next call's directive follows.
+                await self._registry.line.readvertise(new.audio)
             if {("audio", "playback"), ("audio", "ringer")} & set(live):
                 await self._earpiece.retarget(
                     TonePlayer(new.audio.playback),

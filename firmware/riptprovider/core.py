@@ -83,8 +83,10 @@ from riptprovider.db import CallRecord, ProviderDb, token_hash
 from riptprovider.oauth import Issuer, IssuerSettings
 
 PROVIDER_ADVERTISEMENT = (
-    "1 in: opus; PCMU; PCMA; telephone-event; CN;\n1 out: opus; PCMU; PCMA; telephone-event; CN;"
+    "1 in: opus,ptime=60; PCMU,ptime=60; PCMA,ptime=60; telephone-event; CN;\n"
+    "1 out: opus,ptime=60; PCMU,ptime=60; PCMA,ptime=60; telephone-event; CN;"
 )
+"""Every codec of the table, up to 60 ms a chunk (the far end follows the phone's ptime)."""
 ALERT_AFTER = 0.2
 """Seconds from proceeding to alerting of the simulated far end."""
 IDLE_END_AFTER = 30.0
@@ -554,8 +556,12 @@ class ProviderCore:
     def _directives(self, handler: HandlerDescription) -> tuple[str, str]:
         """(client directive, server directive) for ``handler``'s leg."""
         advertisement = self._check_advertisement(handler.advertisement)
-        client = negotiate(advertisement, self._provider_adv)
-        server = negotiate(self._provider_adv, advertisement)
+        # The handler's order of codecs is its preference (its [audio] codecs), both ways.
+        preference = tuple(
+            dict.fromkeys(codec.name for port in advertisement.ports for codec in port.codecs)
+        )
+        client = negotiate(advertisement, self._provider_adv, preference)
+        server = negotiate(self._provider_adv, advertisement, preference)
         if not client or not server:
             raise RiptHttpError(
                 400, f"handler {handler.uri} shares no codec with the provider in both directions"

@@ -55,9 +55,9 @@ def load_wav(path: str, rate: int) -> bytes:
     return pcm
 
 
-def file_frames(path: str | Path, rate: int) -> Callable[[], bytes]:
-    """A function handing out the file's next 20 ms frame, looping; silence if unusable."""
-    frame = 2 * rate * FRAME_MS // 1000
+def file_frames(path: str | Path, rate: int, frame_ms: int = FRAME_MS) -> Callable[[], bytes]:
+    """A function handing out the file's next ``frame_ms`` frame, looping; silence if unusable."""
+    frame = 2 * rate * frame_ms // 1000
     try:
         pcm = load_wav(str(path), rate)
     except FarEndAudioError as exc:

@@ -72,6 +72,7 @@ from aioquic.quic.connection import QuicConnection
 from ript.backoff import BackoffPolicy
 from ript.media import codecs
 from ript.media.codecs import FRAME_MS
+from ript.media.dtmf import DTMFError, DTMFReceiver
 from ript.media.tones import ToneGenerator, ToneSpec
 from ript.protocol.advertisement import GrammarError, parse_directive
 from ript.protocol.chunks import DATAGRAM_LIMIT, PayloadType, frame, pack_datagrams
@@ -806,10 +807,24 @@ class RunningServer:
             media.sender.on_ack(ack, now)
         acks = media.sender.acks(media.receiver.take_pending_acks(now))
         conn.respond(request.stream_id, 200, frame(acks), MEDIA)
+        for chunk in result.media:
+            if chunk.payload_type == PayloadType.TELEPHONE_EVENT:
+                self._note_dtmf(media, call_uri, chunk.timestamp, chunk.payload)
         if media.echo:
             for chunk in result.media:
                 stream = (chunk.source, chunk.sink, chunk.payload_type)
                 self._send_frame(media, call_uri, stream, chunk.timestamp, chunk.payload, now=now)
+
+    def _note_dtmf(self, media: _Media, call_uri: str, timestamp: int, payload: bytes) -> None:
+        """A key pressed on the phone (RFC 4733): logged once per press, and kept on the call."""
+        try:
+            digit = media.dtmf.receive(timestamp, payload)
+        except DTMFError as exc:
+            log.info("event=dtmf_malformed call=%s reason=%r", call_uri, str(exc))
+            return
+        if digit is not None:
+            media.digits.append(digit)
+            log.info("event=dtmf call=%s digit=%s", call_uri, digit)
 
     async def _media_session(
         self, conn: _Connection, request: _Request, account: Account, call_uri: str
@@ -843,6 +858,9 @@ class RunningServer:
         result = media.receiver.receive(data, now)
         for ack in result.acks:
             media.sender.on_ack(ack, now)
+        for chunk in result.media:
+            if chunk.payload_type == PayloadType.TELEPHONE_EVENT:
+                self._note_dtmf(media, session.call_uri, chunk.timestamp, chunk.payload)
         if media.echo:
             for chunk in result.media:
                 stream = (chunk.source, chunk.sink, chunk.payload_type)
@@ -896,7 +914,7 @@ class RunningServer:
             self._publish(call_uri, panic)
 
     async def _generate(self, account: Account, call_uri: str, media: _Media, plan: _Plan) -> None:
-        """The far end's tone or silence: one frame every 20 ms while the call lasts."""
+        """The far end's tone or silence: one frame every ptime while the call lasts."""
         loop = asyncio.get_running_loop()
         start = loop.time()
         first_ms = int(self.config.clock() * 1000)
@@ -908,10 +926,10 @@ class RunningServer:
                     self._core.get_call(account, call_uri)  # 404: the call is over
                 now = loop.time()
                 payload = plan.encode(plan.next_pcm())
-                timestamp = first_ms + count * FRAME_MS
+                timestamp = first_ms + count * plan.ptime
                 self._send_frame(media, call_uri, stream, timestamp, payload, now=now)
                 count += 1
-                await asyncio.sleep(max(0.0, start + count * FRAME_MS / 1000 - loop.time()))
+                await asyncio.sleep(max(0.0, start + count * plan.ptime / 1000 - loop.time()))
         except RiptHttpError:
             self._end_media(call_uri)
         except Exception:
@@ -976,6 +994,9 @@ class _Media:
     echo: bool = False
     generator: asyncio.Task[None] | None = None
     last_panic: float = float("-inf")
+    dtmf: DTMFReceiver = field(default_factory=DTMFReceiver)
+    digits: list[str] = field(default_factory=list)
+    """Keys the phone pressed during the call, in order (RFC 4733 telephone-events)."""
     sessions: list[_WtSession] = field(default_factory=list)
     """Open sessions of the call's current handler, oldest first; media goes to the last."""
     ack_timer: asyncio.TimerHandle | None = None
@@ -1005,6 +1026,10 @@ class _Media:
             self.ack_timer = None
 
 
+PTIMES = (10, 20, 40, 60)
+"""Chunk lengths the generated far end sends: those both G.711 and Opus frames have."""
+
+
 @dataclass(frozen=True, slots=True)
 class _Plan:
     """What the generated far end sends: one stream of the server directive, one codec."""
@@ -1014,6 +1039,7 @@ class _Plan:
     payload_type: PayloadType
     next_pcm: Callable[[], bytes]
     encode: Callable[[bytes], bytes]
+    ptime: int = FRAME_MS
 
 
 def _plan(directive_text: str | None, far_end: FarEnd) -> _Plan | None:
@@ -1030,15 +1056,19 @@ def _plan(directive_text: str | None, far_end: FarEnd) -> _Plan | None:
             if entry is None or entry.new_encoder is None:
                 continue
             rate = entry.clock_rate
+            # The longest chunk the directive allows (the phone advertises its [audio] ptime).
+            bound = codec.value("ptime") or FRAME_MS
+            ptime = max((p for p in PTIMES if p <= bound), default=FRAME_MS)
             if far_end.media is MediaMode.TONE:
-                next_pcm = ToneGenerator(ToneSpec(((far_end.tone_hz, TONE_DBOV),)), rate).frame
+                tone = ToneSpec(((far_end.tone_hz, TONE_DBOV),))
+                next_pcm = ToneGenerator(tone, rate, ptime).frame
             elif far_end.media is MediaMode.FILE and far_end.file is not None:
-                next_pcm = file_frames(far_end.file, rate)
+                next_pcm = file_frames(far_end.file, rate, ptime)
             else:
-                silence = bytes(entry.frame_bytes(FRAME_MS))
+                silence = bytes(entry.frame_bytes(ptime))
                 next_pcm = itertools.repeat(silence).__next__
-            encode = entry.new_encoder(FRAME_MS).encode
-            return _Plan(stream.source, stream.sink, entry.payload_type, next_pcm, encode)
+            encode = entry.new_encoder(ptime).encode
+            return _Plan(stream.source, stream.sink, entry.payload_type, next_pcm, encode, ptime)
     return None
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import stat
 import time
@@ -15,7 +16,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from ript.media.g711 import ulaw_decode
+from ript.media.g711 import alaw_decode, ulaw_decode
 from ript.media.tones import goertzel
 from ript.protocol.chunks import MediaChunk, PayloadType, frame
 from ript.protocol.csr import build_csr, make_key, tn_entries_of_certificate
@@ -451,6 +452,38 @@ def test_far_end_tone_in_pcmu(tmp_path: Path) -> None:
         assert chunks[0].seq < chunks[1].seq < chunks[2].seq
         pcm = ulaw_decode(chunks[-1].payload)
         assert len(pcm) == 320  # 20 ms at 8 kHz, 16-bit
+        assert goertzel(pcm, 8000, 1000) > 100 * goertzel(pcm, 8000, 440)
+
+    run(tmp_path, body)
+
+
+def test_far_end_tone_follows_the_phones_codec_and_ptime(tmp_path: Path) -> None:
+    # A handler advertising PCMA at 40 ms: the tone comes in PCMA, 40 ms a chunk, the
+    # timestamps 40 ms apart.
+    ad = "1 in: PCMA,ptime=40; CN;\n1 out: PCMA,ptime=40; CN;"
+
+    async def body(env: Env) -> None:
+        call = await place_ok(env, TONE_DEST, ad)
+        assert call.server_directives == "1 to 1: PCMA,ptime=40; CN;"
+        assert call.media_key is not None
+        k = call.media_key
+        receiver = ChunkReceiver(Direction.S2C, MediaKeys.from_material(k.key, k.salt, 8))
+        path = call.uri.removeprefix(env.server.origin)
+        reverse = await env.client.open_stream(
+            "GET", env.url(f"{path}/events"), headers=AUTH, end_stream=True
+        )
+        reader = EventStreamReader()
+        assert [e.type for e in await next_events(reverse, reader, 3)][-1] == "answered"
+        chunks: list[MediaChunk] = []
+        while len(chunks) < 3:
+            resp = await env.get(env.url(f"{path}/media"))
+            assert resp.status == 200
+            chunks += receiver.receive(resp.body, time.monotonic()).media
+        assert {c.payload_type for c in chunks} == {PayloadType.PCMA}
+        assert [len(c.payload) for c in chunks] == [320] * len(chunks)  # 40 ms at 8 kHz
+        steps = {b.timestamp - a.timestamp for a, b in itertools.pairwise(chunks)}
+        assert steps <= {40, 80, 120}  # 40 ms apart (a GET may miss one in between)
+        pcm = alaw_decode(chunks[-1].payload)
         assert goertzel(pcm, 8000, 1000) > 100 * goertzel(pcm, 8000, 440)
 
     run(tmp_path, body)

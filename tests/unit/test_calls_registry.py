@@ -185,7 +185,7 @@ def test_mute_volume_and_digits_go_to_the_media(tmp_path: Path) -> None:
     rig.registry.set_volume(80)
     rig.registry.send_digit("5")
     assert (media.muted, media.volume, media.digits) == (True, 80, ["5"])
-    assert rig.events == [{"event": "dtmf", "digit": "5"}]
+    assert rig.events == [{"event": "dtmf", "digit": "5", "direction": "sent"}]
 
 
 def test_tones_keep_off_the_earpiece_while_a_call_has_it(tmp_path: Path) -> None:

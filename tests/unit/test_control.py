@@ -604,7 +604,8 @@ def test_cli_watch_prints_events_until_the_daemon_goes(tmp_path: Path, raw: bool
         assert served.server.watchers == 1, "the CLI never started watching"
         for event in (
             {"event": "ring", "from": "+14089529999"},
-            {"event": "dtmf", "digit": "5"},
+            {"event": "dtmf", "digit": "5", "direction": "sent"},
+            {"event": "dtmf", "digit": "#", "direction": "received"},
             {"event": "state", **STATUS},
             {"event": "screen", "screen": ["a", "b"]},
         ):
@@ -620,6 +621,7 @@ def test_cli_watch_prints_events_until_the_daemon_goes(tmp_path: Path, raw: bool
         assert [json.loads(line)["event"] for line in lines] == [
             "ring",
             "dtmf",
+            "dtmf",
             "state",
             "screen",
             "error",
@@ -628,6 +630,7 @@ def test_cli_watch_prints_events_until_the_daemon_goes(tmp_path: Path, raw: bool
         assert [line.split(" ", 1)[1] for line in lines] == [
             "ringing from +14089529999",
             "dtmf 5",
+            "dtmf # from the far end",
             "state in-call; call outbound +14089529999 active (opus over webtransport)",
             "screen a / b",
             "error: no network",

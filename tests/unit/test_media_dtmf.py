@@ -10,6 +10,7 @@ from ript.media.dtmf import (
     DIGITS,
     DTMFError,
     DTMFReceiver,
+    EventSender,
     TelephoneEvent,
     decode_event,
     encode_event,
@@ -100,3 +101,30 @@ def test_any_bytes_decode_or_raise_the_module_error(payload: bytes, ts: int) -> 
         assert encode_event(decode_event(payload)) == bytes(
             (payload[0], payload[1] & 0xBF, *payload[2:])
         )
+
+
+def test_the_event_sender_stamps_each_press_with_its_start() -> None:
+    sender = EventSender(60)
+    assert sender.next_packet(1000) is None and not sender.pending
+    sender.press("9")
+    sender.press("*")
+    sent = []
+    t = 1000
+    while sender.pending:
+        packet = sender.next_packet(t)
+        assert packet is not None
+        sent.append((packet[0], decode_event(packet[1])))
+        t += 60
+    # ptime 60: one start packet (480 units), then three end packets of 800 units (100 ms).
+    assert [(ts, e.event, e.end, e.duration) for ts, e in sent] == [
+        (1000, 9, False, 480),
+        (1000, 9, True, 800),
+        (1000, 9, True, 800),
+        (1000, 9, True, 800),
+        (1240, 10, False, 480),
+        (1240, 10, True, 800),
+        (1240, 10, True, 800),
+        (1240, 10, True, 800),
+    ]
+    with pytest.raises(DTMFError, match="not a DTMF key"):
+        sender.press("x")

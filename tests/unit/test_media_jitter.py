@@ -203,3 +203,28 @@ def test_a_small_excess_is_compressed_gently() -> None:
     assert drops and all(d == 2 for d in drops)
     assert played == sorted(played)
     assert stats.delay_ms <= stats.target_ms + 20
+
+
+def test_the_delay_grows_at_once_and_shrinks_a_frame_per_half_second() -> None:
+    rng = random.Random(7)
+    jb = JitterBuffer(max_delay_ms=120)
+    shaky = [(i * TICK + rng.uniform(0, 0.15), i) for i in range(150)]
+    calm = [(i * TICK, i) for i in range(150, 500)]
+    out = simulate(jb, shaky, 3.0)
+    assert jb.stats().target_ms == 120  # grown to the bound, never above it
+    targets = []
+    tick = 150
+    for now_ms in range(3000, 10000, 20):
+        now = now_ms / 1000
+        while calm and calm[0][0] <= now:
+            at, seq = calm.pop(0)
+            jb.push(seq, seq * 20, b"x", at)
+        out.append(jb.pop(now))
+        targets.append(jb.stats().target_ms)
+        tick += 1
+    # It comes down in steps of one frame, never faster than one per 500 ms.
+    steps = [a - b for a, b in itertools.pairwise(targets) if a != b]
+    assert steps and set(steps) == {20}
+    first_drop = next(i for i, t in enumerate(targets) if t < 120)
+    assert first_drop >= 25
+    assert targets[-1] == 20  # back to one frame once calm

@@ -8,13 +8,25 @@ buffer (the only way to the earpiece) and its counters is checked.
 from __future__ import annotations
 
 import asyncio
+import itertools
+import math
+import time
+from array import array
+from typing import Any
 
-from ript.media.jitter import Frame
+import pytest
+
+from ript.media.cn import ComfortNoise, decode_cn, encode_cn
+from ript.media.dtmf import TelephoneEvent, decode_event, encode_event
+from ript.media.g711 import ulaw_decode, ulaw_encode
+from ript.media.jitter import Frame, Gap
+from ript.media.tones import NoiseGenerator, ToneGenerator, ToneSpec, goertzel, rms_dbov
 from ript.protocol.chunks import PayloadType, frame
 from ript.protocol.descriptions import CallDescription, CallDirection, MediaKey
 from ript.protocol.events import CallStatus, Direction
 from ript.protocol.media_crypto import MediaKeys
 from ript.protocol.media_streams import ChunkReceiver, ChunkSender
+from riptphone.calls.codec import CallCodec, CodecSettings
 from riptphone.calls.media import NO_ACTIVITY, MediaActivity, MediaSession
 from riptphone.calls.transport import BywaysTransport
 from riptphone.net.h3 import H3Client
@@ -200,3 +212,254 @@ def test_chunk_timestamps_are_the_wall_clock_time_of_their_first_sample() -> Non
     ]
     first = int(started * 1000)
     assert stamps == [first, first + 20, first + 40]
+
+
+def _sent(byways: _HeldPuts, clock: Clock) -> list[tuple[int, int, bytes]]:
+    """(payload type, timestamp, payload) of every media chunk the session PUT."""
+    provider_rx = ChunkReceiver(
+        Direction.C2S, MediaKeys.from_material(KEY.key, KEY.salt, KEY.tag_length)
+    )
+    return [
+        (int(c.payload_type), c.timestamp, c.payload)
+        for body in byways.bodies
+        for c in provider_rx.receive(body, clock.now).media
+    ]
+
+
+def _speaking(
+    directive: str, frame_bytes: int, ticks: int, keys: str, ptime: int = 20
+) -> list[Any]:
+    clock = Clock()
+    byways = _HeldPuts()
+    media = MediaSession(
+        BywaysTransport(byways),
+        media_key=KEY,
+        client_directives=directive,
+        capture_device="unused",
+        playback_device="unused",
+        clock=clock,
+        wall=lambda: 1_765_000_000.0,
+        settings=CodecSettings(ptime=ptime),
+    )
+
+    async def speak() -> None:
+        for key in keys:
+            media.send_dtmf(key)
+        for _ in range(ticks):
+            media._on_mic(bytes(frame_bytes))
+            await asyncio.sleep(0)  # the PUT goes out (at most 10 wait)
+        media.stop()
+
+    asyncio.run(speak())
+    return _sent(byways, clock)
+
+
+def test_keys_go_out_as_rfc4733_events_when_the_directive_has_telephone_event() -> None:
+    sent = _speaking("1 to 1: PCMA,ptime=20; telephone-event;", 320, 16, "5#")
+    start = 1_765_000_000_000
+    events = [(ts, decode_event(p)) for pt, ts, p in sent if pt == PayloadType.TELEPHONE_EVENT]
+    assert [pt for pt, _, _ in sent] == [4] * 14 + [3] * 2  # events stand in for audio
+    # A press: one timestamp (its start), durations growing every 20 ms in 1/8000 s,
+    # then the end packet three times with the final duration (RFC 4733 section 2.5.1.4).
+    five = [e for ts, e in events if ts == start]
+    assert [(e.event, e.end, e.duration) for e in five] == [
+        (5, False, 160),
+        (5, False, 320),
+        (5, False, 480),
+        (5, False, 640),
+        (5, True, 800),
+        (5, True, 800),
+        (5, True, 800),
+    ]
+    hash_key = [e for ts, e in events if ts == start + 140]  # the next press starts after
+    assert [e.event for e in hash_key] == [11] * 7 and [e.end for e in hash_key][-3:] == [True] * 3
+    assert [ts for pt, ts, _ in sent if pt == PayloadType.PCMA] == [start + 280, start + 300]
+
+
+def test_keys_are_in_band_tones_without_telephone_event() -> None:
+    sent = _speaking("1 to 1: PCMU,ptime=60;", 640, 6, "1", ptime=40)
+    assert {pt for pt, _, _ in sent} == {PayloadType.PCMU}
+    # ptime 40: 100 ms of tone is 2 frames, then one of silence; timestamps step 40 ms.
+    assert [ts - sent[0][1] for _, ts, _ in sent] == [0, 40, 80, 120, 160, 200]
+    pcm = b"".join(ulaw_decode(p) for _, _, p in sent[:2])
+    assert goertzel(pcm, 8000, 697) > 100 * goertzel(pcm, 8000, 1000)  # the "1" row tone
+    assert goertzel(ulaw_decode(sent[2][2]), 8000, 697) < 1e3  # the gap is silent
+
+
+def test_received_events_are_reported_once_per_press_and_not_played() -> None:
+    clock = Clock()
+    digits: list[str] = []
+    media = MediaSession(
+        BywaysTransport(MediaByways(H3Client(), f"{CALL}/media", {})),
+        media_key=KEY,
+        client_directives="1 to 1: opus; telephone-event;",
+        capture_device="unused",
+        playback_device="unused",
+        clock=clock,
+        on_dtmf=digits.append,
+    )
+    far = provider_sender(KEY)
+    chunks = [far.media(1, 1, PayloadType.OPUS, 0, OPUS_FRAME, now=clock.now)]
+    press = [TelephoneEvent(7, i >= 4, 10, 160 * min(i + 1, 5)) for i in range(7)]
+    chunks += [
+        far.media(1, 1, PayloadType.TELEPHONE_EVENT, 20, encode_event(e), now=clock.now)
+        for e in press
+    ]
+    chunks.append(far.media(1, 1, PayloadType.TELEPHONE_EVENT, 20, b"\x07", now=clock.now))
+    media._take_body(frame(chunks))
+    assert digits == ["7"]  # seven packets, one press
+    assert media.stats().bad_frames == 1  # the 1-byte payload
+    kinds = [f.payload_type for f in played(media, clock)]
+    # The event chunks hold their turns (silence) rather than leave gaps to conceal; the
+    # buffer may drop one of the burst to catch up.
+    assert kinds[0] == PayloadType.OPUS
+    assert set(kinds[1:]) == {PayloadType.TELEPHONE_EVENT} and len(kinds) >= 7
+
+
+def _frames(directive: str, pcm_frames: list[bytes], ptime: int = 20) -> list[Any]:
+    """What the session sends for these microphone frames (keys: none)."""
+    clock = Clock()
+    byways = _HeldPuts()
+    media = MediaSession(
+        BywaysTransport(byways),
+        media_key=KEY,
+        client_directives=directive,
+        capture_device="unused",
+        playback_device="unused",
+        clock=clock,
+        wall=lambda: 1_765_000_000.0,
+        settings=CodecSettings(ptime=ptime),
+    )
+
+    async def speak() -> None:
+        for pcm in pcm_frames:
+            media._on_mic(pcm)
+            await asyncio.sleep(0)
+        media.stop()
+
+    asyncio.run(speak())
+    return _sent(byways, clock)
+
+
+def test_silence_sends_a_cn_chunk_every_400_ms_when_cn_is_negotiated() -> None:
+    voice = ToneGenerator(ToneSpec(((200, -20.0),)), 8000, 20)
+    room = NoiseGenerator(-60.0, 8000, 20, seed=2)
+    mic = [voice.frame() for _ in range(10)] + [room.frame() for _ in range(100)]
+    sent = _frames("1 to 1: PCMU; CN;", mic)
+    kinds = [pt for pt, _, _ in sent]
+    # 10 frames of voice, 200 ms of hangover, then CN at once and every 400 ms: 2 s of
+    # silence cost 5 chunks instead of 90.
+    assert kinds == [PayloadType.PCMU] * 20 + [PayloadType.CN] * 5
+    start = sent[0][1]
+    cn_at = [ts - start for pt, ts, _ in sent if pt == PayloadType.CN]
+    assert cn_at == [400, 800, 1200, 1600, 2000]
+    levels = {decode_cn(p).level for pt, _, p in sent if pt == PayloadType.CN}
+    assert all(57 <= level <= 63 for level in levels)  # the room's -60 dBov
+    # Without CN in the directive, silence is sent frame by frame.
+    assert len(_frames("1 to 1: PCMU;", mic)) == 110
+
+
+def test_opus_dtx_sends_almost_nothing_in_silence() -> None:
+    voice = ToneGenerator(ToneSpec(((300, -15.0),)), 48000, 20)
+    mic = [voice.frame() for _ in range(10)] + [bytes(1920)] * 100
+    sent = _frames("1 to 1: opus; CN;", mic)
+    assert all(pt == PayloadType.OPUS for pt, _, _ in sent)
+    # libopus enters DTX after a few silent frames, then refreshes its noise every 400 ms.
+    assert 10 < len(sent) < 40
+    silent = [ts for _, ts, _ in sent if ts - sent[0][1] >= 800]
+    assert all(b - a >= 380 for a, b in itertools.pairwise(silent))
+
+
+class _Earpiece:
+    def __init__(self) -> None:
+        self.frames: list[bytes] = []
+
+    def write(self, pcm: bytes) -> bool:
+        self.frames.append(pcm)
+        return True
+
+
+def test_received_cn_plays_comfort_noise_at_its_level_until_voice_returns() -> None:
+    media = MediaSession(
+        BywaysTransport(MediaByways(H3Client(), f"{CALL}/media", {})),
+        media_key=KEY,
+        client_directives="1 to 1: PCMU; CN;",
+        capture_device="unused",
+        playback_device="unused",
+    )
+    earpiece = _Earpiece()
+    media._playback = earpiece  # type: ignore[assignment]
+    far = provider_sender(KEY)
+    voice = ToneGenerator(ToneSpec(((200, -20.0),)), 8000, 20)
+
+    async def listen() -> None:
+        now = time.monotonic()
+        chunks = [
+            far.media(1, 1, PayloadType.PCMU, 20 * i, ulaw_encode(voice.frame()), now=now)
+            for i in range(3)
+        ]
+        chunks.append(far.media(1, 1, PayloadType.CN, 60, encode_cn(ComfortNoise(40)), now=now))
+        media._take_body(frame(chunks))
+        task = asyncio.get_running_loop().create_task(media._playout())
+        await asyncio.sleep(0.5)
+        task.cancel()
+
+    asyncio.run(listen())
+    levels = [rms_dbov(pcm) for pcm in earpiece.frames]
+    assert len(levels) >= 15  # a frame every 20 ms, the gaps after CN included
+    assert levels[0] > -25  # the voice
+    noise = levels[4:]
+    assert all(-43 < level < -37 for level in noise), noise  # -40 dBov, never concealment
+    assert media.bad_frames == 0
+
+
+def _snr_db(reference: bytes, guess: bytes) -> float:
+    ref, got = array("h", reference), array("h", guess)
+    signal = sum(x * x for x in ref) or 1
+    noise = sum((x - y) ** 2 for x, y in zip(ref, got, strict=True)) or 1
+    return 10 * math.log10(signal / noise)
+
+
+@pytest.mark.parametrize("codec", ["opus", "PCMA"])
+def test_a_lost_chunk_is_rebuilt_from_fec_or_concealed_not_played_as_silence(codec: str) -> None:
+    # The far end sends 16 chunks of a voiced sound, one every 20 ms; chunk 12 is lost and
+    # 13 overtakes it (with 11), so 12's turn comes with its successor buffered.  What the
+    # earpiece gets for that turn is close to what was sent: Opus rebuilds it from the FEC
+    # data in chunk 13, G.711 repeats the last pitch period.
+    clock = Clock()
+    media = MediaSession(
+        BywaysTransport(MediaByways(H3Client(), f"{CALL}/media", {})),
+        media_key=KEY,
+        client_directives=f"1 to 1: {codec};",
+        capture_device="unused",
+        playback_device="unused",
+        clock=clock,
+    )
+    rate = 48000 if codec == "opus" else 8000
+    spec = ToneSpec(((200, -14.0), (400, -18.0), (600, -22.0)))
+    tone = ToneGenerator(spec, rate, 20)
+    far_codec = CallCodec(codec, 20, CodecSettings(opus_complexity=5))
+    reference_codec = CallCodec(codec, 20)
+    packets = [far_codec.encode(tone.frame()) for _ in range(16)]
+    reference = [reference_codec.decode(p) for p in packets]
+    far = provider_sender(KEY)
+    pt = PayloadType[codec.upper()]
+    heard: dict[int, bytes] = {}
+    chunks = [far.media(1, 1, pt, 20 * i, p, now=clock.now) for i, p in enumerate(packets)]
+    arrivals = [[c] for c in chunks]
+    arrivals[11].append(chunks[13])
+    arrivals[12] = arrivals[13] = []
+    for i in range(len(packets) + 3):
+        if i < len(packets) and arrivals[i]:
+            media._take_body(frame(arrivals[i]))
+        item = media._jitter.pop(clock.now)
+        pcm = media._earpiece_pcm(item)
+        seq = item.seq if isinstance(item, (Frame, Gap)) else None
+        if pcm is not None and seq is not None:
+            heard[seq] = pcm
+        clock.now += 0.02
+    assert sorted(heard) == list(range(16))  # every turn played, the lost one too
+    assert _snr_db(reference[11], heard[11]) > 30  # played as decoded before the loss
+    # 26 dB (Opus FEC) and 22 dB (G.711 pitch repeat) here; Opus PLC alone gives about 8,
+    # silence 0.
+    assert _snr_db(reference[12], heard[12]) > 15, _snr_db(reference[12], heard[12])

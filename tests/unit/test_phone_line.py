@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -90,3 +91,16 @@ def test_every_retry_registers_with_the_same_new_handler_id(tmp_path: Path) -> N
     assert len(ids) == 3 and ids[0] and ids.count(ids[0]) == 3
     assert waits == [1.0, 2.0]  # retried as an unreachable provider is, the phone running
     assert [f.reason for f in fed if isinstance(f, LineOffline)][1:] == ["cannot save state"] * 2
+
+
+def test_a_reloaded_codec_list_is_advertised_to_the_provider(tmp_path: Path) -> None:
+    client = FakeClient()
+    line, _, _ = connect(tmp_path, client)
+    assert client.advertisements[-1].startswith("1 in: opus,ptime=20; PCMU,ptime=20;")
+    audio = dataclasses.replace(line.config.audio, codecs=["PCMA"], ptime=60)
+    asyncio.run(line.readvertise(audio))
+    line_text = "PCMA,ptime=60; telephone-event; CN;"
+    assert client.advertisements[-1] == f"1 in: {line_text}\n1 out: {line_text}"
+    line.forget("logged out")
+    asyncio.run(line.readvertise(line.config.audio))  # offline: nothing sent now
+    assert len(client.advertisements) == 2

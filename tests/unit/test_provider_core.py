@@ -730,3 +730,16 @@ def test_ended_calls_and_their_keys_are_pruned_after_an_hour(
     assert core.db.call_state(call.uri) is None
     rows = sqlite3.connect(core.db.path).execute("SELECT count(*) FROM calls").fetchone()[0]
     assert rows == 0
+
+
+def test_the_handlers_order_of_codecs_is_its_preference_and_its_ptime_is_kept(
+    core: ProviderCore,
+) -> None:
+    ad = "1 in: PCMA,ptime=40; opus,ptime=40; CN;\n1 out: PCMA,ptime=40; opus,ptime=40; CN;"
+    handler = register(core, ad=ad)
+    call = core.place_call(
+        alice(core), PlaceCallRequest(handler, "+14085550199", JWS), lambda *_: None
+    )
+    # PCMA before opus because the handler lists it first; ptime 40 fits the provider's 60.
+    assert call.client_directives == "1 to 1: PCMA,ptime=40; CN;"
+    assert call.server_directives == "1 to 1: PCMA,ptime=40; CN;"

@@ -30,9 +30,18 @@ level = "info"
 """
 
 
+class Line:
+    def __init__(self) -> None:
+        self.advertised: list[Any] = []
+
+    async def readvertise(self, audio: Any) -> None:
+        self.advertised.append(audio)
+
+
 class Registry:
     def __init__(self) -> None:
         self.audio: Any = None
+        self.line = Line()
 
 
 class Earpiece:
@@ -105,3 +114,17 @@ def test_the_dial_plan_and_the_display(tmp_path: Path) -> None:
     assert ("dialplan", "country_code") in applied and ("hardware", "display_rotate") in applied
     assert len(fed) == 1 and len(displays) == 1
     assert changed_keys(reloader.config, load_config(path)) == []
+
+
+def test_new_codecs_or_ptime_are_advertised_at_once(tmp_path: Path) -> None:
+    path, reloader, _, registry, _, _ = setup(tmp_path)
+    path.write_text(BASE.format(state=tmp_path).replace("volume = 70", "volume = 70\nptime = 40"))
+    applied = asyncio.run(reloader.reload())
+    assert applied == [("audio", "ptime")]
+    assert [a.ptime for a in registry.line.advertised] == [40]
+    path.write_text(
+        BASE.format(state=tmp_path).replace("volume = 70", "ptime = 40\nopus_complexity = 2")
+    )
+    assert asyncio.run(reloader.reload()) == [("audio", "opus_complexity")]
+    assert len(registry.line.advertised) == 1  # the complexity is not advertised
+    assert registry.audio.opus_complexity == 2  # the next call's encoder uses it

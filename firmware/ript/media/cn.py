@@ -13,9 +13,19 @@ from dataclasses import dataclass
 
 from ript.media.tones import NoiseGenerator, rms_dbov
 
-__all__ = ["CNError", "ComfortNoise", "comfort_noise_source", "decode_cn", "encode_cn", "from_pcm"]
+__all__ = [
+    "CNError",
+    "CnPlayer",
+    "ComfortNoise",
+    "comfort_noise_source",
+    "decode_cn",
+    "encode_cn",
+    "from_pcm",
+]
 
 MAX_LEVEL = 127
+LEVEL_STEP_DB = 2
+KEPT_LEVELS = 8
 
 
 class CNError(ValueError):
@@ -60,3 +70,32 @@ def comfort_noise_source(
 ) -> NoiseGenerator:
     """A generator of ``frame_ms`` PCM frames of white noise at ``noise.level``."""
     return NoiseGenerator(-float(noise.level), rate, frame_ms, seed)
+
+
+class CnPlayer:
+    """Plays received comfort noise: :meth:`level` takes a CN payload, ``frame()`` the noise.
+
+    The noise source of a level is made once (a second of white noise) and kept,
+    so a CN update at the same level, which is most of them, costs a lookup.
+    Levels are taken in steps of :data:`LEVEL_STEP_DB` (a smaller change of
+    background noise is not heard) and at most :data:`KEPT_LEVELS` sources are
+    kept.  A malformed payload raises :class:`CNError` and changes nothing.
+    """
+
+    __slots__ = ("_frame_ms", "_rate", "_sources")
+
+    def __init__(self, rate: int, frame_ms: int) -> None:
+        self._rate = rate
+        self._frame_ms = frame_ms
+        self._sources: dict[int, NoiseGenerator] = {}
+
+    def level(self, payload: bytes) -> NoiseGenerator:
+        """The noise source for the level a CN payload gives (its coefficients are not used)."""
+        level = decode_cn(payload).level // LEVEL_STEP_DB * LEVEL_STEP_DB
+        source = self._sources.get(level)
+        if source is None:
+            if len(self._sources) >= KEPT_LEVELS:
+                self._sources.clear()
+            source = comfort_noise_source(ComfortNoise(level), self._rate, self._frame_ms)
+            self._sources[level] = source
+        return source

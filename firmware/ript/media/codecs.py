@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from ript.media.g711 import alaw_decoder, alaw_encode, ulaw_decoder, ulaw_encode
+from ript.media.plc import PitchRepeat
 from ript.protocol.chunks import PayloadType
 
 FRAME_MS = 20
@@ -68,20 +69,26 @@ class _G711Encoder:
 
 
 class _G711Decoder:
-    """G.711 with the volume folded into its tables; a lost frame plays as silence."""
+    """G.711 with the volume folded into its tables; a lost frame is concealed by
+    :class:`~ript.media.plc.PitchRepeat` (the last pitch period repeated, fading out)."""
 
-    __slots__ = ("_make", "_silence", "decode")
+    __slots__ = ("_make", "_plc", "_table")
 
     def __init__(self, make: Callable[[float], Callable[[bytes], bytes]], frame_ms: int) -> None:
         self._make = make
-        self._silence = bytes(2 * 8000 * frame_ms // 1000)
-        self.decode = make(0.0)
+        self._plc = PitchRepeat(8000, 8 * frame_ms)
+        self._table = make(0.0)
+
+    def decode(self, payload: bytes) -> bytes:
+        pcm = self._table(payload)
+        self._plc.good(pcm)
+        return pcm
 
     def conceal(self) -> bytes:
-        return self._silence
+        return self._plc.conceal()
 
     def set_gain(self, gain_db: float) -> None:
-        self.decode = self._make(gain_db)
+        self._table = self._make(gain_db)
 
 
 def _opus_encoder(frame_ms: int) -> Encoder:

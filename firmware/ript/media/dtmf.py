@@ -13,13 +13,14 @@ Malformed payloads raise :class:`DTMFError`.
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 
 __all__ = [
     "DIGITS",
     "DTMFError",
     "DTMFReceiver",
+    "EventSender",
     "KeyPress",
     "TelephoneEvent",
     "decode_event",
@@ -159,3 +160,48 @@ class DTMFReceiver:
         if len(self._seen) > self._MEMORY:
             self._seen.popitem(last=False)
         return event.digit
+
+
+class EventSender:
+    """Key presses waiting to go out as RFC 4733 packets, one per packet interval.
+
+    The media session asks :meth:`next_packet` once per outgoing chunk (every
+    ptime) and, while a press is pending, sends its packet in place of an audio
+    frame: RFC 4733 section 2.5.1.1 lets the sender suppress the audio of the
+    digit.  Every packet of one press carries the media timestamp of its first
+    packet (the press's start), as section 2.5.1.2 requires; presses keyed
+    while one is going out follow it.  Pure: the packets are built at the key
+    press, none on the 20 ms path.
+    """
+
+    __slots__ = ("_duration_ms", "_packet_ms", "_packets", "_start", "_volume")
+
+    def __init__(self, packet_ms: int, duration_ms: int = 100, volume: int = 10) -> None:
+        if packet_ms <= 0 or duration_ms <= 0:
+            raise DTMFError(
+                f"packet interval and press must be positive: {packet_ms}, {duration_ms}"
+            )
+        self._packet_ms = packet_ms
+        self._duration_ms = duration_ms
+        self._volume = volume
+        self._packets: deque[KeyPress] = deque()
+        self._start = 0
+
+    def press(self, digit: str) -> None:
+        """Queue one press of ``digit`` (DTMFError if it is not a DTMF key)."""
+        self._packets.extend(
+            press_packets(digit, self._duration_ms, volume=self._volume, packet_ms=self._packet_ms)
+        )
+
+    @property
+    def pending(self) -> bool:
+        return bool(self._packets)
+
+    def next_packet(self, timestamp_ms: int) -> tuple[int, bytes] | None:
+        """(event timestamp, payload) to send now, at media time ``timestamp_ms``; or None."""
+        if not self._packets:
+            return None
+        packet = self._packets.popleft()
+        if packet.marker:
+            self._start = timestamp_ms  # the first packet of a press: its start
+        return self._start, packet.payload

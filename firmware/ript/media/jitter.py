@@ -19,7 +19,9 @@ Guarantees, whatever arrives:
   dropped (``discarded``);
 * the playout delay follows the network: the target is about three times the
   RFC 3550 interarrival jitter estimate, rounded up to whole frames and kept
-  within ``[min_delay_ms, max_delay_ms]``.  Below target, a missing chunk is
+  within ``[min_delay_ms, max_delay_ms]`` (the phone's ``[audio] jitter_max_ms``);
+  it grows at once when jitter rises and comes down by one frame per
+  ``shrink_every_ms`` (500 ms) while the estimate stays below it.  Below target, a missing chunk is
   waited for (stretch) rather than given up.  Above target the buffer catches up:
   slightly above, it drops one frame in every ``compress_every`` pops; more than
   ``skip_excess_ms`` above (the burst that follows a 5 s migration), it skips
@@ -28,8 +30,10 @@ Guarantees, whatever arrives:
   stream is taken as paused: concealment stops and playout restarts at the
   next chunk that arrives, after the target delay.
 
-Each chunk is assumed to carry one frame (``frame_ms``) of audio, as the
-profile's ``ptime=20`` directive says; timestamps serve the jitter estimate.
+Each chunk is assumed to carry one frame (``frame_ms``, the call's ptime) of
+audio; timestamps serve the jitter estimate (``timed=False`` keeps an RFC 4733
+event, whose timestamp is its press's start, out of it).  A Frame carries its
+payload type, so telephone-event chunks hold their turn rather than leave a gap.
 ``now`` is in seconds on any monotonic clock.  Pure: no I/O, no clock of its own.
 """
 
@@ -54,6 +58,8 @@ class Frame:
     seq: int
     timestamp_ms: int
     payload: bytes
+    payload_type: int = 0
+    """The chunk's payload type: the session's codec, or a telephone-event or CN chunk."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +108,7 @@ class JitterBuffer:
     """See the module docstring."""
 
     __slots__ = (
+        "_calm_pops",
         "_capacity",
         "_compress_count",
         "_compress_every",
@@ -122,8 +129,10 @@ class JitterBuffer:
         "_packets",
         "_prev_transit",
         "_received",
+        "_shrink_pops",
         "_skip_excess",
         "_stretched",
+        "_target",
         "_underrun_frames",
     )
 
@@ -137,6 +146,7 @@ class JitterBuffer:
         skip_excess_ms: int = 200,
         compress_every: int = 4,
         underrun_frames: int = 10,
+        shrink_every_ms: int = 500,
     ) -> None:
         if frame_ms <= 0 or not frame_ms <= min_delay_ms <= max_delay_ms <= capacity_ms:
             raise JitterError(
@@ -151,6 +161,9 @@ class JitterBuffer:
         self._capacity = capacity_ms // frame_ms
         self._skip_excess = skip_excess_ms
         self._compress_every = compress_every
+        self._shrink_pops = max(1, shrink_every_ms // frame_ms)
+        self._calm_pops = 0
+        self._target = min_delay_ms
         self._underrun_frames = underrun_frames
         self._packets: dict[int, Frame] = {}
         self._next: int | None = None  # next seq to play; None while waiting to (re)start
@@ -166,17 +179,31 @@ class JitterBuffer:
 
     # -- input ---------------------------------------------------------------------------------
 
-    def push(self, seq: int, timestamp_ms: int, payload: bytes, now: float) -> bool:
-        """Add a received chunk; False if it was a duplicate, late, or at once dropped as stale."""
+    def push(
+        self,
+        seq: int,
+        timestamp_ms: int,
+        payload: bytes,
+        now: float,
+        payload_type: int = 0,
+        *,
+        timed: bool = True,
+    ) -> bool:
+        """Add a received chunk; False if it was a duplicate, late, or at once dropped as stale.
+
+        ``timed=False``: the chunk's timestamp is not its media time (an RFC 4733 event
+        carries its press's start), so it does not feed the jitter estimate.
+        """
         if not 0 <= seq < SEQ_LIMIT or not 0 <= timestamp_ms < SEQ_LIMIT:
             raise JitterError(f"sequence number {seq} or timestamp {timestamp_ms} is not 64-bit")
-        # RFC 3550 section 6.4.1 interarrival jitter, each step clipped to the largest delay
-        # we would ever use so that one outage (a migration) cannot blow the estimate up.
-        transit = now * 1000.0 - timestamp_ms
-        if self._prev_transit is not None:
-            step = min(abs(transit - self._prev_transit), float(self._max_delay))
-            self._jitter += (step - self._jitter) / 16.0
-        self._prev_transit = transit
+        if timed:
+            # RFC 3550 section 6.4.1 interarrival jitter, each step clipped to the largest delay
+            # we would ever use so that one outage (a migration) cannot blow the estimate up.
+            transit = now * 1000.0 - timestamp_ms
+            if self._prev_transit is not None:
+                step = min(abs(transit - self._prev_transit), float(self._max_delay))
+                self._jitter += (step - self._jitter) / 16.0
+            self._prev_transit = transit
         if seq <= self._last_emitted:
             self._late += 1
             return False
@@ -205,16 +232,37 @@ class JitterBuffer:
                 for old in stale:
                     del self._packets[old]
                 self._discarded += len(stale)
-        self._packets[seq] = Frame(seq, timestamp_ms, payload)
+        self._packets[seq] = Frame(seq, timestamp_ms, payload, payload_type)
         return True
 
     # -- output --------------------------------------------------------------------------------
 
     @property
     def target_ms(self) -> int:
-        """The playout delay aimed at now: ~3x the jitter estimate, whole frames, clamped."""
+        """The playout delay aimed at now (see :meth:`_adapt`)."""
+        return self._target
+
+    def _wanted_ms(self) -> int:
+        """~3x the jitter estimate, whole frames, within ``[min_delay_ms, max_delay_ms]``."""
         frames = math.ceil(3.0 * self._jitter / self._frame_ms)
         return min(self._max_delay, max(self._min_delay, frames * self._frame_ms))
+
+    def _adapt(self) -> None:
+        """Grow the target at once when jitter rises; shrink it one frame per ``shrink_every_ms``.
+
+        Growing late costs audible gaps; shrinking early costs them again at the next
+        burst of jitter, so the delay comes down slowly (a frame every half second by
+        default) while the estimate stays below it.
+        """
+        wanted = self._wanted_ms()
+        if wanted >= self._target:
+            self._target = wanted
+            self._calm_pops = 0
+            return
+        self._calm_pops += 1
+        if self._calm_pops >= self._shrink_pops:
+            self._calm_pops = 0
+            self._target -= self._frame_ms
 
     @property
     def delay_ms(self) -> int:
@@ -239,6 +287,7 @@ class JitterBuffer:
 
     def pop(self, now: float) -> Frame | Gap:
         """What to play for the next frame interval."""
+        self._adapt()
         if self._next is None:
             if not self._packets:
                 return IDLE

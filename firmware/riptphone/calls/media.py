@@ -10,14 +10,18 @@ WebTransport datagram each, or one media-byway ``PUT`` each and held
 ``GET`` requests), chosen before the session is built; the session only encodes,
 seals, opens and decodes.
 
-* Send: every 20 ms capture frame is encoded (PCMU at 8 kHz or Opus at
-  48 kHz, whichever the client directive's first stream names first), sealed
-  by a :class:`ChunkSender` and handed to the transport as one body: the
-  framed chunk followed by the acks owed to the provider.
+* Send: every capture frame (one ptime: 10, 20, 40 or 60 ms) is encoded with
+  the codec the client directive gives (:mod:`riptphone.calls.codec`: Opus,
+  PCMU or PCMA; a key press as RFC 4733 events in its place; in silence,
+  nothing for Opus DTX, or a CN chunk every :data:`CN_EVERY_MS`), sealed by a
+  :class:`ChunkSender` and handed to the transport as one body: the framed
+  chunk followed by the acks owed to the provider.
 * Receive: every body the transport delivers (a datagram, a PUT's reply, a
   GET's answer) is opened by a :class:`ChunkReceiver`, and its media chunks go
-  into a :class:`JitterBuffer`; a playout task pops it every 20 ms, decodes,
-  and writes the PCM to the earpiece.
+  into a :class:`JitterBuffer`; a playout task pops it every ptime, decodes
+  (or conceals a loss: Opus FEC or PLC, G.711 pitch repeat; plays comfort
+  noise after a CN chunk), and writes the PCM to the earpiece.  Telephone-
+  events are reported (``on_dtmf``), not played.
 * Acks owed are carried by the next body, or sent alone once the oldest has
   waited ``ACK_HOLD`` (60 ms) with no media going out.
 
@@ -38,27 +42,29 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from ript.media import codecs
-from ript.media.codecs import FRAME_MS
-from ript.media.jitter import Frame, JitterBuffer
-from ript.media.tones import ToneGenerator, dtmf_spec
-from ript.protocol.advertisement import GrammarError, parse_directive
-from ript.protocol.chunks import frame
+from ript.media.cn import CnPlayer
+from ript.media.dtmf import DTMFError, DTMFReceiver, EventSender
+from ript.media.jitter import Frame, Gap, JitterBuffer
+from ript.media.tones import NoiseGenerator, ToneGenerator, dtmf_spec
+from ript.media.vad import EnergyVad
+from ript.protocol.chunks import PayloadType, frame
 from ript.protocol.descriptions import MediaKey
 from ript.protocol.events import Direction
 from ript.protocol.media_crypto import MediaKeyError, MediaKeys
 from ript.protocol.media_streams import ChunkReceiver, ChunkSender
+from riptphone.calls.codec import CallCodec, CodecSettings, MediaError, choose
 from riptphone.calls.transport import MediaTransport
 from riptphone.hw.alsa import AlsaCapture, AlsaPlayback
 from riptphone.hw.audio import AudioError
 
 log = logging.getLogger(__name__)
 
-CARRIED = ("pcmu", "opus")
-"""The codecs of :mod:`ript.media.codecs` this session sends, in the order it picks them."""
-
-DTMF_FRAMES = 5  # 100 ms of tone, above the 40 ms minimum of ITU-T Q.24
-DTMF_GAP_FRAMES = 2
+CN_EVERY_MS = 400
+"""In silence with CN negotiated, one CN chunk this often (docs/daemon.md says why)."""
+DTX_BYTES = 2
+"""An Opus packet this small is libopus's DTX "nothing to say": not sent."""
+DTMF_MS = 100  # in-band tone, above the 40 ms minimum of ITU-T Q.24
+DTMF_GAP_MS = 40
 
 
 def volume_gain_db(percent: int) -> float:
@@ -67,48 +73,6 @@ def volume_gain_db(percent: int) -> float:
     So 0 % is -21 dB (quiet, not silent: a phone must never go dead) and 100 % is +9 dB.
     """
     return (max(0, min(100, percent)) - 70) * 0.3
-
-
-class MediaError(Exception):
-    """The session cannot start: a directive or key it cannot use."""
-
-
-class _Codec:
-    """The session's codec (:mod:`ript.media.codecs`) with both directions' coders."""
-
-    def __init__(self, name: str) -> None:
-        codec = codecs.find(name)
-        if codec is None or codec.new_encoder is None or codec.new_decoder is None:
-            raise MediaError(f"the client directive asks for {name}, which the phone cannot send")
-        self.payload_type = codec.payload_type
-        self.rate = codec.clock_rate
-        self.silence = bytes(codec.frame_bytes(FRAME_MS))
-        encoder = codec.new_encoder(FRAME_MS)
-        self._decoder = codec.new_decoder(FRAME_MS)
-        self.encode = encoder.encode
-        self.conceal = self._decoder.conceal
-
-    def decode(self, payload: bytes) -> bytes:
-        return self._decoder.decode(payload)
-
-    def set_gain(self, gain_db: float) -> None:
-        """Playback volume: folded into the decoder, so it costs nothing per frame."""
-        self._decoder.set_gain(gain_db)
-
-
-def choose(directive_text: str | None) -> tuple[int, int, str]:
-    """(source, sink, codec name) of the first stream of the client directive we can send."""
-    if not directive_text:
-        raise MediaError("the call has no client directive: nothing to send")
-    try:
-        directive = parse_directive(directive_text)
-    except GrammarError as exc:
-        raise MediaError(f"the client directive is unreadable: {exc}") from exc
-    for stream in directive.streams:
-        for codec in stream.codecs:
-            if codec.name.lower() in CARRIED:
-                return stream.source, stream.sink, codec.name
-    raise MediaError(f"the client directive {directive_text!r} names no PCMU or Opus stream")
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +153,8 @@ class MediaSession:
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
         previous: MediaSession | None = None,
+        settings: CodecSettings | None = None,
+        on_dtmf: Callable[[str], None] | None = None,
     ) -> None:
         self.key = media_key
         self.directives = client_directives
@@ -197,8 +163,12 @@ class MediaSession:
         self._received_at: float | None = None
         self._acked = False
         self._sent_unacked_at: float | None = None
-        self._source, self._sink, name = choose(client_directives)
-        self._codec = _Codec(name)
+        settings = settings or CodecSettings()
+        self.plan = plan = choose(client_directives, settings.ptime)
+        self._source, self._sink = plan.source, plan.sink
+        self._ptime = plan.ptime
+        self._codec = CallCodec(plan.codec, plan.ptime, settings)
+        self._on_dtmf = on_dtmf
         try:
             keys = (
                 None
@@ -220,9 +190,14 @@ class MediaSession:
             self._sender = ChunkSender(Direction.C2S, keys)
             self._receiver = ChunkReceiver(Direction.S2C, keys)
             # Profile section 8: a chunk's timestamp is the Unix time in ms of its first
-            # sample; the first frame is being captured now, each next one 20 ms later.
+            # sample; the first frame is being captured now, each next one ptime later.
             self._timestamp = int(wall() * 1000)
-        self._jitter = JitterBuffer(FRAME_MS)
+        self._jitter = JitterBuffer(
+            plan.ptime,
+            min_delay_ms=plan.ptime,
+            max_delay_ms=max(plan.ptime, settings.jitter_max_ms),
+            skip_excess_ms=max(plan.ptime, settings.jitter_max_ms),
+        )
         self._capture_device = capture_device
         self._playback_device = playback_device
         self._capture: AlsaCapture | None = None
@@ -230,7 +205,15 @@ class MediaSession:
         self._tasks: set[asyncio.Task[None]] = set()
         self._acks_owed = asyncio.Event()
         self._stopped = False
-        self._dtmf: deque[bytes] = deque()
+        self._dtmf: deque[bytes] = deque()  # in-band tone frames to send
+        self._events = EventSender(plan.ptime) if plan.telephone_event else None
+        self._dtmf_in = DTMFReceiver()
+        # RFC 3389 comfort noise replaces silence on G.711 only: Opus has its own DTX.
+        cn = plan.comfort_noise and plan.codec != "opus"
+        self._vad: EnergyVad | None = EnergyVad(plan.ptime) if cn else None
+        self._cn_at = -CN_EVERY_MS
+        self._comfort = CnPlayer(self._codec.rate, plan.ptime)
+        self._noise: NoiseGenerator | None = None  # playing after a received CN chunk
         self.muted = False
         self.frames_played = 0
         self.bad_frames = 0
@@ -294,8 +277,11 @@ class MediaSession:
         """Open the audio devices, start the transport; AudioDeviceError if a device is unusable."""
         loop = asyncio.get_running_loop()
         rate = self._codec.rate
-        playback = AlsaPlayback(self._playback_device, rate)
-        capture = AlsaCapture(self._capture_device, rate, loop=loop, on_frame=self._on_mic)
+        ptime = self._ptime
+        playback = AlsaPlayback(self._playback_device, rate, frame_ms=ptime)
+        capture = AlsaCapture(
+            self._capture_device, rate, loop=loop, on_frame=self._on_mic, frame_ms=ptime
+        )
         playback.start()
         try:
             capture.start()
@@ -349,29 +335,57 @@ class MediaSession:
         self._codec.set_gain(volume_gain_db(percent))
 
     def send_dtmf(self, key: str) -> None:
-        """Send ``key`` as an in-band DTMF tone (100 ms, then 40 ms of silence).
+        """Send ``key``: as RFC 4733 telephone-events when negotiated, else as an in-band tone.
 
-        In band, because it reaches any far end through any codec the
-        directive picks; the frames are made here, not on the 20 ms path.
+        Events when the client directive names ``telephone-event`` (a 100 ms
+        press: updates every ptime, then the end packet three times, in place of
+        the audio); otherwise a 100 ms tone then 40 ms of silence, which reaches
+        any far end through any codec.  Either way the packets or frames are made
+        here, not on the 20 ms path.
         """
-        tone = ToneGenerator(dtmf_spec(key), self._codec.rate, FRAME_MS)
-        self._dtmf.extend(tone.frame() for _ in range(DTMF_FRAMES))
-        self._dtmf.extend(self._codec.silence for _ in range(DTMF_GAP_FRAMES))
+        if self._events is not None:
+            self._events.press(key)
+            return
+        ptime = self._ptime
+        tone = ToneGenerator(dtmf_spec(key), self._codec.rate, ptime)
+        self._dtmf.extend(tone.frame() for _ in range(max(1, DTMF_MS // ptime)))
+        self._dtmf.extend(self._codec.silence for _ in range(max(1, DTMF_GAP_MS // ptime)))
 
     def _on_mic(self, pcm: bytes) -> None:
-        # In the loop, every 20 ms: encode, seal, send with the acks owed.
+        # In the loop, every ptime: encode, seal, send with the acks owed.
         if self._stopped:
             return
-        if self._dtmf:
-            pcm = self._dtmf.popleft()
-        elif self.muted:
-            pcm = self._codec.silence
         now = self._clock()
-        payload = self._codec.encode(pcm)
+        timestamp = self._timestamp
+        self._timestamp += self._ptime
+        event = None if self._events is None else self._events.next_packet(timestamp)
+        if event is not None:
+            # A key press going out: its telephone-event packet stands in for the audio.
+            payload_type: PayloadType = PayloadType.TELEPHONE_EVENT
+            timestamp, payload = event
+        else:
+            if self._dtmf:
+                pcm = self._dtmf.popleft()
+            elif self.muted:
+                pcm = self._codec.silence
+            vad = self._vad
+            if vad is not None and not vad(pcm) and not self._dtmf:
+                # Silence, and CN negotiated: a noise-level chunk now and then, else nothing.
+                if timestamp - self._cn_at < CN_EVERY_MS:
+                    return
+                self._cn_at = timestamp
+                payload_type = PayloadType.CN
+                # The background's level (the VAD's noise floor), not this frame's.
+                payload = bytes((min(127, max(0, round(-vad.floor_dbov))),))
+            else:
+                self._cn_at = -CN_EVERY_MS  # speech: the next silence sends CN at once
+                payload_type = self._codec.payload_type
+                payload = self._codec.encode(pcm)
+                if len(payload) <= DTX_BYTES and payload_type == PayloadType.OPUS:
+                    return  # Opus DTX: a silent frame the decoder conceals; not sent
         chunk = self._sender.media(
-            self._source, self._sink, self._codec.payload_type, self._timestamp, payload, now=now
+            self._source, self._sink, payload_type, timestamp, payload, now=now
         )
-        self._timestamp += FRAME_MS
         if self._receiver.has_pending_acks:
             body = frame([chunk, *self._sender.acks(self._receiver.take_pending_acks(now))])
         else:
@@ -411,29 +425,42 @@ class MediaSession:
             self._received_at = now
         ours = self._codec.payload_type
         for chunk in result.media:
-            if chunk.payload_type == ours:
-                self._jitter.push(chunk.seq, chunk.timestamp, chunk.payload, now)
+            payload_type = chunk.payload_type
+            if payload_type == ours:
+                self._jitter.push(chunk.seq, chunk.timestamp, chunk.payload, now, payload_type)
+            elif payload_type == PayloadType.TELEPHONE_EVENT:
+                self._take_event(chunk.seq, chunk.timestamp, chunk.payload, now)
+            elif payload_type == PayloadType.CN:
+                self._jitter.push(chunk.seq, chunk.timestamp, chunk.payload, now, payload_type)
         if self._receiver.has_pending_acks:
             self._acks_owed.set()
 
+    def _take_event(self, seq: int, timestamp: int, payload: bytes, now: float) -> None:
+        """An RFC 4733 packet: a new press is reported; its turn plays silence, not the digit."""
+        try:
+            digit = self._dtmf_in.receive(timestamp, payload)
+        except DTMFError:
+            self.bad_frames += 1
+            return
+        if digit is not None and self._on_dtmf is not None:
+            self._on_dtmf(digit)
+        # In the jitter buffer so the audio it replaced is not taken for lost and concealed.
+        self._jitter.push(seq, timestamp, b"", now, PayloadType.TELEPHONE_EVENT, timed=False)
+
     async def _playout(self) -> None:
-        # One pop of the jitter buffer per 20 ms, paced by computed due times (no drift).
+        # One pop of the jitter buffer per ptime, paced by computed due times (no drift).
         loop = asyncio.get_running_loop()
         playback = self._playback
         assert playback is not None
         start = loop.time()
         turn = 0
-        codec = self._codec
+        ptime_s = self._ptime / 1000
         while True:
             turn += 1
-            await asyncio.sleep(max(0.0, start + turn * FRAME_MS / 1000 - loop.time()))
-            item = self._jitter.pop(self._clock())
+            await asyncio.sleep(max(0.0, start + turn * ptime_s - loop.time()))
             try:
-                if isinstance(item, Frame):
-                    pcm = codec.decode(item.payload)
-                elif item.seq is not None or item.stretch:
-                    pcm = codec.conceal()
-                else:
+                pcm = self._earpiece_pcm(self._jitter.pop(self._clock()))
+                if pcm is None:
                     continue  # nothing due: the playback thread plays silence
                 playback.write(pcm)
             except (ValueError, AudioError):
@@ -441,3 +468,24 @@ class MediaSession:
                 self.bad_frames += 1
                 continue
             self.frames_played += 1
+
+    def _earpiece_pcm(self, item: Frame | Gap) -> bytes | None:
+        """The PCM one pop of the jitter buffer plays (None: nothing due); ValueError if bad."""
+        codec = self._codec
+        if isinstance(item, Frame):
+            kind = item.payload_type
+            if kind == codec.payload_type:
+                self._noise = None
+                return codec.decode(item.payload)
+            if kind == PayloadType.CN:
+                # The far end is silent: noise at its level until its voice returns.
+                self._noise = self._comfort.level(item.payload)
+                return self._noise.frame()
+            return codec.silence  # a telephone-event's turn
+        if self._noise is not None:
+            return self._noise.frame()  # between CN updates nothing is lost
+        if item.next is not None and item.next.payload_type == codec.payload_type:
+            return codec.recover(item.next.payload)  # Opus FEC from the next chunk
+        if item.seq is not None or item.stretch:
+            return codec.conceal()
+        return None

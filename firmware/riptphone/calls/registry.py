@@ -168,6 +168,7 @@ class CallRegistry:
             audio=self.audio,
             before_media=self.earpiece.free,
             on_media=self._media_started,
+            on_dtmf=self._dtmf_received,
         )
         self.runners[call.uri] = runner
         self._publish({"event": "call", "call": call_json(runner)})
@@ -274,5 +275,10 @@ class CallRegistry:
             media = runner.media
             if media is not None:
                 media.send_dtmf(key)
-                self._publish({"event": "dtmf", "digit": key})
+                self._publish({"event": "dtmf", "digit": key, "direction": "sent"})
                 return
+
+    def _dtmf_received(self, digit: str) -> None:
+        """A key pressed at the far end (an RFC 4733 telephone-event): told to watchers."""
+        log.info("event=dtmf_received digit=%s", digit)
+        self._publish({"event": "dtmf", "digit": digit, "direction": "received"})

@@ -40,7 +40,8 @@ from ript.protocol.call import (
 )
 from ript.protocol.errors import LocalProtocolError
 from ript.protocol.events import Event
-from riptphone.calls.media import NO_ACTIVITY, MediaError, MediaInfo, MediaSession
+from riptphone.calls.codec import MediaError, codec_settings
+from riptphone.calls.media import NO_ACTIVITY, MediaInfo, MediaSession
 from riptphone.calls.transport import open_transport
 from riptphone.config import AudioConfig
 from riptphone.hw.audio import AudioError
@@ -65,8 +66,10 @@ class CallRunner:
         audio: AudioConfig | None = None,
         before_media: Callable[[], Awaitable[None]] | None = None,
         on_media: Callable[[MediaSession], None] | None = None,
+        on_dtmf: Callable[[str], None] | None = None,
     ) -> None:
         self.client = client
+        self._on_dtmf = on_dtmf
         self._before_media = before_media
         self._on_media = on_media
         self.audio = audio if audio is not None else AudioConfig()
@@ -270,6 +273,8 @@ class CallRunner:
                 playback_device=self.audio.playback,
                 clock=self._clock,
                 previous=self._last_media,
+                settings=codec_settings(self.audio),
+                on_dtmf=self._on_dtmf,
             )
             media.start()
         except (MediaError, AudioError) as exc:
@@ -282,9 +287,10 @@ class CallRunner:
         if self._on_media is not None:
             self._on_media(media)
         log.info(
-            "event=media_started call=%s codec=%s transport=%s",
+            "event=media_started call=%s codec=%s ptime=%d transport=%s",
             self.call.uri,
             media.codec,
+            media.plan.ptime,
             media.transport,
         )
 

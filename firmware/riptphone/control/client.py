@@ -201,6 +201,8 @@ def format_event(event: Mapping[str, Any]) -> str:
         text = f"call {describe_call(event.get('call'))}"
     elif name == "dtmf":
         text = f"dtmf {_text(event.get('digit'))}"
+        if event.get("direction") == "received":
+            text += " from the far end"
     elif name == "error":
         text = f"error: {_text(event.get('error'))}"
     elif name == "screen":

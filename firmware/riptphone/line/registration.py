@@ -15,19 +15,21 @@ a PASSporT for a destination.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from ript.backoff import Backoff, BackoffPolicy
-from ript.protocol.advertisement import format_advertisement, phone_advertisement
+from ript.protocol.advertisement import format_advertisement
 from ript.protocol.csr import build_csr, key_from_pem, key_to_pem, make_key
 from ript.protocol.descriptions import TrunkGroup
 from ript.protocol.numbers import NumberError, is_e164
 from ript.protocol.passport import create_passport
 from riptphone.app.inputs import Input, LineOffline, LineOnline
-from riptphone.config import Config
+from riptphone.calls.codec import codec_settings, configured_advertisement
+from riptphone.config import AudioConfig, Config
 from riptphone.line.reasons import plain_reason
 from riptphone.net.ript_client import RiptClient, RiptError
 from riptphone.store import Identity, Registration, StateStore, StoreError
@@ -98,7 +100,18 @@ class Line:
 
     async def _connect_once(self) -> None:
         tg = await self.client.discover(self.config.provider.trunk_group or None)
-        advertisement = format_advertisement(phone_advertisement())
+        registration = await self._register(tg)
+        number = self.config.phone.number or own_number(tg)
+        await self._ensure_identity(tg, number)
+        self.tg, self.registration, self.number = tg, registration, number
+        self.offline_reason = self.offline_detail = None
+        self._feed(LineOnline(number, self.config.phone.name))
+
+    async def _register(self, tg: TrunkGroup) -> Registration:
+        """Register, or PUT the handler when its advertisement ([audio] codecs, ptime) changed."""
+        advertisement = format_advertisement(
+            configured_advertisement(codec_settings(self.config.audio))
+        )
         registration, done = await self.client.ensure_registration(
             self.store,
             tg,
@@ -107,11 +120,19 @@ class Line:
             new_handler_id=self._new_handler_id,
         )
         log.info("event=registration done=%s handler=%s", done, registration.handler_uri)
-        number = self.config.phone.number or own_number(tg)
-        await self._ensure_identity(tg, number)
-        self.tg, self.registration, self.number = tg, registration, number
-        self.offline_reason = self.offline_detail = None
-        self._feed(LineOnline(number, self.config.phone.name))
+        return registration
+
+    async def readvertise(self, audio: AudioConfig) -> None:
+        """A reloaded ``[audio]``: the next registration, or the handler now, advertises it."""
+        self.config = dataclasses.replace(self.config, audio=audio)
+        tg = self.tg
+        if tg is None or self.registration is None:
+            return  # offline: the next connect registers with the new advertisement
+        try:
+            self.registration = await self._register(tg)
+        except (RiptError, StoreError, OSError) as exc:
+            # The old advertisement stays at the provider; the next connect retries.
+            log.warning("event=readvertise_failed reason=%r", str(exc))
 
     async def _ensure_identity(self, tg: TrunkGroup, number: str) -> None:
         loaded = await asyncio.to_thread(self.store.load_identity)
