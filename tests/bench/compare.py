@@ -1,0 +1,147 @@
+"""The phone against baresip in one run: CPU per call-minute and peak RSS, case by case.
+
+For each run and each case (transport x codec): one call of the phone (a fresh
+provider and phone, the capture a tone at the codec's rate, the far end
+echoing), then at once the same length of a baresip call with the peerbench
+script for the same codec; so the two see the same load of this shared
+machine.  One JSON line per case (:func:`bench.benchlib.case_line`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from alsa.fileplugin import write_asoundrc
+from bench.benchlib import (
+    CODEC_RATE,
+    Case,
+    PeerRun,
+    PhoneRun,
+    case_line,
+    csv_path,
+    mismatches,
+    peerbench_runs,
+    peerbench_warnings,
+)
+from bench.harness import (
+    bench_provider_toml,
+    call_info,
+    case_processes,
+    dial,
+    hang_up,
+    proc_status_kb,
+)
+from integration.procs import PROVIDER_TOML
+from riptdev.processes import tone_pcm
+from riptphone.control.client import ControlConnection, request
+
+TICKS = os.sysconf("SC_CLK_TCK")
+SETTLE_S = 1.0  # past the first second: media sessions and jitter buffer settled
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of the process (all its threads), in seconds."""
+    with open(f"/proc/{pid}/stat") as stat:
+        text = stat.read()
+    fields = text[text.rindex(")") + 2 :].split()  # the command name may hold spaces
+    return (int(fields[11]) + int(fields[12])) / TICKS  # fields 14 and 15 of proc(5)
+
+
+def measure_phone(work: Path, case: Case, seconds: float) -> PhoneRun:
+    """One call of ``case``: CPU per minute of phone and provider over ``seconds``, VmHWM."""
+    notes: list[str] = []
+    alsa = write_asoundrc(work / "alsa", tone_pcm(seconds + 15, CODEC_RATE[case.codec]))
+    with case_processes(work, bench_provider_toml(PROVIDER_TOML), case, alsa, notes) as (
+        provider,
+        phone,
+    ):
+        assert phone.process is not None
+        pid, provider_pid = phone.process.pid, provider.process.pid
+        with ControlConnection(phone.socket, timeout=20.0) as watch:
+            watch.request({"cmd": "watch"})
+            dial(phone, watch)
+            time.sleep(SETTLE_S)
+            start = time.monotonic()
+            before, provider_before = cpu_seconds(pid), cpu_seconds(provider_pid)
+            time.sleep(seconds)
+            phone_cpu = cpu_seconds(pid) - before
+            provider_cpu = cpu_seconds(provider_pid) - provider_before
+            window = time.monotonic() - start
+            peak_kb = proc_status_kb(pid, "VmHWM")
+            transport, codec, stats = call_info(request(phone.socket, {"cmd": "status"}))
+            hang_up(phone, watch)
+    if not stats.get("chunks_received"):
+        raise SystemExit(f"bench: no media came back during the {case.name} call ({stats})")
+    return PhoneRun(
+        phone_cpu_s_per_min=phone_cpu * 60 / window,
+        provider_cpu_s_per_min=provider_cpu * 60 / window,
+        phone_peak_rss_mb=peak_kb / 1024,
+        transport=transport,
+        codec=codec,
+        notes=notes,
+    )
+
+
+def measure_baresip(peerbench: Path, scratch: Path, codec: str, seconds: float) -> PeerRun:
+    """One rep of ``run_baresip_bench.sh`` for ``codec`` (file source, no player)."""
+    env = dict(os.environ)
+    env.update(
+        PEERBENCH_DIR=str(scratch),
+        REPS="1",
+        WIN=f"{seconds:g}",
+        VARIANTS=f"{codec}:none:aufile",
+    )
+    done = subprocess.run(
+        ["bash", str(peerbench / "run_baresip_bench.sh")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=seconds + 120,
+        check=False,
+    )
+    path = csv_path(done.stdout)
+    if done.returncode != 0 or path is None:
+        raise SystemExit(
+            f"bench: peerbench failed (status {done.returncode}):\n{done.stdout}{done.stderr}"
+        )
+    runs = peerbench_runs(Path(path).read_text(), codec)
+    if len(runs) != 1:
+        raise SystemExit(f"bench: peerbench gave {len(runs)} reps of {codec}, not 1")
+    warnings = peerbench_warnings(done.stdout)
+    for warning in warnings:
+        print(f"bench: baresip {codec}: {warning}", file=sys.stderr)
+    run = runs[0]
+    return PeerRun(
+        run.caller_cpu_s_per_min, run.callee_cpu_s_per_min, run.caller_peak_rss_mb, warnings
+    )
+
+
+def run_compare(
+    work: Path, cases: list[Case], runs: int, seconds: float, peerbench: Path | None
+) -> list[dict[str, object]]:
+    """Every case ``runs`` times, each phone call followed by its baresip call; the lines."""
+    phone: dict[Case, list[PhoneRun]] = {case: [] for case in cases}
+    peer: dict[Case, list[PeerRun]] = {case: [] for case in cases}
+    for run in range(1, runs + 1):
+        for case in cases:
+            got = measure_phone(work / f"r{run}" / case.name, case, seconds)
+            for problem in mismatches(case, got):
+                print(f"bench: {case.name} run {run}: {problem}", file=sys.stderr)
+            for note in got.notes:
+                print(f"bench: {case.name} run {run}: {note}", file=sys.stderr)
+            phone[case].append(got)
+            line = f"run {run} {case.name}: phone {got.phone_cpu_s_per_min:.2f} s/min"
+            if peerbench is not None:
+                scratch = work / "peerbench"
+                peer[case].append(measure_baresip(peerbench, scratch, case.codec, seconds))
+                line += f", baresip {peer[case][-1].caller_cpu_s_per_min:.2f} s/min"
+            print(line, file=sys.stderr, flush=True)
+    lines = [case_line(case, phone[case], peer[case]) for case in cases]
+    for line_json in lines:
+        print(json.dumps(line_json), flush=True)
+    return lines

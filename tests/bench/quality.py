@@ -1,0 +1,169 @@
+"""Audio quality under loss: PESQ (ITU-T P.862) of speech through the echo far end.
+
+The phone's microphone is a file (alsa-lib's file plugin): 2 s of silence,
+then speech.  The far end echoes every chunk, so the speech crosses the
+network twice (phone -> provider -> phone) before the phone plays it into
+the playback file.  tests/faultnet.py's UDP proxy sits between phone and
+provider (the provider's ``[server] origin`` names the proxy), and once the
+call is answered it drops ``loss`` % of the packets each way at random and
+delays each by up to 40 ms (so packets also come out of order).
+
+The played file is brought to the scoring rate (8 kHz narrow-band, P.862;
+16 kHz wide-band, P.862.2, for Opus), aligned with the speech by
+cross-correlation (which cuts the echo path's delay), and scored with the
+``pesq`` package.
+
+The speech: the eight recorded channel names of alsa-utils
+(/usr/share/sounds/alsa/Front_Left.wav ..., a human voice, 48 kHz), a
+package of the phone's image; about 12 s with short pauses.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import wave
+from pathlib import Path
+
+from pesq import pesq
+
+from alsa.fileplugin import write_asoundrc
+from bench.benchlib import (
+    CODEC_RATE,
+    JITTER_S,
+    PESQ_MODES,
+    Case,
+    PhoneRun,
+    align,
+    mismatches,
+    pcm16,
+    quality_line,
+    quality_table,
+    with_server_key,
+)
+from bench.harness import bench_provider_toml, call_info, case_processes, dial, hang_up
+from faultnet import UdpProxy
+from integration.procs import PROVIDER_TOML
+from ript.media.resample import Resampler
+from riptdev.processes import free_udp_port
+from riptphone.control.client import ControlConnection, request
+
+SPEECH_DIR = Path("/usr/share/sounds/alsa")
+WORDS = (
+    "Front_Left",
+    "Front_Center",
+    "Front_Right",
+    "Side_Left",
+    "Side_Right",
+    "Rear_Left",
+    "Rear_Center",
+    "Rear_Right",
+)
+SPEECH_RATE = 48000
+LEAD_S = 2.0  # silence before the speech: the faults are on before it starts
+GAP_S = 0.3
+TAIL_S = 3.0  # the echo path's delay and the jitter buffer, with room to spare
+
+
+def speech_48k() -> bytes:
+    """The speech, S16_LE mono at 48 kHz, a whole number of 20 ms frames."""
+    gap = bytes(int(GAP_S * SPEECH_RATE) * 2)
+    parts = []
+    for word in WORDS:
+        path = SPEECH_DIR / f"{word}.wav"
+        if not path.exists():
+            raise SystemExit(f"bench: {path} is missing: apt-get install alsa-utils")
+        with wave.open(str(path), "rb") as wav:
+            if (wav.getframerate(), wav.getnchannels(), wav.getsampwidth()) != (SPEECH_RATE, 1, 2):
+                raise SystemExit(f"bench: {path} is not 48 kHz 16-bit mono")
+            parts.append(wav.readframes(wav.getnframes()))
+        parts.append(gap)
+    pcm = b"".join(parts)
+    frame = SPEECH_RATE // 50 * 2
+    return pcm + bytes(-len(pcm) % frame)
+
+
+def at_rate(pcm: bytes, rate_in: int, rate_out: int) -> bytes:
+    """``pcm`` resampled with the firmware's own resampler (whole blocks: padded)."""
+    if rate_in == rate_out:
+        return pcm
+    block = 2 * max(rate_in, rate_out) // min(rate_in, rate_out)
+    return Resampler(rate_in, rate_out).process(pcm + bytes(-len(pcm) % block))
+
+
+def score(
+    speech: bytes, played: bytes, codec_rate: int, codec: str
+) -> dict[str, tuple[float, float]]:
+    """{mode: (MOS-LQO, seconds into ``played`` where the speech starts)}."""
+    scores = {}
+    for mode, rate in PESQ_MODES[codec]:
+        reference = pcm16(at_rate(speech, SPEECH_RATE, rate))
+        degraded = pcm16(at_rate(played, codec_rate, rate))
+        lag, cut = align(reference, degraded)
+        scores[mode] = (float(pesq(rate, reference, cut, mode)), lag / rate)
+    return scores
+
+
+def measure_quality(
+    work: Path, case: Case, loss_pct: float, seed: int, speech: bytes
+) -> tuple[dict[str, tuple[float, float]], PhoneRun]:
+    """One call of ``case`` at ``loss_pct``: {mode: (MOS-LQO, echo delay ms)}, and the call."""
+    rate = CODEC_RATE[case.codec]
+    lead = bytes(int(LEAD_S * rate) * 2)
+    capture = lead + at_rate(speech, SPEECH_RATE, rate) + bytes(int((TAIL_S + 5) * rate) * 2)
+    alsa = write_asoundrc(work / "alsa", capture)
+    notes: list[str] = []
+    proxy_port = free_udp_port()
+    base = with_server_key(
+        bench_provider_toml(PROVIDER_TOML), "origin", f'"https://localhost:{proxy_port}"'
+    )
+    call_s = LEAD_S + len(speech) / 2 / SPEECH_RATE + TAIL_S
+    # The upstream is the provider's port, known once it runs: case_processes sets it.
+    with (
+        UdpProxy(("127.0.0.1", 9), ("127.0.0.1", proxy_port), seed=seed) as net,
+        case_processes(work, base, case, alsa, notes, net=net) as (_provider, phone),
+        ControlConnection(phone.socket, timeout=20.0) as watch,
+    ):
+        watch.request({"cmd": "watch"})
+        dial(phone, watch)
+        net.set(loss=loss_pct / 100, jitter=JITTER_S)
+        time.sleep(call_s)
+        transport, codec, _stats = call_info(request(phone.socket, {"cmd": "status"}))
+        net.clear()
+        hang_up(phone, watch)
+    played = alsa.playback_file.read_bytes()
+    # The speech left the microphone LEAD_S into the capture; where it starts in the
+    # played file, less that, is the echo path's delay (both devices open together).
+    scores = {
+        mode: (mos, (start - LEAD_S) * 1000)
+        for mode, (mos, start) in score(speech, played, rate, case.codec).items()
+    }
+    return scores, PhoneRun(0.0, 0.0, 0.0, transport, codec, notes)
+
+
+def run_quality(
+    work: Path, cases: list[Case], losses: tuple[float, ...], runs: int
+) -> list[dict[str, object]]:
+    """Every case at every loss, ``runs`` times; prints and returns the JSON lines."""
+    speech = speech_48k()
+    got: dict[tuple[Case, float, str], list[tuple[float, float]]] = {}
+    for run in range(1, runs + 1):
+        for case in cases:
+            for loss in losses:
+                scores, call = measure_quality(
+                    work / f"q{run}" / f"{case.name}-{loss:g}", case, loss, run, speech
+                )
+                for problem in mismatches(case, call) + call.notes:
+                    print(f"bench: {case.name} {loss:g} % run {run}: {problem}", file=sys.stderr)
+                for mode, figures in scores.items():
+                    got.setdefault((case, loss, mode), []).append(figures)
+                shown = ", ".join(f"{m} {s:.2f}" for m, (s, _) in scores.items())
+                print(f"run {run} {case.name} {loss:g} % loss: PESQ {shown}", file=sys.stderr)
+    lines = []
+    for (case, loss, mode), figures in got.items():
+        line = quality_line(case, loss, mode, [s for s, _ in figures], [d for _, d in figures])
+        lines.append(line)
+        print(json.dumps(line), flush=True)
+    print(quality_table(lines), flush=True)
+    return lines
