@@ -23,8 +23,9 @@ TRANSPORTS: Final = ("webtransport", "byways")
 CODECS: Final = ("opus", "pcmu")
 PEERS: Final = ("baresip",)
 LOSSES: Final = (0.0, 3.0, 10.0)
-"""Random loss, in percent, of the quality measurement (each with JITTER_S of jitter)."""
-JITTER_S: Final = 0.040
+"""Random loss, in percent, of the quality measurement (each with JITTER_MS of jitter)."""
+JITTER_MS: Final = 40.0
+"""Each packet is delayed by a random 0..JITTER_MS (so some also overtake others)."""
 
 CODEC_RATE: Final = {"opus": 48000, "pcmu": 8000}
 """The rate the phone opens its ALSA devices at for each codec (the codec's clock rate)."""
@@ -76,6 +77,12 @@ def parse_options(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help=f"loss in percent for --pesq (repeatable; default {', '.join(map(str, LOSSES))})",
     )
     parser.add_argument(
+        "--jitter-ms",
+        type=float,
+        default=JITTER_MS,
+        help=f"jitter for --pesq: each packet delayed 0..N ms (default {JITTER_MS:g})",
+    )
+    parser.add_argument(
         "--no-cpu", action="store_true", help="with --pesq: skip the CPU comparison"
     )
     parser.add_argument(
@@ -89,6 +96,8 @@ def parse_options(argv: Sequence[str] | None = None) -> argparse.Namespace:
     for loss in args.loss or ():
         if not 0 <= loss < 100:
             parser.error(f"--loss {loss:g}: must be 0 to below 100 (percent)")
+    if args.jitter_ms < 0:
+        parser.error("--jitter-ms must not be negative")
     args.compare = bool(args.transport or args.codec or args.peer or args.pesq)
     args.cases = cases(args.transport, args.codec)
     args.losses = tuple(dict.fromkeys(args.loss)) if args.loss else LOSSES
@@ -185,7 +194,13 @@ def case_line(case: Case, phone: Sequence[PhoneRun], peer: Sequence[PeerRun]) ->
 
 
 def quality_line(
-    case: Case, loss: float, mode: str, scores: Sequence[float], delays_ms: Sequence[float]
+    case: Case,
+    mode: str,
+    *,
+    loss: float,
+    jitter_ms: float,
+    scores: Sequence[float],
+    delays_ms: Sequence[float],
 ) -> dict[str, Any]:
     """The JSON line of one PESQ condition: the median MOS-LQO of the runs, and each."""
     return {
@@ -194,7 +209,7 @@ def quality_line(
         "transport": case.transport,
         "codec": case.codec,
         "loss_pct": loss,
-        "jitter_ms": round(JITTER_S * 1000),
+        "jitter_ms": jitter_ms,
         "mos_lqo": _median(scores),
         "echo_delay_ms": _median(delays_ms),
         "runs": [round(s, 3) for s in scores],

@@ -37,15 +37,19 @@ from bench.benchlib import (
 )
 from faultnet import UdpProxy
 from integration.procs import TOKEN, PhoneProcess, ProviderDb, provider_process
-from ript.protocol.advertisement import parse_advertisement
+from ript.protocol.advertisement import negotiate, parse_advertisement
 from riptdev.processes import ProcessError, ProviderProcess, stop_process
 from riptphone.control.client import ControlConnection, request
 from riptphone.net.h3 import H3Client
 from riptphone.net.ript_client import RiptClient, StaticToken
+from riptprovider.core import PROVIDER_ADVERTISEMENT
 
 AT_ONCE = "+14089520000"
 WAIT = 20.0
 CARRIED = ("opus", "pcmu")
+PROVIDER_ADV = parse_advertisement(PROVIDER_ADVERTISEMENT)
+_refused: set[str] = set()
+"""Provider keys refused once in this run: not tried again (the refusal is logged once)."""
 
 
 def bench_provider_toml(base: str) -> str:
@@ -65,12 +69,14 @@ media = "echo"
 def start_provider(work: Path, base_toml: str, case: Case, notes: list[str]) -> ProviderProcess:
     """The provider for ``case``: with the webtransport key, or without if it is refused."""
     wanted = "true" if case.transport == "webtransport" else "false"
-    try:
-        return provider_process(work, with_server_key(base_toml, "webtransport", wanted))
-    except ProcessError:
-        log = (work / "provider.log").read_text(errors="replace")
-        if "webtransport" not in log:
-            raise
+    if "webtransport" not in _refused:
+        try:
+            return provider_process(work, with_server_key(base_toml, "webtransport", wanted))
+        except ProcessError:
+            log = (work / "provider.log").read_text(errors="replace")
+            if "webtransport" not in log:
+                raise
+            _refused.add("webtransport")
     notes.append("provider refused [server] webtransport: ran without it")
     return provider_process(work, base_toml)
 
@@ -85,9 +91,19 @@ def phone_process(
     return phone
 
 
-def _offered(advertisement: str) -> set[str]:
-    parsed = parse_advertisement(advertisement)
-    return {codec.name.lower() for port in parsed.ports for codec in port.codecs}
+def negotiated_codec(advertisement: str) -> str | None:
+    """The codec the phone would send with this advertisement: the provider's choice.
+
+    The reference provider's own negotiation (its advertisement, its preference),
+    then the first codec of the client directive the phone carries, as the
+    phone's media session picks it.
+    """
+    directive = negotiate(parse_advertisement(advertisement), PROVIDER_ADV)
+    for stream in directive.streams:
+        for codec in stream.codecs:
+            if codec.name.lower() in CARRIED:
+                return codec.name.lower()
+    return None
 
 
 def force_codec(provider: ProviderProcess, case: Case, notes: list[str]) -> None:
@@ -107,14 +123,14 @@ def force_codec(provider: ProviderProcess, case: Case, notes: list[str]) -> None
             handler = await client.get_handler(uri)
             if handler is None:
                 raise SystemExit(f"bench: the provider does not know the handler {uri}")
-            if not (_offered(handler.advertisement) & set(CARRIED)) - {case.codec}:
+            if negotiated_codec(handler.advertisement) == case.codec:
                 return False
             only = only_codec_advertisement(case.codec)
             await client.update_handler(uri, dataclasses.replace(handler, advertisement=only))
             return True
 
     if asyncio.run(asyncio.wait_for(go(), WAIT)):
-        notes.append(f"phone advertised more than {case.codec}: handler advertisement replaced")
+        notes.append(f"phone's advertisement led to another codec: replaced by {case.codec} alone")
 
 
 @contextmanager

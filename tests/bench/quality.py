@@ -31,7 +31,6 @@ from pesq import pesq
 from alsa.fileplugin import write_asoundrc
 from bench.benchlib import (
     CODEC_RATE,
-    JITTER_S,
     PESQ_MODES,
     Case,
     PhoneRun,
@@ -106,7 +105,7 @@ def score(
 
 
 def measure_quality(
-    work: Path, case: Case, loss_pct: float, seed: int, speech: bytes
+    work: Path, case: Case, *, loss_pct: float, jitter_ms: float, seed: int, speech: bytes
 ) -> tuple[dict[str, tuple[float, float]], PhoneRun]:
     """One call of ``case`` at ``loss_pct``: {mode: (MOS-LQO, echo delay ms)}, and the call."""
     rate = CODEC_RATE[case.codec]
@@ -127,7 +126,7 @@ def measure_quality(
     ):
         watch.request({"cmd": "watch"})
         dial(phone, watch)
-        net.set(loss=loss_pct / 100, jitter=JITTER_S)
+        net.set(loss=loss_pct / 100, jitter=jitter_ms / 1000)
         time.sleep(call_s)
         transport, codec, _stats = call_info(request(phone.socket, {"cmd": "status"}))
         net.clear()
@@ -143,7 +142,7 @@ def measure_quality(
 
 
 def run_quality(
-    work: Path, cases: list[Case], losses: tuple[float, ...], runs: int
+    work: Path, cases: list[Case], losses: tuple[float, ...], jitter_ms: float, runs: int
 ) -> list[dict[str, object]]:
     """Every case at every loss, ``runs`` times; prints and returns the JSON lines."""
     speech = speech_48k()
@@ -152,7 +151,12 @@ def run_quality(
         for case in cases:
             for loss in losses:
                 scores, call = measure_quality(
-                    work / f"q{run}" / f"{case.name}-{loss:g}", case, loss, run, speech
+                    work / f"q{run}" / f"{case.name}-{loss:g}",
+                    case,
+                    loss_pct=loss,
+                    jitter_ms=jitter_ms,
+                    seed=run,
+                    speech=speech,
                 )
                 for problem in mismatches(case, call) + call.notes:
                     print(f"bench: {case.name} {loss:g} % run {run}: {problem}", file=sys.stderr)
@@ -162,7 +166,9 @@ def run_quality(
                 print(f"run {run} {case.name} {loss:g} % loss: PESQ {shown}", file=sys.stderr)
     lines = []
     for (case, loss, mode), figures in got.items():
-        line = quality_line(case, loss, mode, [s for s, _ in figures], [d for _, d in figures])
+        line = quality_line(
+            case, loss, jitter_ms, mode, [s for s, _ in figures], [d for _, d in figures]
+        )
         lines.append(line)
         print(json.dumps(line), flush=True)
     print(quality_table(lines), flush=True)
