@@ -167,7 +167,12 @@ def run_quality(
     lines = []
     for (case, loss, mode), figures in got.items():
         line = quality_line(
-            case, loss, jitter_ms, mode, [s for s, _ in figures], [d for _, d in figures]
+            case,
+            mode,
+            loss=loss,
+            jitter_ms=jitter_ms,
+            scores=[s for s, _ in figures],
+            delays_ms=[d for _, d in figures],
         )
         lines.append(line)
         print(json.dumps(line), flush=True)
