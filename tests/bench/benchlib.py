@@ -134,13 +134,13 @@ class PeerRun:
     warnings: tuple[str, ...] = ()
 
 
-def mismatches(case: Case, run: PhoneRun) -> list[str]:
-    """What the call used that the case did not ask for, one phrase each."""
+def mismatches(case: Case, transport: str | None, codec: str | None) -> list[str]:
+    """What the call used (``status.call``) that the case did not ask for, one phrase each."""
     found = []
-    if run.transport != case.transport:
-        found.append(f"transport {run.transport} instead of {case.transport}")
-    if run.codec != case.codec:
-        found.append(f"codec {run.codec} instead of {case.codec}")
+    if transport != case.transport:
+        found.append(f"transport {transport} instead of {case.transport}")
+    if codec != case.codec:
+        found.append(f"codec {codec} instead of {case.codec}")
     return found
 
 
@@ -157,7 +157,7 @@ def case_line(case: Case, phone: Sequence[PhoneRun], peer: Sequence[PeerRun]) ->
     """
     phone_cpu = _median([r.phone_cpu_s_per_min for r in phone])
     peer_cpu = _median([r.caller_cpu_s_per_min for r in peer])
-    problems = list(dict.fromkeys(m for r in phone for m in mismatches(case, r)))
+    problems = list(dict.fromkeys(m for r in phone for m in mismatches(case, r.transport, r.codec)))
     runs: list[dict[str, Any]] = []
     for i, r in enumerate(phone):
         run: dict[str, Any] = {
@@ -193,16 +193,27 @@ def case_line(case: Case, phone: Sequence[PhoneRun], peer: Sequence[PeerRun]) ->
     }
 
 
+@dataclass(frozen=True, slots=True)
+class QualityRun:
+    """One scored call: MOS-LQO, where the echo came back, and what the call went through."""
+
+    mos_lqo: float
+    echo_delay_ms: float
+    transport: str | None
+    codec: str | None
+    chunks_lost: int
+    late: int
+    media_restarts: int
+    """Media sessions after the first (re-established byways): the played file is the last one's."""
+
+
 def quality_line(
-    case: Case,
-    mode: str,
-    *,
-    loss: float,
-    jitter_ms: float,
-    scores: Sequence[float],
-    delays_ms: Sequence[float],
+    case: Case, mode: str, *, loss: float, jitter_ms: float, runs: Sequence[QualityRun]
 ) -> dict[str, Any]:
     """The JSON line of one PESQ condition: the median MOS-LQO of the runs, and each."""
+    problems = list(dict.fromkeys(m for r in runs for m in mismatches(case, r.transport, r.codec)))
+    if any(r.media_restarts for r in runs):
+        problems.append("media restarted in a call: that run scored the last session only")
     return {
         "pesq": mode,
         "case": case.name,
@@ -210,9 +221,19 @@ def quality_line(
         "codec": case.codec,
         "loss_pct": loss,
         "jitter_ms": jitter_ms,
-        "mos_lqo": _median(scores),
-        "echo_delay_ms": _median(delays_ms),
-        "runs": [round(s, 3) for s in scores],
+        "mos_lqo": _median([r.mos_lqo for r in runs]),
+        "echo_delay_ms": _median([r.echo_delay_ms for r in runs]),
+        "mismatch": problems,
+        "runs": [
+            {
+                "mos_lqo": round(r.mos_lqo, 3),
+                "echo_delay_ms": round(r.echo_delay_ms, 1),
+                "chunks_lost": r.chunks_lost,
+                "late": r.late,
+                "media_restarts": r.media_restarts,
+            }
+            for r in runs
+        ],
     }
 
 
@@ -234,15 +255,17 @@ def align(reference: Samples, degraded: Samples) -> tuple[int, Samples]:
     """Where ``reference`` starts in ``degraded`` (in samples) and the aligned cut.
 
     The lag is the peak of the cross-correlation over the lags at which the
-    degraded signal starts at or after the reference (the echo path only adds
-    delay); the cut is as long as the reference, zero-padded if the recording
-    ended early.  FFT-based: a minute of 16 kHz audio takes milliseconds.
+    reference starts inside the degraded signal, never before it (the echo
+    path only adds delay); the cut is as long as the reference, zero-padded if
+    the recording ended early.  FFT-based, zero-padded to at least the sum of
+    both lengths so no lag wraps round: a minute of 16 kHz audio takes
+    milliseconds.
     """
     if len(reference) == 0 or len(degraded) == 0:
         raise ValueError("cannot align an empty signal")
     size = 1 << (len(reference) + len(degraded)).bit_length()
     spectrum = np.fft.rfft(degraded, size) * np.conj(np.fft.rfft(reference, size))
-    correlation = np.fft.irfft(spectrum, size)[: max(1, len(degraded) - len(reference) + 1)]
+    correlation = np.fft.irfft(spectrum, size)[: len(degraded)]
     lag = int(np.argmax(correlation))
     cut = degraded[lag : lag + len(reference)]
     if len(cut) < len(reference):

@@ -130,7 +130,7 @@ def run_compare(
     for run in range(1, runs + 1):
         for case in cases:
             got = measure_phone(work / f"r{run}" / case.name, case, seconds)
-            for problem in mismatches(case, got):
+            for problem in mismatches(case, got.transport, got.codec):
                 print(f"bench: {case.name} run {run}: {problem}", file=sys.stderr)
             for note in got.notes:
                 print(f"bench: {case.name} run {run}: {note}", file=sys.stderr)

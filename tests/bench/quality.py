@@ -33,7 +33,7 @@ from bench.benchlib import (
     CODEC_RATE,
     PESQ_MODES,
     Case,
-    PhoneRun,
+    QualityRun,
     align,
     mismatches,
     pcm16,
@@ -106,8 +106,8 @@ def score(
 
 def measure_quality(
     work: Path, case: Case, *, loss_pct: float, jitter_ms: float, seed: int, speech: bytes
-) -> tuple[dict[str, tuple[float, float]], PhoneRun]:
-    """One call of ``case`` at ``loss_pct``: {mode: (MOS-LQO, echo delay ms)}, and the call."""
+) -> tuple[dict[str, QualityRun], list[str]]:
+    """One call of ``case`` at ``loss_pct``: {PESQ mode: its figures}, and notes on the run."""
     rate = CODEC_RATE[case.codec]
     lead = bytes(int(LEAD_S * rate) * 2)
     capture = lead + at_rate(speech, SPEECH_RATE, rate) + bytes(int((TAIL_S + 5) * rate) * 2)
@@ -128,17 +128,27 @@ def measure_quality(
         dial(phone, watch)
         net.set(loss=loss_pct / 100, jitter=jitter_ms / 1000)
         time.sleep(call_s)
-        transport, codec, _stats = call_info(request(phone.socket, {"cmd": "status"}))
+        transport, codec, stats = call_info(request(phone.socket, {"cmd": "status"}))
         net.clear()
         hang_up(phone, watch)
+    # A media session restarted (byways re-established after a stall) reopens both
+    # devices: the file plugin then truncates the played file and capture starts over.
+    restarts = phone.log_text().count("event=media_started") - 1
     played = alsa.playback_file.read_bytes()
-    # The speech left the microphone LEAD_S into the capture; where it starts in the
-    # played file, less that, is the echo path's delay (both devices open together).
-    scores = {
-        mode: (mos, (start - LEAD_S) * 1000)
-        for mode, (mos, start) in score(speech, played, rate, case.codec).items()
-    }
-    return scores, PhoneRun(0.0, 0.0, 0.0, transport, codec, notes)
+    scored = {}
+    for mode, (mos, start) in score(speech, played, rate, case.codec).items():
+        # The speech left the microphone LEAD_S into the capture; where it starts in
+        # the played file, less that, is the echo path's delay (both devices open together).
+        scored[mode] = QualityRun(
+            mos_lqo=mos,
+            echo_delay_ms=(start - LEAD_S) * 1000,
+            transport=transport,
+            codec=codec,
+            chunks_lost=int(stats.get("chunks_lost") or 0),
+            late=int(stats.get("late") or 0),
+            media_restarts=restarts,
+        )
+    return scored, notes
 
 
 def run_quality(
@@ -146,11 +156,11 @@ def run_quality(
 ) -> list[dict[str, object]]:
     """Every case at every loss, ``runs`` times; prints and returns the JSON lines."""
     speech = speech_48k()
-    got: dict[tuple[Case, float, str], list[tuple[float, float]]] = {}
+    got: dict[tuple[Case, float, str], list[QualityRun]] = {}
     for run in range(1, runs + 1):
         for case in cases:
             for loss in losses:
-                scores, call = measure_quality(
+                scored, notes = measure_quality(
                     work / f"q{run}" / f"{case.name}-{loss:g}",
                     case,
                     loss_pct=loss,
@@ -158,22 +168,17 @@ def run_quality(
                     seed=run,
                     speech=speech,
                 )
-                for problem in mismatches(case, call) + call.notes:
-                    print(f"bench: {case.name} {loss:g} % run {run}: {problem}", file=sys.stderr)
-                for mode, figures in scores.items():
+                for note in notes:
+                    print(f"bench: {case.name} {loss:g} % run {run}: {note}", file=sys.stderr)
+                for mode, figures in scored.items():
                     got.setdefault((case, loss, mode), []).append(figures)
-                shown = ", ".join(f"{m} {s:.2f}" for m, (s, _) in scores.items())
+                    for problem in mismatches(case, figures.transport, figures.codec):
+                        print(f"bench: {case.name} run {run}: {problem}", file=sys.stderr)
+                shown = ", ".join(f"{m} {q.mos_lqo:.2f}" for m, q in scored.items())
                 print(f"run {run} {case.name} {loss:g} % loss: PESQ {shown}", file=sys.stderr)
     lines = []
     for (case, loss, mode), figures in got.items():
-        line = quality_line(
-            case,
-            mode,
-            loss=loss,
-            jitter_ms=jitter_ms,
-            scores=[s for s, _ in figures],
-            delays_ms=[d for _, d in figures],
-        )
+        line = quality_line(case, mode, loss=loss, jitter_ms=jitter_ms, runs=figures)
         lines.append(line)
         print(json.dumps(line), flush=True)
     print(quality_table(lines), flush=True)
