@@ -75,6 +75,11 @@ def measure_phone(work: Path, case: Case, seconds: float) -> PhoneRun:
             peak_kb = proc_status_kb(pid, "VmHWM")
             transport, codec, stats = call_info(request(phone.socket, {"cmd": "status"}))
             hang_up(phone, watch)
+    # The phone re-establishes its byways (a new media session) after 1 s with no ack:
+    # on a starved machine that happens in a call, and is worth knowing beside its CPU.
+    restarts = phone.log_text().count("event=media_started") - 1
+    if restarts:
+        notes.append(f"media restarted {restarts} time(s) in the call")
     if not stats.get("chunks_received"):
         raise SystemExit(f"bench: no media came back during the {case.name} call ({stats})")
     return PhoneRun(
