@@ -148,13 +148,18 @@ def _median(values: Sequence[float]) -> float | None:
     return round(statistics.median(values), 3) if values else None
 
 
-def case_line(case: Case, phone: Sequence[PhoneRun], peer: Sequence[PeerRun]) -> dict[str, Any]:
+def case_line(
+    case: Case, phone: Sequence[PhoneRun], peer_runs: Sequence[PeerRun | None]
+) -> dict[str, Any]:
     """The JSON line of one case: medians over the runs, the ratio, and every run.
 
-    ``ratio`` is the median phone figure over the median baresip caller's (None
-    without a peer). ``mismatch`` lists, once each, what some run used instead of
-    the case's transport or codec: such a case does not measure what it says.
+    ``peer_runs[i]`` is the baresip call measured right after ``phone[i]`` (None
+    if it failed; empty without a peer).  ``ratio`` is the median phone figure
+    over the median baresip caller's (None without a peer). ``mismatch`` lists,
+    once each, what some run used instead of the case's transport or codec:
+    such a case does not measure what it says.
     """
+    peer = [p for p in peer_runs if p is not None]
     phone_cpu = _median([r.phone_cpu_s_per_min for r in phone])
     peer_cpu = _median([r.caller_cpu_s_per_min for r in peer])
     problems = list(dict.fromkeys(m for r in phone for m in mismatches(case, r.transport, r.codec)))
@@ -169,8 +174,8 @@ def case_line(case: Case, phone: Sequence[PhoneRun], peer: Sequence[PeerRun]) ->
         }
         if r.notes:
             run["notes"] = r.notes
-        if i < len(peer):
-            p = peer[i]
+        p = peer_runs[i] if i < len(peer_runs) else None
+        if p is not None:
             run["baresip_cpu_s_per_min"] = round(p.caller_cpu_s_per_min, 3)
             run["baresip_callee_cpu_s_per_min"] = round(p.callee_cpu_s_per_min, 3)
             run["baresip_peak_rss_mb"] = round(p.caller_peak_rss_mb, 1)

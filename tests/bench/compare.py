@@ -14,6 +14,8 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from alsa.fileplugin import write_asoundrc
@@ -92,7 +94,34 @@ def measure_phone(work: Path, case: Case, seconds: float) -> PhoneRun:
     )
 
 
-def measure_baresip(peerbench: Path, scratch: Path, codec: str, seconds: float) -> PeerRun:
+@contextmanager
+def own_loopback() -> Iterator[list[str]]:
+    """A network namespace of our own for baresip: the command prefix that runs in it.
+
+    peerbench's ports are fixed (SIP 5060/5070, RTP 10000-10019): another
+    engineer's baresip on the same machine makes ours fail to bind.  In its own
+    namespace (root only) its loopback is its own; without root, no prefix.
+    """
+    name = f"ript-bench-{os.getpid()}"
+    made = subprocess.run(["ip", "netns", "add", name], capture_output=True, check=False)
+    if made.returncode != 0:
+        print("bench: no network namespace (not root?): baresip shares loopback", file=sys.stderr)
+        yield []
+        return
+    try:
+        subprocess.run(["ip", "netns", "exec", name, "ip", "link", "set", "lo", "up"], check=True)
+        yield ["ip", "netns", "exec", name]
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+class PeerError(Exception):
+    """A peerbench run that gave no figures; the message holds its output."""
+
+
+def measure_baresip(
+    peerbench: Path, scratch: Path, codec: str, seconds: float, prefix: list[str]
+) -> PeerRun:
     """One rep of ``run_baresip_bench.sh`` for ``codec`` (file source, no player)."""
     env = dict(os.environ)
     env.update(
@@ -102,28 +131,21 @@ def measure_baresip(peerbench: Path, scratch: Path, codec: str, seconds: float) 
         VARIANTS=f"{codec}:none:aufile",
     )
     done = subprocess.run(
-        ["bash", str(peerbench / "run_baresip_bench.sh")],
+        [*prefix, "bash", str(peerbench / "run_baresip_bench.sh")],
         env=env,
         capture_output=True,
         text=True,
         timeout=seconds + 120,
         check=False,
     )
+    warnings = peerbench_warnings(done.stdout)
     path = csv_path(done.stdout)
-    if done.returncode != 0 or path is None:
-        raise SystemExit(
-            f"bench: peerbench failed (status {done.returncode}):\n{done.stdout}{done.stderr}"
-        )
+    if done.returncode != 0 or path is None or warnings:
+        raise PeerError(f"status {done.returncode}:\n{done.stdout}{done.stderr}")
     runs = peerbench_runs(Path(path).read_text(), codec)
     if len(runs) != 1:
-        raise SystemExit(f"bench: peerbench gave {len(runs)} reps of {codec}, not 1")
-    warnings = peerbench_warnings(done.stdout)
-    for warning in warnings:
-        print(f"bench: baresip {codec}: {warning}", file=sys.stderr)
-    run = runs[0]
-    return PeerRun(
-        run.caller_cpu_s_per_min, run.callee_cpu_s_per_min, run.caller_peak_rss_mb, warnings
-    )
+        raise PeerError(f"{len(runs)} reps of {codec}, not 1:\n{done.stdout}")
+    return runs[0]
 
 
 def run_compare(
@@ -131,21 +153,28 @@ def run_compare(
 ) -> list[dict[str, object]]:
     """Every case ``runs`` times, each phone call followed by its baresip call; the lines."""
     phone: dict[Case, list[PhoneRun]] = {case: [] for case in cases}
-    peer: dict[Case, list[PeerRun]] = {case: [] for case in cases}
-    for run in range(1, runs + 1):
-        for case in cases:
-            got = measure_phone(work / f"r{run}" / case.name, case, seconds)
-            for problem in mismatches(case, got.transport, got.codec):
-                print(f"bench: {case.name} run {run}: {problem}", file=sys.stderr)
-            for note in got.notes:
-                print(f"bench: {case.name} run {run}: {note}", file=sys.stderr)
-            phone[case].append(got)
-            line = f"run {run} {case.name}: phone {got.phone_cpu_s_per_min:.2f} s/min"
-            if peerbench is not None:
-                scratch = work / "peerbench"
-                peer[case].append(measure_baresip(peerbench, scratch, case.codec, seconds))
-                line += f", baresip {peer[case][-1].caller_cpu_s_per_min:.2f} s/min"
-            print(line, file=sys.stderr, flush=True)
+    peer: dict[Case, list[PeerRun | None]] = {case: [] for case in cases}
+    with own_loopback() as prefix:
+        for run in range(1, runs + 1):
+            for case in cases:
+                got = measure_phone(work / f"r{run}" / case.name, case, seconds)
+                for problem in mismatches(case, got.transport, got.codec) + got.notes:
+                    print(f"bench: {case.name} run {run}: {problem}", file=sys.stderr)
+                phone[case].append(got)
+                line = f"run {run} {case.name}: phone {got.phone_cpu_s_per_min:.2f} s/min"
+                if peerbench is not None:
+                    scratch = work / "peerbench"
+                    try:
+                        theirs = measure_baresip(peerbench, scratch, case.codec, seconds, prefix)
+                    except PeerError as exc:  # one lost comparison, not the whole run
+                        print(
+                            f"bench: baresip {case.codec} run {run} failed: {exc}", file=sys.stderr
+                        )
+                        peer[case].append(None)
+                    else:
+                        peer[case].append(theirs)
+                        line += f", baresip {theirs.caller_cpu_s_per_min:.2f} s/min"
+                print(line, file=sys.stderr, flush=True)
     lines = [case_line(case, phone[case], peer[case]) for case in cases]
     for line_json in lines:
         print(json.dumps(line_json), flush=True)
