@@ -107,6 +107,14 @@ def test_case_line_without_a_peer_has_no_ratio() -> None:
     assert line["phone_cpu_s_per_min"] == 5.0
 
 
+def test_a_failed_baresip_run_leaves_the_others() -> None:
+    phone = [phone_run(10.0), phone_run(11.0)]
+    line = case_line(Case("byways", "opus"), phone, [None, PeerRun(2.0, 2.0, 18.0)])
+    assert line["baresip_cpu_s_per_min"] == 2.0 and line["ratio"] == 5.25
+    assert "baresip_cpu_s_per_min" not in line["runs"][0]
+    assert line["runs"][1]["baresip_cpu_s_per_min"] == 2.0
+
+
 def test_a_call_on_another_transport_or_codec_is_flagged_once() -> None:
     case = Case("webtransport", "pcmu")
     runs = [phone_run(5.0, "byways", "pcmu"), phone_run(6.0, "byways", "opus")]
