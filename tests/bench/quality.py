@@ -31,6 +31,7 @@ from pesq import pesq
 from alsa.fileplugin import write_asoundrc
 from bench.benchlib import (
     CODEC_RATE,
+    CONFIG_CODEC,
     PESQ_MODES,
     Case,
     QualityRun,
@@ -44,6 +45,8 @@ from bench.benchlib import (
 from bench.harness import bench_provider_toml, call_info, case_processes, dial, hang_up
 from faultnet import UdpProxy
 from integration.procs import PROVIDER_TOML
+from ript.media import codecs
+from ript.media.codecs import FRAME_MS
 from ript.media.resample import Resampler
 from riptdev.processes import free_udp_port
 from riptphone.control.client import ControlConnection, request
@@ -104,6 +107,25 @@ def score(
     return scores
 
 
+def codec_only(speech: bytes, codec: str) -> dict[str, float]:
+    """{mode: MOS-LQO} of the speech through the phone's own encoder and decoder alone.
+
+    No network, no jitter buffer, no devices: the ceiling the call can reach with
+    this codec, to tell the codec's share of a score from the path's.
+    """
+    spec = codecs.find(CONFIG_CODEC[codec])
+    assert spec is not None and spec.new_encoder is not None and spec.new_decoder is not None
+    encoder, decoder = spec.new_encoder(FRAME_MS), spec.new_decoder(FRAME_MS)
+    rate = CODEC_RATE[codec]
+    pcm = at_rate(speech, SPEECH_RATE, rate)
+    size = spec.frame_bytes(FRAME_MS)
+    pcm += bytes(-len(pcm) % size)
+    played = b"".join(
+        decoder.decode(encoder.encode(pcm[i : i + size])) for i in range(0, len(pcm), size)
+    )
+    return {mode: mos for mode, (mos, _start) in score(speech, played, rate, codec).items()}
+
+
 def measure_quality(
     work: Path, case: Case, *, loss_pct: float, jitter_ms: float, seed: int, speech: bytes
 ) -> tuple[dict[str, QualityRun], list[str]]:
@@ -156,6 +178,10 @@ def run_quality(
 ) -> list[dict[str, object]]:
     """Every case at every loss, ``runs`` times; prints and returns the JSON lines."""
     speech = speech_48k()
+    for codec in dict.fromkeys(case.codec for case in cases):
+        for mode, mos in codec_only(speech, codec).items():
+            line = {"pesq": mode, "case": f"codec-only-{codec}", "codec": codec, "loss_pct": 0.0}
+            print(json.dumps({**line, "jitter_ms": 0.0, "mos_lqo": round(mos, 3)}), flush=True)
     got: dict[tuple[Case, float, str], list[QualityRun]] = {}
     for run in range(1, runs + 1):
         for case in cases:
