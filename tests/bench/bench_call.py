@@ -171,7 +171,7 @@ def compare(args: argparse.Namespace) -> int:
         if not (args.pesq and args.no_cpu):
             run_compare(work, args.cases, args.runs, args.seconds, peerbench)
         if args.pesq:
-            run_quality(work, args.cases, args.losses, args.jitter_ms, args.runs)
+            run_quality(work, args.cases, args.losses, args.jitter_ms, args.runs, peerbench)
     finally:
         print(f"# load average at the end {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     shutil.rmtree(work)

@@ -21,6 +21,9 @@ package of the phone's image; about 12 s with short pauses.
 from __future__ import annotations
 
 import json
+import os
+import statistics
+import subprocess
 import sys
 import time
 import wave
@@ -42,6 +45,7 @@ from bench.benchlib import (
     quality_table,
     with_server_key,
 )
+from bench.compare import own_loopback
 from bench.harness import bench_provider_toml, call_info, case_processes, dial, hang_up
 from faultnet import UdpProxy
 from integration.procs import PROVIDER_TOML
@@ -126,6 +130,60 @@ def codec_only(speech: bytes, codec: str) -> dict[str, float]:
     return {mode: mos for mode, (mos, _start) in score(speech, played, rate, codec).items()}
 
 
+BARESIP_WAV = {"opus": "tone48k_mono_100s.wav", "pcmu": "tone8k_mono_100s.wav"}
+"""The source file peerbench's mkconf.sh gives baresip per codec: we put the speech there."""
+
+
+def baresip_quality(
+    peerbench: Path, work: Path, codec: str, speech: bytes, prefix: list[str]
+) -> dict[str, float]:
+    """{mode: MOS-LQO} of the speech sent by one baresip to another, no fault, one way.
+
+    peerbench's configurations (mkconf.sh), with the speech as the callee's file
+    source and the caller's decoded audio dumped by baresip's sndfile module.
+    Neither loss nor an echo is available there: this is baresip's path at 0 %
+    loss, crossing loopback once (the phone's echo crosses it twice).
+    """
+    rate = CODEC_RATE[codec]
+    (work / "wav").mkdir(parents=True, exist_ok=True)
+    pcm = at_rate(
+        bytes(int(LEAD_S * SPEECH_RATE) * 2) + speech + bytes(8 * SPEECH_RATE * 2),
+        SPEECH_RATE,
+        rate,
+    )
+    with wave.open(str(work / "wav" / BARESIP_WAV[codec]), "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(rate)
+        wav.writeframes(pcm)
+    env = {**os.environ, "PEERBENCH_DIR": str(work)}
+    for side in ("a", "b"):
+        subprocess.run(
+            [str(peerbench / "mkconf.sh"), str(work / side), side, codec, "none", "aufile"],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+    dump = work / "dump"
+    dump.mkdir(exist_ok=True)
+    with (work / "a" / "config").open("a") as config:
+        config.write(f"module\t\t\tsndfile.so\nsnd_path\t\t{dump}\n")
+    seconds = int(LEAD_S + len(speech) / 2 / SPEECH_RATE + TAIL_S)
+    script = (
+        f'baresip -4 -f "{work}/b" </dev/null >"{work}/b.log" 2>&1 & B=$!; sleep 1.5; '
+        f'baresip -4 -f "{work}/a" -e "/dial sip:b@127.0.0.1:5070" -t {seconds} '
+        f'</dev/null >"{work}/a.log" 2>&1; kill -TERM $B; wait $B'
+    )
+    subprocess.run([*prefix, "bash", "-c", script], check=False, timeout=seconds + 30)
+    decoded = sorted(dump.glob("*-dec.wav"))
+    if not decoded:
+        raise SystemExit(f"bench: baresip dumped no decoded audio (see {work}/a.log)")
+    with wave.open(str(decoded[-1]), "rb") as wav:
+        played = wav.readframes(wav.getnframes())
+        played_rate = wav.getframerate()
+    return {mode: mos for mode, (mos, _) in score(speech, played, played_rate, codec).items()}
+
+
 def measure_quality(
     work: Path, case: Case, *, loss_pct: float, jitter_ms: float, seed: int, speech: bytes
 ) -> tuple[dict[str, QualityRun], list[str]]:
@@ -173,15 +231,40 @@ def measure_quality(
     return scored, notes
 
 
-def run_quality(
-    work: Path, cases: list[Case], losses: tuple[float, ...], jitter_ms: float, runs: int
+def run_quality(  # noqa: PLR0917 (the command line's choices, each its own)
+    work: Path,
+    cases: list[Case],
+    losses: tuple[float, ...],
+    jitter_ms: float,
+    runs: int,
+    peerbench: Path | None,
 ) -> list[dict[str, object]]:
-    """Every case at every loss, ``runs`` times; prints and returns the JSON lines."""
+    """Every case at every loss, ``runs`` times; prints and returns the JSON lines.
+
+    First the ceiling of each codec alone and, with ``peerbench``, baresip's
+    one-way path at 0 % loss (median of ``runs``).
+    """
     speech = speech_48k()
-    for codec in dict.fromkeys(case.codec for case in cases):
+    codecs_used = list(dict.fromkeys(case.codec for case in cases))
+    for codec in codecs_used:
         for mode, mos in codec_only(speech, codec).items():
             line = {"pesq": mode, "case": f"codec-only-{codec}", "codec": codec, "loss_pct": 0.0}
             print(json.dumps({**line, "jitter_ms": 0.0, "mos_lqo": round(mos, 3)}), flush=True)
+    if peerbench is not None:
+        with own_loopback() as prefix:
+            for codec in codecs_used:
+                scores: dict[str, list[float]] = {}
+                for run in range(1, runs + 1):
+                    where = work / f"baresip-q{run}-{codec}"
+                    for mode, mos in baresip_quality(
+                        peerbench, where, codec, speech, prefix
+                    ).items():
+                        scores.setdefault(mode, []).append(mos)
+                for mode, got in scores.items():
+                    line = {"pesq": mode, "case": f"baresip-one-way-{codec}", "codec": codec}
+                    line |= {"loss_pct": 0.0, "jitter_ms": 0.0}
+                    line |= {"mos_lqo": round(statistics.median(got), 3)}
+                    print(json.dumps({**line, "runs": [round(x, 3) for x in got]}), flush=True)
     got: dict[tuple[Case, float, str], list[QualityRun]] = {}
     for run in range(1, runs + 1):
         for case in cases:
