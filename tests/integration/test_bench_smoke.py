@@ -4,7 +4,7 @@
 starts a real provider and phone, calls the echoing far end with the case's
 codec, and prints one JSON line.  PCMU is the case that needs the bench's own
 codec choice (the provider prefers Opus), so a broken choice shows here as a
-mismatch.  About 12 s; baresip and PESQ are left to the on-demand runs.
+mismatch.  12-18 s (a loaded machine); baresip and PESQ are left to the on-demand runs.
 """
 
 from __future__ import annotations
