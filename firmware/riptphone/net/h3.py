@@ -30,7 +30,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import Any, Final, Self
+from typing import Any, Final, Self, cast
 from urllib.parse import urlsplit
 
 import certifi
@@ -41,7 +41,7 @@ from aioquic.quic import events as qe
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import NetworkAddress, QuicConnection
 from aioquic.quic.packet import QuicErrorCode
-from aioquic.tls import AlertDescription, SessionTicket
+from aioquic.tls import AlertDescription, Epoch, SessionTicket
 from cryptography import x509
 
 from ript.protocol.varint import VarintError, decode_varint
@@ -56,6 +56,14 @@ MAX_DATAGRAM_FRAME_SIZE: Final = 65536
 H3_REQUEST_CANCELLED: Final = int(ErrorCode.H3_REQUEST_CANCELLED)
 H3_NO_ERROR: Final = int(ErrorCode.H3_NO_ERROR)
 _MAX_CONTROL_FRAME: Final = 16 * 1024
+ACK_DELAY: Final = 0.020
+"""How long an ACK may wait for a packet of ours to ride on (aioquic's own: 1 ms).
+
+Media byways send a packet each way every 20 ms, so an ACK that waits this long
+almost never travels alone.  It stays under the 25 ms ``max_ack_delay`` aioquic
+announces in its transport parameters, which the peer's loss timers allow for.
+The provider does the same (riptprovider/server.py).
+"""
 
 # TLS alerts that mean "the certificate did not verify" (RFC 8446 section 6.2).
 _CERT_ALERTS: Final = frozenset(
@@ -340,6 +348,22 @@ def _path_matches(request_path: str, cookie_path: str) -> bool:
     return False
 
 
+# --------------------------------------------------------------------------- ACKs
+
+
+def delay_acks(quic: QuicConnection) -> None:
+    """Let 1-RTT ACKs wait up to :data:`ACK_DELAY` (after the handshake, whose ACKs must not)."""
+    # aioquic has no option for it: its delay is a private attribute, read per packet.
+    quic._ack_delay = ACK_DELAY
+
+
+def ack_now(quic: QuicConnection, now: float) -> None:
+    """Make an ACK owed due now, so the packet about to be built carries it."""
+    space = quic._spaces.get(Epoch.ONE_RTT)
+    if space is not None and space.ack_at is not None and space.ack_at > now:
+        space.ack_at = now
+
+
 # --------------------------------------------------------------------------- streams
 
 
@@ -562,6 +586,7 @@ class _H3Protocol(QuicConnectionProtocol):
         self._uni_buffers: dict[int, bytearray] = {}
         self._control_id: int | None = None
         self._ignored_uni: set[int] = set()
+        self._wrote = False  # request data queued since the last transmit
 
     # public, read-only views ---------------------------------------------------
 
@@ -597,12 +622,14 @@ class _H3Protocol(QuicConnectionProtocol):
         state.sent_fin = end_stream
         self._streams[stream_id] = state
         self._h3.send_headers(stream_id, headers, end_stream=end_stream)
-        self.transmit()
+        self._wrote = True
+        self._transmit_soon()
         return state
 
     def send_data(self, stream_id: int, data: bytes, end_stream: bool) -> None:
         self.check_usable()
         self._h3.send_data(stream_id, data, end_stream)
+        self._wrote = True
         self._transmit_soon()
 
     def abort(self, stream_id: int, code: int, *, receive: bool = True) -> None:
@@ -619,7 +646,8 @@ class _H3Protocol(QuicConnectionProtocol):
             h3_stream.sending_ended = True
             if h3_stream.is_ended():
                 del self._h3._stream[stream_id]
-        self.transmit()
+        self._wrote = True
+        self._transmit_soon()
 
     def forget(self, state: _StreamState) -> None:
         # Keep tracking while the request body is still open: STOP_SENDING may follow.
@@ -669,8 +697,23 @@ class _H3Protocol(QuicConnectionProtocol):
 
     # aioquic hooks -----------------------------------------------------------
 
+    def transmit(self) -> None:
+        # An ACK owed rides on the packet that carries our own data instead of
+        # leaving alone when its delay (ACK_DELAY) runs out: aioquic writes an
+        # ACK into a packet only once it is due.
+        if self._wrote:
+            self._wrote = False
+            ack_now(self._quic, self._loop.time())
+        super().transmit()
+
     def datagram_received(self, data: bytes | str, addr: Any) -> None:
-        super().datagram_received(data, addr)
+        # aioquic's own version transmits at once, so every datagram in costs a
+        # datagram out (an ACK, then the answer's request as another).  Here the
+        # transmit waits for the end of this loop iteration's callbacks: what the
+        # woken tasks send (a new GET after an answer) leaves in the same packet.
+        self._quic.receive_datagram(cast(bytes, data), addr, now=self._loop.time())
+        self._process_events()
+        self._transmit_soon()
         # aioquic delivers ConnectionTerminated only after the closing/draining
         # period (3 PTO); fail streams as soon as the close is known.
         close = self._quic._close_event
@@ -705,6 +748,7 @@ class _H3Protocol(QuicConnectionProtocol):
         elif isinstance(event, qe.StreamDataReceived) and event.stream_id % 4 == 3:
             self._watch_peer_uni_stream(event.stream_id, event.data)
         elif isinstance(event, qe.HandshakeCompleted):
+            delay_acks(self._quic)
             self.handshake_done = True
             self.resumed = event.session_resumed
             self.early_data_accepted = event.early_data_accepted
