@@ -50,7 +50,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 from urllib.parse import urlsplit
 
 from aioquic.asyncio.protocol import QuicConnectionProtocol
@@ -98,6 +98,7 @@ from riptprovider.far_end_audio import file_frames
 from riptprovider.https import HttpsListener, tls_context
 from riptprovider.login_web import LoginWeb, WebReply, WebRequest, is_login_path
 from riptprovider.oauth import IssuerSettings
+from riptprovider.quic_acks import ack_now, delay_acks
 from riptprovider.tls import ProviderCa, load_or_create_ca
 
 log = logging.getLogger(__name__)
@@ -187,7 +188,22 @@ class _Connection(QuicConnectionProtocol):
         self.h3 = H3Connection(quic)
         self.requests: dict[int, _Request] = {}
         self.tasks: dict[int, asyncio.Task[None]] = {}
+        self._wrote = False  # response data queued since the last transmit
         server._connections.add(self)
+
+    def datagram_received(self, data: bytes | str, addr: Any) -> None:
+        # aioquic's own version transmits at once; here the transmit waits for the
+        # end of this loop iteration, so the answers the woken tasks write (a PUT's
+        # reply, the echo on a held GET) leave together, with the ACK, in one packet.
+        self._quic.receive_datagram(cast(bytes, data), addr, now=self._loop.time())
+        self._process_events()
+        self._transmit_soon()
+
+    def transmit(self) -> None:
+        if self._wrote:
+            self._wrote = False
+            ack_now(self._quic, self._loop.time())
+        super().transmit()
 
     def quic_event_received(self, event: qe.QuicEvent) -> None:
         # H3Connection swallows resets and STOP_SENDING: look at them first.
@@ -197,6 +213,8 @@ class _Connection(QuicConnectionProtocol):
             for stream_id in list(self.tasks):
                 self._stream_gone(stream_id)
             self.server._connections.discard(self)
+        elif isinstance(event, qe.HandshakeCompleted):
+            delay_acks(self._quic)
         for h3_event in self.h3.handle_event(event):
             self._h3_event(h3_event)
 
@@ -250,7 +268,7 @@ class _Connection(QuicConnectionProtocol):
         )
         with contextlib.suppress(Exception):  # the stream may already be half closed
             self._quic.stop_stream(request.stream_id, ErrorCode.H3_EXCESSIVE_LOAD)
-            self.transmit()
+            self._transmit_soon()
 
     def _forget(self, task: asyncio.Task[None]) -> None:
         for stream_id, known in list(self.tasks.items()):
@@ -263,11 +281,13 @@ class _Connection(QuicConnectionProtocol):
         pairs = [(b":status", str(status).encode())]
         pairs += [(k.encode(), v.encode()) for k, v in headers]
         self.h3.send_headers(stream_id, pairs)
-        self.transmit()
+        self._wrote = True
+        self._transmit_soon()  # one packet per loop iteration for all that was written
 
     def send_data(self, stream_id: int, data: bytes, end: bool = False) -> None:
         self.h3.send_data(stream_id, data, end_stream=end)
-        self.transmit()
+        self._wrote = True
+        self._transmit_soon()
 
     def respond(
         self,
