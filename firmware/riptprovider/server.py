@@ -723,12 +723,14 @@ class RunningServer:
         result = media.receiver.receive(body, now)
         for ack in result.acks:
             media.sender.on_ack(ack, now)
-        acks = media.sender.acks(media.receiver.take_pending_acks(now))
-        conn.respond(request.stream_id, 200, frame(acks), MEDIA)
         if media.echo:
+            # The echo first: the held GET's task answers in the next loop iteration,
+            # before the transmit the reply below schedules, so both share one packet.
             for chunk in result.media:
                 stream = (chunk.source, chunk.sink, chunk.payload_type)
                 self._send_frame(media, call_uri, stream, chunk.timestamp, chunk.payload, now=now)
+        acks = media.sender.acks(media.receiver.take_pending_acks(now))
+        conn.respond(request.stream_id, 200, frame(acks), MEDIA)
 
     def _send_frame(
         self,

@@ -375,6 +375,7 @@ class _StreamState:
         "ended",
         "error",
         "head",
+        "head_waiters",
         "protocol",
         "send_error",
         "sent_fin",
@@ -387,6 +388,7 @@ class _StreamState:
         self.protocol = protocol
         self.stream_id = stream_id
         self.head: asyncio.Future[ResponseHead] = loop.create_future()
+        self.head_waiters: list[asyncio.Future[None]] = []
         self.chunks: deque[bytes] = deque()
         self.ended = False
         self.error: H3Error | None = None
@@ -406,9 +408,16 @@ class _StreamState:
             if 100 <= status < 200:
                 return  # interim response: the final one follows
             self.head.set_result(ResponseHead(status, tuple(decoded)))
+            self._release_head_waiters()
         # else: trailers, not used by RIPT
         if ended:
             self.on_end()
+
+    def _release_head_waiters(self) -> None:
+        for waiter in self.head_waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        self.head_waiters.clear()
 
     def on_data(self, data: bytes, ended: bool) -> None:
         if data:
@@ -432,6 +441,7 @@ class _StreamState:
         if not self.head.done():
             self.head.set_exception(error)
             self.head.exception()  # mark retrieved: the caller may only iterate
+            self._release_head_waiters()
         self.wakeup.set()
         self.protocol.wake_senders()
 
@@ -503,7 +513,21 @@ class H3Stream:
 
     async def response_headers(self) -> ResponseHead:
         """Wait for the final response's status and headers."""
-        return await asyncio.shield(self._state.head)
+        state = self._state
+        if not state.head.done():
+            # A future of our own, set by the protocol in the same call as the head:
+            # cancelling this wait leaves the head alone (as a shield would), and the
+            # task wakes one loop iteration earlier than through a shield, in time to
+            # reopen a media GET before the transmit that carries the ACK.
+            waiter = asyncio.get_running_loop().create_future()
+            state.head_waiters.append(waiter)
+            try:
+                await waiter
+            finally:
+                if state.head_waiters:  # emptied by the release: left only when cancelled
+                    with contextlib.suppress(ValueError):
+                        state.head_waiters.remove(waiter)
+        return state.head.result()
 
     async def read(self) -> bytes | None:
         """The next piece of the response body, or None at its end."""
