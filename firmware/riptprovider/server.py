@@ -676,9 +676,9 @@ class RunningServer:
         if media is not None:
             if media.generator is not None:
                 media.generator.cancel()
-            for waiter in media.waiting:
-                if not waiter.done():
-                    waiter.set_exception(RiptHttpError(404, f"the call {call_uri} is over"))
+            for held in media.waiting:
+                if not held.done():
+                    held.future.set_exception(RiptHttpError(404, f"the call {call_uri} is over"))
 
     def _media_state(self, account: Account, call_uri: str) -> _Media:
         """The call's media state, re-keyed when the call's media key changed (new handler)."""
@@ -698,9 +698,9 @@ class RunningServer:
                 if media.generator is not None:
                     media.generator.cancel()
                 refusal = RiptHttpError(409, f"call {call_uri} is now handled by {call.handler}")
-                for waiter in media.waiting:
-                    if not waiter.done():
-                        waiter.set_exception(refusal)
+                for held in media.waiting:
+                    if not held.done():
+                        held.future.set_exception(refusal)
             media = _Media(call.media_key, keys, [])
             self._media[call_uri] = media
         far_end = account.far_end(call.to)
@@ -744,12 +744,19 @@ class RunningServer:
     ) -> None:
         """Answer the most recent open ``GET {call}/media`` with one chunk, or media-panic."""
         while media.waiting:
-            waiter = media.waiting.pop()
-            if waiter.done():
+            held = media.waiting.pop()
+            if held.done():
                 continue
             source, sink, payload_type = stream
             encoded = media.sender.media(source, sink, payload_type, timestamp_ms, payload, now=now)
-            waiter.set_result(frame([encoded]))
+            try:
+                # Answered here, not by the GET's task one loop iteration later: so the
+                # answer shares the packet of the PUT's reply (see _HeldGet).
+                held.conn.respond(held.stream_id, 200, frame([encoded]), MEDIA)
+            except _GONE:
+                held.future.set_exception(H3Error("the held GET's stream is gone"))
+                continue  # that chunk is lost, as on the wire; the next GET takes the next
+            held.future.set_result(None)
             return
         if now - media.last_panic >= PANIC_EVERY:
             # Once a second at most: a phone without GETs open would otherwise get 50/s.
@@ -784,14 +791,13 @@ class RunningServer:
         self, conn: _Connection, sid: int, account: Account, call_uri: str
     ) -> None:
         media = self._media_state(account, call_uri)
-        waiter: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-        media.waiting.append(waiter)
+        held = _HeldGet(conn, sid, asyncio.get_running_loop().create_future())
+        media.waiting.append(held)
         try:
-            body = await waiter
+            await held.future  # answered by _send_frame, or an error to answer with
         finally:
-            if waiter in media.waiting:
-                media.waiting.remove(waiter)
-        conn.respond(sid, 200, body, MEDIA)
+            if held in media.waiting:
+                media.waiting.remove(held)
 
 
 def _cookie(request: _Request, name: str) -> str | None:
@@ -803,13 +809,30 @@ def _cookie(request: _Request, name: str) -> str | None:
     return None
 
 
+@dataclass(eq=False, slots=True)
+class _HeldGet:
+    """An open ``GET {call}/media``, answered in place by whoever has the next chunk.
+
+    ``future`` is what the GET's task waits for: a result once answered, or the
+    error (404, 409) to answer with.
+    """
+
+    conn: _Connection
+    stream_id: int
+    future: asyncio.Future[None]
+
+    def done(self) -> bool:
+        """Answered, refused, or given up by its task (a reset stream)."""
+        return self.future.done()
+
+
 @dataclass(slots=True)
 class _Media:
     """One call's media byways: chunk state and the open GETs, oldest first."""
 
     key: MediaKey | None
     keys: MediaKeys | None
-    waiting: list[asyncio.Future[bytes]]
+    waiting: list[_HeldGet]
     echo: bool = False
     generator: asyncio.Task[None] | None = None
     last_panic: float = float("-inf")

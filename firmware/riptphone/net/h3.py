@@ -590,13 +590,30 @@ class H3Stream:
 # --------------------------------------------------------------------------- connection
 
 
+class _StaticQpackH3(H3Connection):
+    """aioquic's HTTP/3 with no QPACK dynamic table offered to the peer (RFC 9204 section 3.2.3).
+
+    A response whose headers refer to the dynamic table must be acknowledged on
+    the QPACK decoder stream (section 4.4.1): one packet of its own for each media
+    answer when nothing else is sent just then.  With capacity 0 the provider
+    encodes with the static table and literals only: a few bytes more per
+    response, and no acknowledgements.
+    """
+
+    def _get_local_settings(self) -> dict[int, int]:
+        settings = super()._get_local_settings()
+        settings[Setting.QPACK_MAX_TABLE_CAPACITY] = 0
+        settings[Setting.QPACK_BLOCKED_STREAMS] = 0
+        return settings
+
+
 class _H3Protocol(QuicConnectionProtocol):
     """aioquic protocol for one origin: sees QUIC events before H3 swallows them."""
 
     def __init__(self, quic: QuicConnection, origin: str) -> None:
         super().__init__(quic)
         self.origin = origin
-        self._h3 = H3Connection(quic, enable_webtransport=True)
+        self._h3 = _StaticQpackH3(quic, enable_webtransport=True)
         self._streams: dict[int, _StreamState] = {}
         self._lost: ConnectionLostError | None = None
         self._ack_waiters = 0
@@ -611,6 +628,9 @@ class _H3Protocol(QuicConnectionProtocol):
         self._control_id: int | None = None
         self._ignored_uni: set[int] = set()
         self._wrote = False  # request data queued since the last transmit
+        # Deferred requests (stream id, headers, end_stream) and the timer that sends them.
+        self._held: list[tuple[int, list[tuple[bytes, bytes]], bool]] = []
+        self._held_timer: asyncio.TimerHandle | None = None
 
     # public, read-only views ---------------------------------------------------
 
@@ -639,16 +659,44 @@ class _H3Protocol(QuicConnectionProtocol):
         if self._lost is not None:
             raise self._lost
 
-    def start_request(self, headers: list[tuple[bytes, bytes]], end_stream: bool) -> _StreamState:
+    def start_request(
+        self, headers: list[tuple[bytes, bytes]], end_stream: bool, *, defer: bool = False
+    ) -> _StreamState:
         self.check_usable()
         stream_id = self._quic.get_next_available_stream_id()
         state = _StreamState(self, stream_id)
         state.sent_fin = end_stream
         self._streams[stream_id] = state
+        if defer:
+            # Held back until our next write (or ACK_DELAY): the stream is opened now,
+            # with nothing on it, so later requests take the ids after this one.
+            self._quic.send_stream_data(stream_id, b"", end_stream=False)
+            self._held.append((stream_id, headers, end_stream))
+            if self._held_timer is None:
+                self._held_timer = self._loop.call_later(ACK_DELAY, self._send_held)
+            return state
         self._h3.send_headers(stream_id, headers, end_stream=end_stream)
         self._wrote = True
         self._transmit_soon()
         return state
+
+    def _send_held(self) -> None:
+        self._held_timer = None
+        if self._held:
+            self._wrote = True
+            self.transmit()
+
+    def _release_held(self) -> None:
+        # Into the packet being built: the held requests' headers (unless reset meanwhile).
+        if self._held_timer is not None:
+            self._held_timer.cancel()
+            self._held_timer = None
+        held, self._held = self._held, []
+        if self._lost is not None:
+            return
+        for stream_id, headers, end_stream in held:
+            if stream_id in self._streams:
+                self._h3.send_headers(stream_id, headers, end_stream=end_stream)
 
     def send_data(self, stream_id: int, data: bytes, end_stream: bool) -> None:
         self.check_usable()
@@ -727,6 +775,8 @@ class _H3Protocol(QuicConnectionProtocol):
         # ACK into a packet only once it is due.
         if self._wrote:
             self._wrote = False
+            if self._held:
+                self._release_held()
             ack_now(self._quic, self._loop.time())
         super().transmit()
 
@@ -884,6 +934,10 @@ class _H3Protocol(QuicConnectionProtocol):
 
     def _shutdown(self) -> None:
         # Stop aioquic's timer and socket: after our close nothing is left to do.
+        if self._held_timer is not None:
+            self._held_timer.cancel()
+            self._held_timer = None
+        self._held.clear()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -1087,20 +1141,26 @@ class H3Client:
         send_cookies: bool = True,
         end_stream: bool = False,
         max_send_buffer: int | None = None,
+        defer: bool = False,
     ) -> H3Stream:
         """Send the request headers and return the stream; the body follows with ``send``.
 
         ``end_stream=True`` sends no body (a GET).  ``send_cookies=False``
         leaves the origin's cookies off; Set-Cookie headers of the response are
-        stored as soon as they arrive.
+        stored as soon as they arrive.  ``defer=True`` (with ``end_stream``) lets
+        the headers wait up to :data:`ACK_DELAY` for the next request to share its
+        packet instead of leaving in one of their own: for a held GET whose answer
+        is not due yet.
         """
+        if defer and not end_stream:
+            raise InvalidRequestError("only a request without a body can be deferred")
         target = _target(url)
         bound = self._max_send_buffer if max_send_buffer is None else max_send_buffer
         if bound <= 0:
             raise InvalidRequestError(f"max_send_buffer must be positive, not {bound}")
         hdrs = self._headers(method, target, headers, send_cookies)
         proto = await self._connection(target)
-        state = proto.start_request(hdrs, end_stream)
+        state = proto.start_request(hdrs, end_stream, defer=defer)
         stream = H3Stream(state, url, bound)
         state.head.add_done_callback(lambda fut: self._cookies_from(target, fut))
         return stream
