@@ -165,6 +165,10 @@ class FakeMedia:
         self.volume: int | None = None
         self.digits: list[str] = []
         self.counters: dict[str, Any] = {}
+        self.audio: str | None = None  # audio_error(): why a device is unusable
+
+    def audio_error(self) -> str | None:
+        return self.audio
 
     def set_muted(self, muted: bool) -> None:
         self.muted = muted

@@ -181,6 +181,12 @@ VARIANTS: tuple[Variant, ...] = (
         "Answered, no audio flowing yet; quality not measured.",
     ),
     Variant(
+        "in-call-no-audio-device",
+        InCall("+14085551002", 42, "Alice Liddell", codec="OPUS", quality=4, no_audio=True),
+        "The microphone or earpiece is gone (a USB card unplugged): the call goes on, "
+        "the device is tried again every second.",
+    ),
+    Variant(
         "in-call-volume",
         InCall("+14085551002", 75, "Alice Liddell", codec="OPUS", quality=3, volume=60),
         "Just after a volume change.",

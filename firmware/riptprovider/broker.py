@@ -9,7 +9,13 @@ Three parts:
   ``$7$`` PBKDF2-SHA512 format, hashed here so that no password ever appears
   on a command line) and ``acl_file`` (a device may only *read* its own topic;
   the publisher may only *write* under ``ript/v1/``).  After each change it
-  calls its ``reload`` callable so the broker re-reads both files.
+  calls its ``reload`` callable so the broker re-reads both files.  Each
+  password is hashed once, when its user is made (or loaded): a change
+  rewrites the files from the kept hashes.  Once :meth:`DeviceRegistry.write_behind`
+  is on (the running provider), a change only updates memory and wakes a
+  writer thread, which writes the files and reloads the broker for every
+  change made meanwhile at once; :meth:`DeviceRegistry.settled` tells when
+  the users handed out so far are live.
 * :class:`MosquittoBroker` runs a real ``/usr/sbin/mosquitto`` as a child
   process: a TLS listener on 127.0.0.1 with a certificate from the
   provider's CA, no anonymous access, persistence in the state directory.
@@ -26,6 +32,7 @@ manages) for ``ript-provider serve``.
 from __future__ import annotations
 
 import base64
+import concurrent.futures
 import contextlib
 import datetime
 import hashlib
@@ -139,7 +146,8 @@ class DeviceRegistry:
 
     ``broker_url`` is what the phones are told (``mqtts://host:port``);
     ``reload`` makes the broker re-read ``password_file`` and ``acl_file``.
-    Thread-safe.
+    Thread-safe.  A change costs one password hash at most: the hashes are
+    kept, so the files are rewritten without hashing anyone again.
     """
 
     def __init__(
@@ -157,8 +165,15 @@ class DeviceRegistry:
         self.reload = reload
         self._lock = threading.RLock()
         self._devices: dict[str, Device] = {}
+        self._hashes: dict[str, str] = {}
+        """Username -> its ``$7$`` hash, made once per password."""
+        self._rendered: dict[str, tuple[str, str, str]] = {}
+        """Handler-id -> its password file line, ACL block and devices.json member, made once
+        per device so that writing the files is joins, not work (the writer shares the GIL
+        with the event loop)."""
         self._publisher_password = ""
         self._extra: dict[str, Any] = {}
+        self._writer: _Writer | None = None
         self._load()
 
     # -- persistence -------------------------------------------------------------------
@@ -168,6 +183,7 @@ class DeviceRegistry:
             doc = json.loads(self.state_file.read_bytes())
         except FileNotFoundError:
             self._publisher_password = secrets.token_urlsafe(32)
+            self._hash(PUBLISHER_USER, self._publisher_password)
             self._save()
             return
         except (OSError, ValueError) as exc:
@@ -181,17 +197,39 @@ class DeviceRegistry:
             self._extra = {k: v for k, v in doc.items() if k not in ("publisher", "devices")}
         except (KeyError, TypeError, AttributeError) as exc:
             raise PushError(f"{self.state_file} is not a device list ({exc!r})") from None
+        # Once per start: from here on a change hashes only the password it adds.
+        self._hash(PUBLISHER_USER, self._publisher_password)
+        for device in self._devices.values():
+            self._hash(device.handler_id, device.password)
 
-    def _save(self) -> None:
+    def _hash(self, username: str, password: str) -> None:
+        hashed = self._hashes[username] = password_hash(password)
+        device = self._devices.get(username)
+        if device is not None:
+            entry = {"account": device.account_id, "password": device.password}
+            self._rendered[username] = (
+                f"{username}:{hashed}\n",
+                f"user {username}\ntopic read {device.topic}\n\n",
+                f"{json.dumps(username)}:{json.dumps(entry, sort_keys=True)}",
+            )
+
+    def _forget(self, username: str) -> None:
+        self._hashes.pop(username, None)
+        self._rendered.pop(username, None)
+
+    def _state_doc(self) -> bytes:
         doc = {
             **self._extra,
             "publisher": {"username": PUBLISHER_USER, "password": self._publisher_password},
-            "devices": {
-                d.handler_id: {"account": d.account_id, "password": d.password}
-                for d in self._devices.values()
-            },
+            "devices": {},
         }
-        _write(self.state_file, json.dumps(doc, indent=1, sort_keys=True).encode())
+        head = json.dumps(doc, sort_keys=True)
+        # The devices' members are kept rendered; spliced into the empty "devices" object.
+        members = ",".join(rendered[2] for rendered in self._rendered.values())
+        return head.replace('"devices": {}', '"devices": {' + members + "}", 1).encode()
+
+    def _save(self) -> None:
+        _write(self.state_file, self._state_doc())
 
     def get_extra(self, key: str) -> Any:
         """A value kept beside the devices (the spawned broker's port)."""
@@ -201,33 +239,81 @@ class DeviceRegistry:
     def set_extra(self, key: str, value: Any) -> None:
         with self._lock:
             self._extra[key] = value
-            self._save()
+            if self._writer is None:
+                self._save()
+            else:
+                self._writer.request()  # one writer of devices.json at a time: the thread
 
     # -- the broker's files ------------------------------------------------------------
+
+    def _broker_files(self) -> tuple[bytes, bytes]:
+        """The password and ACL files' contents, from the kept hashes (no hashing here)."""
+        passwd = f"{PUBLISHER_USER}:{self._hashes[PUBLISHER_USER]}\n" + "".join(
+            rendered[0] for rendered in self._rendered.values()
+        )
+        acl = (
+            "# Written by ript-provider: every change is overwritten.\n"
+            "# No 'topic' line before the first 'user': anonymous access gets nothing.\n"
+            f"user {PUBLISHER_USER}\ntopic write {TOPIC_ROOT}/#\n\n"
+        ) + "".join(rendered[1] for rendered in self._rendered.values())
+        return passwd.encode(), acl.encode()
 
     def write_broker_files(self) -> None:
         """Write ``password_file`` and ``acl_file`` (mode 0600) from the device list."""
         with self._lock:
-            users = [(PUBLISHER_USER, self._publisher_password)]
-            users += [(d.handler_id, d.password) for d in self._devices.values()]
-            passwd = "".join(f"{name}:{password_hash(pw)}\n" for name, pw in users)
-            acl = [
-                "# Written by ript-provider: every change is overwritten.",
-                "# No 'topic' line before the first 'user': anonymous access gets nothing.",
-                f"user {PUBLISHER_USER}",
-                f"topic write {TOPIC_ROOT}/#",
-                "",
-            ]
-            for device in self._devices.values():
-                acl += [f"user {device.handler_id}", f"topic read {device.topic}", ""]
-            _write(self.password_file, passwd.encode())
-            _write(self.acl_file, "\n".join(acl).encode())
+            passwd, acl = self._broker_files()
+            _write(self.password_file, passwd)
+            _write(self.acl_file, acl)
 
-    def _changed(self) -> None:
-        self._save()
-        self.write_broker_files()
+    def _flush(self) -> None:
+        """Write the device list and the broker's files as they are now, then reload the broker.
+
+        The contents are taken under the lock, the (fsync-ed) writes and the
+        reload happen outside it, so a registration never waits for the disk
+        or the broker.  Only one thread flushes at a time (the writer, or the
+        caller when write-behind is off).
+        """
+        with self._lock:
+            state = self._state_doc()
+            passwd, acl = self._broker_files()
+        _write(self.state_file, state)
+        _write(self.password_file, passwd)
+        _write(self.acl_file, acl)
         if self.reload is not None:
             self.reload()
+
+    def _changed(self) -> None:
+        writer = self._writer
+        if writer is None:
+            self._flush()
+        else:
+            writer.request()
+
+    def write_behind(self) -> None:
+        """From now on a change returns at once; a thread writes the files and reloads.
+
+        Changes made while it works are written together at its next pass, so
+        a burst of registrations costs one reload, not one each.
+        """
+        with self._lock:
+            if self._writer is None:
+                self._writer = _Writer(self._flush)
+
+    def settled(self) -> concurrent.futures.Future[None]:
+        """Done once every change made so far is written and the broker reloaded."""
+        writer = self._writer
+        if writer is None:
+            done: concurrent.futures.Future[None] = concurrent.futures.Future()
+            done.set_result(None)
+            return done
+        return writer.settled()
+
+    def close(self) -> None:
+        """Write what is pending and stop the writer thread (back to writing at each change)."""
+        with self._lock:
+            writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.close()
 
     # -- devices -----------------------------------------------------------------------
 
@@ -257,6 +343,7 @@ class DeviceRegistry:
                 return self.binding(device)
             device = Device(handler_id, account_id, secrets.token_urlsafe(32))
             self._devices[handler_id] = device
+            self._hash(handler_id, device.password)
             self._changed()
         log.info("push: added MQTT user %s (topic %s)", handler_id, device.topic)
         return self.binding(device)
@@ -281,6 +368,7 @@ class DeviceRegistry:
             if handler_id in self._devices:
                 return False
             self._devices[handler_id] = Device(handler_id, account_id, binding.password)
+            self._hash(handler_id, binding.password)
             self._changed()
         log.info("push: restored MQTT user %s", handler_id)
         return True
@@ -290,6 +378,7 @@ class DeviceRegistry:
         with self._lock:
             if self._devices.pop(handler_id, None) is None:
                 return False
+            self._forget(handler_id)
             self._changed()
         log.info("push: removed MQTT user %s", handler_id)
         return True
@@ -301,6 +390,75 @@ class DeviceRegistry:
     def devices(self) -> list[Device]:
         with self._lock:
             return list(self._devices.values())
+
+
+class _Writer:
+    """The registry's write-behind thread: ``flush`` once per batch of requested changes.
+
+    :meth:`request` counts a change; the thread flushes whatever was counted
+    by the time it starts, then resolves the :meth:`settled` futures of the
+    changes that flush covered.  A flush that fails is logged and retried a
+    second later (a full disk must not lose the change: memory still holds it).
+    """
+
+    RETRY_S = 1.0
+
+    def __init__(self, flush: Callable[[], None]) -> None:
+        self._flush = flush
+        self._cond = threading.Condition()
+        self._requested = 0
+        self._written = 0
+        self._waiters: list[tuple[int, concurrent.futures.Future[None]]] = []
+        self._closing = False
+        self._thread = threading.Thread(target=self._run, name="push-files", daemon=True)
+        self._thread.start()
+
+    def request(self) -> None:
+        with self._cond:
+            self._requested += 1
+            self._cond.notify_all()
+
+    def settled(self) -> concurrent.futures.Future[None]:
+        future: concurrent.futures.Future[None] = concurrent.futures.Future()
+        with self._cond:
+            if self._written >= self._requested:
+                future.set_result(None)
+            else:
+                self._waiters.append((self._requested, future))
+        return future
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._requested > self._written or self._closing)
+                if self._requested == self._written:
+                    return  # closing with nothing pending
+                target = self._requested
+            try:
+                self._flush()
+            except Exception:
+                log.exception("push: cannot write the broker files; retrying in %g s", self.RETRY_S)
+                if self._closing:
+                    return
+                time.sleep(self.RETRY_S)
+                continue
+            with self._cond:
+                self._written = target
+                done = [f for gen, f in self._waiters if gen <= target]
+                self._waiters = [(gen, f) for gen, f in self._waiters if gen > target]
+            for future in done:
+                future.set_result(None)
+
+    def close(self) -> None:
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        self._thread.join(STOP_TIMEOUT)
+        with self._cond:
+            waiters, self._waiters = self._waiters, []
+        for _, future in waiters:
+            if not future.done():
+                future.set_result(None)  # nobody will write them now: do not keep anyone waiting
 
 
 # --- the spawned mosquitto ---------------------------------------------------------------
@@ -855,6 +1013,10 @@ class PushService:
         broker URL) gets its password back or a new binding.  Phones learn a
         changed binding from ``GET {handler}``.
         """
+        # From here on a change is made in memory (one hash) and the files and the reload
+        # follow on a thread: the core calls in under its lock, from the event loop, and
+        # bringing many handlers in line below costs one reload, not one each.
+        self.registry.write_behind()
         for account in accounts:
             for handler in core.handlers(account):
                 push, uri = handler.push, handler.uri
@@ -872,6 +1034,7 @@ class PushService:
         core.push_binder = self.binder
         core.push_hook = self.publisher.hook
         core.handler_removed = lambda handler: self.forget(handler.handler_id)
+        core.push_settled = self.registry.settled
 
     def forget(self, handler_id: str) -> None:
         """A handler was deleted: its MQTT user and ACL go, so the device can no longer log in."""
@@ -879,6 +1042,7 @@ class PushService:
 
     def close(self) -> None:
         self.publisher.stop()
+        self.registry.close()  # what is pending is written before the broker stops
         if self.broker is not None:
             self.broker.stop()
 

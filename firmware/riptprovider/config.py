@@ -7,6 +7,10 @@ The file has two sections, and optional others::
     port = 4433                  # UDP port; 0 picks a free one
     state_dir = "state"          # CA, certificates, database; relative to this file
     origin = "https://localhost:4433"   # optional: the origin put in every URI
+    webtransport = true          # optional: offer WebTransport media (false: byways only)
+    max_handlers_per_account = 16        # optional: handlers (devices) one account may register
+    max_connections = 1000               # optional: QUIC connections at once
+    retry_above = 100                    # optional: open connections from which QUIC Retry is used
 
     [accounts.alice]             # exactly what riptprovider.accounts reads
     numbers = ["+14085551002"]
@@ -47,13 +51,28 @@ from ript.protocol.descriptions import DescriptionError, PushBinding
 from ript.tomlcheck import TomlError, check_keys, check_sections, read_toml
 from riptprovider.accounts import Account, AccountsError, load_accounts
 from riptprovider.broker import MOSQUITTO, PushSettings
+from riptprovider.core import MAX_HANDLERS_PER_ACCOUNT
 from riptprovider.oauth import MAX_CLIENT_ID, IssuerSettings
+from riptprovider.quic_limits import MAX_CONNECTIONS, RETRY_ABOVE, QuicLimits
 from riptprovider.server import ServerConfig
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 4433
 SECTIONS = ("server", "accounts", "push", "oauth")
-SERVER_KEYS = ("host", "port", "state_dir", "origin")
+SERVER_KEYS = (
+    "host",
+    "port",
+    "state_dir",
+    "origin",
+    "webtransport",
+    "max_handlers_per_account",
+    "max_connections",
+    "retry_above",
+)
+MAX_CONNECTIONS_LIMIT = 100000
+"""The largest ``[server] max_connections`` and ``retry_above`` accepted."""
+MAX_HANDLERS_LIMIT = 10000
+"""The largest ``[server] max_handlers_per_account`` accepted."""
 PUSH_SPAWN_KEYS = ("broker", "port", "mosquitto")
 OAUTH_KEYS = (
     "client_ids",
@@ -88,6 +107,9 @@ class ProviderSettings:
     origin: str | None = None
     push: PushSettings | None = None
     oauth: IssuerSettings = field(default_factory=IssuerSettings)
+    webtransport: bool = True
+    max_handlers_per_account: int = MAX_HANDLERS_PER_ACCOUNT
+    quic_limits: QuicLimits = field(default_factory=QuicLimits)
 
     def server_config(self) -> ServerConfig:
         """What :func:`riptprovider.server.serve` needs to run this configuration."""
@@ -98,6 +120,9 @@ class ProviderSettings:
             port=self.port,
             origin=self.origin,
             oauth=self.oauth,
+            webtransport=self.webtransport,
+            max_handlers_per_account=self.max_handlers_per_account,
+            quic_limits=self.quic_limits,
         )
 
 
@@ -113,6 +138,38 @@ def _port(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 65535:
         raise ProviderConfigError(
             f"[server] port: must be an integer from 0 to 65535, not {value!r}"
+        )
+    return value
+
+
+def _webtransport(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ProviderConfigError(f"[server] webtransport: must be true or false, not {value!r}")
+    return value
+
+
+def _max_handlers(value: object) -> int:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or not 1 <= value <= MAX_HANDLERS_LIMIT
+    ):
+        raise ProviderConfigError(
+            f"[server] max_handlers_per_account: must be an integer from 1 to "
+            f"{MAX_HANDLERS_LIMIT}, not {value!r}"
+        )
+    return value
+
+
+def _count(key: str, value: object, low: int) -> int:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or not low <= value <= MAX_CONNECTIONS_LIMIT
+    ):
+        raise ProviderConfigError(
+            f"[server] {key}: must be an integer from {low} to {MAX_CONNECTIONS_LIMIT}, "
+            f"not {value!r}"
         )
     return value
 
@@ -250,6 +307,7 @@ def parse_config(data: Mapping[str, Any], path: Path) -> ProviderSettings:
     origin = server.get("origin")
     if origin is not None:
         origin = _origin(origin)
+    webtransport = _webtransport(server.get("webtransport", True))
     if "accounts" not in data:
         raise ProviderConfigError("[accounts]: is required (one [accounts.<id>] table per user)")
     try:
@@ -261,7 +319,26 @@ def parse_config(data: Mapping[str, Any], path: Path) -> ProviderSettings:
     accounts = {key: _files_from(account, path.parent) for key, account in accounts.items()}
     push = _push(data["push"], path.parent) if "push" in data else None
     oauth = _oauth(data["oauth"]) if "oauth" in data else IssuerSettings()
-    return ProviderSettings(path, state_dir, accounts, host, port, origin, push, oauth)
+    max_handlers = _max_handlers(server.get("max_handlers_per_account", MAX_HANDLERS_PER_ACCOUNT))
+    limits = QuicLimits(
+        max_connections=_count(
+            "max_connections", server.get("max_connections", MAX_CONNECTIONS), 1
+        ),
+        retry_above=_count("retry_above", server.get("retry_above", RETRY_ABOVE), 0),
+    )
+    return ProviderSettings(
+        path,
+        state_dir,
+        accounts,
+        host,
+        port,
+        origin,
+        push,
+        oauth,
+        webtransport=webtransport,
+        max_handlers_per_account=max_handlers,
+        quic_limits=limits,
+    )
 
 
 def _files_from(account: Account, base: Path) -> Account:

@@ -27,6 +27,7 @@ so a new core on the same file carries on where the old one stopped.
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import logging
 import secrets
@@ -77,7 +78,7 @@ from ript.protocol.events import (
 from ript.protocol.numbers import NumberPolicy, is_e164
 from ript.protocol.taps import TapType
 from riptprovider.accounts import Account, FarEnd, Outcome
-from riptprovider.db import CallRecord, ProviderDb
+from riptprovider.db import CallRecord, ProviderDb, token_hash
 from riptprovider.oauth import Issuer, IssuerSettings
 
 PROVIDER_ADVERTISEMENT = (
@@ -90,6 +91,8 @@ IDLE_END_AFTER = 30.0
 RETRY_BACKOFF_MS = 2000
 ENDED_RETENTION_S = 3600.0
 """How long an ended call stays readable (``GET {call}`` answers its final state)."""
+MAX_HANDLERS_PER_ACCOUNT = 16
+"""Handlers one account may register (``[server] max_handlers_per_account``); more: 403."""
 MEDIA_TIMEOUT_MS = 5000
 MEDIA_TAG_LENGTH = 8
 
@@ -171,6 +174,12 @@ class _Live:
 
     subscribers: list[Subscription] = field(default_factory=list)
     unwatched_since: float = 0.0
+    """Monotonic time the last reverse byway went (the 30 s idle timer runs from it)."""
+    created_at: float = 0.0
+    state_at: float = 0.0
+    """Monotonic times of the call's creation and of its last state change: the ring
+    timeout and the far end's steps run from them, so a step of the wall clock moves
+    no deadline (the wall-clock ``created``/``state_since`` are for the wire and the file)."""
     far_end_reconnecting: bool = False
     leg: str | None = None
     old_legs: set[str] = field(default_factory=set)
@@ -181,6 +190,22 @@ class _Handler:
     account: str
     description: HandlerDescription
     created: float
+    owner: str | None = None
+    """The device that registered it (:attr:`Caller.device`); None: from before owners."""
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who makes a request: the account, and which of its devices.
+
+    ``device`` is ``login:<id>`` for an access token of an OAuth login (one per
+    device grant, kept across refreshes) and ``token:<sha256>`` for a static
+    (lab) token or an issued token of no login: every phone using the same lab
+    token is the same device.
+    """
+
+    account: Account
+    device: str
 
 
 _T = TypeVar("_T")
@@ -202,8 +227,12 @@ class ProviderCore:
     """All RIPT state of the reference provider.
 
     ``origin`` is ``https://host[:port]`` without a final slash; ``clock``
-    returns Unix seconds (tests pass a fake one).  Thread-safe: one lock
-    guards the state, so the MQTT or admin threads may call in too.
+    returns Unix seconds (tests pass a fake one): what goes on the wire and in
+    the file.  ``monotonic`` is the clock of deadlines (ring timeout, idle
+    timer, the far end's steps): :meth:`next_deadline` and :meth:`tick` speak
+    it; the server passes ``time.monotonic``; by default it is ``clock``
+    (tests that move one fake clock).  Thread-safe: one lock guards the
+    state, so the MQTT or admin threads may call in too.
     """
 
     def __init__(
@@ -213,6 +242,9 @@ class ProviderCore:
         origin: str,
         clock: Callable[[], float],
         oauth: IssuerSettings | None = None,
+        *,
+        max_handlers_per_account: int = MAX_HANDLERS_PER_ACCOUNT,
+        monotonic: Callable[[], float] | None = None,
     ) -> None:
         if isinstance(accounts, Mapping):
             self._accounts: dict[str, Account] = dict(accounts)
@@ -220,30 +252,43 @@ class ProviderCore:
             self._accounts = {account.id: account for account in accounts}
         self.origin = origin.rstrip("/")
         self._clock = clock
+        self._mono = clock if monotonic is None else monotonic
         self._lock = threading.RLock()
         self._provider_adv = parse_advertisement(PROVIDER_ADVERTISEMENT)
         self._tokens = {t: a.id for a in self._accounts.values() for t in a.tokens}
+        self._static_hashes = {token_hash(t) for t in self._tokens}
         self.db = ProviderDb(db_path)
         self.issuer = Issuer(self.db, self._accounts, self.origin, clock, oauth)
         """The OAuth login (device codes, grants, issued tokens): ``docs/provider-oauth.md``."""
         now = clock()
+        self.max_handlers_per_account = max_handlers_per_account
         self._handlers: dict[str, _Handler] = {}
-        for account_id, description in self.db.load_handlers():
+        self._handler_uris: dict[tuple[str, str], str] = {}
+        """(account id, handler-id) -> handler URI: a registration finds its handler at once."""
+        for account_id, description, owner in self.db.load_handlers():
             if account_id in self._accounts and description.uri is not None:
-                self._handlers[description.uri] = _Handler(account_id, description, now)
+                self._handlers[description.uri] = _Handler(account_id, description, now, owner)
+                self._handler_uris[account_id, description.handler_id] = description.uri
         self._calls: dict[str, CallRecord] = {}
         self._live: dict[str, _Live] = {}
         for call in self.db.load_open_calls():
             if call.account in self._accounts:
                 self._calls[call.uri] = call
+                live = self._live[call.uri] = self._anchored(call)
                 # Clients need time to find the restarted provider: the 30 s start now.
-                self._live[call.uri] = _Live(unwatched_since=now)
+                live.unwatched_since = self._mono()
         self.push_hook: PushHook | None = None
         """Publishes taps: ``call`` to each forking target, ``take``/``answer``/``decline``.
 
         Called after the core's lock is released, on the thread of the operation."""
         self.push_binder: Callable[[Account, HandlerDescription], PushBinding | None] | None = None
-        """Gives a registering handler its push binding (the MQTT layer sets it)."""
+        """Gives a registering handler its push binding (the MQTT layer sets it).
+
+        Called under the core's lock: it must be quick (the MQTT layer makes the
+        user in memory and writes its files and reloads the broker on a thread)."""
+        self.push_settled: Callable[[], concurrent.futures.Future[None]] | None = None
+        """A future done once the push credentials handed out so far work at the broker
+        (the MQTT layer sets it; the HTTP layer awaits it before answering a registration)."""
         self.handler_removed: Callable[[HandlerDescription], None] | None = None
         """Told of each deleted handler, so its push credentials go too (the MQTT layer sets it)."""
         self.call_ended: Callable[[str], None] | None = None
@@ -254,6 +299,31 @@ class ProviderCore:
     def close(self) -> None:
         self.db.close()
 
+    def _anchored(self, call: CallRecord) -> _Live:
+        """Memory state for a call known only from its wall-clock stamps (the file).
+
+        The monotonic clock does not survive a restart: its anchors are worked out
+        from how long ago the stamps were, never in the future (a wall clock set back
+        since counts as now).
+        """
+        mono, wall = self._mono(), self._clock()
+        return _Live(
+            unwatched_since=mono,
+            created_at=mono - max(0.0, wall - call.created),
+            state_at=mono - max(0.0, wall - call.state_since),
+        )
+
+    def _live_of(self, call: CallRecord) -> _Live:
+        live = self._live.get(call.uri)
+        if live is None:
+            live = self._live[call.uri] = self._anchored(call)
+        return live
+
+    def _fresh_live(self, leg: str | None = None) -> _Live:
+        """Memory state of a call made now."""
+        mono = self._mono()
+        return _Live(unwatched_since=mono, created_at=mono, state_at=mono, leg=leg)
+
     # ------------------------------------------------------------------ accounts and TGs
 
     def authenticate(self, bearer_token: str) -> Account | None:
@@ -261,10 +331,44 @@ class ProviderCore:
 
         An issued token that expired or whose login was revoked is None.
         """
+        caller = self.caller(bearer_token)
+        return None if caller is None else caller.account
+
+    def caller(self, bearer_token: str) -> Caller | None:
+        """The account and device a bearer token speaks for (see :class:`Caller`), or None."""
+        if not bearer_token:
+            return None
+        device = f"token:{token_hash(bearer_token)}"
         account_id = self._tokens.get(bearer_token)
-        if account_id is None and bearer_token:
-            account_id = self.db.token_account(bearer_token, self._clock())
-        return None if account_id is None else self._accounts.get(account_id)
+        if account_id is None:
+            found = self.db.token_login(bearer_token, self._clock())
+            if found is None:
+                return None
+            account_id, login = found
+            if login is not None:
+                device = f"login:{login}"
+        account = self._accounts.get(account_id)
+        return None if account is None else Caller(account, device)
+
+    def _device_alive(self, device: str) -> bool:
+        """Whether a device can still act: its login or token still works."""
+        kind, _, ident = device.partition(":")
+        now = self._clock()
+        if kind == "login":
+            return self.db.login_alive(ident, now)
+        return ident in self._static_hashes or self.db.token_alive(ident, now)
+
+    def _foreign(self, found: _Handler, device: str | None) -> bool:
+        """Whether ``found`` belongs to another device that can still act (then: 403).
+
+        ``device`` None is the provider itself (admin, tests): never foreign.  A
+        handler whose owner can no longer act (its login ended: the phone logs in
+        again; a lab token taken out of the configuration) or that has none (from
+        before owners) is taken over by the next device that registers or updates it.
+        """
+        if device is None or found.owner is None or found.owner == device:
+            return False
+        return self._device_alive(found.owner)
 
     def issue_token(self, account: Account, token: str, lifetime: float | None) -> None:
         """Remember an issued bearer token (its hash) for ``lifetime`` seconds (None: forever)."""
@@ -295,30 +399,45 @@ class ProviderCore:
             raise RiptHttpError(400, f"handler description: 'advertisement' {exc}") from None
 
     def register_handler(
-        self, account: Account, handler: HandlerDescription | bytes
+        self, account: Account, handler: HandlerDescription | bytes, device: str | None = None
     ) -> HandlerDescription:
         """``POST {tg}/handlers``: the description echoed with ``uri`` (and ``push``).
 
         A second registration of the same ``handler-id`` in the account
         updates and returns the first one (same URI): a phone that lost its
-        state re-registers without leaving a ghost handler behind.
+        state re-registers without leaving a ghost handler behind.  The
+        handler belongs to ``device``: another device that can still act is
+        refused (403); see :meth:`_foreign` for when it is taken over.
         """
         if isinstance(handler, bytes):
             handler = _parse(HandlerDescription.from_bytes, handler)
         self._check_advertisement(handler.advertisement)
         with self._lock:
-            existing = next(
-                (
-                    h
-                    for h in self._handlers.values()
-                    if h.account == account.id and h.description.handler_id == handler.handler_id
-                ),
-                None,
-            )
+            known = self._handler_uris.get((account.id, handler.handler_id))
+            existing = None if known is None else self._handlers.get(known)
+            owner = device
             if existing is not None:
+                if self._foreign(existing, device):
+                    raise RiptHttpError(
+                        403,
+                        f"handler-id {handler.handler_id!r} is registered by another device "
+                        "of this account",
+                    )
                 uri = existing.description.uri
                 push = existing.description.push
+                if device is None:
+                    owner = existing.owner
+                elif existing.owner != device:
+                    self._revoke_push(existing)  # the old device's password stops working
+                    push = None
             else:
+                count = sum(1 for key in self._handler_uris if key[0] == account.id)
+                if count >= self.max_handlers_per_account:
+                    raise RiptHttpError(
+                        403,
+                        f"account {account.id} already has {count} handlers, the most allowed: "
+                        "delete one (DELETE {handler}) before registering another",
+                    )
                 uri = f"{self.tg_uri(account)}/handlers/{uuid.uuid4()}"
                 push = None
             described = HandlerDescription(
@@ -328,15 +447,26 @@ class ProviderCore:
                 described = dataclasses.replace(
                     described, push=self.push_binder(account, described)
                 )
-            return self._store_handler(account, described, existing)
+            return self._store_handler(account, described, existing, owner)
+
+    def _revoke_push(self, found: _Handler) -> None:
+        """Drop a handler's MQTT user: the new owner gets a fresh password."""
+        if found.description.push is not None and self.handler_removed is not None:
+            # Quick under the lock: the MQTT layer writes and reloads on its own thread.
+            self.handler_removed(found.description)
 
     def _store_handler(
-        self, account: Account, described: HandlerDescription, existing: _Handler | None
+        self,
+        account: Account,
+        described: HandlerDescription,
+        existing: _Handler | None,
+        owner: str | None,
     ) -> HandlerDescription:
         assert described.uri is not None
         created = existing.created if existing is not None else self._clock()
-        self.db.save_handler(account.id, described, created)
-        self._handlers[described.uri] = _Handler(account.id, described, created)
+        self.db.save_handler(account.id, described, created, owner)
+        self._handlers[described.uri] = _Handler(account.id, described, created, owner)
+        self._handler_uris[account.id, described.handler_id] = described.uri
         return described
 
     def _handler(self, account: Account, uri: str) -> _Handler:
@@ -345,21 +475,35 @@ class ProviderCore:
             raise RiptHttpError(404, f"no handler {uri} in this account")
         return found
 
-    def get_handler(self, account: Account, uri: str) -> HandlerDescription:
+    def get_handler(
+        self, account: Account, uri: str, device: str | None = None
+    ) -> HandlerDescription:
+        """``GET {handler}``: the push password only to the device that owns the handler."""
         with self._lock:
-            return self._handler(account, uri).description
+            found = self._handler(account, uri)
+            described, push = found.description, found.description.push
+            if device is None or found.owner == device or push is None:
+                return described
+            return dataclasses.replace(described, push=dataclasses.replace(push, password=None))
 
     def set_push_binding(self, account: Account, uri: str, push: PushBinding | None) -> None:
         """Fill in (or clear) a handler's push binding: the hook for the MQTT layer."""
         with self._lock:
             found = self._handler(account, uri)
             described = dataclasses.replace(found.description, push=push)
-            self._store_handler(account, described, found)
+            self._store_handler(account, described, found, found.owner)
 
     def update_handler(
-        self, account: Account, uri: str, handler: HandlerDescription | bytes
+        self,
+        account: Account,
+        uri: str,
+        handler: HandlerDescription | bytes,
+        device: str | None = None,
     ) -> HandlerDescription:
-        """``PUT {handler}``: a new name and advertisement; the URI and push binding stay."""
+        """``PUT {handler}``: a new name and advertisement; the URI and push binding stay.
+
+        Only by the owning device (else 403), or one taking the handler over (a new
+        push password then, as for a registration)."""
         if isinstance(handler, bytes):
             handler = _parse(HandlerDescription.from_bytes, handler)
         self._check_advertisement(handler.advertisement)
@@ -372,14 +516,29 @@ class ProviderCore:
             described = dataclasses.replace(
                 found.description, advertisement=handler.advertisement, name=handler.name
             )
-            return self._store_handler(account, described, found)
+            self._check_owner(found, device)
+            owner = found.owner
+            if device is not None and found.owner != device:
+                self._revoke_push(found)
+                push = None if self.push_binder is None else self.push_binder(account, described)
+                described, owner = dataclasses.replace(described, push=push), device
+            return self._store_handler(account, described, found, owner)
 
-    def delete_handler(self, account: Account, uri: str) -> None:
-        """``DELETE {handler}``; the handler answers 404 afterwards."""
+    def _check_owner(self, found: _Handler, device: str | None) -> None:
+        if self._foreign(found, device):
+            raise RiptHttpError(
+                403, f"handler {found.description.uri} belongs to another device of this account"
+            )
+
+    def delete_handler(self, account: Account, uri: str, device: str | None = None) -> None:
+        """``DELETE {handler}``; the handler answers 404 afterwards.  Another device's: 403."""
         with self._lock:
-            gone = self._handler(account, uri).description
+            found = self._handler(account, uri)
+            self._check_owner(found, device)
+            gone = found.description
             self.db.delete_handler(uri)
             del self._handlers[uri]
+            self._handler_uris.pop((account.id, gone.handler_id), None)
         if self.handler_removed is not None:
             # Outside the lock: the MQTT layer rewrites its files and reloads the broker.
             self.handler_removed(gone)
@@ -433,14 +592,19 @@ class ProviderCore:
         return call
 
     def place_call(
-        self, account: Account, request: PlaceCallRequest | bytes, passport_check: PassportCheck
+        self,
+        account: Account,
+        request: PlaceCallRequest | bytes,
+        passport_check: PassportCheck,
+        device: str | None = None,
     ) -> CallDescription:
         """``POST {tg}/calls``: a new outbound call in state proceeding.
 
         Checks, in order: 400 malformed; 500 the handler is not one of this
         account's; 403 the destination is outside the TG's outbound
-        destinations, or the PASSporT fails ``passport_check``; 404 the
-        destination is unreachable; 400 the handler shares no codec.
+        destinations, or the PASSporT fails ``passport_check``, or the handler
+        belongs to another device; 404 the destination is unreachable; 400 the
+        handler shares no codec.
         """
         if isinstance(request, bytes):
             request = _parse(PlaceCallRequest.from_bytes, request)
@@ -451,6 +615,7 @@ class ProviderCore:
                 raise RiptHttpError(
                     500, f"{request.handler} is not a registered handler of this account"
                 )
+            self._check_owner(found, device)
             if not is_e164(destination):
                 raise RiptHttpError(404, f"{destination} is unreachable: no private trunks here")
             if not account.destinations.allows(destination):
@@ -479,7 +644,7 @@ class ProviderCore:
                 media_key=_key(),
             )
             # The placing handler's leg: its media is refused once the call is pulled away.
-            self._live[call.uri] = _Live(unwatched_since=now, leg=secrets.token_urlsafe(16))
+            self._live[call.uri] = self._fresh_live(leg=secrets.token_urlsafe(16))
             self._save(call)
             return self._describe(call)
 
@@ -500,7 +665,11 @@ class ProviderCore:
             )
 
     def claim_call(
-        self, account: Account, uri: str, claim: ClaimRequest | bytes
+        self,
+        account: Account,
+        uri: str,
+        claim: ClaimRequest | bytes,
+        device: str | None = None,
     ) -> CallDescription:
         """``POST {call}``: take the call with a handler, or ask for a new directive.
 
@@ -533,6 +702,8 @@ class ProviderCore:
                 raise RiptHttpError(
                     500, f"{handler_uri} is not a registered handler of this account"
                 )
+            if claim.handler is not None:
+                self._check_owner(found, device)  # a device claims with its own handler only
             changed = handler_uri != call.handler
             if (
                 changed
@@ -555,15 +726,17 @@ class ProviderCore:
                 # A 3PCC call is placed towards the far end only once a phone takes it.
                 state_since=now if first_outbound else call.state_since,
             )
+            live = self._live_of(call)
+            if first_outbound:
+                live.state_at = self._mono()
             self._save(call)
-            live = self._live.setdefault(uri, _Live())
             if changed:
                 if live.leg is not None:
                     live.old_legs.add(live.leg)
                 live.leg = secrets.token_urlsafe(16)
                 if not live.subscribers:
                     # The new handler needs its own 30 s to open its byways.
-                    live.unwatched_since = now
+                    live.unwatched_since = self._mono()
                 self._fan_out(
                     HandlerChanged(
                         direction=Direction.S2C,
@@ -624,10 +797,13 @@ class ProviderCore:
     ) -> None:
         """Move ``call`` to ``state`` as of ``at`` (default now) and tell every byway.
 
-        Timer steps pass their deadline as ``at`` so a late tick does not
-        push the next step of the far end's timeline later.
+        Timer steps pass their (monotonic) deadline as ``at`` so a late tick
+        does not push the next step of the far end's timeline later; the
+        wall-clock stamp is the wall time of that moment.
         """
-        now = self._clock() if at is None else at
+        mono = self._mono()
+        at_mono = mono if at is None else at
+        now = self._clock() - (mono - at_mono)
         updated = dataclasses.replace(
             call, state=state, state_since=now, ended=now if state is CallStatus.ENDED else None
         )
@@ -635,6 +811,8 @@ class ProviderCore:
         # Saving an ended call drops its subscribers: take them first.  Save
         # before delivering so that a failing subscriber cannot lose the state.
         live = self._live.get(call.uri)
+        if live is not None:
+            live.state_at = at_mono
         subscribers = list(live.subscribers) if live is not None else []
         self._save(updated)
         for subscription in subscribers:
@@ -653,7 +831,7 @@ class ProviderCore:
             call = self._call(account, uri)
             subscription = Subscription(uri, on_event)
             subscription.deliver(self._state_event(call))
-            live = self._live.setdefault(uri, _Live())
+            live = self._live_of(call)
             if live.far_end_reconnecting:
                 subscription.deliver(
                     Reconnecting(direction=Direction.S2C, call=uri, timestamp=self._now())
@@ -669,7 +847,7 @@ class ProviderCore:
             if live is not None and subscription in live.subscribers:
                 live.subscribers.remove(subscription)
                 if not live.subscribers:
-                    live.unwatched_since = self._clock()
+                    live.unwatched_since = self._mono()
 
     def client_event(self, account: Account, uri: str, event: Event) -> EventResult:
         """Apply one event received on a forward byway of call ``uri``.
@@ -721,8 +899,7 @@ class ProviderCore:
     def set_far_end_reconnecting(self, uri: str, reconnecting: bool) -> None:
         """The far end lost (True) or regained (False) its connection; tell every byway."""
         with self._lock:
-            self._call(None, uri)
-            live = self._live.setdefault(uri, _Live(unwatched_since=self._clock()))
+            live = self._live_of(self._call(None, uri))
             if live.far_end_reconnecting == reconnecting:
                 return
             live.far_end_reconnecting = reconnecting
@@ -739,7 +916,8 @@ class ProviderCore:
     def _far_end_step(self, call: CallRecord) -> tuple[float, CallStatus, str | None] | None:
         """When and to which state the simulated far end moves ``call`` next."""
         account = self._accounts[call.account]
-        ring_deadline = call.created + account.inbound_ring_timeout
+        live = self._live_of(call)
+        ring_deadline = live.created_at + account.inbound_ring_timeout
         if call.direction is CallDirection.INBOUND:
             # Also when claimed but never answered: a phone that died mid-answer.
             if call.state in (CallStatus.PROCEEDING, CallStatus.ALERTING):
@@ -753,10 +931,10 @@ class ProviderCore:
         far_end: FarEnd = account.far_end(call.to)
         if call.state is CallStatus.PROCEEDING:
             if far_end.outcome is Outcome.BUSY:
-                return call.state_since + ALERT_AFTER, CallStatus.FAILED, "busy"
-            return call.state_since + ALERT_AFTER, CallStatus.ALERTING, None
+                return live.state_at + ALERT_AFTER, CallStatus.FAILED, "busy"
+            return live.state_at + ALERT_AFTER, CallStatus.ALERTING, None
         if call.state is CallStatus.ALERTING:
-            since = call.state_since
+            since = live.state_at
             noanswer = (since + far_end.noanswer_after, CallStatus.NOANSWER, "no answer")
             if far_end.outcome is Outcome.DECLINE:
                 return since + far_end.reject_after, CallStatus.DECLINED, None
@@ -787,17 +965,21 @@ class ProviderCore:
                 if step is not None:
                     times.append(step[0])
             if self._oldest_ended is not None:
-                times.append(self._oldest_ended + ENDED_RETENTION_S)
+                # Pruning compares the stored wall-clock end times: its deadline follows the
+                # wall clock (a step moves it, harmlessly), translated to the monotonic one.
+                due_in = self._oldest_ended + ENDED_RETENTION_S - self._clock()
+                times.append(self._mono() + due_in)
             return min(times, default=None)
 
     def tick(self, now: float) -> None:
-        """Advance every call whose deadline is at or before ``now``, as often as needed."""
+        """Advance every call whose deadline is at or before ``now`` (monotonic), as often
+        as needed."""
         with self._lock:
-            oldest = self._oldest_ended
-            if oldest is not None and now >= oldest + ENDED_RETENTION_S:
+            oldest, wall = self._oldest_ended, self._clock()
+            if oldest is not None and wall >= oldest + ENDED_RETENTION_S:
                 # Ended calls (and their media keys) are kept ENDED_RETENTION_S for a
                 # late GET {call}, then deleted.
-                pruned = self.db.prune_ended(now - ENDED_RETENTION_S)
+                pruned = self.db.prune_ended(wall - ENDED_RETENTION_S)
                 self._oldest_ended = self.db.oldest_ended()
                 log.info("pruned %d ended calls", pruned)
             for uri in list(self._calls):
@@ -869,7 +1051,7 @@ class ProviderCore:
                 created=now,
                 state_since=now,
             )
-            self._live[call.uri] = _Live(unwatched_since=now)
+            self._live[call.uri] = self._fresh_live()
             self._save(call)
             taps = [(h, TapType.CALL, call.uri) for h in self.forking_targets(call.uri)]
             described = self._describe(call)
@@ -912,7 +1094,7 @@ class ProviderCore:
                 created=now,
                 state_since=now,
             )
-            self._live[call.uri] = _Live(unwatched_since=now)
+            self._live[call.uri] = self._fresh_live()
             self._save(call)
             described = self._describe(call)
         self._tap([(handler, TapType.CALL, call.uri)])
@@ -1039,7 +1221,7 @@ class ProviderCore:
             for subscription in live.subscribers:
                 subscription.closed = True
             live.subscribers.clear()
-            live.unwatched_since = self._clock()
+            live.unwatched_since = self._mono()
             live.leg = None  # the leg cookie's path is the old URI's
             live.old_legs.clear()
             self._live[new_uri] = live

@@ -29,7 +29,11 @@ from ript.protocol.descriptions import (
 )
 from ript.protocol.events import CallStatus
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+
+# Version 3 gave each handler its owner: the device (an OAuth login, or a static token)
+# that registered it, which alone may manage it and read its push password.
+_OWNER_COLUMN = "ALTER TABLE handlers ADD COLUMN owner TEXT;"
 
 # Version 2 added the OAuth device flow (riptprovider.oauth): device codes,
 # logins (one per approved device code: a refresh-token family) and their
@@ -85,6 +89,7 @@ CREATE TABLE handlers (
     advertisement TEXT NOT NULL,
     push TEXT,
     created REAL NOT NULL,
+    owner TEXT,
     UNIQUE (account, handler_id)
 );
 CREATE TABLE calls (
@@ -108,7 +113,10 @@ CREATE INDEX calls_open ON calls (ended) WHERE ended IS NULL;
 """
     + _OAUTH_SCHEMA
 )
-_MIGRATIONS = {1: "ALTER TABLE tokens ADD COLUMN login TEXT;" + _OAUTH_SCHEMA}
+_MIGRATIONS = {
+    1: "ALTER TABLE tokens ADD COLUMN login TEXT;" + _OAUTH_SCHEMA,
+    2: _OWNER_COLUMN,
+}
 """Version -> the script that brings a database of that version to the next."""
 
 
@@ -165,11 +173,11 @@ class ProviderDb:
                     "BEGIN IMMEDIATE;" + _SCHEMA + f"PRAGMA user_version={SCHEMA_VERSION};COMMIT;"
                 )
         elif version in _MIGRATIONS:
+            # Each step brings its version to the next; all of them in one transaction.
+            steps = "".join(_MIGRATIONS[v] for v in range(version, SCHEMA_VERSION))
             with self._lock:
                 self._conn.executescript(
-                    "BEGIN IMMEDIATE;"
-                    + _MIGRATIONS[version]
-                    + f"PRAGMA user_version={SCHEMA_VERSION};COMMIT;"
+                    "BEGIN IMMEDIATE;" + steps + f"PRAGMA user_version={SCHEMA_VERSION};COMMIT;"
                 )
         elif version != SCHEMA_VERSION:
             self._conn.close()
@@ -200,6 +208,41 @@ class ProviderDb:
                 (token_hash(token), account, created, expires, login),
             )
 
+    def token_login(self, token: str, now: float) -> tuple[str, str | None] | None:
+        """(account, login id or None) of an access token neither expired nor revoked."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT t.account, t.login FROM tokens t LEFT JOIN logins l ON t.login = l.id "
+                "WHERE t.token_sha256 = ? AND (t.expires IS NULL OR t.expires > ?) "
+                "AND l.revoked IS NULL",
+                (token_hash(token), now),
+            ).fetchone()
+        return None if row is None else (str(row[0]), None if row[1] is None else str(row[1]))
+
+    def login_alive(self, login: str, now: float) -> bool:
+        """Whether a login can still act: not revoked, with a working access or refresh token."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT 1 FROM logins l WHERE l.id = ? AND l.revoked IS NULL AND ("
+                "EXISTS (SELECT 1 FROM tokens t WHERE t.login = l.id "
+                "AND (t.expires IS NULL OR t.expires > ?)) OR "
+                "EXISTS (SELECT 1 FROM refresh_tokens r WHERE r.login = l.id "
+                "AND r.used IS NULL AND r.expires > ?))",
+                (login, now, now),
+            ).fetchone()
+        return row is not None
+
+    def token_alive(self, token_sha256: str, now: float) -> bool:
+        """Whether an issued token (by its hash) still works."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT 1 FROM tokens t LEFT JOIN logins l ON t.login = l.id "
+                "WHERE t.token_sha256 = ? AND (t.expires IS NULL OR t.expires > ?) "
+                "AND l.revoked IS NULL",
+                (token_sha256, now),
+            ).fetchone()
+        return row is not None
+
     def token_account(self, token: str, now: float) -> str | None:
         """The account of an access token neither expired nor of a revoked login."""
         with self._lock:
@@ -222,13 +265,15 @@ class ProviderDb:
 
     # ------------------------------------------------------------------ handlers
 
-    def save_handler(self, account: str, handler: HandlerDescription, created: float) -> None:
+    def save_handler(
+        self, account: str, handler: HandlerDescription, created: float, owner: str | None = None
+    ) -> None:
         push = None if handler.push is None else json.dumps(handler.push.to_json())
         with self._write() as conn:
             conn.execute(
-                "INSERT INTO handlers VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (uri) DO UPDATE "
+                "INSERT INTO handlers VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (uri) DO UPDATE "
                 "SET name = excluded.name, advertisement = excluded.advertisement, "
-                "push = excluded.push",
+                "push = excluded.push, owner = excluded.owner",
                 (
                     handler.uri,
                     account,
@@ -237,6 +282,7 @@ class ProviderDb:
                     handler.advertisement,
                     push,
                     created,
+                    owner,
                 ),
             )
 
@@ -244,20 +290,19 @@ class ProviderDb:
         with self._write() as conn:
             conn.execute("DELETE FROM handlers WHERE uri = ?", (uri,))
 
-    def load_handlers(self) -> list[tuple[str, HandlerDescription]]:
-        """Every handler as ``(account id, description)``, oldest first."""
+    def load_handlers(self) -> list[tuple[str, HandlerDescription, str | None]]:
+        """Every handler as ``(account id, description, owner)``, oldest first."""
         with self._lock:
             rows = self._conn.execute(
-                "SELECT account, handler_id, name, advertisement, uri, push FROM handlers "
+                "SELECT account, handler_id, name, advertisement, uri, push, owner FROM handlers "
                 "ORDER BY created, rowid"
             ).fetchall()
-        handlers: list[tuple[str, HandlerDescription]] = []
-        for account, handler_id, name, advertisement, uri, push in rows:
+        handlers: list[tuple[str, HandlerDescription, str | None]] = []
+        for account, handler_id, name, advertisement, uri, push, owner in rows:
             try:
                 binding = None if push is None else _push_binding(push)
-                handlers.append(
-                    (account, HandlerDescription(handler_id, advertisement, name, uri, binding))
-                )
+                description = HandlerDescription(handler_id, advertisement, name, uri, binding)
+                handlers.append((account, description, owner))
             except (DescriptionError, ValueError) as exc:
                 raise DbError(f"{self.path}: handler {uri!r} is unreadable: {exc}") from None
         return handlers

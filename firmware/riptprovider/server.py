@@ -33,11 +33,18 @@ handler that has since lost the call (pull, push, 3PCC move) is refused with
 ``409``, and the media GETs held when the handler changes are answered ``409``
 too, so the old device's lingering requests never swallow the new one's media.
 
-Media byways (section 7, no WebTransport): ``PUT {call}/media`` is answered
-with the acks of its chunks; the far end's media (echo of the phone's
-chunks, or a generated tone or silence per ``account.far_end(to)``) answers
-the most recent held ``GET {call}/media``, or raises ``media-panic`` when
-none is open.
+Media (section 7): ``PUT {call}/media`` is answered with the acks of its
+chunks; the far end's media (echo of the phone's chunks, or a generated tone
+or silence per ``account.far_end(to)``) goes out as HTTP/3 datagrams on the
+most recent WebTransport session of the call's handler when one is open, else
+answers the most recent held ``GET {call}/media``, else raises
+``media-panic``.  WebTransport (``[server] webtransport``, default on): an
+extended CONNECT on ``{call}/media`` passes the same checks as the byways,
+is answered ``200`` and held open; each datagram on it is a body of chunks,
+and the provider's acks ride on its own datagrams (alone after
+``ACK_HOLD``).  A session is forgotten when its stream ends or resets, its
+connection goes, its call ends or changes handler, or a fifth one of the
+same call opens (:data:`MAX_SESSIONS`).
 """
 
 from __future__ import annotations
@@ -47,6 +54,7 @@ import contextlib
 import itertools
 import logging
 import time
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,9 +62,8 @@ from typing import Any, Protocol, cast
 from urllib.parse import urlsplit
 
 from aioquic.asyncio.protocol import QuicConnectionProtocol
-from aioquic.asyncio.server import QuicServer
 from aioquic.h3.connection import H3_ALPN, ErrorCode, H3Connection, ProtocolError
-from aioquic.h3.events import DataReceived, H3Event, HeadersReceived
+from aioquic.h3.events import DatagramReceived, DataReceived, H3Event, HeadersReceived
 from aioquic.h3.exceptions import H3Error
 from aioquic.quic import events as qe
 from aioquic.quic.configuration import QuicConfiguration
@@ -67,7 +74,7 @@ from ript.media import codecs
 from ript.media.codecs import FRAME_MS
 from ript.media.tones import ToneGenerator, ToneSpec
 from ript.protocol.advertisement import GrammarError, parse_directive
-from ript.protocol.chunks import PayloadType, frame
+from ript.protocol.chunks import DATAGRAM_LIMIT, PayloadType, frame, pack_datagrams
 from ript.protocol.csr import CHAIN_CONTENT_TYPE
 from ript.protocol.descriptions import MediaKey
 from ript.protocol.events import (
@@ -86,19 +93,20 @@ from ript.protocol.jsonstream import (
     InvalidEvent,
 )
 from ript.protocol.media_crypto import MediaKeys
-from ript.protocol.media_streams import ChunkReceiver, ChunkSender
+from ript.protocol.media_streams import ACK_HOLD, ChunkReceiver, ChunkSender
 from ript.protocol.passport import (
     PassportError,
     decode_passport_unverified,
     verify_passport,
 )
 from riptprovider.accounts import Account, FarEnd, MediaMode
-from riptprovider.core import ProviderCore, RiptHttpError
+from riptprovider.core import MAX_HANDLERS_PER_ACCOUNT, ProviderCore, RiptHttpError
 from riptprovider.far_end_audio import file_frames
 from riptprovider.https import HttpsListener, tls_context
 from riptprovider.login_web import LoginWeb, WebReply, WebRequest, is_login_path
 from riptprovider.oauth import IssuerSettings
 from riptprovider.quic_acks import ack_now, delay_acks
+from riptprovider.quic_limits import BoundedQuicServer, QuicLimits
 from riptprovider.tls import ProviderCa, load_or_create_ca
 
 log = logging.getLogger(__name__)
@@ -120,6 +128,13 @@ TONE_DBOV = -16.0
 _GENERATED = frozenset({MediaMode.TONE, MediaMode.FILE, MediaMode.SILENCE})
 LEG_COOKIE = "ript-leg"
 """Cookie naming the handler leg a media request belongs to (set by ``POST {call}``)."""
+MAX_SESSIONS = 4
+"""WebTransport sessions held per call; a newer one ends the oldest (a phone re-opens one
+per re-establishment, and the old one's stream may not have ended yet)."""
+MAX_DATAGRAM_FRAME = 65536
+"""QUIC ``max_datagram_frame_size`` announced (needed for H3_DATAGRAM; we send <= 1000)."""
+PUSH_LIVE_WAIT = 3.0
+"""Seconds a registration's answer waits for the broker to take the new MQTT user."""
 _IDLE_WAKE = 3600.0
 """Seconds the timer task sleeps when the core has no deadline (a request wakes it)."""
 
@@ -135,8 +150,16 @@ class ServerConfig:
     origin: str | None = None
     """``https://host[:port]`` used in every URI; None: ``https://localhost:{port}``."""
     clock: Callable[[], float] = time.time
+    """Wall clock: timestamps on the wire and in the database, token and code expiry."""
+    monotonic: Callable[[], float] = time.monotonic
+    """Clock of deadlines (ring timeout, idle timer, far end): a wall-clock step moves none."""
     oauth: IssuerSettings = field(default_factory=IssuerSettings)
     """The ``[oauth]`` section: clients, lifetimes, polling interval."""
+    webtransport: bool = True
+    """Announce WebTransport in SETTINGS and accept sessions; False: media byways only."""
+    max_handlers_per_account: int = MAX_HANDLERS_PER_ACCOUNT
+    quic_limits: QuicLimits = field(default_factory=QuicLimits)
+    """Concurrent QUIC connections, Retry under load (``[server] max_connections``...)."""
 
 
 BIND_TRIES = 20
@@ -162,6 +185,8 @@ class _Request:
     buffered: int = 0
     """Body bytes received and not yet taken by the handler (bounded: MAX_BUFFERED_BODY)."""
     refused: bool = False
+    device: str | None = None
+    """The device the bearer token speaks for (``core.Caller.device``), once authenticated."""
 
     async def take(self) -> bytes | None:
         """The next body piece, or None at its end."""
@@ -185,8 +210,10 @@ class _Connection(QuicConnectionProtocol):
     def __init__(self, quic: QuicConnection, server: RunningServer, **kw: Any) -> None:
         super().__init__(quic, **kw)
         self.server = server
-        self.h3 = H3Connection(quic)
+        self.h3 = H3Connection(quic, enable_webtransport=server.config.webtransport)
         self.requests: dict[int, _Request] = {}
+        self.sessions: dict[int, _WtSession] = {}
+        """Open WebTransport sessions by CONNECT stream id (datagrams name their session)."""
         self.tasks: dict[int, asyncio.Task[None]] = {}
         self._wrote = False  # response data queued since the last transmit
         server._connections.add(self)
@@ -252,6 +279,18 @@ class _Connection(QuicConnectionProtocol):
                     pending.chunks.put_nowait(event.data)
                 if event.stream_ended:
                     pending.chunks.put_nowait(None)
+        elif isinstance(event, DatagramReceived):
+            session = self.sessions.get(event.stream_id)
+            if session is not None:
+                self.server._media_datagram(session, event.data)
+            # else: a datagram of no open session (one just ended): dropped, like a lost one
+
+    def send_datagrams(self, stream_id: int, datagrams: list[bytes]) -> None:
+        """HTTP/3 datagrams on a WebTransport session; one transmit this loop turn for all."""
+        for datagram in datagrams:
+            self.h3.send_datagram(stream_id, datagram)
+        self._wrote = True
+        self._transmit_soon()
 
     def _refuse_body(self, request: _Request) -> None:
         """A body nobody reads (a held GET's) or faster than it is read: stop the sender.
@@ -340,12 +379,16 @@ class RunningServer:
         self.port = 0
         self.origin = ""
         self.core: ProviderCore | None = None
-        self._endpoint: QuicServer | None = None
+        self._endpoint: BoundedQuicServer | None = None
+        self._authenticated: weakref.WeakSet[_Connection] = weakref.WeakSet()
+        """Connections that made a request with a valid token: never closed for room."""
         self._https: HttpsListener | None = None
         self.login: LoginWeb | None = None
         self._connections: set[_Connection] = set()
         self._reverse: dict[str, set[asyncio.Queue[Event]]] = {}
         self._media: dict[str, _Media] = {}
+        self.sessions_opened = 0
+        """WebTransport sessions accepted since the start (tests and logs)."""
         self._wake = asyncio.Event()
         self._timer: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -362,13 +405,23 @@ class RunningServer:
             loop.call_soon_threadsafe(self._wake.set)
 
     @property
+    def quic(self) -> BoundedQuicServer | None:
+        """The QUIC listener: its connection count and what its limits did."""
+        return self._endpoint
+
+    @property
     def _core(self) -> ProviderCore:
         assert self.core is not None
         return self.core
 
     async def _start(self) -> None:
         config = self.config
-        quic = QuicConfiguration(is_client=False, alpn_protocols=list(H3_ALPN))
+        quic = QuicConfiguration(
+            is_client=False,
+            alpn_protocols=list(H3_ALPN),
+            # H3_DATAGRAM (announced with WebTransport) needs the transport parameter.
+            max_datagram_frame_size=MAX_DATAGRAM_FRAME if config.webtransport else None,
+        )
         quic.load_cert_chain(self.ca.server_cert_file, self.ca.server_key_file)
         loop = asyncio.get_running_loop()
         self._loop = loop
@@ -378,7 +431,12 @@ class RunningServer:
         tls = tls_context(self.ca.server_cert_file, self.ca.server_key_file)
         for attempt in range(BIND_TRIES):
             _, endpoint = await loop.create_datagram_endpoint(
-                lambda: QuicServer(configuration=quic, create_protocol=factory),
+                lambda: BoundedQuicServer(
+                    configuration=quic,
+                    create_protocol=factory,
+                    limits=config.quic_limits,
+                    trusted=self._authenticated.__contains__,
+                ),
                 local_addr=(config.host, config.port),
             )
             self._endpoint = endpoint
@@ -399,7 +457,13 @@ class RunningServer:
         self.origin = (config.origin or f"https://localhost:{self.port}").rstrip("/")
         db_path = config.state_dir / "provider.sqlite3"
         self.core = ProviderCore(
-            str(db_path), config.accounts, self.origin, config.clock, config.oauth
+            str(db_path),
+            config.accounts,
+            self.origin,
+            config.clock,
+            config.oauth,
+            max_handlers_per_account=config.max_handlers_per_account,
+            monotonic=config.monotonic,
         )
         self.login = LoginWeb(self.core.issuer)
 
@@ -438,7 +502,7 @@ class RunningServer:
             self.core.close()
 
     async def _run_timer(self) -> None:
-        await run_deadlines(self._core, self.config.clock, self._wake)
+        await run_deadlines(self._core, self.config.monotonic, self._wake)
 
     # ------------------------------------------------------------------ routing
 
@@ -457,6 +521,7 @@ class RunningServer:
             # Certificates are public data: any verifier may dereference x5u.
             return self._get_cert(conn, sid, path)
         account = self._authenticate(request)
+        self._authenticated.add(conn)
         core = self._core
         uri = self.origin + path
         if path == f"{ROOT}/providertgs":
@@ -468,7 +533,8 @@ class RunningServer:
             return conn.respond(sid, 200, core.trunk_group(account).to_bytes(), JSON)
         if path == f"{tg_path}/handlers":
             self._allow(method, "POST")
-            described = core.register_handler(account, await request.body())
+            described = core.register_handler(account, await request.body(), request.device)
+            await self._push_live()
             location = described.uri or ""
             return conn.respond(sid, 201, described.to_bytes(), JSON, [("location", location)])
         if path.startswith(f"{tg_path}/handlers/") and path.count("/") == 4:
@@ -483,7 +549,7 @@ class RunningServer:
             if method == "GET":
                 return conn.respond(sid, 200, core.list_calls(account).to_bytes(), JSON)
             body = await request.body()
-            call = core.place_call(account, body, self._passport_check(account))
+            call = core.place_call(account, body, self._passport_check(account), request.device)
             headers = [("location", call.uri), *self._leg_cookie(call.uri)]
             return conn.respond(sid, 201, call.to_bytes(), JSON, headers)
         if path.startswith("/calls/"):
@@ -492,8 +558,12 @@ class RunningServer:
                 return await self._call(conn, request, account, uri)
             if len(parts) == 4 and parts[3] == "media":
                 call_uri = uri.rsplit("/", 1)[0]
-                self._allow(method, "GET", "PUT")
+                self._allow(method, "GET", "PUT", "CONNECT")
+                if method == "CONNECT":
+                    self._check_webtransport(request)
                 core.check_media_leg(account, call_uri, _cookie(request, LEG_COOKIE))
+                if method == "CONNECT":
+                    return await self._media_session(conn, request, account, call_uri)
                 if method == "GET":
                     return await self._media_get(conn, sid, account, call_uri)
                 return await self._media_put(conn, request, account, call_uri)
@@ -505,6 +575,20 @@ class RunningServer:
                 return await self._forward_byway(conn, request, account, call_uri)
         raise RiptHttpError(404, f"there is no resource at {path}")
 
+    async def _push_live(self) -> None:
+        """Wait (without blocking the loop) until a new handler's MQTT user works at the broker.
+
+        The answer then carries credentials the phone can log in with at once.  Past
+        PUSH_LIVE_WAIT it goes anyway: the phone retries its MQTT login with back-off.
+        """
+        settled = self._core.push_settled
+        if settled is None:
+            return
+        try:
+            await asyncio.wait_for(asyncio.wrap_future(settled()), PUSH_LIVE_WAIT)
+        except TimeoutError:
+            log.warning("push: the broker has not taken the new handler yet; answering anyway")
+
     @staticmethod
     def _allow(method: str, *allowed: str) -> None:
         if method not in allowed:
@@ -512,29 +596,45 @@ class RunningServer:
                 405, f"{method} is not allowed here (allowed: {', '.join(allowed)})"
             )
 
+    def _check_webtransport(self, request: _Request) -> None:
+        """An extended CONNECT must ask for WebTransport, and this provider must offer it."""
+        protocol = request.headers.get(":protocol")
+        if protocol != "webtransport":
+            raise RiptHttpError(
+                400, f"CONNECT on a media resource needs :protocol webtransport, not {protocol!r}"
+            )
+        if not self.config.webtransport:
+            raise RiptHttpError(
+                501, "WebTransport is turned off on this provider: use the media byways"
+            )
+
     def _authenticate(self, request: _Request) -> Account:
         value = request.headers.get("authorization", "")
         scheme, _, token = value.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise RiptHttpError(401, "a valid bearer token is required")
-        account = self._core.authenticate(token.strip())
-        if account is None:
+        caller = self._core.caller(token.strip())
+        if caller is None:
             # Never echo the token: it is a secret.
             raise _InvalidTokenError(401, "the bearer token is unknown, expired or revoked")
-        return account
+        request.device = caller.device
+        return caller.account
 
     async def _handler(
         self, conn: _Connection, request: _Request, account: Account, uri: str
     ) -> None:
         core, sid, method = self._core, request.stream_id, request.method
         self._allow(method, "GET", "PUT", "DELETE")
+        device = request.device
         if method == "GET":
-            conn.respond(sid, 200, core.get_handler(account, uri).to_bytes(), JSON)
+            conn.respond(sid, 200, core.get_handler(account, uri, device).to_bytes(), JSON)
         elif method == "PUT":
             body = await request.body()
-            conn.respond(sid, 200, core.update_handler(account, uri, body).to_bytes(), JSON)
+            described = core.update_handler(account, uri, body, device)
+            await self._push_live()
+            conn.respond(sid, 200, described.to_bytes(), JSON)
         else:
-            core.delete_handler(account, uri)
+            core.delete_handler(account, uri, device)
             conn.respond(sid, 204)
 
     async def _call(self, conn: _Connection, request: _Request, account: Account, uri: str) -> None:
@@ -543,7 +643,7 @@ class RunningServer:
             conn.respond(sid, 200, core.get_call(account, uri).to_bytes(), JSON)
         elif method == "POST":
             body = await request.body()
-            call = core.claim_call(account, uri, body)
+            call = core.claim_call(account, uri, body, request.device)
             if uri in self._media:
                 self._media_state(account, uri)  # a new handler: new key, old GETs refused
             conn.respond(sid, 200, call.to_bytes(), JSON, self._leg_cookie(uri))
@@ -676,6 +776,7 @@ class RunningServer:
         if media is not None:
             if media.generator is not None:
                 media.generator.cancel()
+            media.end_sessions()
             for held in media.waiting:
                 if not held.done():
                     held.future.set_exception(RiptHttpError(404, f"the call {call_uri} is over"))
@@ -697,6 +798,7 @@ class RunningServer:
                 # The key changes only with the handler: what is held belongs to the old one.
                 if media.generator is not None:
                     media.generator.cancel()
+                media.end_sessions()
                 refusal = RiptHttpError(409, f"call {call_uri} is now handled by {call.handler}")
                 for held in media.waiting:
                     if not held.done():
@@ -732,6 +834,58 @@ class RunningServer:
         acks = media.sender.acks(media.receiver.take_pending_acks(now))
         conn.respond(request.stream_id, 200, frame(acks), MEDIA)
 
+    async def _media_session(
+        self, conn: _Connection, request: _Request, account: Account, call_uri: str
+    ) -> None:
+        """A WebTransport session on ``{call}/media``: answered 200, held until it ends."""
+        media = self._media_state(account, call_uri)  # 404 when the call is over
+        sid = request.stream_id
+        session = _WtSession(conn, request, call_uri, media)
+        conn.send_headers(sid, 200, [])
+        conn.sessions[sid] = session
+        media.add_session(session)
+        self.sessions_opened += 1
+        log.info("webtransport session open call=%s stream=%d", call_uri, sid)
+        try:
+            # Nothing is read from the stream (no capsule is used): its end, a reset,
+            # the connection's loss or end_sessions() end the session.
+            while await request.take() is not None:
+                pass
+        finally:
+            conn.sessions.pop(sid, None)
+            media.drop_session(session)
+            log.info("webtransport session closed call=%s stream=%d", call_uri, sid)
+        conn.send_data(sid, b"", end=True)  # raises _GONE after a reset: nothing to say
+
+    def _media_datagram(self, session: _WtSession, data: bytes) -> None:
+        """One datagram of a session: a body of chunks, as a PUT's (acks leave on datagrams)."""
+        media = session.media
+        if self._media.get(session.call_uri) is not media:
+            return  # the call ended or changed handler since the session opened
+        now = time.monotonic()
+        result = media.receiver.receive(data, now)
+        for ack in result.acks:
+            media.sender.on_ack(ack, now)
+        if media.echo:
+            for chunk in result.media:
+                stream = (chunk.source, chunk.sink, chunk.payload_type)
+                self._send_frame(
+                    media, session.call_uri, stream, chunk.timestamp, chunk.payload, now=now
+                )
+        if media.receiver.has_pending_acks and media.ack_timer is None:
+            # Acks ride on the next media datagram; alone once the oldest waited ACK_HOLD.
+            loop = asyncio.get_running_loop()
+            media.ack_timer = loop.call_later(ACK_HOLD, self._lone_acks, session.call_uri, media)
+
+    def _lone_acks(self, call_uri: str, media: _Media) -> None:
+        media.ack_timer = None
+        if self._media.get(call_uri) is not media or not media.sessions:
+            return
+        if media.receiver.has_pending_acks:
+            acks = media.sender.acks(media.receiver.take_pending_acks(time.monotonic()))
+            session = media.sessions[-1]
+            session.conn.send_datagrams(session.stream_id, pack_datagrams(acks))
+
     def _send_frame(
         self,
         media: _Media,
@@ -742,7 +896,13 @@ class RunningServer:
         *,
         now: float,
     ) -> None:
-        """Answer the most recent open ``GET {call}/media`` with one chunk, or media-panic."""
+        """Send one chunk on the newest session, else the newest open GET, else media-panic."""
+        if media.sessions:
+            session = media.sessions[-1]
+            source, sink, payload_type = stream
+            encoded = media.sender.media(source, sink, payload_type, timestamp_ms, payload, now=now)
+            session.conn.send_datagrams(session.stream_id, _datagrams(media, encoded, now))
+            return
         while media.waiting:
             held = media.waiting.pop()
             if held.done():
@@ -800,6 +960,14 @@ class RunningServer:
                 media.waiting.remove(held)
 
 
+def _datagrams(media: _Media, chunk: bytes, now: float) -> list[bytes]:
+    """``chunk`` with the acks owed, packed greedily into datagrams of at most 1000 bytes."""
+    if not media.receiver.has_pending_acks:
+        return [frame((chunk,))]  # a sealed chunk is at most 998 bytes: it fits alone
+    acks = media.sender.acks(media.receiver.take_pending_acks(now))
+    return pack_datagrams([chunk, *acks], DATAGRAM_LIMIT)
+
+
 def _cookie(request: _Request, name: str) -> str | None:
     """The value of cookie ``name`` in the request's ``Cookie`` header, or None."""
     for pair in request.headers.get("cookie", "").split(";"):
@@ -827,8 +995,26 @@ class _HeldGet:
 
 
 @dataclass(slots=True)
+class _WtSession:
+    """One WebTransport session: its CONNECT stream, on one connection, for one call."""
+
+    conn: _Connection
+    request: _Request
+    call_uri: str
+    media: _Media
+
+    @property
+    def stream_id(self) -> int:
+        return self.request.stream_id
+
+    def end(self) -> None:
+        """End the session from our side: its task stops holding it and closes the stream."""
+        self.request.chunks.put_nowait(None)
+
+
+@dataclass(slots=True)
 class _Media:
-    """One call's media byways: chunk state and the open GETs, oldest first."""
+    """One call's media: chunk state, the open GETs (oldest first) and WebTransport sessions."""
 
     key: MediaKey | None
     keys: MediaKeys | None
@@ -836,12 +1022,33 @@ class _Media:
     echo: bool = False
     generator: asyncio.Task[None] | None = None
     last_panic: float = float("-inf")
+    sessions: list[_WtSession] = field(default_factory=list)
+    """Open sessions of the call's current handler, oldest first; media goes to the last."""
+    ack_timer: asyncio.TimerHandle | None = None
     sender: ChunkSender = field(init=False)
     receiver: ChunkReceiver = field(init=False)
 
     def __post_init__(self) -> None:
         self.sender = ChunkSender(Direction.S2C, self.keys)
         self.receiver = ChunkReceiver(Direction.C2S, self.keys)
+
+    def add_session(self, session: _WtSession) -> None:
+        self.sessions.append(session)
+        while len(self.sessions) > MAX_SESSIONS:
+            self.sessions.pop(0).end()
+
+    def drop_session(self, session: _WtSession) -> None:
+        with contextlib.suppress(ValueError):
+            self.sessions.remove(session)
+
+    def end_sessions(self) -> None:
+        """The call ended or changed handler: its sessions end (their tasks close them)."""
+        sessions, self.sessions = self.sessions, []
+        for session in sessions:
+            session.end()
+        if self.ack_timer is not None:
+            self.ack_timer.cancel()
+            self.ack_timer = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -53,11 +53,13 @@ WAIT = 15.0
 class Provider:
     """The reference provider on a thread of its own."""
 
-    def __init__(self, state_dir: Path, port: int = 0) -> None:
+    def __init__(self, state_dir: Path, port: int = 0, *, webtransport: bool = True) -> None:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
-        config = ServerConfig(state_dir=state_dir, accounts=ACCOUNTS, port=port)
+        config = ServerConfig(
+            state_dir=state_dir, accounts=ACCOUNTS, port=port, webtransport=webtransport
+        )
         self.server: RunningServer = asyncio.run_coroutine_threadsafe(
             serve(config), self.loop
         ).result(10)

@@ -126,7 +126,7 @@ def test_an_echo_call_brings_the_tone_back_over_sealed_acknowledged_chunks(
             time.sleep(2.0)
             call = phone.status()["call"]
             assert (call["peer"], call["state"]) == (ECHO, "answered")
-            assert (call["codec"], call["transport"]) == ("opus", "byways")
+            assert (call["codec"], call["transport"]) == ("opus", "webtransport")
             stats = call["stats"]
             # The far end echoes only chunks it opened with the call's media key, and
             # the phone opens what comes back with the same key: sealed both ways.

@@ -302,6 +302,7 @@ def test_defaults_and_server_config(tmp_path: Path) -> None:
     config = load_config(path)
     server = config.server_config()
     assert (server.host, server.port, server.origin) == ("127.0.0.1", 4433, None)
+    assert server.webtransport is True
     assert server.state_dir == Path("/abs/state")
     assert list(server.accounts) == ["bob"]
 
@@ -318,6 +319,8 @@ _S = '[server]\nstate_dir="s"\n[accounts.a]\nnumbers="+14085551002"\n'
         ('[server]\nstate_dir="s"\norigin="http://x"', "[server] origin:"),
         ('[server]\nstate_dir="s"\norigin="https://x/path"', "[server] origin:"),
         ('[server]\nstate_dir="s"\norigin="https://x:99999"', "[server] origin:"),
+        ('[server]\nstate_dir="s"\nwebtransport=1', "[server] webtransport: must be true or"),
+        ('[server]\nstate_dir="s"\nwebtransport="no"', "[server] webtransport: must be true"),
         ("[server]\nport=1", "[server] state_dir: is required"),
         ('[server]\nstate_dir=""', "[server] state_dir:"),
         ('[server]\nstate_dir="s"', "[accounts]: is required"),
@@ -357,3 +360,11 @@ def test_origin_is_kept_without_final_slash(tmp_path: Path) -> None:
     config = load_config(path)
     assert config.origin == "https://phone.example:8443"
     assert config.state_dir == tmp_path / "s"
+
+
+def test_webtransport_can_be_turned_off(tmp_path: Path) -> None:
+    path = tmp_path / "p.toml"
+    path.write_text(
+        '[server]\nstate_dir="s"\nwebtransport=false\n[accounts.a]\nnumbers="+14085551002"\n'
+    )
+    assert load_config(path).server_config().webtransport is False

@@ -65,6 +65,7 @@ from riptphone.app.outputs import (
     Tone,
 )
 from riptphone.ui import model
+from riptphone.ui import text as t
 
 ROOT = Path(__file__).resolve().parents[2]
 U1 = "https://ript.example/calls/1"
@@ -612,6 +613,22 @@ def test_hanging_up_before_the_call_is_named_hangs_it_up_later() -> None:
 
 
 # ---------------------------------------------------------------- outbound call
+
+
+def test_a_lost_audio_device_shows_on_the_call_screen_until_it_returns() -> None:
+    phone = online()
+    phone.feed(HookOff())
+    phone.keys("14089529999")
+    phone.feed(CallProgress(U1, "in-call", "OPUS", 4))
+    phone.feed(CallProgress(U1, "in-call", "OPUS", 3, no_audio=True))
+    screen = shown(phone)
+    assert isinstance(screen, model.InCall)
+    assert (screen.codec, screen.quality, screen.no_audio) == ("OPUS", 3, True)
+    assert "no audio device" in t.lines(screen)
+    phone.feed(CallProgress(U1, "in-call", "OPUS", 3))
+    screen = shown(phone)
+    assert isinstance(screen, model.InCall) and not screen.no_audio
+    assert "OPUS  q 3/4" in t.lines(screen)
 
 
 def test_an_outbound_call_from_alerting_to_hang_up() -> None:

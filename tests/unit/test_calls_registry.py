@@ -233,6 +233,35 @@ def test_quality_bars_from_the_second_reading() -> None:
     assert fed == [CallProgress(CALL_URI, "in-call", "opus", 1)]
 
 
+def test_a_lost_audio_device_is_said_at_once_and_its_return_too() -> None:
+    fed: list[Input] = []
+    media = FakeMedia()
+    active = call()
+    active.state = CallState.ACTIVE
+    runners = [FakeRunner(active, media)]
+
+    async def measure() -> None:
+        meter = QualityMeter(lambda: runners, fed.append)  # type: ignore[arg-type,return-value]
+        media.counters = counters(100, 0, 100)
+        media.audio = "no audio device (earpiece: No such device)"
+        meter.measure()  # the first reading: no bars yet, but the device is gone
+        media.counters = counters(200, 0, 200)
+        meter.measure()  # bars, still no device
+        media.counters = counters(300, 0, 300)
+        meter.measure()  # bars again (every reading that has some), still no device
+        media.audio = None
+        meter.measure()  # no new chunks (no bars), the device is back: keep the last bars
+        meter.close()
+
+    asyncio.run(measure())
+    assert fed == [
+        CallProgress(CALL_URI, "in-call", "opus", None, True),
+        CallProgress(CALL_URI, "in-call", "opus", 4, True),
+        CallProgress(CALL_URI, "in-call", "opus", 4, True),
+        CallProgress(CALL_URI, "in-call", "opus", 4, False),
+    ]
+
+
 def test_quality_stops_without_an_active_call() -> None:
     async def measure() -> bool:
         meter = QualityMeter(lambda: [FakeRunner(call(), FakeMedia())], print)  # type: ignore[arg-type,return-value]

@@ -16,6 +16,7 @@ from ript.protocol.events import CallStatus, Direction
 from ript.protocol.media_crypto import MediaKeys
 from ript.protocol.media_streams import ChunkReceiver, ChunkSender
 from riptphone.calls.media import NO_ACTIVITY, MediaActivity, MediaSession
+from riptphone.calls.transport import BywaysTransport
 from riptphone.net.h3 import H3Client
 from riptphone.net.ript_client import MediaByways
 
@@ -47,7 +48,7 @@ def session(clock: Clock) -> MediaSession:
         media_key=KEY,
     )
     return MediaSession(
-        MediaByways(H3Client(), f"{CALL}/media", {}),
+        BywaysTransport(MediaByways(H3Client(), f"{CALL}/media", {})),
         media_key=KEY,
         client_directives=description.client_directives,
         capture_device="unused",
@@ -133,7 +134,7 @@ def test_traffic_is_noted_for_the_runner_and_never_touches_the_call() -> None:
     clock = Clock()
     byways = _HeldPuts()
     media = MediaSession(
-        byways,
+        BywaysTransport(byways),
         media_key=KEY,
         client_directives="1 to 1: opus;",
         capture_device="unused",
@@ -173,7 +174,7 @@ def test_chunk_timestamps_are_the_wall_clock_time_of_their_first_sample() -> Non
     byways = _HeldPuts()
     started = 1_765_000_000.123  # the wall clock when the session starts
     media = MediaSession(
-        byways,
+        BywaysTransport(byways),
         media_key=KEY,
         client_directives="1 to 1: opus;",
         capture_device="unused",

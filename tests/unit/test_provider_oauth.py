@@ -346,7 +346,11 @@ def test_a_version_1_database_is_migrated(db_path: Path, clock: Clock) -> None:
     conn = sqlite3.connect(db_path)
     conn.executescript(
         "CREATE TABLE tokens (token_sha256 TEXT PRIMARY KEY, account TEXT NOT NULL, "
-        "created REAL NOT NULL, expires REAL); PRAGMA user_version = 1;"
+        "created REAL NOT NULL, expires REAL); "
+        # The handlers table of version 1 (version 3 adds its owner column).
+        "CREATE TABLE handlers (uri TEXT PRIMARY KEY, account TEXT NOT NULL, "
+        "handler_id TEXT NOT NULL, name TEXT, advertisement TEXT NOT NULL, push TEXT, "
+        "created REAL NOT NULL, UNIQUE (account, handler_id)); PRAGMA user_version = 1;"
     )
     conn.close()
     db = ProviderDb(db_path)

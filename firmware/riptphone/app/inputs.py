@@ -151,6 +151,7 @@ class CallProgress(Input):
     state: CallPhase
     codec: str | None = None
     quality: int | None = None
+    no_audio: bool = False  # the microphone or earpiece is gone (retried every second)
 
 
 @dataclass(frozen=True, slots=True)

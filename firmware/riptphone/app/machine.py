@@ -134,6 +134,7 @@ class _Call:
     alerting: bool = False
     codec: str | None = None
     quality: int | None = None
+    no_audio: bool = False
     reconnecting: bool = False
     device: str | None = None
     pulling: bool = False
@@ -871,7 +872,7 @@ class PhoneMachine:
         call.answered = True
         call.pulling = False
         call.talk_from = self._now
-        call.codec, call.quality = event.codec, event.quality
+        call.codec, call.quality, call.no_audio = event.codec, event.quality, event.no_audio
         self._state = State.IN_CALL
 
     def _progress_answering(self, event: CallProgress) -> None:
@@ -885,7 +886,7 @@ class PhoneMachine:
         """codec and quality on screen"""
         call = self._call
         if call is not None and call.uri == event.uri:
-            call.codec, call.quality = event.codec, event.quality
+            call.codec, call.quality, call.no_audio = event.codec, event.quality, event.no_audio
         else:
             self._progress_stray(event)
 

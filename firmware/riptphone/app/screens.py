@@ -65,6 +65,7 @@ def make_screen(m: PhoneMachine) -> Screen:
         call.peer_name,
         codec=call.codec,
         quality=call.quality,
+        no_audio=call.no_audio,
         muted=m.muted,
         reconnecting=call.reconnecting,
         volume=m.volume if m._volume_until is not None else None,

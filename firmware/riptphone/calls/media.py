@@ -1,22 +1,24 @@
-"""One call's audio over the media byways: microphone to ``PUT``, ``GET`` to earpiece.
+"""One call's audio: microphone to chunks to the transport, chunks from it to earpiece.
 
 A :class:`MediaSession` is started when the call machine says ``OpenMedia``
 and stopped on ``CloseMedia``, ``CloseByways`` or the end of the call.  It
 runs on the daemon's asyncio loop; the two ALSA adapters run their blocking
 I/O on their own threads and post frames into the loop.
 
+The bodies travel on the leg's :mod:`~riptphone.calls.transport` (one
+WebTransport datagram each, or one media-byway ``PUT`` each and held
+``GET`` requests), chosen before the session is built; the session only encodes,
+seals, opens and decodes.
+
 * Send: every 20 ms capture frame is encoded (PCMU at 8 kHz or Opus at
   48 kHz, whichever the client directive's first stream names first), sealed
-  by a :class:`ChunkSender` and sent as one ``PUT {call}/media`` whose body
-  is the framed chunk followed by the acks owed to the provider.  Each reply
-  holds the provider's acks of our chunks.  At most :data:`MAX_PUTS` PUTs are
-  in flight; beyond that the oldest is cancelled (counted in ``puts_dropped``)
-  so a stalled path yields recent audio, not a growing backlog.
-* Receive: :data:`GETS` ``GET {call}/media`` are kept open; each answer is
-  one framed body, opened by a :class:`ChunkReceiver`, and its media chunks go
+  by a :class:`ChunkSender` and handed to the transport as one body: the
+  framed chunk followed by the acks owed to the provider.
+* Receive: every body the transport delivers (a datagram, a PUT's reply, a
+  GET's answer) is opened by a :class:`ChunkReceiver`, and its media chunks go
   into a :class:`JitterBuffer`; a playout task pops it every 20 ms, decodes,
-  and writes the PCM to the earpiece.  The GET is reopened at once.
-* Acks owed are carried by the next PUT, or sent alone once the oldest has
+  and writes the PCM to the earpiece.
+* Acks owed are carried by the next body, or sent alone once the oldest has
   waited ``ACK_HOLD`` (60 ms) with no media going out.
 
 The session never touches the call machine: it notes when media last came
@@ -29,7 +31,6 @@ machine's no-media and no-ack timers see the traffic.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import deque
@@ -47,21 +48,14 @@ from ript.protocol.descriptions import MediaKey
 from ript.protocol.events import Direction
 from ript.protocol.media_crypto import MediaKeyError, MediaKeys
 from ript.protocol.media_streams import ChunkReceiver, ChunkSender
+from riptphone.calls.transport import MediaTransport
 from riptphone.hw.alsa import AlsaCapture, AlsaPlayback
 from riptphone.hw.audio import AudioError
-from riptphone.net.ript_client import MediaByways, RiptError
 
 log = logging.getLogger(__name__)
 
 CARRIED = ("pcmu", "opus")
 """The codecs of :mod:`ript.media.codecs` this session sends, in the order it picks them."""
-GETS = 20
-"""Reverse media GETs kept open (profile section 7)."""
-MAX_PUTS = 10
-"""PUTs in flight before the oldest is given up."""
-GET_RETRY_S = 0.2
-"""Pause before reopening a GET that failed (not one that was answered)."""
-
 
 DTMF_FRAMES = 5  # 100 ms of tone, above the 40 ms minimum of ITU-T Q.24
 DTMF_GAP_FRAMES = 2
@@ -139,7 +133,8 @@ class MediaStats:
     """One leg's media counters: the control socket's ``call.stats`` (docs/control-socket.md).
 
     Chunk counts cover the whole leg (numbering carries on over re-established
-    byways); the PUT, GET and playout counters are this session's.
+    byways); the PUT, GET and playout counters are this session's (over
+    WebTransport ``put_failures`` counts bodies the ended session could not carry).
     """
 
     sealed: bool
@@ -185,7 +180,7 @@ class MediaSession:
 
     def __init__(
         self,
-        byways: MediaByways,
+        transport: MediaTransport,
         *,
         media_key: MediaKey | None,
         client_directives: str | None,
@@ -197,7 +192,7 @@ class MediaSession:
     ) -> None:
         self.key = media_key
         self.directives = client_directives
-        self._byways = byways
+        self._transport = transport
         self._clock = clock
         self._received_at: float | None = None
         self._acked = False
@@ -233,14 +228,10 @@ class MediaSession:
         self._capture: AlsaCapture | None = None
         self._playback: AlsaPlayback | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        self._puts: deque[asyncio.Task[None]] = deque()
         self._acks_owed = asyncio.Event()
         self._stopped = False
         self._dtmf: deque[bytes] = deque()
         self.muted = False
-        self.puts_dropped = 0
-        self.put_failures = 0
-        self.get_failures = 0
         self.frames_played = 0
         self.bad_frames = 0
 
@@ -248,10 +239,16 @@ class MediaSession:
     def codec(self) -> str:
         return self._codec.payload_type.name
 
+    @property
+    def transport(self) -> str:
+        """``webtransport`` or ``byways``."""
+        return self._transport.name
+
     def stats(self) -> MediaStats:
         """The leg's media counters; see :class:`MediaStats`."""
         sent = self._sender.stats()
         received = self._receiver.stats()
+        transport = self._transport
         return MediaStats(
             sealed=self.key is not None,
             chunks_sent=sent.sent,
@@ -263,9 +260,9 @@ class MediaSession:
             malformed=received.malformed,
             duplicates=received.duplicates,
             late=received.late,
-            puts_dropped=self.puts_dropped,
-            put_failures=self.put_failures,
-            get_failures=self.get_failures,
+            puts_dropped=transport.puts_dropped,
+            put_failures=transport.put_failures,
+            get_failures=transport.get_failures,
             frames_played=self.frames_played,
             bad_frames=self.bad_frames,
             rtt_ms=None if sent.rtt_avg is None else round(sent.rtt_avg * 1000, 1),
@@ -294,7 +291,7 @@ class MediaSession:
         return activity
 
     def start(self) -> None:
-        """Open the audio devices and the byways; AudioDeviceError if a device is unusable."""
+        """Open the audio devices, start the transport; AudioDeviceError if a device is unusable."""
         loop = asyncio.get_running_loop()
         rate = self._codec.rate
         playback = AlsaPlayback(self._playback_device, rate)
@@ -306,34 +303,34 @@ class MediaSession:
             playback.stop()
             raise
         self._playback, self._capture = playback, capture
-        for _ in range(GETS):
-            self._spawn(self._get_loop())
+        self._transport.start(self._take_body)
         self._spawn(self._ack_loop())
         self._spawn(self._playout())
 
     def stop(self) -> None:
-        """Cancel every task, reset the open GETs, stop the audio threads."""
+        """Cancel every task, stop the transport (GETs reset, session closed), stop the audio."""
         if self._stopped:
             return
         self._stopped = True
-        for task in list(self._tasks) + list(self._puts):
+        for task in list(self._tasks):
             task.cancel()
-        self._byways.close()
+        self._transport.stop()
         for device in (self._capture, self._playback):
             if device is not None:
                 device.stop()
         stats = self.stats()
         log.info(
-            "event=media_stopped codec=%s sent=%d received=%d acks=%d auth_failures=%d "
-            "played=%d puts_dropped=%d put_failures=%d",
+            "event=media_stopped codec=%s transport=%s sent=%d received=%d acks=%d "
+            "auth_failures=%d played=%d puts_dropped=%d put_failures=%d",
             self.codec,
+            self.transport,
             stats.chunks_sent,
             stats.chunks_received,
             stats.acks_received,
             stats.auth_failures,
             self.frames_played,
-            self.puts_dropped,
-            self.put_failures,
+            stats.puts_dropped,
+            stats.put_failures,
         )
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
@@ -381,33 +378,10 @@ class MediaSession:
             body = frame([chunk])
         if self._sent_unacked_at is None:
             self._sent_unacked_at = now
-        self._put(body)
-
-    def _put(self, body: bytes) -> None:
-        if len(self._puts) >= MAX_PUTS:
-            self._puts.popleft().cancel()
-            self.puts_dropped += 1
-        task = asyncio.get_running_loop().create_task(self._send_put(body))
-        self._puts.append(task)
-        task.add_done_callback(self._put_done)
-
-    def _put_done(self, task: asyncio.Task[None]) -> None:
-        with contextlib.suppress(ValueError):
-            self._puts.remove(task)
-
-    async def _send_put(self, body: bytes) -> None:
-        try:
-            status, answer = await self._byways.put(body)
-        except RiptError:
-            self.put_failures += 1
-            return
-        if 200 <= status < 300:
-            self._take_body(answer)
-        else:
-            self.put_failures += 1
+        self._transport.send(body)
 
     async def _ack_loop(self) -> None:
-        # Acks owed leave alone once the oldest has waited ACK_HOLD with no PUT taking them.
+        # Acks owed leave alone once the oldest has waited ACK_HOLD with no body taking them.
         while True:
             deadline = self._receiver.ack_deadline
             if deadline is None:
@@ -419,29 +393,9 @@ class MediaSession:
                 await asyncio.sleep(delay)
                 continue
             now = self._clock()
-            self._put(frame(self._sender.acks(self._receiver.take_pending_acks(now))))
+            self._transport.send(frame(self._sender.acks(self._receiver.take_pending_acks(now))))
 
     # ------------------------------------------------------------ receive
-
-    async def _get_loop(self) -> None:
-        while True:
-            try:
-                status, body = await self._byways.get()
-            except RiptError:
-                self.get_failures += 1
-                await asyncio.sleep(GET_RETRY_S)
-                continue
-            if 200 <= status < 300:
-                self._take_body(body)
-            elif status == 409:
-                # The call moved to another of the user's devices (protocol.md, inbound):
-                # this leg's media is over; the signalling byway says where it went.
-                self.get_failures += 1
-                return
-            else:
-                # A 404 means the call is over: the signalling byways will say so.
-                self.get_failures += 1
-                await asyncio.sleep(GET_RETRY_S)
 
     def _take_body(self, body: bytes) -> None:
         if self._stopped:

@@ -17,7 +17,9 @@ class QualityMeter:
     """Measures the active calls' media every ``every`` seconds while any is active.
 
     The bars go to the phone machine as ``CallProgress(uri, "in-call", codec,
-    quality)``; the first reading of a call only opens its window.
+    quality, no_audio)``; the first reading of a call only opens its window.
+    A lost or recovered audio device is said at the next reading, bars or not
+    (the screen's "no audio device" line).
     """
 
     def __init__(
@@ -32,6 +34,7 @@ class QualityMeter:
         self._every = every
         self._timer: asyncio.TimerHandle | None = None
         self._seen: dict[str, QualityWindow] = {}
+        self._shown: dict[str, tuple[int | None, bool]] = {}  # (quality, no audio) last fed
 
     @property
     def running(self) -> bool:
@@ -54,15 +57,19 @@ class QualityMeter:
             window = QualityWindow.now(media)
             before = self._seen.get(runner.call.uri)
             self._seen[runner.call.uri] = window
-            if before is None:
+            shown_quality, shown_no_audio = self._shown.get(runner.call.uri, (None, False))
+            quality = None if before is None else window.quality_since(before)
+            no_audio = media.audio_error() is not None
+            if quality is None and no_audio == shown_no_audio:
                 continue
-            quality = window.quality_since(before)
-            if quality is not None:
-                self._feed(CallProgress(runner.call.uri, "in-call", media.codec, quality))
+            quality = shown_quality if quality is None else quality
+            self._shown[runner.call.uri] = (quality, no_audio)
+            self._feed(CallProgress(runner.call.uri, "in-call", media.codec, quality, no_audio))
         if measuring:
             self.start()
         else:
             self._seen.clear()
+            self._shown.clear()
 
     def close(self) -> None:
         if self._timer is not None:

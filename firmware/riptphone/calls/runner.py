@@ -10,8 +10,10 @@ the description, claim the call) and the ones the phone cares about
 (``StateChanged``, ``CallEnded``, ``Ring``...) are passed to ``report``.
 
 ``OpenMedia`` starts a :class:`riptphone.calls.media.MediaSession` on the
-``[audio]`` devices (PCMU or Opus over the media byways); ``CloseMedia``,
-``CloseByways`` and the end of the call stop it.
+``[audio]`` devices (PCMU or Opus over a WebTransport session when the
+provider gives one, else over the media byways: :mod:`riptphone.calls.transport`);
+``CloseMedia``, ``CloseByways`` and the end of the call stop it.  Every
+re-establishment of the byways opens the leg's transport anew.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from ript.protocol.call import (
 from ript.protocol.errors import LocalProtocolError
 from ript.protocol.events import Event
 from riptphone.calls.media import NO_ACTIVITY, MediaError, MediaInfo, MediaSession
+from riptphone.calls.transport import open_transport
 from riptphone.config import AudioConfig
 from riptphone.hw.audio import AudioError
 from riptphone.net.ript_client import RiptClient, RiptError, SignallingByways
@@ -88,7 +91,7 @@ class CallRunner:
         media = self.media if self.media is not None else self._last_media
         if media is None:
             return None
-        return MediaInfo(media.codec.lower(), "byways", media.stats())
+        return MediaInfo(media.codec.lower(), media.transport, media.stats())
 
     def hangup(self) -> None:
         """Hang up (or cancel); harmless once the call is over."""
@@ -257,10 +260,10 @@ class CallRunner:
         self._stop_media()
         if self._before_media is not None:
             await self._before_media()
-        byways = await self.client.media_byways(action.uri)
+        transport = await open_transport(self.client, action.uri)
         try:
             media = MediaSession(
-                byways,
+                transport,
                 media_key=action.media_key,
                 client_directives=action.client_directives,
                 capture_device=self.audio.capture,
@@ -270,6 +273,7 @@ class CallRunner:
             )
             media.start()
         except (MediaError, AudioError) as exc:
+            transport.stop()
             if not self._media_failed:
                 self._media_failed = True
                 log.warning("event=media_failed call=%s reason=%r", self.call.uri, str(exc))
@@ -277,7 +281,12 @@ class CallRunner:
         self.media = self._last_media = media
         if self._on_media is not None:
             self._on_media(media)
-        log.info("event=media_started call=%s codec=%s", self.call.uri, media.codec)
+        log.info(
+            "event=media_started call=%s codec=%s transport=%s",
+            self.call.uri,
+            media.codec,
+            media.transport,
+        )
 
     def _stop_media(self) -> None:
         media, self.media = self.media, None

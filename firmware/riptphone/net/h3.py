@@ -8,6 +8,9 @@ opened lazily and opened again on the next request after it was lost.  On it:
   over time through a bounded buffer (:meth:`H3Stream.send` waits while the
   bytes queued but not yet acknowledged by the peer exceed the bound), the
   response body is an async iterator;
+* :meth:`H3Client.open_webtransport` for a WebTransport session (extended
+  CONNECT, draft-ietf-webtrans-http3 as aioquic speaks it): HTTP/3 datagrams
+  both ways, received ones handed to a callback as they arrive;
 * :meth:`H3Client.ping` (QUIC PING) and :meth:`H3Client.peer_settings`.
 
 aioquic's H3 layer hides stream resets, STOP_SENDING and connection loss; the
@@ -36,7 +39,7 @@ from urllib.parse import urlsplit
 import certifi
 from aioquic.asyncio.protocol import QuicConnectionProtocol
 from aioquic.h3.connection import H3_ALPN, ErrorCode, FrameType, H3Connection, Setting, StreamType
-from aioquic.h3.events import DataReceived, H3Event, HeadersReceived
+from aioquic.h3.events import DatagramReceived, DataReceived, H3Event, HeadersReceived
 from aioquic.quic import events as qe
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import NetworkAddress, QuicConnection
@@ -587,6 +590,62 @@ class H3Stream:
             self.reset()
 
 
+class WebTransportSession:
+    """One WebTransport session: its CONNECT stream and the HTTP/3 datagrams on it.
+
+    Received datagrams go to the ``on_datagram`` given to
+    :meth:`H3Client.open_webtransport`, called in the loop as each arrives.
+    :meth:`send_datagram` queues one datagram and lets the connection transmit
+    on its next turn (no task, no copy).  :meth:`close` resets the CONNECT stream,
+    which ends the session at the peer; the session also ends when the peer
+    ends or resets the stream or the connection goes (:attr:`ended`).
+    """
+
+    def __init__(self, state: _StreamState, url: str) -> None:
+        self._state = state
+        self._url = url
+        self._send = state.protocol.send_datagram
+        self._stream_id = state.stream_id
+
+    @property
+    def url(self) -> str:
+        return self._url
+
+    @property
+    def stream_id(self) -> int:
+        """The CONNECT stream's id (which datagrams name, divided by four)."""
+        return self._stream_id
+
+    async def response_headers(self) -> ResponseHead:
+        """The answer to the CONNECT: a 2xx opens the session."""
+        return await asyncio.shield(self._state.head)
+
+    @property
+    def ended(self) -> bool:
+        """The CONNECT stream ended or failed: no datagram will come or go any more."""
+        state = self._state
+        return state.ended or state.error is not None
+
+    def send_datagram(self, data: bytes) -> None:
+        """Queue one datagram (at most the peer's limit; the caller keeps it small).
+
+        Raises :class:`ConnectionLostError` when the connection is gone.
+        """
+        self._send(self._stream_id, data)
+
+    def close(self) -> None:
+        """End the session: no more datagrams are delivered; the stream is reset."""
+        state = self._state
+        state.protocol.end_webtransport(self._stream_id)
+        if state.ended and (state.sent_fin or state.send_error is not None):
+            return
+        state.protocol.abort(self._stream_id, H3_NO_ERROR)
+        state.fail(StreamResetError(self._stream_id, H3_NO_ERROR, by_peer=False))
+        state.ended = True
+        state.sent_fin = True
+        state.protocol.forget(state)
+
+
 # --------------------------------------------------------------------------- connection
 
 
@@ -631,6 +690,8 @@ class _H3Protocol(QuicConnectionProtocol):
         # Deferred requests (stream id, headers, end_stream) and the timer that sends them.
         self._held: list[tuple[int, list[tuple[bytes, bytes]], bool]] = []
         self._held_timer: asyncio.TimerHandle | None = None
+        # WebTransport sessions' datagram receivers, by CONNECT stream id.
+        self._datagram_sinks: dict[int, Callable[[bytes], None]] = {}
 
     # public, read-only views ---------------------------------------------------
 
@@ -697,6 +758,25 @@ class _H3Protocol(QuicConnectionProtocol):
         for stream_id, headers, end_stream in held:
             if stream_id in self._streams:
                 self._h3.send_headers(stream_id, headers, end_stream=end_stream)
+
+    def start_webtransport(
+        self, headers: list[tuple[bytes, bytes]], on_datagram: Callable[[bytes], None]
+    ) -> _StreamState:
+        """Send an extended CONNECT; datagrams of its session go to ``on_datagram``."""
+        state = self.start_request(headers, end_stream=False)
+        self._datagram_sinks[state.stream_id] = on_datagram
+        return state
+
+    def end_webtransport(self, stream_id: int) -> None:
+        self._datagram_sinks.pop(stream_id, None)
+
+    def send_datagram(self, stream_id: int, data: bytes) -> None:
+        # The 20 ms path: queue the datagram; one transmit per loop turn sends all.
+        if self._lost is not None:
+            raise self._lost
+        self._h3.send_datagram(stream_id, data)
+        self._wrote = True  # the ACK owed rides along
+        self._transmit_soon()
 
     def send_data(self, stream_id: int, data: bytes, end_stream: bool) -> None:
         self.check_usable()
@@ -839,9 +919,17 @@ class _H3Protocol(QuicConnectionProtocol):
         elif isinstance(event, DataReceived):
             state = self._streams.get(event.stream_id)
             if state is not None:
-                state.on_data(event.data, event.stream_ended)
+                # A WebTransport session's stream carries nothing we read (no capsule
+                # is used): keep only its end, so a peer cannot fill memory through it.
+                data = b"" if event.stream_id in self._datagram_sinks else event.data
+                state.on_data(data, event.stream_ended)
+        elif isinstance(event, DatagramReceived):
+            sink = self._datagram_sinks.get(event.stream_id)
+            if sink is not None:
+                sink(event.data)
+            # else: a datagram of a session we closed, or of none: dropped
         # Server pushes (aioquic's client allows push ids up to 8) belong to no
-        # request of ours and are ignored; datagrams wait for WebTransport support.
+        # request of ours and are ignored.
 
     def _watch_peer_uni_stream(self, stream_id: int, data: bytes) -> None:
         """Find the peer's control stream and read its frames, to see GOAWAY."""
@@ -915,6 +1003,7 @@ class _H3Protocol(QuicConnectionProtocol):
         for state in list(self._streams.values()):
             state.fail(error)
         self._streams.clear()
+        self._datagram_sinks.clear()
         if not self._settings.done():
             self._settings.set_exception(error)
             self._settings.exception()
@@ -1200,6 +1289,28 @@ class H3Client:
             data = await stream.read_all(limit)
             return Response(head.status, head.headers, data)
 
+    async def open_webtransport(
+        self,
+        url: str,
+        on_datagram: Callable[[bytes], None],
+        *,
+        headers: HeaderInput = None,
+        send_cookies: bool = True,
+    ) -> WebTransportSession:
+        """Send ``CONNECT`` with ``:protocol webtransport`` to ``url``; the session.
+
+        Await :meth:`WebTransportSession.response_headers` for the answer: a 2xx
+        opens it.  Check :meth:`peer_settings` first: a server that does not
+        announce WebTransport may close the connection over such a request.
+        """
+        target = _target(url)
+        hdrs = self._headers("CONNECT", target, headers, send_cookies)
+        hdrs.insert(1, (b":protocol", b"webtransport"))  # pseudo-headers come first
+        proto = await self._connection(target)
+        state = proto.start_webtransport(hdrs, on_datagram)
+        state.head.add_done_callback(lambda fut: self._cookies_from(target, fut))
+        return WebTransportSession(state, url)
+
     async def ping(self, url_or_origin: str) -> None:
         """Send a QUIC PING on the origin's connection and wait for its acknowledgement."""
         proto = await self.connection(url_or_origin)
@@ -1249,5 +1360,6 @@ __all__ = [
     "StreamResetError",
     "TLSVerificationError",
     "TrustConfigError",
+    "WebTransportSession",
     "parse_url",
 ]

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -37,7 +37,7 @@ from ript.protocol.jsonstream import (
     EventStreamWriter,
     InvalidEvent,
 )
-from riptphone.net.h3 import H3Client, H3Error, H3Stream, Response
+from riptphone.net.h3 import H3Client, H3Error, H3Stream, Response, WebTransportSession
 from riptphone.store import Registration, StateStore
 
 JSON = "application/json"
@@ -244,7 +244,7 @@ class RiptClient:
                     handler_uri=current.handler_uri,
                     tg_uri=tg.uri,
                     advertisement=advertisement,
-                    push=_push(updated) or current.push,
+                    push=_kept_push(_push(updated), current.push),
                 )
                 await asyncio.to_thread(store.save_registration, kept)
                 return kept, "updated"
@@ -342,6 +342,46 @@ class RiptClient:
             byways.close()
             raise RiptError(f"opening the signalling byways: {exc}") from exc
         return byways
+
+    async def media_webtransport(
+        self, call_uri: str, on_datagram: Callable[[bytes], None]
+    ) -> WebTransportSession | None:
+        """The leg's WebTransport session on ``{call}/media`` (profile section 8).
+
+        None when the provider's SETTINGS do not offer WebTransport; a refusal
+        (any status but 2xx, after one refresh and retry on 401) or a failure
+        raises :class:`RiptError`.  Sent with the origin's cookies, as the byways
+        (the ``ript-leg`` cookie names this leg).
+        """
+        url = f"{call_uri}/media"
+        try:
+            settings = await self.http.peer_settings(url)
+        except H3Error as exc:
+            raise RiptError(f"media session: {exc}") from exc
+        if not settings.webtransport:
+            return None
+        for attempt in range(2):
+            headers = await self._headers()
+            session: WebTransportSession | None = None
+            try:
+                session = await self.http.open_webtransport(url, on_datagram, headers=headers)
+                status = (await session.response_headers()).status
+            except H3Error as exc:
+                if session is not None:
+                    session.close()
+                raise RiptError(f"media session: {exc}") from exc
+            except BaseException:  # a timeout or cancellation: no half-open session left
+                if session is not None:
+                    session.close()
+                raise
+            if 200 <= status < 300:
+                return session
+            session.close()
+            if attempt == 0 and status == 401 and await self.credentials.refresh():
+                continue
+            why = _WHY.get(status, f"the provider answered {status}")
+            raise RiptError(f"media session on {url}: {why}", status)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def media_byways(self, call_uri: str) -> MediaByways:
         """The media byways of one call leg (``PUT``/``GET {call}/media``, profile section 7)."""
@@ -513,3 +553,22 @@ def _call(response: Response, what: str) -> CallDescription:
 
 def _push(handler: HandlerDescription) -> PushBinding | None:
     return handler.push
+
+
+def _kept_push(answered: PushBinding | None, stored: PushBinding | None) -> PushBinding | None:
+    """The push binding to keep after a ``PUT {handler}``.
+
+    A provider hands the password out only when it makes it (docs/protocol.md,
+    handlers): an answer without a binding, or with the same one minus its
+    password, keeps the stored binding; a new password (or broker) replaces it.
+    """
+    if answered is None:
+        return stored
+    if (
+        answered.password is None
+        and stored is not None
+        and (answered.broker, answered.topic, answered.username)
+        == (stored.broker, stored.topic, stored.username)
+    ):
+        return stored
+    return answered

@@ -98,6 +98,7 @@ class InCall:
     muted: bool = False
     reconnecting: bool = False  # byways being re-established (draft section 9.13)
     volume: int | None = None  # percent, shown for a moment after a change
+    no_audio: bool = False  # the audio device is gone: the call goes on, the device is retried
 
 
 @dataclass(frozen=True, slots=True)

@@ -615,6 +615,8 @@ def _in_call(canvas: Canvas, screen: InCall) -> None:
     x = 2
     if screen.volume is not None:
         left = f"vol {max(0, min(999, screen.volume))}%"
+    elif screen.no_audio:
+        left = t.NO_AUDIO_DEVICE
     else:
         left = t.clean(screen.codec or "") or "no audio yet"
     label_room = 40 if screen.muted else 0

@@ -236,6 +236,7 @@ CALLING_HINT = "hang up to cancel"
 QR_HINT = "Scan to set up"
 RESET_TITLE = "Factory reset…"
 RESET_HINT = "forgetting the login"
+NO_AUDIO_DEVICE = "no audio device"
 
 
 def expires_hint(expires_in_s: int | None) -> str | None:
@@ -320,7 +321,9 @@ def _lines(screen: Screen) -> list[str]:
         case InCall():
             status = "reconnecting…" if screen.reconnecting else "In call"
             media = [clean(screen.codec or "") or "no audio yet"]
-            if screen.quality is not None:
+            if screen.no_audio:
+                media = [NO_AUDIO_DEVICE]  # the bars would not fit beside it; this matters more
+            elif screen.quality is not None:
                 media.append(f"q {max(0, min(4, screen.quality))}/4")
             return [
                 f"{status}  {timer(screen.seconds)}",

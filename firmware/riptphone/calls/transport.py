@@ -1,0 +1,257 @@
+"""How one leg's media bodies travel: WebTransport datagrams, or media byways.
+
+A :class:`~riptphone.calls.media.MediaSession` encodes and seals; it hands
+each outgoing body (framed chunks, docs/protocol.md section 7) to
+``transport.send(body)`` and gets every received body through the callback
+given to ``transport.start``.  Which transport a leg uses is chosen once, by
+:func:`open_transport`, when its media opens (after the ``PUT {call}/events``
+response headers):
+
+* :class:`DatagramTransport` when the provider's SETTINGS offer WebTransport
+  and it answers the session's CONNECT with a 2xx: each body is one HTTP/3
+  datagram (split at chunk boundaries in the rare body over 1000 bytes);
+* :class:`BywaysTransport` otherwise (not offered, refused, failed or too
+  slow to answer): one ``PUT {call}/media`` per body, :data:`GETS` held
+  ``GET {call}/media``.
+
+A session that ends while the call goes on (the provider gave the call to
+another device, or closed it) is not replaced here: what is sent is counted
+as failed, no ack comes back, and the call machine's no-ack timer
+re-establishes the byways, which opens the leg's media, and a new session,
+again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Callable, Coroutine
+from typing import Any, Final, Protocol
+
+from ript.protocol.chunks import DATAGRAM_LIMIT, ChunkError, pack_datagrams, unframe
+from riptphone.net.h3 import H3Error, WebTransportSession
+from riptphone.net.ript_client import MediaByways, RiptClient, RiptError
+
+log = logging.getLogger(__name__)
+
+WEBTRANSPORT: Final = "webtransport"
+BYWAYS: Final = "byways"
+GETS = 20
+"""Reverse media GETs kept open (profile section 7)."""
+MAX_PUTS = 10
+"""PUTs in flight before the oldest is given up."""
+GET_RETRY_S = 0.2
+"""Pause before reopening a GET that failed (not one that was answered)."""
+SESSION_TIMEOUT_S = 2.0
+"""How long the provider has to answer the session's CONNECT before the byways are used."""
+
+Deliver = Callable[[bytes], None]
+"""Where received bodies go (the media session's receive path), called in the loop."""
+
+
+class MediaTransport(Protocol):
+    """What a media session needs of its transport."""
+
+    @property
+    def name(self) -> str:
+        """``webtransport`` or ``byways``: the control socket's ``call.transport``."""
+        ...
+
+    puts_dropped: int
+    put_failures: int
+    get_failures: int
+
+    def start(self, deliver: Deliver) -> None: ...
+
+    def send(self, body: bytes) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+async def open_transport(
+    client: RiptClient, call_uri: str, *, timeout: float = SESSION_TIMEOUT_S
+) -> MediaTransport:
+    """The leg's transport: a WebTransport session when the provider gives one, else byways."""
+    datagrams = DatagramTransport()
+    try:
+        async with asyncio.timeout(timeout):
+            session = await client.media_webtransport(call_uri, datagrams.receive)
+    except RiptError as exc:
+        log.info("event=media_transport call=%s transport=byways reason=%r", call_uri, str(exc))
+    except TimeoutError:
+        log.info(
+            "event=media_transport call=%s transport=byways reason=%r",
+            call_uri,
+            f"no answer to the WebTransport CONNECT within {timeout:g} s",
+        )
+    else:
+        if session is not None:
+            datagrams.attach(session)
+            log.info("event=media_transport call=%s transport=webtransport", call_uri)
+            return datagrams
+        log.info(
+            "event=media_transport call=%s transport=byways reason=%r",
+            call_uri,
+            "the provider does not offer WebTransport",
+        )
+    return BywaysTransport(await client.media_byways(call_uri))
+
+
+class DatagramTransport:
+    """Bodies as HTTP/3 datagrams of one WebTransport session.
+
+    The send path is one call into the connection per body: no task, no copy
+    (the connection transmits once per loop turn).  ``put_failures`` counts
+    bodies that could not be sent (the session or connection gone).
+    """
+
+    def __init__(self) -> None:
+        self._session: WebTransportSession | None = None
+        self._send: Callable[[bytes], None] | None = None
+        self._deliver: Deliver | None = None
+        self._ended_noted = False
+        self.puts_dropped = 0
+        self.put_failures = 0
+        self.get_failures = 0
+
+    @property
+    def name(self) -> str:
+        return WEBTRANSPORT
+
+    @property
+    def ended(self) -> bool:
+        """The session is over (either side ended it, or the connection went)."""
+        return self._session is None or self._session.ended
+
+    def attach(self, session: WebTransportSession) -> None:
+        self._session = session
+        self._send = session.send_datagram
+
+    def receive(self, data: bytes) -> None:
+        """A datagram of the session (called by the connection as it arrives)."""
+        deliver = self._deliver
+        if deliver is not None:
+            deliver(data)
+        # else: before start() or after stop(): dropped, as a lost datagram would be
+
+    def start(self, deliver: Deliver) -> None:
+        self._deliver = deliver
+
+    def send(self, body: bytes) -> None:
+        session, send = self._session, self._send
+        if session is None or send is None or session.ended:
+            self._failed("the WebTransport session ended")
+            return
+        try:
+            if len(body) <= DATAGRAM_LIMIT:
+                send(body)
+            else:
+                # Many acks owed at once (after a fade): split between chunks.
+                for datagram in pack_datagrams(unframe(body)):
+                    send(datagram)
+        except H3Error as exc:
+            self._failed(str(exc))
+        except ChunkError as exc:  # pragma: no cover - the session frames what it sends
+            self._failed(f"unframable body: {exc}")
+
+    def _failed(self, why: str) -> None:
+        self.put_failures += 1
+        if not self._ended_noted:
+            self._ended_noted = True
+            url = "" if self._session is None else self._session.url
+            log.info("event=media_session_ended url=%s reason=%r", url, why)
+
+    def stop(self) -> None:
+        self._deliver = None
+        if self._session is not None:
+            with contextlib.suppress(H3Error):
+                self._session.close()
+
+
+class BywaysTransport:
+    """Bodies over the media byways: one ``PUT`` each, :data:`GETS` held ``GET``.
+
+    At most :data:`MAX_PUTS` PUTs are in flight; beyond that the oldest is
+    cancelled (``puts_dropped``) so a stalled path yields recent audio, not a
+    growing backlog.  Each PUT's reply (the provider's acks) and each GET's
+    answer is delivered as a received body; an answered GET is reopened at once.
+    """
+
+    def __init__(self, byways: MediaByways) -> None:
+        self._byways = byways
+        self._deliver: Deliver | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._puts: deque[asyncio.Task[None]] = deque()
+        self.puts_dropped = 0
+        self.put_failures = 0
+        self.get_failures = 0
+
+    @property
+    def name(self) -> str:
+        return BYWAYS
+
+    def start(self, deliver: Deliver) -> None:
+        self._deliver = deliver
+        for _ in range(GETS):
+            self._spawn(self._get_loop())
+
+    def stop(self) -> None:
+        self._deliver = None
+        for task in list(self._tasks) + list(self._puts):
+            task.cancel()
+        self._byways.close()
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def send(self, body: bytes) -> None:
+        if len(self._puts) >= MAX_PUTS:
+            self._puts.popleft().cancel()
+            self.puts_dropped += 1
+        task = asyncio.get_running_loop().create_task(self._send_put(body))
+        self._puts.append(task)
+        task.add_done_callback(self._put_done)
+
+    def _put_done(self, task: asyncio.Task[None]) -> None:
+        with contextlib.suppress(ValueError):
+            self._puts.remove(task)
+
+    def _take(self, body: bytes) -> None:
+        deliver = self._deliver
+        if deliver is not None:
+            deliver(body)
+
+    async def _send_put(self, body: bytes) -> None:
+        try:
+            status, answer = await self._byways.put(body)
+        except RiptError:
+            self.put_failures += 1
+            return
+        if 200 <= status < 300:
+            self._take(answer)
+        else:
+            self.put_failures += 1
+
+    async def _get_loop(self) -> None:
+        while True:
+            try:
+                status, body = await self._byways.get()
+            except RiptError:
+                self.get_failures += 1
+                await asyncio.sleep(GET_RETRY_S)
+                continue
+            if 200 <= status < 300:
+                self._take(body)
+            elif status == 409:
+                # The call moved to another of the user's devices (protocol.md, inbound):
+                # this leg's media is over; the signalling byway says where it went.
+                self.get_failures += 1
+                return
+            else:
+                # A 404 means the call is over: the signalling byways will say so.
+                self.get_failures += 1
+                await asyncio.sleep(GET_RETRY_S)
