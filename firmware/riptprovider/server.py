@@ -58,7 +58,7 @@ import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 from urllib.parse import urlsplit
 
 from aioquic.asyncio.protocol import QuicConnectionProtocol
@@ -106,6 +106,7 @@ from riptprovider.far_end_audio import file_frames
 from riptprovider.https import HttpsListener, tls_context
 from riptprovider.login_web import LoginWeb, WebReply, WebRequest, is_login_path
 from riptprovider.oauth import IssuerSettings
+from riptprovider.quic_acks import ack_now, delay_acks
 from riptprovider.quic_limits import BoundedQuicServer, QuicLimits
 from riptprovider.tls import ProviderCa, load_or_create_ca
 
@@ -215,7 +216,22 @@ class _Connection(QuicConnectionProtocol):
         self.sessions: dict[int, _WtSession] = {}
         """Open WebTransport sessions by CONNECT stream id (datagrams name their session)."""
         self.tasks: dict[int, asyncio.Task[None]] = {}
+        self._wrote = False  # response data queued since the last transmit
         server._connections.add(self)
+
+    def datagram_received(self, data: bytes | str, addr: Any) -> None:
+        # aioquic's own version transmits at once; here the transmit waits for the
+        # end of this loop iteration, so the answers the woken tasks write (a PUT's
+        # reply, the echo on a held GET) leave together, with the ACK, in one packet.
+        self._quic.receive_datagram(cast(bytes, data), addr, now=self._loop.time())
+        self._process_events()
+        self._transmit_soon()
+
+    def transmit(self) -> None:
+        if self._wrote:
+            self._wrote = False
+            ack_now(self._quic, self._loop.time())
+        super().transmit()
 
     def quic_event_received(self, event: qe.QuicEvent) -> None:
         # H3Connection swallows resets and STOP_SENDING: look at them first.
@@ -225,6 +241,8 @@ class _Connection(QuicConnectionProtocol):
             for stream_id in list(self.tasks):
                 self._stream_gone(stream_id)
             self.server._connections.discard(self)
+        elif isinstance(event, qe.HandshakeCompleted):
+            delay_acks(self._quic)
         for h3_event in self.h3.handle_event(event):
             self._h3_event(h3_event)
 
@@ -269,10 +287,11 @@ class _Connection(QuicConnectionProtocol):
             # else: a datagram of no open session (one just ended): dropped, like a lost one
 
     def send_datagrams(self, stream_id: int, datagrams: list[bytes]) -> None:
-        """HTTP/3 datagrams on a WebTransport session, then one transmit for all."""
+        """HTTP/3 datagrams on a WebTransport session; one transmit this loop turn for all."""
         for datagram in datagrams:
             self.h3.send_datagram(stream_id, datagram)
-        self.transmit()
+        self._wrote = True
+        self._transmit_soon()
 
     def _refuse_body(self, request: _Request) -> None:
         """A body nobody reads (a held GET's) or faster than it is read: stop the sender.
@@ -289,7 +308,7 @@ class _Connection(QuicConnectionProtocol):
         )
         with contextlib.suppress(Exception):  # the stream may already be half closed
             self._quic.stop_stream(request.stream_id, ErrorCode.H3_EXCESSIVE_LOAD)
-            self.transmit()
+            self._transmit_soon()
 
     def _forget(self, task: asyncio.Task[None]) -> None:
         for stream_id, known in list(self.tasks.items()):
@@ -302,11 +321,13 @@ class _Connection(QuicConnectionProtocol):
         pairs = [(b":status", str(status).encode())]
         pairs += [(k.encode(), v.encode()) for k, v in headers]
         self.h3.send_headers(stream_id, pairs)
-        self.transmit()
+        self._wrote = True
+        self._transmit_soon()  # one packet per loop iteration for all that was written
 
     def send_data(self, stream_id: int, data: bytes, end: bool = False) -> None:
         self.h3.send_data(stream_id, data, end_stream=end)
-        self.transmit()
+        self._wrote = True
+        self._transmit_soon()
 
     def respond(
         self,
@@ -757,9 +778,9 @@ class RunningServer:
             if media.generator is not None:
                 media.generator.cancel()
             media.end_sessions()
-            for waiter in media.waiting:
-                if not waiter.done():
-                    waiter.set_exception(RiptHttpError(404, f"the call {call_uri} is over"))
+            for held in media.waiting:
+                if not held.done():
+                    held.future.set_exception(RiptHttpError(404, f"the call {call_uri} is over"))
 
     def _media_state(self, account: Account, call_uri: str) -> _Media:
         """The call's media state, re-keyed when the call's media key changed (new handler)."""
@@ -780,9 +801,9 @@ class RunningServer:
                     media.generator.cancel()
                 media.end_sessions()
                 refusal = RiptHttpError(409, f"call {call_uri} is now handled by {call.handler}")
-                for waiter in media.waiting:
-                    if not waiter.done():
-                        waiter.set_exception(refusal)
+                for held in media.waiting:
+                    if not held.done():
+                        held.future.set_exception(refusal)
             media = _Media(call.media_key, keys, [])
             self._media[call_uri] = media
         far_end = account.far_end(call.to)
@@ -805,15 +826,17 @@ class RunningServer:
         result = media.receiver.receive(body, now)
         for ack in result.acks:
             media.sender.on_ack(ack, now)
-        acks = media.sender.acks(media.receiver.take_pending_acks(now))
-        conn.respond(request.stream_id, 200, frame(acks), MEDIA)
         for chunk in result.media:
             if chunk.payload_type == PayloadType.TELEPHONE_EVENT:
                 self._note_dtmf(media, call_uri, chunk.timestamp, chunk.payload)
         if media.echo:
+            # The echo first: the held GET's task answers in the next loop iteration,
+            # before the transmit the reply below schedules, so both share one packet.
             for chunk in result.media:
                 stream = (chunk.source, chunk.sink, chunk.payload_type)
                 self._send_frame(media, call_uri, stream, chunk.timestamp, chunk.payload, now=now)
+        acks = media.sender.acks(media.receiver.take_pending_acks(now))
+        conn.respond(request.stream_id, 200, frame(acks), MEDIA)
 
     def _note_dtmf(self, media: _Media, call_uri: str, timestamp: int, payload: bytes) -> None:
         """A key pressed on the phone (RFC 4733): logged once per press, and kept on the call."""
@@ -899,12 +922,19 @@ class RunningServer:
             session.conn.send_datagrams(session.stream_id, _datagrams(media, encoded, now))
             return
         while media.waiting:
-            waiter = media.waiting.pop()
-            if waiter.done():
+            held = media.waiting.pop()
+            if held.done():
                 continue
             source, sink, payload_type = stream
             encoded = media.sender.media(source, sink, payload_type, timestamp_ms, payload, now=now)
-            waiter.set_result(frame([encoded]))
+            try:
+                # Answered here, not by the GET's task one loop iteration later: so the
+                # answer shares the packet of the PUT's reply (see _HeldGet).
+                held.conn.respond(held.stream_id, 200, frame([encoded]), MEDIA)
+            except _GONE:
+                held.future.set_exception(H3Error("the held GET's stream is gone"))
+                continue  # that chunk is lost, as on the wire; the next GET takes the next
+            held.future.set_result(None)
             return
         if now - media.last_panic >= PANIC_EVERY:
             # Once a second at most: a phone without GETs open would otherwise get 50/s.
@@ -939,14 +969,13 @@ class RunningServer:
         self, conn: _Connection, sid: int, account: Account, call_uri: str
     ) -> None:
         media = self._media_state(account, call_uri)
-        waiter: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-        media.waiting.append(waiter)
+        held = _HeldGet(conn, sid, asyncio.get_running_loop().create_future())
+        media.waiting.append(held)
         try:
-            body = await waiter
+            await held.future  # answered by _send_frame, or an error to answer with
         finally:
-            if waiter in media.waiting:
-                media.waiting.remove(waiter)
-        conn.respond(sid, 200, body, MEDIA)
+            if held in media.waiting:
+                media.waiting.remove(held)
 
 
 def _datagrams(media: _Media, chunk: bytes, now: float) -> list[bytes]:
@@ -964,6 +993,23 @@ def _cookie(request: _Request, name: str) -> str | None:
         if eq and key.strip() == name:
             return value.strip()
     return None
+
+
+@dataclass(eq=False, slots=True)
+class _HeldGet:
+    """An open ``GET {call}/media``, answered in place by whoever has the next chunk.
+
+    ``future`` is what the GET's task waits for: a result once answered, or the
+    error (404, 409) to answer with.
+    """
+
+    conn: _Connection
+    stream_id: int
+    future: asyncio.Future[None]
+
+    def done(self) -> bool:
+        """Answered, refused, or given up by its task (a reset stream)."""
+        return self.future.done()
 
 
 @dataclass(slots=True)
@@ -990,7 +1036,7 @@ class _Media:
 
     key: MediaKey | None
     keys: MediaKeys | None
-    waiting: list[asyncio.Future[bytes]]
+    waiting: list[_HeldGet]
     echo: bool = False
     generator: asyncio.Task[None] | None = None
     last_panic: float = float("-inf")
