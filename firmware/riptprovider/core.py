@@ -291,6 +291,9 @@ class ProviderCore:
         (the MQTT layer sets it; the HTTP layer awaits it before answering a registration)."""
         self.handler_removed: Callable[[HandlerDescription], None] | None = None
         """Told of each deleted handler, so its push credentials go too (the MQTT layer sets it)."""
+        self.call_renamed: Callable[[str, str], None] | None = None
+        """Told of each call moved to a new URI (``old``, ``new``): the HTTP layer moves the
+        call's media state (numbering, sessions) with it."""
         self.call_ended: Callable[[str], None] | None = None
         """Told of each call that reached a final state, however it got there (the HTTP layer
         drops the call's media state then)."""
@@ -755,6 +758,23 @@ class ProviderCore:
             live = self._live.get(uri)
             return None if live is None else live.leg
 
+    def leg_for(self, uri: str, device: str | None) -> str | None:
+        """The current leg token when ``device`` owns the call's handler, else None.
+
+        A re-established ``PUT {call}/events`` carries no cookie (protocol.md 9.1); its
+        answer sets the leg cookie again for the device whose leg it is, which matters
+        after a ``migrate`` to a new URI (the old cookie's path no longer matches).
+        """
+        with self._lock:
+            call = self._calls.get(uri)
+            live = self._live.get(uri)
+            if call is None or live is None or call.handler is None or device is None:
+                return None
+            found = self._handlers.get(call.handler)
+            if found is None or found.owner != device:
+                return None
+            return live.leg
+
     def check_media_leg(self, account: Account, uri: str, leg: str | None) -> None:
         """Refuse (409) a media request whose leg token belongs to a handler that lost the call.
 
@@ -1211,7 +1231,12 @@ class ProviderCore:
             )
 
     def _rename(self, call: CallRecord, new_uri: str) -> None:
-        """Move ``call`` to ``new_uri`` (server-side migration): state, byways and file."""
+        """Move ``call`` to ``new_uri`` (server-side migration): state, byways and file.
+
+        The call keeps its handler, media key and legs: the handler's phone gets its
+        ``ript-leg`` cookie again, for the new path, on its ``PUT {new}/events``
+        (:meth:`leg_for`), and its media carries on where it was (``call_renamed``).
+        """
         self.db.rename_call(call.uri, new_uri)
         del self._calls[call.uri]
         self._calls[new_uri] = dataclasses.replace(call, uri=new_uri)
@@ -1222,6 +1247,6 @@ class ProviderCore:
                 subscription.closed = True
             live.subscribers.clear()
             live.unwatched_since = self._mono()
-            live.leg = None  # the leg cookie's path is the old URI's
-            live.old_legs.clear()
             self._live[new_uri] = live
+        if self.call_renamed is not None:
+            self.call_renamed(call.uri, new_uri)

@@ -441,6 +441,9 @@ def test_migrate_with_rename_moves_the_call_to_a_fresh_uri(
     with pytest.raises(RiptHttpError) as exc:
         core.send_event(call.uri, "migrate", uri=f"{ORIGIN}/calls/x", rename=True)
     assert status_of(exc) == 400
+    leg = core.leg_token(call.uri)
+    renamed: list[tuple[str, str]] = []
+    core.call_renamed = lambda old, new: renamed.append((old, new))
     event = core.send_event(call.uri, "migrate", rename=True)
     assert isinstance(event, Migrate) and event.uri is not None and event.call == call.uri
     new_uri = event.uri
@@ -458,6 +461,9 @@ def test_migrate_with_rename_moves_the_call_to_a_fresh_uri(
     )
     again = core.subscribe(alice(core), new_uri)
     assert [e.type for e in drained(again)] == ["answered"]
+    # The leg goes along (its cookie is set again for the new path), and the server is told.
+    assert leg is not None and core.leg_token(new_uri) == leg
+    assert renamed == [(call.uri, new_uri)]
     core.close()
     restarted = ProviderCore(path, accounts, ORIGIN, clock)
     assert [c.uri for c in restarted.list_calls(alice(restarted)).calls] == [new_uri]
@@ -473,3 +479,16 @@ def test_reconnecting_and_reconnected_on_demand(core: ProviderCore) -> None:
     assert [e.type for e in drained(late)] == ["answered", "reconnecting"]
     core.send_event(call.uri, "reconnected")
     assert [e.type for e in drained(watcher)] == ["reconnecting", "reconnected"]
+
+
+def test_the_leg_cookie_is_given_back_only_to_the_device_owning_the_handler(
+    core: ProviderCore,
+) -> None:
+    desk = core.register_handler(alice(core), HandlerDescription("h-1", AD, "Desk"), "login:a")
+    assert desk.uri is not None
+    call = answered_on(core, desk.uri)
+    leg = core.leg_token(call.uri)
+    assert leg is not None
+    assert core.leg_for(call.uri, "login:a") == leg
+    assert core.leg_for(call.uri, "login:b") is None
+    assert core.leg_for(f"{ORIGIN}/calls/unknown", "login:a") is None

@@ -27,6 +27,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from ript.protocol.call import (
+    AbandonConnection,
     Action,
     Call,
     ClaimCall,
@@ -171,6 +172,9 @@ class CallRunner:
             elif isinstance(action, CloseByways):
                 self._stop_media()
                 self._close_byways()
+            elif isinstance(action, AbandonConnection):
+                log.info("event=connection_abandoned call=%s reason=%r", action.uri, action.reason)
+                self.client.abandon_connection(action.uri, action.reason)
             elif isinstance(action, CloseMedia):
                 self._stop_media()
             elif isinstance(action, FetchDescription):
