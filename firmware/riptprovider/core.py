@@ -165,11 +165,13 @@ class Subscription:
 
 @dataclass(slots=True)
 class _Live:
-    """The parts of a call's state that live only in memory.
+    """The parts of a call's state that are not its description.
 
     ``leg`` is the token of the current handler's leg (the ``ript-leg``
     cookie the HTTP layer sets on a claim); ``old_legs`` those of handlers
-    that lost the call, whose media requests are refused.
+    that lost the call, whose media requests are refused.  Both are written
+    to the file as they change (:meth:`ProviderCore._save_legs`); the rest
+    lives in memory only.
     """
 
     subscribers: list[Subscription] = field(default_factory=list)
@@ -271,12 +273,15 @@ class ProviderCore:
                 self._handler_uris[account_id, description.handler_id] = description.uri
         self._calls: dict[str, CallRecord] = {}
         self._live: dict[str, _Live] = {}
+        legs = self.db.load_legs()
         for call in self.db.load_open_calls():
             if call.account in self._accounts:
                 self._calls[call.uri] = call
                 live = self._live[call.uri] = self._anchored(call)
                 # Clients need time to find the restarted provider: the 30 s start now.
                 live.unwatched_since = self._mono()
+                # The phones' ript-leg cookies stay good (and the lost legs refused).
+                live.leg, live.old_legs = legs.get(call.uri, (None, set()))
         self.push_hook: PushHook | None = None
         """Publishes taps: ``call`` to each forking target, ``take``/``answer``/``decline``.
 
@@ -647,8 +652,9 @@ class ProviderCore:
                 media_key=_key(),
             )
             # The placing handler's leg: its media is refused once the call is pulled away.
-            self._live[call.uri] = self._fresh_live(leg=secrets.token_urlsafe(16))
+            live = self._live[call.uri] = self._fresh_live(leg=secrets.token_urlsafe(16))
             self._save(call)
+            self._save_legs(call.uri, live)
             return self._describe(call)
 
     def get_call(self, account: Account, uri: str) -> CallDescription:
@@ -737,6 +743,7 @@ class ProviderCore:
                 if live.leg is not None:
                     live.old_legs.add(live.leg)
                 live.leg = secrets.token_urlsafe(16)
+                self._save_legs(uri, live)
                 if not live.subscribers:
                     # The new handler needs its own 30 s to open its byways.
                     live.unwatched_since = self._mono()
@@ -749,8 +756,23 @@ class ProviderCore:
                     )
                 )
             elif live.leg is None:
-                live.leg = secrets.token_urlsafe(16)  # e.g. first claim after a restart
+                live.leg = secrets.token_urlsafe(16)  # e.g. a call from before legs were kept
+                self._save_legs(uri, live)
             return self._describe(call)
+
+    def _save_legs(self, uri: str, live: _Live) -> None:
+        self.db.save_legs(uri, live.leg, live.old_legs)
+
+    def s2c_numbering(self, uri: str, key: MediaKey) -> int:
+        """Where the provider's chunk numbering of the call resumes under ``key``: the last
+        reserved ceiling (0 for a key never used); see :meth:`reserve_s2c`."""
+        return self.db.s2c_next(uri, key)
+
+    def reserve_s2c(self, uri: str, key: MediaKey, ceiling: int) -> None:
+        """Make durable that the provider's chunks of the call (every stream and the acks,
+        under ``key``) may be numbered up to ``ceiling``, exclusive: after a restart its
+        numbering resumes there, so no nonce is used twice under one key."""
+        self.db.reserve_s2c(uri, key, ceiling)
 
     def leg_token(self, uri: str) -> str | None:
         """The current handler's leg token (the HTTP layer's ``ript-leg`` cookie value)."""

@@ -130,6 +130,8 @@ LEG_COOKIE = "ript-leg"
 MAX_SESSIONS = 4
 """WebTransport sessions held per call; a newer one ends the oldest (a phone re-opens one
 per re-establishment, and the old one's stream may not have ended yet)."""
+NUMBERS_RESERVED = 500
+"""Chunk sequence numbers reserved in the file at a time (10 s of media, or of acks)."""
 MAX_DATAGRAM_FRAME = 65536
 """QUIC ``max_datagram_frame_size`` announced (needed for H3_DATAGRAM; we send <= 1000)."""
 PUSH_LIVE_WAIT = 3.0
@@ -800,6 +802,8 @@ class RunningServer:
                     if not waiter.done():
                         waiter.set_exception(refusal)
             media = _Media(call_uri, call.media_key, keys, [])
+            if call.media_key is not None:
+                self._resume_numbering(media, call.media_key)
             self._media[call_uri] = media
         far_end = account.far_end(call.to)
         answered = call.state is CallStatus.ANSWERED
@@ -811,6 +815,23 @@ class RunningServer:
                     self._generate(account, media, plan)
                 )
         return media
+
+    def _resume_numbering(self, media: _Media, key: MediaKey) -> None:
+        """Number the call's chunks from the last reservation in the file on (0 for a new key).
+
+        A restarted provider so never repeats a nonce under the call's key, and the
+        phone, whose receive state lives on, takes the higher numbers (the ones skipped
+        count as lost there).  Reservations are :data:`NUMBERS_RESERVED` at a time: one
+        SQLite write per 10 s of a call.
+        """
+        core = self._core
+
+        def reserve(number: int) -> int:
+            ceiling = number + NUMBERS_RESERVED
+            core.reserve_s2c(media.uri, key, ceiling)
+            return ceiling
+
+        media.sender.resume_numbering(core.s2c_numbering(media.uri, key), reserve)
 
     async def _media_put(
         self, conn: _Connection, request: _Request, account: Account, call_uri: str
