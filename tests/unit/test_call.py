@@ -519,8 +519,10 @@ def test_byways_that_get_no_answer_abandon_the_connection() -> None:
     call = make(desc(state=CallStatus.ANSWERED))
     call.start(0.0)
     up(call)
-    call.receive_event(s2c(Migrate), 3.0)  # re-establishing on a connection that is dead
+    call.receive_event(s2c(Migrate), 2.0)  # re-establishing on a connection that is dead
     assert call.byways is BywayState.OPENING
+    assert call.next_deadline() is None  # connecting: the connect's own timeout runs
+    call.signalling_sent(3.0)  # the PUT left
     assert call.next_deadline() == pytest.approx(3.0 + c.OPEN_TIMEOUT)
     assert call.handle_timer(3.0 + c.OPEN_TIMEOUT - 0.01) == []
     acts = call.handle_timer(3.0 + c.OPEN_TIMEOUT)

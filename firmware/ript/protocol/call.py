@@ -25,7 +25,8 @@ Timers (profile sections 7 and 10), all driven by ``now`` through
   answered here is a fault;
 * media sent for 1 s without any acknowledgement is a fault;
 * after a connection loss, the retry delay (``retry-backoff`` doubling to 64 s);
-* byways being opened whose ``PUT`` has no response headers after 5 s: the
+* byways being opened whose ``PUT`` has no response headers 5 s after it was
+  sent (:meth:`Call.signalling_sent`; a connect has its own timeout): the
   connection is taken as gone (a provider that restarted does not know it and
   says nothing), so it is abandoned and the retry delay runs.
 
@@ -667,6 +668,12 @@ class Call:
         self._byway(BywayTrigger.SIGNALLING_UP, now, None, actions)
         return actions if not reestablished else [*actions, FetchDescription(self.uri)]
 
+    def signalling_sent(self, now: float) -> None:
+        """The requests of the byways being opened have left on a connection: their
+        answer is due within :data:`OPEN_TIMEOUT` (else the connection is abandoned)."""
+        if self.byways is BywayState.OPENING:
+            self._timers.opening_since = now
+
     def byway_fault(self, now: float, reason: str) -> list[Action]:
         """A signalling byway was reset or failed while the connection lives."""
         actions: list[Action] = []
@@ -848,7 +855,7 @@ class Call:
             return  # e.g. a fault reported for byways already closed
         t = self._timers
         self.byways = new
-        t.opening_since = now if new is BywayState.OPENING else None
+        t.opening_since = None  # OPENING: set once the requests are sent
         if new is BywayState.CLOSED:
             if old is not BywayState.CLOSED:
                 actions.append(CloseByways())

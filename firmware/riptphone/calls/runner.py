@@ -208,6 +208,7 @@ class CallRunner:
             self._fault(str(exc), lost=True)
             return
         self._byways = byways
+        self.call.signalling_sent(self._clock())  # here, in the task that owns the machine
         pending, self._pending = self._pending, []
         for event in pending:
             await self._send(event)
