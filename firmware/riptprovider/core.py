@@ -763,16 +763,17 @@ class ProviderCore:
     def _save_legs(self, uri: str, live: _Live) -> None:
         self.db.save_legs(uri, live.leg, live.old_legs)
 
-    def s2c_numbering(self, uri: str, key: MediaKey) -> int:
-        """Where the provider's chunk numbering of the call resumes under ``key``: the last
+    def s2c_numbering(self, key: MediaKey) -> int:
+        """Where the provider's chunk numbering resumes under a call's ``key``: the last
         reserved ceiling (0 for a key never used); see :meth:`reserve_s2c`."""
-        return self.db.s2c_next(uri, key)
+        return self.db.s2c_next(key)
 
-    def reserve_s2c(self, uri: str, key: MediaKey, ceiling: int) -> None:
-        """Make durable that the provider's chunks of the call (every stream and the acks,
-        under ``key``) may be numbered up to ``ceiling``, exclusive: after a restart its
-        numbering resumes there, so no nonce is used twice under one key."""
-        self.db.reserve_s2c(uri, key, ceiling)
+    def reserve_s2c(self, key: MediaKey, ceiling: int) -> None:
+        """Make durable that the provider's chunks under a call's ``key`` (every stream and
+        the acks) may be numbered up to ``ceiling``, exclusive: after a restart its
+        numbering resumes there, so no nonce is used twice under one key.  By key, so a
+        ``migrate`` to a new URI at the same moment changes nothing."""
+        self.db.reserve_s2c(key, ceiling)
 
     def leg_token(self, uri: str) -> str | None:
         """The current handler's leg token (the HTTP layer's ``ript-leg`` cookie value)."""

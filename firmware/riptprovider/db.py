@@ -40,6 +40,7 @@ _CALL_MEDIA_COLUMNS = """
 ALTER TABLE calls ADD COLUMN leg TEXT;
 ALTER TABLE calls ADD COLUMN old_legs TEXT NOT NULL DEFAULT '';
 ALTER TABLE calls ADD COLUMN s2c_next INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX calls_media_key ON calls (media_key);
 """
 
 # Version 3 gave each handler its owner: the device (an OAuth login, or a static token)
@@ -124,6 +125,7 @@ CREATE TABLE calls (
     s2c_next INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX calls_open ON calls (ended) WHERE ended IS NULL;
+CREATE INDEX calls_media_key ON calls (media_key);
 """
     + _OAUTH_SCHEMA
 )
@@ -414,22 +416,23 @@ class ProviderDb:
             ).fetchall()
         return {uri: (leg, set(old.split())) for uri, leg, old in rows}
 
-    def reserve_s2c(self, uri: str, key: MediaKey, ceiling: int) -> None:
-        """Record that the provider may number its chunks of the call up to ``ceiling``
-        (exclusive) under ``key``; a row whose key changed meanwhile is left alone."""
+    def reserve_s2c(self, key: MediaKey, ceiling: int) -> None:
+        """Record that the provider may number its chunks up to ``ceiling`` (exclusive) under
+        ``key``.  By the key (random, one per call leg), not the URI: a call renamed
+        meanwhile is still found, a call whose key changed is not."""
         with self._write() as conn:
             conn.execute(
                 "UPDATE calls SET s2c_next = max(s2c_next, ?) "
-                "WHERE uri = ? AND media_key = ? AND media_salt = ?",
-                (ceiling, uri, key.key, key.salt),
+                "WHERE media_key = ? AND media_salt = ?",
+                (ceiling, key.key, key.salt),
             )
 
-    def s2c_next(self, uri: str, key: MediaKey) -> int:
-        """The first s2c number never reserved under ``key`` for the call (0: none was)."""
+    def s2c_next(self, key: MediaKey) -> int:
+        """The first s2c number never reserved under ``key`` (0: none was)."""
         with self._lock:
             row = self._conn.execute(
-                "SELECT s2c_next FROM calls WHERE uri = ? AND media_key = ? AND media_salt = ?",
-                (uri, key.key, key.salt),
+                "SELECT s2c_next FROM calls WHERE media_key = ? AND media_salt = ?",
+                (key.key, key.salt),
             ).fetchone()
         return 0 if row is None else int(row[0])
 

@@ -828,10 +828,10 @@ class RunningServer:
 
         def reserve(number: int) -> int:
             ceiling = number + NUMBERS_RESERVED
-            core.reserve_s2c(media.uri, key, ceiling)
+            core.reserve_s2c(key, ceiling)
             return ceiling
 
-        media.sender.resume_numbering(core.s2c_numbering(media.uri, key), reserve)
+        media.sender.resume_numbering(core.s2c_numbering(key), reserve)
 
     async def _media_put(
         self, conn: _Connection, request: _Request, account: Account, call_uri: str

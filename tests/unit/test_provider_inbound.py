@@ -502,23 +502,23 @@ def test_legs_and_the_s2c_numbering_survive_a_restart_of_the_provider(
     desk, kitchen = register(core, "h-1", "Desk"), register(core, "h-2", "Kitchen")
     call = answered_on(core, desk)
     desk_leg = core.leg_token(call.uri)
-    assert call.media_key is not None and core.s2c_numbering(call.uri, call.media_key) == 0
-    core.reserve_s2c(call.uri, call.media_key, 500)
-    core.reserve_s2c(call.uri, call.media_key, 400)  # never backwards
+    assert call.media_key is not None and core.s2c_numbering(call.media_key) == 0
+    core.reserve_s2c(call.media_key, 500)
+    core.reserve_s2c(call.media_key, 400)  # never backwards
     core.claim_call(alice(core), call.uri, ClaimRequest(desk))  # the call saved, same key
     core.close()  # (a kill saves nothing more: every change was written as it happened)
     core = ProviderCore(path, accounts, ORIGIN, clock)
     assert core.leg_token(call.uri) == desk_leg
-    assert core.s2c_numbering(call.uri, call.media_key) == 500
+    assert core.s2c_numbering(call.media_key) == 500
     # A pull: a new key numbers from 0 again, the desk's leg is refused from then on,
     # and that too is remembered.
     pulled = core.claim_call(alice(core), call.uri, ClaimRequest(kitchen))
     assert pulled.media_key is not None and pulled.media_key != call.media_key
-    assert core.s2c_numbering(call.uri, pulled.media_key) == 0
-    core.reserve_s2c(call.uri, call.media_key, 900)  # the old key's sender: no effect
+    assert core.s2c_numbering(pulled.media_key) == 0
+    core.reserve_s2c(call.media_key, 900)  # the old key's sender: no effect
     core.close()
     core = ProviderCore(path, accounts, ORIGIN, clock)
-    assert core.s2c_numbering(call.uri, pulled.media_key) == 0
+    assert core.s2c_numbering(pulled.media_key) == 0
     with pytest.raises(RiptHttpError) as exc:
         core.check_media_leg(alice(core), call.uri, desk_leg)
     assert status_of(exc) == 409
