@@ -952,8 +952,9 @@ class RunningServer:
                 count += 1
                 await asyncio.sleep(max(0.0, start + count * FRAME_MS / 1000 - loop.time()))
         except RiptHttpError:
-            if self._media.get(media.uri) is media:
-                self._end_media(media.uri)
+            # Over (call_ended drops the media state), or renamed a moment before the media
+            # state was moved: a later media request starts the generator again then.
+            media.generator = None
         except Exception:
             log.exception("the far end's media generator for %s failed", media.uri)
 
