@@ -23,7 +23,14 @@ from alsa.fileplugin import write_asoundrc
 from riptdev.processes import ProviderProcess, stop_process, tone_pcm
 from riptphone.control.client import request
 
-from .procs import ECHO, PhoneProcess, ProviderApi, provider_process, relaunch_provider
+from .procs import (
+    ECHO,
+    PROVIDER_TOML,
+    PhoneProcess,
+    ProviderApi,
+    provider_process,
+    relaunch_provider,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -56,8 +63,14 @@ def stats_of(status: dict[str, Any]) -> dict[str, Any]:
     return {} if not call else dict(call["stats"])
 
 
-def test_a_call_goes_on_after_the_provider_is_killed_and_restarted(tmp_path: Path) -> None:
-    provider: ProviderProcess | None = provider_process(tmp_path / "provider")
+@pytest.mark.parametrize("transport", ["webtransport", "byways"])
+def test_a_call_goes_on_after_the_provider_is_killed_and_restarted(
+    tmp_path: Path, transport: str
+) -> None:
+    config = PROVIDER_TOML
+    if transport == "byways":
+        config = config.replace("[server]\n", "[server]\nwebtransport = false\n", 1)
+    provider: ProviderProcess | None = provider_process(tmp_path / "provider", config)
     assert provider is not None
     alsa = write_asoundrc(tmp_path / "alsa", tone_pcm(60))
     phone = PhoneProcess(tmp_path / "phone", provider, alsa=alsa)
@@ -71,6 +84,7 @@ def test_a_call_goes_on_after_the_provider_is_killed_and_restarted(tmp_path: Pat
             "echoed media",
         )
         uri = before["call"]["uri"]
+        assert before["call"]["transport"] == transport
         described = ProviderApi(provider).get_call(uri)
         assert described is not None and described.media_key is not None
 
@@ -100,12 +114,13 @@ def test_a_call_goes_on_after_the_provider_is_killed_and_restarted(tmp_path: Pat
             RESUME_WAIT,
         )
         print(
-            f"\nprovider restart: ready {ready - started:.2f} s after the relaunch; "
+            f"\nprovider restart ({transport}): ready {ready - started:.2f} s after the relaunch; "
             f"the first echoed chunk {back - ready:.2f} s after ready "
             f"({back - killed_at:.2f} s after the kill); stats then {stats_of(first)}"
         )
         call = after["call"]
         assert (call["uri"], call["state"], after["state"]) == (uri, "answered", "in-call")
+        assert call["transport"] == transport
         stats = call["stats"]
         assert (stats["auth_failures"], stats["duplicates"], stats["malformed"]) == (0, 0, 0)
         # The same leg: no new claim, the same media key (from the provider's file).
