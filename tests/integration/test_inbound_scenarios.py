@@ -465,7 +465,8 @@ def test_4_12_the_media_numbering_goes_on_across_the_new_uri(
     chunks from 0 again (the phone would count duplicates, or late chunks) and
     would drop the phone's truncated sequence numbers, which it cannot expand
     (no ack: ``chunks_unacked`` grows).  Chunks in flight at the switch may be
-    lost, two at most on loopback; nothing else.
+    lost (an echo, or an ack, arriving on the session the phone has just reset):
+    a few at most, 100 ms of them on a loaded machine; nothing else.
     """
     uri = answered_on(line, a, b)
     before = media_flows(a)["call"]["stats"]
@@ -480,8 +481,8 @@ def test_4_12_the_media_numbering_goes_on_across_the_new_uri(
     )
     stats = after["call"]["stats"]
     assert (stats["duplicates"], stats["late"], stats["auth_failures"]) == (0, 0, 0), stats
-    assert stats["chunks_lost"] <= 2, stats
-    assert stats["chunks_unacked"] <= 2, stats
+    assert stats["chunks_lost"] <= 5, stats
+    assert stats["chunks_unacked"] <= 5, stats
     assert stats["acks_received"] > before["acks_received"] + 100, stats
     # Still the same call on the phone: hanging up there ends it (at its new URI).
     a.hook("on")
