@@ -470,7 +470,15 @@ def test_4_12_the_media_numbering_goes_on_across_the_new_uri(
     """
     uri = answered_on(line, a, b)
     before = media_flows(a)["call"]["stats"]
+    sent_at = time.monotonic()
     moved = line.admin("event", call=uri, type="migrate", rename=True)["event"]["uri"]
+    followed = a.wait_status(
+        lambda s: bool(s.get("call")) and s["call"]["uri"] == moved, "the call followed"
+    )["call"]["stats"]["chunks_received"]
+    a.wait_status(
+        lambda s: s["call"]["stats"]["chunks_received"] > followed, "media at the new URI"
+    )
+    print(f"\nmigrate to a new URI: media there {time.monotonic() - sent_at:.3f} s after the admin")
     after = a.wait_status(
         lambda s: (
             bool(s.get("call"))
