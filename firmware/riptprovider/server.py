@@ -132,6 +132,8 @@ LEG_COOKIE = "ript-leg"
 MAX_SESSIONS = 4
 """WebTransport sessions held per call; a newer one ends the oldest (a phone re-opens one
 per re-establishment, and the old one's stream may not have ended yet)."""
+NUMBERS_RESERVED = 500
+"""Chunk sequence numbers reserved in the file at a time (10 s of media, or of acks)."""
 MAX_DATAGRAM_FRAME = 65536
 """QUIC ``max_datagram_frame_size`` announced (needed for H3_DATAGRAM; we send <= 1000)."""
 PUSH_LIVE_WAIT = 3.0
@@ -474,6 +476,12 @@ class RunningServer:
             loop.call_soon_threadsafe(self._end_media, uri)
 
         self.core.call_ended = call_ended
+
+        # A migrate to a new URI (admin, any thread): the media state goes with the call.
+        def call_renamed(old: str, new: str) -> None:
+            loop.call_soon_threadsafe(self._rename_media, old, new)
+
+        self.core.call_renamed = call_renamed
         self._timer = loop.create_task(self._run_timer())
 
     async def _answer_https(self, request: WebRequest) -> WebReply:
@@ -657,9 +665,13 @@ class RunningServer:
                 [("allow", "GET, POST")],
             )
 
-    def _leg_cookie(self, call_uri: str) -> list[tuple[str, str]]:
-        """``Set-Cookie`` naming the call's current handler leg (none when the core has none)."""
-        leg = self._core.leg_token(call_uri)
+    def _leg_cookie(self, call_uri: str, device: str | None = None) -> list[tuple[str, str]]:
+        """``Set-Cookie`` naming the call's current handler leg (none when the core has none).
+
+        With ``device`` (a ``PUT {call}/events``): only when that device owns the handler.
+        """
+        core = self._core
+        leg = core.leg_token(call_uri) if device is None else core.leg_for(call_uri, device)
         if leg is None:
             return []
         path = urlsplit(call_uri).path
@@ -742,7 +754,9 @@ class RunningServer:
     ) -> None:
         core, sid = self._core, request.stream_id
         core.get_call(account, call_uri)  # 404 before the 200 for a call that is gone
-        conn.send_headers(sid, 200, [("content-type", JSON)])
+        # The PUT of a re-establishment comes without cookies: the leg's cookie comes back.
+        cookie = self._leg_cookie(call_uri, request.device)
+        conn.send_headers(sid, 200, [("content-type", JSON), *cookie])
         reader = EventStreamReader()
         try:
             while (chunk := await request.take()) is not None:
@@ -772,6 +786,13 @@ class RunningServer:
 
     # ------------------------------------------------------------------ media byways
 
+    def _rename_media(self, old: str, new: str) -> None:
+        """The call moved to ``new``: its numbering, receive state and sessions go along."""
+        media = self._media.pop(old, None)
+        if media is not None:
+            media.uri = new
+            self._media[new] = media
+
     def _end_media(self, call_uri: str) -> None:
         media = self._media.pop(call_uri, None)
         if media is not None:
@@ -784,11 +805,9 @@ class RunningServer:
 
     def _media_state(self, account: Account, call_uri: str) -> _Media:
         """The call's media state, re-keyed when the call's media key changed (new handler)."""
-        try:
-            call = self._core.get_call(account, call_uri)
-        except RiptHttpError:
-            self._end_media(call_uri)  # the call is over: so are its media byways
-            raise
+        # A 404 raises here.  The media state itself goes with call_ended, not here: a
+        # request on a URI just renamed away would otherwise end the media moving along.
+        call = self._core.get_call(account, call_uri)
         media = self._media.get(call_uri)
         if media is None or media.key != call.media_key:
             keys = None
@@ -804,7 +823,9 @@ class RunningServer:
                 for held in media.waiting:
                     if not held.done():
                         held.future.set_exception(refusal)
-            media = _Media(call.media_key, keys, [])
+            media = _Media(call_uri, call.media_key, keys, [])
+            if call.media_key is not None:
+                self._resume_numbering(media, call.media_key)
             self._media[call_uri] = media
         far_end = account.far_end(call.to)
         answered = call.state is CallStatus.ANSWERED
@@ -813,9 +834,26 @@ class RunningServer:
             plan = _plan(call.server_directives, far_end)
             if plan is not None:
                 media.generator = asyncio.get_running_loop().create_task(
-                    self._generate(account, call_uri, media, plan)
+                    self._generate(account, media, plan)
                 )
         return media
+
+    def _resume_numbering(self, media: _Media, key: MediaKey) -> None:
+        """Number the call's chunks from the last reservation in the file on (0 for a new key).
+
+        A restarted provider so never repeats a nonce under the call's key, and the
+        phone, whose receive state lives on, takes the higher numbers (the ones skipped
+        count as lost there).  Reservations are :data:`NUMBERS_RESERVED` at a time: one
+        SQLite write per 10 s of a call.
+        """
+        core = self._core
+
+        def reserve(number: int) -> int:
+            ceiling = number + NUMBERS_RESERVED
+            core.reserve_s2c(key, ceiling)
+            return ceiling
+
+        media.sender.resume_numbering(core.s2c_numbering(key), reserve)
 
     async def _media_put(
         self, conn: _Connection, request: _Request, account: Account, call_uri: str
@@ -855,7 +893,7 @@ class RunningServer:
         """A WebTransport session on ``{call}/media``: answered 200, held until it ends."""
         media = self._media_state(account, call_uri)  # 404 when the call is over
         sid = request.stream_id
-        session = _WtSession(conn, request, call_uri, media)
+        session = _WtSession(conn, request, media)
         conn.send_headers(sid, 200, [])
         conn.sessions[sid] = session
         media.add_session(session)
@@ -875,7 +913,7 @@ class RunningServer:
     def _media_datagram(self, session: _WtSession, data: bytes) -> None:
         """One datagram of a session: a body of chunks, as a PUT's (acks leave on datagrams)."""
         media = session.media
-        if self._media.get(session.call_uri) is not media:
+        if self._media.get(media.uri) is not media:
             return  # the call ended or changed handler since the session opened
         now = time.monotonic()
         result = media.receiver.receive(data, now)
@@ -887,17 +925,15 @@ class RunningServer:
         if media.echo:
             for chunk in result.media:
                 stream = (chunk.source, chunk.sink, chunk.payload_type)
-                self._send_frame(
-                    media, session.call_uri, stream, chunk.timestamp, chunk.payload, now=now
-                )
+                self._send_frame(media, media.uri, stream, chunk.timestamp, chunk.payload, now=now)
         if media.receiver.has_pending_acks and media.ack_timer is None:
             # Acks ride on the next media datagram; alone once the oldest waited ACK_HOLD.
             loop = asyncio.get_running_loop()
-            media.ack_timer = loop.call_later(ACK_HOLD, self._lone_acks, session.call_uri, media)
+            media.ack_timer = loop.call_later(ACK_HOLD, self._lone_acks, media)
 
-    def _lone_acks(self, call_uri: str, media: _Media) -> None:
+    def _lone_acks(self, media: _Media) -> None:
         media.ack_timer = None
-        if self._media.get(call_uri) is not media or not media.sessions:
+        if self._media.get(media.uri) is not media or not media.sessions:
             return
         if media.receiver.has_pending_acks:
             acks = media.sender.acks(media.receiver.take_pending_acks(time.monotonic()))
@@ -943,27 +979,32 @@ class RunningServer:
             panic = MediaPanic(direction=Direction.S2C, call=call_uri, timestamp=stamp)
             self._publish(call_uri, panic)
 
-    async def _generate(self, account: Account, call_uri: str, media: _Media, plan: _Plan) -> None:
-        """The far end's tone or silence: one frame every ptime while the call lasts."""
+    async def _generate(self, account: Account, media: _Media, plan: _Plan) -> None:
+        """The far end's tone or silence: one frame every ptime while the call lasts.
+
+        The call is ``media.uri`` at each step: a migrate to a new URI moves it.
+        """
         loop = asyncio.get_running_loop()
         start = loop.time()
         first_ms = int(self.config.clock() * 1000)
         stream = (plan.source, plan.sink, plan.payload_type)
         count = 0
         try:
-            while self._media.get(call_uri) is media:
+            while self._media.get(media.uri) is media:
                 if count % CHECK_EVERY == 0:
-                    self._core.get_call(account, call_uri)  # 404: the call is over
+                    self._core.get_call(account, media.uri)  # 404: the call is over
                 now = loop.time()
                 payload = plan.encode(plan.next_pcm())
                 timestamp = first_ms + count * plan.ptime
-                self._send_frame(media, call_uri, stream, timestamp, payload, now=now)
+                self._send_frame(media, media.uri, stream, timestamp, payload, now=now)
                 count += 1
                 await asyncio.sleep(max(0.0, start + count * plan.ptime / 1000 - loop.time()))
         except RiptHttpError:
-            self._end_media(call_uri)
+            # Over (call_ended drops the media state), or renamed a moment before the media
+            # state was moved: a later media request starts the generator again then.
+            media.generator = None
         except Exception:
-            log.exception("the far end's media generator for %s failed", call_uri)
+            log.exception("the far end's media generator for %s failed", media.uri)
 
     async def _media_get(
         self, conn: _Connection, sid: int, account: Account, call_uri: str
@@ -1018,8 +1059,12 @@ class _WtSession:
 
     conn: _Connection
     request: _Request
-    call_uri: str
     media: _Media
+
+    @property
+    def call_uri(self) -> str:
+        """The call's URI now (a migrate to a new URI moves the session's media with it)."""
+        return self.media.uri
 
     @property
     def stream_id(self) -> int:
@@ -1034,6 +1079,8 @@ class _WtSession:
 class _Media:
     """One call's media: chunk state, the open GETs (oldest first) and WebTransport sessions."""
 
+    uri: str
+    """The call's URI: a migrate to a new URI changes it (``RunningServer._rename_media``)."""
     key: MediaKey | None
     keys: MediaKeys | None
     waiting: list[_HeldGet]

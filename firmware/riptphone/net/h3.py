@@ -1104,6 +1104,15 @@ class H3Client:
         entry = self._origins.get(_target(url_or_origin).origin)
         return 0 if entry is None else entry.connections_opened
 
+    def abandon(self, url_or_origin: str, reason: str) -> None:
+        """Close the origin's connection now: it is taken as dead (a provider that restarted
+        answers nothing on it, and sends no reset aioquic would understand).  Its streams
+        fail with :class:`ConnectionLostError`; the next request opens a new connection."""
+        entry = self._origins.get(_target(url_or_origin).origin)
+        if entry is not None and entry.protocol is not None:
+            entry.protocol.close_now(reason)
+            entry.protocol = None
+
     async def _connection(self, target: _Target) -> _H3Protocol:
         if self._closed:
             raise ConnectionLostError(target.origin, "client is closed")

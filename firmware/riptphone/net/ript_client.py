@@ -324,6 +324,10 @@ class RiptClient:
         except DescriptionError as exc:
             raise RiptError(f"{what}: {exc}", response.status) from None
 
+    def abandon_connection(self, call_uri: str, reason: str) -> None:
+        """Drop the connection that carries ``call_uri``: it answers nothing any more."""
+        self.http.abandon(call_uri, reason)
+
     async def open_signalling(self, call_uri: str, *, migration: bool) -> SignallingByways:
         """Open ``GET`` and ``PUT {call}/events``; see :class:`SignallingByways`."""
         url = f"{call_uri}/events"
