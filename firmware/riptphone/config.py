@@ -347,6 +347,17 @@ SECTIONS: dict[str, type[Any]] = {
 }
 
 
+def _expand(value: str, where: str) -> Path:
+    """``value`` as a path with ``~`` expanded; an unknown ``~user`` is a ConfigError, not a
+    RuntimeError, and a NUL byte (which no path can hold) is refused here, not when opened."""
+    if "\0" in value:
+        raise ConfigError(f"{where}: a path cannot hold a NUL character, not {value!r}")
+    try:
+        return Path(value).expanduser()
+    except RuntimeError:
+        raise ConfigError(f"{where}: cannot expand ~ in {value!r} (no such user)") from None
+
+
 def _type_name(annotation: Any) -> str:
     if isinstance(annotation, types.UnionType):
         args = [a for a in typing.get_args(annotation) if a is not type(None)]
@@ -375,7 +386,7 @@ def _convert(annotation: Any, value: Any, where: str, base: Path) -> Any:
     if annotation is Path:
         if not isinstance(value, str) or not value:
             raise ConfigError(f"{where}: must be {_type_name(Path)}, not {value!r}")
-        path = Path(value).expanduser()
+        path = _expand(value, where)
         return path if path.is_absolute() else (base / path)
     if typing.get_origin(annotation) is list:
         (item,) = typing.get_args(annotation)
@@ -452,6 +463,8 @@ def load_config(path: Path) -> Config:
         doc = boot_file.overlay(doc, _boot_file_path(doc, path.resolve().parent))
     except boot_file.BootFileError as exc:
         raise ConfigError(str(exc)) from None
+    except ConfigError as exc:  # the boot_file key itself
+        raise ConfigError(f"{path}: {exc}") from None
     try:
         return parse_config(doc, base=path.resolve().parent)
     except ConfigError as exc:
@@ -463,7 +476,7 @@ def _boot_file_path(doc: Mapping[str, Any], base: Path) -> Path:
     value = phone.get("boot_file") if isinstance(phone, Mapping) else None
     if not isinstance(value, str) or not value:
         return boot_file.DEFAULT_PATH  # a bad value is reported by parse_config
-    return base / Path(value).expanduser()
+    return base / _expand(value, "[phone] boot_file")
 
 
 def reference() -> str:

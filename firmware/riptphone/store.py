@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -730,7 +731,7 @@ class Identity:
         key_pem = _string(data, "key_pem", record).encode("ascii", "replace")
         try:
             key = serialization.load_pem_private_key(key_pem, password=None)
-        except (ValueError, TypeError):
+        except (ValueError, TypeError, UnsupportedAlgorithm):  # e.g. a curve OpenSSL lacks
             raise RecordError(
                 "identity record field 'key_pem' is not an unencrypted PEM private key"
             ) from None
@@ -744,7 +745,7 @@ class Identity:
             chain_pem = chain.encode("ascii", "replace")
             try:
                 x509.load_pem_x509_certificates(chain_pem)
-            except ValueError:
+            except (ValueError, x509.InvalidVersion):  # InvalidVersion is no ValueError
                 raise RecordError(
                     "identity record field 'cert_chain_pem' is not a PEM certificate chain"
                 ) from None

@@ -196,16 +196,29 @@ def _origin(value: object) -> str:
     return value.rstrip("/")
 
 
+def _path(where: str, value: str, base: Path, *, resolve: bool) -> Path:
+    """``value`` relative to ``base``, ``~`` expanded; a path that cannot be one is refused.
+
+    A NUL byte (``ValueError``), an unknown ``~user`` or a symlink loop
+    (``RuntimeError``) would otherwise escape as a traceback.
+    """
+    try:
+        path = base / Path(value).expanduser()
+        return path.resolve() if resolve else path.absolute()
+    except (ValueError, RuntimeError, OSError) as exc:
+        raise ProviderConfigError(f"{where}: {value!r} is not a usable path ({exc})") from None
+
+
 def _state_dir(value: object, base: Path) -> Path:
     if not isinstance(value, str) or not value:
         raise ProviderConfigError(f"[server] state_dir: must be a directory path, not {value!r}")
-    return (base / Path(value).expanduser()).resolve()
+    return _path("[server] state_dir", value, base, resolve=True)
 
 
 def _file(key: str, value: object, base: Path) -> Path:
     if not isinstance(value, str) or not value:
         raise ProviderConfigError(f"[push] {key}: must be a file path, not {value!r}")
-    return (base / Path(value).expanduser()).absolute()
+    return _path(f"[push] {key}", value, base, resolve=False)
 
 
 def _push(section: object, base: Path) -> PushSettings:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import logging
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -42,6 +43,8 @@ BACKDATE = datetime.timedelta(minutes=5)
 """Certificates start a little in the past so that a slightly slow clock accepts them."""
 SERVER_NAMES = ("localhost",)
 SERVER_ADDRESSES = ("127.0.0.1", "::1")
+
+log = logging.getLogger(__name__)
 
 _SERIAL = re.compile(r"[0-9a-f]{1,40}")
 _ACCOUNT = re.compile(r"[A-Za-z0-9_-]{1,64}")  # as account ids are: never "." or ".."
@@ -232,6 +235,22 @@ def _issue_server(ca: x509.Certificate, ca_key: ec.EllipticCurvePrivateKey) -> t
     return _pem(cert), key_to_pem(key)
 
 
+def _server_cert_expiring(path: Path) -> bool:
+    """Whether the server certificate must be issued again: missing, damaged or nearly due.
+
+    A damaged file is reissued from the CA (which signs it anew) rather than
+    stopping the provider with a traceback.
+    """
+    try:
+        cert = x509.load_pem_x509_certificate(path.read_bytes())
+    except FileNotFoundError:
+        return True
+    except (ValueError, x509.InvalidVersion):
+        log.warning("the server certificate %s is damaged; issuing a new one", path)
+        return True
+    return cert.not_valid_after_utc < _now() + datetime.timedelta(days=1)
+
+
 def load_or_create_ca(state_dir: Path) -> ProviderCa:
     """The CA of ``state_dir``, made (with a server certificate) on the first start."""
     tls = state_dir / "tls"
@@ -246,13 +265,10 @@ def load_or_create_ca(state_dir: Path) -> ProviderCa:
             # The key first: a crash between the two writes leaves no CA without key.
             _write(ca_key_file, key_to_pem(ca_key), 0o600)
             _write(ca_file, _pem(ca_cert), 0o644)
-    except (OSError, ValueError, CsrError) as exc:
+    except (OSError, ValueError, CsrError, x509.InvalidVersion) as exc:
         raise CaError(f"the provider CA in {tls} is unusable: {exc}") from None
     ca = ProviderCa(state_dir, ca_cert, ca_key)
-    expiring = not ca.server_cert_file.exists() or (
-        x509.load_pem_x509_certificate(ca.server_cert_file.read_bytes()).not_valid_after_utc
-        < _now() + datetime.timedelta(days=1)
-    )
+    expiring = _server_cert_expiring(ca.server_cert_file)
     if expiring or not ca.server_key_file.exists():
         cert_pem, key_pem = _issue_server(ca_cert, ca_key)
         _write(ca.server_key_file, key_pem, 0o600)

@@ -86,9 +86,16 @@ def _https(doc: Mapping[str, Any], name: str, noun: str, *, required: bool = Tru
     value = _string(doc, name, noun, required=required)
     if value is None:
         return None
-    parsed = urllib.parse.urlsplit(value)
-    if parsed.scheme != "https" or not parsed.hostname:
-        raise OAuthError(f"{noun}: {name!r} must be an https URL, not {value!r}")
+    problem = f"{noun}: {name!r} must be an https URL, not {value!r}"
+    try:
+        parsed = urllib.parse.urlsplit(value)
+        # Read now what the HTTPS client reads later: a bad IPv6 literal or
+        # port raises ValueError there, far from the document that held it.
+        hostname, _port = parsed.hostname, parsed.port
+    except ValueError:
+        raise OAuthError(problem) from None
+    if parsed.scheme != "https" or not hostname:
+        raise OAuthError(problem)
     return value
 
 

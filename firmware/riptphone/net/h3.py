@@ -1347,7 +1347,7 @@ def _load_ca_file(path: str | Path) -> bytes:
         raise TrustConfigError(f"CA file {str(path)!r} cannot be read: {exc.strerror}") from None
     try:
         certs = x509.load_pem_x509_certificates(data)
-    except ValueError:
+    except (ValueError, x509.InvalidVersion):  # InvalidVersion is no ValueError
         certs = []
     if not certs:
         raise TrustConfigError(f"CA file {str(path)!r} holds no PEM certificate")

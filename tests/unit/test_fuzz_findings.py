@@ -1,0 +1,183 @@
+"""Regression tests of the fuzzing's findings (docs/fuzzing.md): each input once let an
+exception other than the parser's own error escape; now the parser refuses it with its own."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from ript.protocol.oauth import DeviceAuthorization, OAuthError, ServerMetadata
+from riptphone.config import ConfigError, load_config
+from riptphone.net.h3 import TrustConfigError
+from riptphone.net.h3 import _load_ca_file as load_ca_file
+from riptphone.store import IDENTITY, Identity, RecordError, StateStore
+from riptprovider.config import ProviderConfigError
+from riptprovider.config import load_config as load_provider_config
+from riptprovider.tls import CaError, load_or_create_ca
+
+VECTORS = Path(__file__).resolve().parents[1] / "vectors"
+
+
+def _metadata(issuer: str) -> bytes:
+    return json.dumps(
+        {
+            "issuer": issuer,
+            "device_authorization_endpoint": "https://p.example/oauth/device",
+            "token_endpoint": "https://p.example/oauth/token",
+        }
+    ).encode()
+
+
+@pytest.mark.parametrize(
+    "uri",
+    ["https://p.exam[]ple", "https://[::1", "https://[zz]/x", "https://p.example:99999/", "https://p.example:x/"],
+)
+def test_oauth_metadata_with_a_bad_host_or_port_is_an_oauth_error(uri: str) -> None:
+    with pytest.raises(OAuthError, match="'issuer' must be an https URL"):
+        ServerMetadata.from_bytes(_metadata(uri))
+
+
+def test_oauth_device_authorization_with_a_bad_verification_uri_is_an_oauth_error() -> None:
+    body = json.dumps(
+        {
+            "device_code": "d",
+            "user_code": "U",
+            "verification_uri": "https://[p.example/device",
+            "expires_in": 600,
+        }
+    ).encode()
+    with pytest.raises(OAuthError, match="'verification_uri' must be an https URL"):
+        DeviceAuthorization.from_bytes(body)
+
+
+# --------------------------------------------------------------------------- configuration files
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ('[phone]\nstate_dir = "~nobody-ript-fuzz/x"\n', r"\[phone\] state_dir: cannot expand ~"),
+        ('[provider]\nca_file = "a\\u0000b"\n', r"\[provider\] ca_file: a path cannot hold a NUL"),
+        ('[phone]\nboot_file = "~nobody-ript-fuzz/b"\n', r"\[phone\] boot_file: cannot expand ~"),
+        ('[phone]\ncontrol_socket = "s\\u0000"\n', r"\[phone\] control_socket: a path cannot"),
+    ],
+)
+def test_a_phone_config_path_that_cannot_be_a_path_is_a_config_error(
+    tmp_path: Path, toml: str, message: str
+) -> None:
+    path = tmp_path / "phone.toml"
+    body = toml if toml.startswith("[provider]") else '[provider]\ndomain = "p.example"\n' + toml
+    if toml.startswith("[provider]"):
+        body = toml.replace("[provider]\n", '[provider]\ndomain = "p.example"\n')
+    path.write_text(body)
+    with pytest.raises(ConfigError, match=message) as caught:
+        load_config(path)
+    assert str(path) in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("server", "message"),
+    [
+        ('state_dir = "s\\u0000"', r"\[server\] state_dir: 's\\x00' is not a usable path"),
+        ('state_dir = "~nobody-ript-fuzz/s"', r"\[server\] state_dir: '~nobody-ript-fuzz/s' is not"),
+    ],
+)
+def test_a_provider_state_dir_that_cannot_be_a_path_is_a_config_error(
+    tmp_path: Path, server: str, message: str
+) -> None:
+    path = tmp_path / "provider.toml"
+    path.write_text(f'[server]\n{server}\n[accounts.a]\nnumbers = ["+14085551002"]\n')
+    with pytest.raises(ProviderConfigError, match=message):
+        load_provider_config(path)
+
+
+def test_a_provider_push_file_that_cannot_be_a_path_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "provider.toml"
+    path.write_text(
+        '[server]\nstate_dir = "s"\n[push]\nbroker = "spawn"\nmosquitto = "~nobody-ript-fuzz/m"\n'
+        '[accounts.a]\nnumbers = ["+14085551002"]\n'
+    )
+    with pytest.raises(ProviderConfigError, match=r"\[push\] mosquitto: .* is not a usable path"):
+        load_provider_config(path)
+
+
+# --------------------------------------------------------------------------- state files
+
+
+def _p256_pem_with_curve_byte(last: int) -> str:
+    key = ec.generate_private_key(ec.SECP256R1())
+    der = bytearray(
+        key.private_bytes(
+            serialization.Encoding.DER,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    oid = bytes.fromhex("2a8648ce3d030107")  # 1.2.840.10045.3.1.7, P-256
+    at = der.index(oid)
+    der[at + len(oid) - 1] = last
+    body = base64.encodebytes(bytes(der)).decode()
+    return f"-----BEGIN PRIVATE KEY-----\n{body}-----END PRIVATE KEY-----\n"
+
+
+def _version_4_certificate() -> str:
+    """The vectors' leaf with its version field set to 3 (X.509 v4, which does not exist)."""
+    chain = json.loads((VECTORS / "passport.json").read_text())["chain_pem"]
+    pem = chain.split("-----END CERTIFICATE-----")[0]
+    der = bytearray(base64.b64decode("".join(pem.splitlines()[1:])))
+    at = der.index(bytes([0xA0, 0x03, 0x02, 0x01, 0x02]))  # [0] EXPLICIT INTEGER 2 (v3)
+    der[at + 4] = 3
+    body = base64.encodebytes(bytes(der)).decode()
+    return f"-----BEGIN CERTIFICATE-----\n{body}-----END CERTIFICATE-----\n"
+
+
+def test_an_identity_key_on_an_unknown_curve_is_a_record_error() -> None:
+    record = {"key_pem": _p256_pem_with_curve_byte(0x55), "cert_chain_pem": None, "cert_uri": None}
+    with pytest.raises(RecordError, match="'key_pem' is not an unencrypted PEM private key"):
+        Identity.from_json(record)
+
+
+def test_an_identity_chain_of_an_unknown_x509_version_is_a_record_error() -> None:
+    key = _p256_pem_with_curve_byte(0x07)  # unchanged: a good P-256 key
+    record = {"key_pem": key, "cert_chain_pem": _version_4_certificate(), "cert_uri": None}
+    with pytest.raises(RecordError, match="'cert_chain_pem' is not a PEM certificate chain"):
+        Identity.from_json(record)
+
+
+def test_a_damaged_identity_record_loads_as_damaged_not_as_a_crash(tmp_path: Path) -> None:
+    store = StateStore(tmp_path / "state")
+    key = _p256_pem_with_curve_byte(0x55)
+    store.save(IDENTITY, {"key_pem": key, "cert_chain_pem": None, "cert_uri": None}, secret=True)
+    loaded = store.load_identity()
+    assert loaded.data is None
+    assert loaded.problem is not None and "'key_pem'" in loaded.problem
+
+
+def test_a_phone_ca_file_of_an_unknown_x509_version_is_a_trust_config_error(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "ca.pem"
+    path.write_text(_version_4_certificate())
+    with pytest.raises(TrustConfigError, match="holds no PEM certificate"):
+        load_ca_file(path)
+
+
+def test_a_provider_ca_of_an_unknown_x509_version_is_a_ca_error(tmp_path: Path) -> None:
+    load_or_create_ca(tmp_path)
+    (tmp_path / "tls" / "ca.pem").write_text(_version_4_certificate())
+    with pytest.raises(CaError, match="the provider CA in .* is unusable"):
+        load_or_create_ca(tmp_path)
+
+
+def test_a_damaged_provider_server_certificate_is_issued_again(tmp_path: Path) -> None:
+    ca = load_or_create_ca(tmp_path)
+    ca.server_cert_file.write_text(_version_4_certificate())
+    again = load_or_create_ca(tmp_path)
+    cert = x509.load_pem_x509_certificate(again.server_cert_file.read_bytes())
+    assert cert.issuer == again.ca_cert.subject
