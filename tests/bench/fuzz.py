@@ -55,7 +55,7 @@ def _dict_file(target: Target, path: Path) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-def _child(name: str, inputs: int, work: Path) -> None:
+def _child(name: str, inputs: int, work: Path, seconds: int | None) -> None:
     """Run in the child process: one target under atheris, findings appended to a file."""
     import atheris
 
@@ -95,6 +95,8 @@ def _child(name: str, inputs: int, work: Path) -> None:
         "-print_final_stats=1",
         f"-artifact_prefix={work}/",
     ]
+    if seconds:
+        args.append(f"-max_total_time={seconds}")
     if target.dictionary:
         _dict_file(target, work / "dict")
         args.append(f"-dict={work / 'dict'}")
@@ -103,7 +105,7 @@ def _child(name: str, inputs: int, work: Path) -> None:
     atheris.Fuzz()
 
 
-def _run_atheris(target: Target, inputs: int, work_root: Path) -> Report:
+def _run_atheris(target: Target, inputs: int, work_root: Path, seconds: int | None) -> Report:
     work = work_root / target.name
     work.mkdir(parents=True, exist_ok=True)
     (work / "findings.jsonl").unlink(missing_ok=True)
@@ -112,7 +114,7 @@ def _run_atheris(target: Target, inputs: int, work_root: Path) -> Report:
     with log_path.open("wb") as log:
         proc = subprocess.run(
             [sys.executable, __file__, "--child", target.name, "--inputs", str(inputs),
-             "--work", str(work)],
+             "--work", str(work), *(["--seconds", str(seconds)] if seconds else [])],
             stdout=log,
             stderr=subprocess.STDOUT,
             check=False,
@@ -141,18 +143,25 @@ def _run_atheris(target: Target, inputs: int, work_root: Path) -> Report:
     return report
 
 
+def _progress(report: Report) -> None:
+    print(f"  {report.target}: {report.inputs} inputs, {report.seconds:.0f} s", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--target", action="append", help="a target name (repeatable)")
     parser.add_argument("--inputs", type=int, default=1_000_000, help="inputs per target")
     parser.add_argument("--engine", choices=("atheris", "builtin"), default=None)
+    parser.add_argument(
+        "--seconds", type=int, default=None, help="stop each target after this long (time box)"
+    )
     parser.add_argument("--seed", type=int, default=1, help="the built-in engine's seed")
     parser.add_argument("--work", type=Path, default=None, help="corpus and logs (atheris)")
     parser.add_argument("--list", action="store_true", help="list the targets and exit")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args, _rest = parser.parse_known_args(argv)
     if args.child:
-        _child(args.child, args.inputs, args.work)
+        _child(args.child, args.inputs, args.work, args.seconds)
         return 0
     from fuzzing.targets import all_targets
 
@@ -173,9 +182,11 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         target = targets[name]
         if engine == "atheris":
-            report = _run_atheris(target, args.inputs, work_root)
+            report = _run_atheris(target, args.inputs, work_root, args.seconds)
         else:
-            report = fuzz(target, args.inputs, seed=args.seed)
+            report = fuzz(
+                target, args.inputs, seed=args.seed, seconds=args.seconds, progress=_progress
+            )
         print(report.line(), flush=True)
         for finding in report.findings:
             failed = True

@@ -102,9 +102,11 @@ def _split(data: bytes, parts: int) -> list[bytes]:
 
 
 def _event_stream(data: bytes) -> None:
-    # The first byte says how the stream is split across reads (QUIC frames).
-    step = 1 + (data[0] % 23) if data else 1
+    # The first byte says how the stream is split across reads (QUIC frames): into
+    # 1 to 16 pieces, or byte by byte for short inputs, so no input costs 4,000 feeds.
     body = data[1:]
+    pieces = 1 + (data[0] % 16) if data else 1
+    step = 1 if data[:1] == b"\xff" and len(body) < 256 else max(1, len(body) // pieces)
     reader = EventStreamReader()
     writer = EventStreamWriter()
     writer.open()
