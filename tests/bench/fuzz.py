@@ -113,8 +113,17 @@ def _run_atheris(target: Target, inputs: int, work_root: Path, seconds: int | No
     start = time.perf_counter()
     with log_path.open("wb") as log:
         proc = subprocess.run(
-            [sys.executable, __file__, "--child", target.name, "--inputs", str(inputs),
-             "--work", str(work), *(["--seconds", str(seconds)] if seconds else [])],
+            [
+                sys.executable,
+                __file__,
+                "--child",
+                target.name,
+                "--inputs",
+                str(inputs),
+                "--work",
+                str(work),
+                *(["--seconds", str(seconds)] if seconds else []),
+            ],
             stdout=log,
             stderr=subprocess.STDOUT,
             check=False,
@@ -130,15 +139,25 @@ def _run_atheris(target: Target, inputs: int, work_root: Path, seconds: int | No
         for line in (work / "findings.jsonl").read_text().splitlines():
             record = json.loads(line)
             report.findings.append(
-                Finding(target.name, record["error"], record["message"], record["where"],
-                        bytes.fromhex(record["data"]))
+                Finding(
+                    target.name,
+                    record["error"],
+                    record["message"],
+                    record["where"],
+                    bytes.fromhex(record["data"]),
+                )
             )
     if proc.returncode != 0:
         # libFuzzer itself stopped: a hang (-timeout), memory (-rss_limit_mb) or a crash.
         tail = text.decode("utf-8", "replace").strip().splitlines()[-12:]
         report.findings.append(
-            Finding(target.name, f"libFuzzer exit {proc.returncode}", " | ".join(tail),
-                    str(log_path), b"")
+            Finding(
+                target.name,
+                f"libFuzzer exit {proc.returncode}",
+                " | ".join(tail),
+                str(log_path),
+                b"",
+            )
         )
     return report
 

@@ -8,16 +8,17 @@ import json
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-
 from riptphone import config as phone_config
 from riptphone.app import calllog
 from riptphone.boot_file import BootFileError
 from riptphone.boot_file import read as read_boot_file
 from riptphone.calllog_store import CALL_LOG, load_call_log
-from riptphone.control.client import ControlClientError, ControlConnection
-from riptphone.control.client import format_event, format_status
+from riptphone.control.client import (
+    ControlClientError,
+    ControlConnection,
+    format_event,
+    format_status,
+)
 from riptphone.control.server import RequestError, parse_request
 from riptphone.store import (
     IDENTITY,
@@ -212,12 +213,9 @@ def _state_store(data: bytes) -> None:
 
 
 def _key_pem() -> str:
-    key = ec.generate_private_key(ec.SECP256R1())
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
+    """The vectors' TEST ONLY phone key: a fixed key keeps the seeds, and so runs, reproducible."""
+    vectors = Path(__file__).resolve().parents[1] / "vectors" / "passport.json"
+    return str(json.loads(vectors.read_text())["phone_private_key_pem"])
 
 
 def _state_store_seeds() -> list[bytes]:

@@ -9,7 +9,9 @@ disk would make a million inputs take a day) and start a fresh core every
 from __future__ import annotations
 
 import asyncio
+import atexit
 import logging
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -37,6 +39,7 @@ class _Fixture:
     def __init__(self) -> None:
         base = Path("/dev/shm") if Path("/dev/shm").is_dir() else None
         self._dir = Path(tempfile.mkdtemp(prefix="ript-fuzz-provider-", dir=base))
+        atexit.register(shutil.rmtree, self._dir, ignore_errors=True)
         self._count = 0
         self._core: ProviderCore | None = None
         self.account: Account

@@ -12,8 +12,11 @@ temporary directory and load it from there, as the daemon would.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import json
 import logging
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -72,6 +75,7 @@ def scratch() -> Path:
     if _scratch is None:
         shm = Path("/dev/shm")
         _scratch = Path(tempfile.mkdtemp(prefix="ript-fuzz-", dir=shm if shm.is_dir() else None))
+        atexit.register(shutil.rmtree, _scratch, ignore_errors=True)
     return _scratch
 
 
@@ -175,10 +179,8 @@ def _chunk(data: bytes) -> None:
         lambda: chunk_codec.decode_tlvs(body),
         lambda: chunk_codec.unframe(body),
     ):
-        try:
+        with contextlib.suppress(ChunkError):
             decode()
-        except ChunkError:
-            pass
 
 
 def _chunk_target_seeds() -> list[bytes]:
@@ -265,7 +267,9 @@ def _advertisement_seeds() -> list[bytes]:
     doc = _vectors("advertisements.json")
     seeds = [c["text"].encode() for c in doc["parse"] if c["kind"] == "advertisement"]
     seeds += [
-        b"1 in: opus;\x00\x00" + c["text"].encode() for c in doc["parse"] if c["kind"] != "advertisement"
+        b"1 in: opus;\x00\x00" + c["text"].encode()
+        for c in doc["parse"]
+        if c["kind"] != "advertisement"
     ]
     seeds += [
         f"{c['sender']}\x00{c['receiver']}\x00{c['directive']}".encode() for c in doc["checks"]
@@ -383,10 +387,8 @@ def _tap(data: bytes) -> None:
     tap_filter = TapFilter("https://p.example/tgs/7", max_remembered=4)
     for payload in data.split(b"\x00\x00"):
         tap_filter.accept(payload)
-    try:
+    with contextlib.suppress(TapError):
         parse_tap(data)
-    except TapError:
-        pass
 
 
 def _step_payload(step: dict[str, Any]) -> bytes:
@@ -476,33 +478,74 @@ def _oauth(data: bytes) -> None:
         parse(to_bytes())  # what was accepted reads back
 
 
+_OAUTH_DOCS: list[dict[str, Any]] = [
+    {
+        "issuer": "https://p.example",
+        "device_authorization_endpoint": "https://p.example/oauth/device",
+        "token_endpoint": "https://p.example/oauth/token",
+    },
+    {
+        "device_code": "dc-123",
+        "user_code": "WDJB-MJHT",
+        "verification_uri": "https://p.example/device",
+        "verification_uri_complete": "https://p.example/device?user_code=WDJB-MJHT",
+        "expires_in": 600,
+        "interval": 5,
+    },
+    {
+        "access_token": "at-1",
+        "token_type": "Bearer",
+        "expires_in": 3600,
+        "refresh_token": "rt-1",
+        "scope": "ript",
+    },
+    {"error": "authorization_pending", "error_description": "wait"},
+]
+
+
 def _oauth_seeds() -> list[bytes]:
-    docs = [
-        {
-            "issuer": "https://p.example",
-            "device_authorization_endpoint": "https://p.example/oauth/device",
-            "token_endpoint": "https://p.example/oauth/token",
-        },
-        {
-            "device_code": "dc-123",
-            "user_code": "WDJB-MJHT",
-            "verification_uri": "https://p.example/device",
-            "verification_uri_complete": "https://p.example/device?user_code=WDJB-MJHT",
-            "expires_in": 600,
-            "interval": 5,
-        },
-        {
-            "access_token": "at-1",
-            "token_type": "Bearer",
-            "expires_in": 3600,
-            "refresh_token": "rt-1",
-            "scope": "ript",
-        },
-        {"error": "authorization_pending", "error_description": "wait"},
-    ]
-    seeds = [bytes([i]) + json.dumps(d).encode() for i, d in enumerate(docs)]
+    seeds = [bytes([i]) + json.dumps(d).encode() for i, d in enumerate(_OAUTH_DOCS)]
     seeds.append(b"\x04grant_type=refresh_token&refresh_token=rt-1&client_id=ript-phone")
     return seeds
+
+
+_STATUSES = (200, 200, 400, 401, 403, 500)
+
+
+def _oauth_flow(data: bytes) -> None:
+    """The phone's login as its network answers drive it: metadata, device code, token polls.
+
+    Answers are cut at NUL-NUL; each one's first byte picks its HTTP status.
+    ``DevicePoll.answer`` takes any answer (a bad one is a retry, never an
+    exception); the tokens it ends with are stored as the phone would.
+    """
+    from riptphone.line.login import DevicePoll, LoggedIn, Send
+    from riptphone.line.tokens import tokens_from
+
+    poll = DevicePoll("ript-phone", "Desk phone", "https://p.example/.well-known/ript-oauth")
+    now = 1000.0
+    for answer in data.split(b"\x00\x00")[:8]:
+        action = poll.action(now)
+        if isinstance(action, LoggedIn):
+            tokens_from(action.response, 1_800_000_000.0)
+            return
+        if isinstance(action, Send):
+            status = _STATUSES[answer[0] % len(_STATUSES)] if answer else 200
+            poll.answer(action.step, status, answer[1:], now)
+        now += 5.0 if not poll.interval else poll.interval
+    action = poll.action(now)
+    if isinstance(action, LoggedIn):
+        tokens_from(action.response, 1_800_000_000.0)
+
+
+def _oauth_flow_seeds() -> list[bytes]:
+    docs = [json.dumps(d).encode() for d in _OAUTH_DOCS[:3]]
+    return [
+        b"\x00" + docs[0] + b"\x00\x00\x00" + docs[1] + b"\x00\x00\x00" + docs[2],
+        b"\x00" + docs[0] + b"\x00\x00\x00" + docs[1] + b"\x00\x00\x02"
+        b'{"error":"authorization_pending"}\x00\x00\x02{"error":"slow_down"}'
+        b"\x00\x00\x00" + docs[2],
+    ]
 
 
 # ------------------------------------------------------------------ dial plans
@@ -617,6 +660,15 @@ def _targets() -> dict[str, Target]:
             _oauth_seeds,
         ),
         Target(
+            "oauth-flow",
+            "riptphone.line.login DevicePoll.answer (never raises) and line.tokens.tokens_from",
+            _oauth_flow,
+            (),
+            _oauth_flow_seeds,
+            (b'"expires_in"', b'"interval"', b'"error"', b'"slow_down"', b'"access_token"'),
+            instrument=("ript", "riptphone"),
+        ),
+        Target(
             "dial-plan",
             "ript.protocol.numbers DialPlan digit maps, match, normalise",
             _dial_plan,
@@ -647,4 +699,3 @@ __all__ = [
 
 # Silence the loggers the parsers use on bad input: a million warnings is not a report.
 logging.getLogger().setLevel(logging.CRITICAL)
-

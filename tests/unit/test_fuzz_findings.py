@@ -12,8 +12,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from ript.protocol.oauth import DeviceAuthorization, OAuthError, ServerMetadata
+from ript.protocol.oauth import DeviceAuthorization, OAuthError, ServerMetadata, TokenResponse
 from riptphone.config import ConfigError, load_config
+from riptphone.line.tokens import tokens_from
 from riptphone.net.h3 import TrustConfigError
 from riptphone.net.h3 import _load_ca_file as load_ca_file
 from riptphone.store import IDENTITY, Identity, RecordError, StateStore
@@ -36,7 +37,13 @@ def _metadata(issuer: str) -> bytes:
 
 @pytest.mark.parametrize(
     "uri",
-    ["https://p.exam[]ple", "https://[::1", "https://[zz]/x", "https://p.example:99999/", "https://p.example:x/"],
+    [
+        "https://p.exam[]ple",
+        "https://[::1",
+        "https://[zz]/x",
+        "https://p.example:99999/",
+        "https://p.example:x/",
+    ],
 )
 def test_oauth_metadata_with_a_bad_host_or_port_is_an_oauth_error(uri: str) -> None:
     with pytest.raises(OAuthError, match="'issuer' must be an https URL"):
@@ -54,6 +61,32 @@ def test_oauth_device_authorization_with_a_bad_verification_uri_is_an_oauth_erro
     ).encode()
     with pytest.raises(OAuthError, match="'verification_uri' must be an https URL"):
         DeviceAuthorization.from_bytes(body)
+
+
+@pytest.mark.parametrize("member", ["expires_in", "interval"])
+def test_a_device_authorization_with_seconds_past_any_clock_is_an_oauth_error(member: str) -> None:
+    doc = {
+        "device_code": "d",
+        "user_code": "U",
+        "verification_uri": "https://p.example/device",
+        "expires_in": 600,
+        "interval": 5,
+    }
+    doc[member] = 10**400  # was accepted, then now + expires_in raised OverflowError
+    with pytest.raises(OAuthError, match=f"'{member}' must be a whole number of seconds up to"):
+        DeviceAuthorization.from_bytes(json.dumps(doc).encode())
+
+
+def test_a_token_response_with_a_lifetime_past_any_clock_is_an_oauth_error() -> None:
+    body = json.dumps({"access_token": "a", "token_type": "Bearer", "expires_in": 10**400})
+    with pytest.raises(OAuthError, match="'expires_in' must be a whole number of seconds up to"):
+        TokenResponse.from_bytes(body.encode())
+
+
+def test_the_longest_lifetime_read_still_makes_stored_tokens() -> None:
+    body = json.dumps({"access_token": "a", "token_type": "Bearer", "expires_in": 2**31 - 1})
+    tokens = tokens_from(TokenResponse.from_bytes(body.encode()), 1_800_000_000.0)
+    assert tokens.expires_at == 1_800_000_000.0 + 2**31 - 1
 
 
 # --------------------------------------------------------------------------- configuration files
@@ -85,7 +118,10 @@ def test_a_phone_config_path_that_cannot_be_a_path_is_a_config_error(
     ("server", "message"),
     [
         ('state_dir = "s\\u0000"', r"\[server\] state_dir: 's\\x00' is not a usable path"),
-        ('state_dir = "~nobody-ript-fuzz/s"', r"\[server\] state_dir: '~nobody-ript-fuzz/s' is not"),
+        (
+            'state_dir = "~nobody-ript-fuzz/s"',
+            r"\[server\] state_dir: '~nobody-ript-fuzz/s' is not",
+        ),
     ],
 )
 def test_a_provider_state_dir_that_cannot_be_a_path_is_a_config_error(
@@ -171,7 +207,7 @@ def test_a_phone_ca_file_of_an_unknown_x509_version_is_a_trust_config_error(
 def test_a_provider_ca_of_an_unknown_x509_version_is_a_ca_error(tmp_path: Path) -> None:
     load_or_create_ca(tmp_path)
     (tmp_path / "tls" / "ca.pem").write_text(_version_4_certificate())
-    with pytest.raises(CaError, match="the provider CA in .* is unusable"):
+    with pytest.raises(CaError, match=r"the provider CA in .* is unusable"):
         load_or_create_ca(tmp_path)
 
 

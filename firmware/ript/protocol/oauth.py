@@ -28,6 +28,9 @@ SCOPE = "ript"
 METADATA_PATH = "/.well-known/ript-oauth"
 FORM = "application/x-www-form-urlencoded"
 MAX_BODY = 65536
+MAX_SECONDS = 2**31 - 1
+"""Longest ``expires_in`` or ``interval`` read (68 years): the phone adds them to a float
+clock, and an integer of 400 digits would make that addition raise OverflowError."""
 
 POLL_ERRORS = frozenset({"authorization_pending", "slow_down", "access_denied", "expired_token"})
 """Token-endpoint errors that are a step of the device flow (RFC 8628 section 3.5)."""
@@ -103,8 +106,10 @@ def _seconds(doc: Mapping[str, Any], name: str, noun: str, default: int | None) 
     value = doc.get(name, default)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise OAuthError(f"{noun}: {name!r} must be a whole number of seconds, not {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SECONDS:
+        raise OAuthError(
+            f"{noun}: {name!r} must be a whole number of seconds up to {MAX_SECONDS}, not {value!r}"
+        )
     return value
 
 
