@@ -41,6 +41,8 @@ def load_wav(path: str, rate: int) -> bytes:
             pcm = wav.readframes(min(wav.getnframes(), in_rate * MAX_SECONDS))
     except (OSError, EOFError, wave.Error) as exc:
         raise FarEndAudioError(f"{path}: cannot read the WAV file: {exc}") from None
+    except RuntimeError:  # the wave module's: a chunk whose size runs past the file
+        raise FarEndAudioError(f"{path}: cannot read the WAV file: a chunk is cut short") from None
     if in_rate != rate:
         try:
             pcm = Resampler(in_rate, rate).process(pcm)

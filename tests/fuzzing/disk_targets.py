@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import wave
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from riptphone.store import (
     Tokens,
 )
 from riptprovider import config as provider_config
+from riptprovider.far_end_audio import FarEndAudioError, load_wav
 
 from .engine import Target
 
@@ -148,6 +150,27 @@ def _provider_config_seeds() -> list[bytes]:
         b'[[accounts.alice.far-end]]\nmatch = "+14089520003"\noutcome = "answer"\n'
         b'media = "file"\nfile = "far.wav"\n'
     )
+    return seeds
+
+
+def _far_end_wav(data: bytes) -> None:
+    """A far end's recorded audio file (``media = "file"``), read once per call."""
+    path = _dir("far-end") / "far.wav"
+    path.write_bytes(data)
+    load_wav.cache_clear()
+    load_wav(str(path), 8000)
+
+
+def _far_end_wav_seeds() -> list[bytes]:
+    seeds = []
+    for rate, channels, width in ((16000, 1, 2), (8000, 1, 2), (48000, 2, 2), (8000, 1, 1)):
+        out = io.BytesIO()
+        with wave.open(out, "wb") as wav:
+            wav.setnchannels(channels)
+            wav.setsampwidth(width)
+            wav.setframerate(rate)
+            wav.writeframes(bytes(range(256)) * 4)
+        seeds.append(out.getvalue())
     return seeds
 
 
@@ -338,6 +361,15 @@ def targets() -> list[Target]:
             (provider_config.ProviderConfigError,),
             _provider_config_seeds,
             TOML_TOKENS,
+            instrument=("ript", "riptprovider"),
+        ),
+        Target(
+            "far-end-wav",
+            "riptprovider.far_end_audio.load_wav (a far end's WAV file, resampled)",
+            _far_end_wav,
+            (FarEndAudioError,),
+            _far_end_wav_seeds,
+            (b"RIFF", b"WAVE", b"fmt ", b"data", b"\x01\x00", b"\xfe\xff", b"LIST"),
             instrument=("ript", "riptprovider"),
         ),
         Target(

@@ -4,7 +4,9 @@ exception other than the parser's own error escape; now the parser refuses it wi
 from __future__ import annotations
 
 import base64
+import io
 import json
+import wave
 from pathlib import Path
 
 import pytest
@@ -20,6 +22,7 @@ from riptphone.net.h3 import _load_ca_file as load_ca_file
 from riptphone.store import IDENTITY, Identity, RecordError, StateStore
 from riptprovider.config import ProviderConfigError
 from riptprovider.config import load_config as load_provider_config
+from riptprovider.far_end_audio import FarEndAudioError, file_frames, load_wav
 from riptprovider.tls import CaError, load_or_create_ca
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors"
@@ -217,3 +220,24 @@ def test_a_damaged_provider_server_certificate_is_issued_again(tmp_path: Path) -
     again = load_or_create_ca(tmp_path)
     cert = x509.load_pem_x509_certificate(again.server_cert_file.read_bytes())
     assert cert.issuer == again.ca_cert.subject
+
+
+# --------------------------------------------------------------------------- far-end audio files
+
+
+def test_a_wav_whose_chunk_runs_past_the_file_is_a_far_end_audio_error(tmp_path: Path) -> None:
+    out = io.BytesIO()
+    with wave.open(out, "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(16000)
+        wav.writeframes(bytes(640))
+    data = bytearray(out.getvalue())
+    # A chunk before "data" that claims more bytes than the file holds: wave seeks past
+    # the end and raises a bare RuntimeError.
+    data[12:12] = b"LIST" + (100_000).to_bytes(4, "little") + b"junk"
+    path = tmp_path / "far.wav"
+    path.write_bytes(bytes(data))
+    with pytest.raises(FarEndAudioError, match="cannot read the WAV file: a chunk is cut short"):
+        load_wav(str(path), 8000)
+    assert file_frames(path, 8000)() == bytes(320)  # the far end plays silence
