@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -45,6 +46,10 @@ SERVER_NAMES = ("localhost",)
 SERVER_ADDRESSES = ("127.0.0.1", "::1")
 
 log = logging.getLogger(__name__)
+
+# What reading a damaged certificate raises: cryptography parses lazily, and not every
+# one of its errors is a ValueError.
+_X509_ERRORS = (ValueError, x509.InvalidVersion, x509.DuplicateExtension, UnsupportedAlgorithm)
 
 _SERIAL = re.compile(r"[0-9a-f]{1,40}")
 _ACCOUNT = re.compile(r"[A-Za-z0-9_-]{1,64}")  # as account ids are: never "." or ".."
@@ -235,6 +240,15 @@ def _issue_server(ca: x509.Certificate, ca_key: ec.EllipticCurvePrivateKey) -> t
     return _pem(cert), key_to_pem(key)
 
 
+def _check_ca(cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> None:
+    """Read now the parts of the CA certificate that issuing reads (``cryptography`` parses
+    them lazily: a damaged subject would raise ValueError at the first issue); raise
+    ValueError when they are damaged or the key is not the certificate's."""
+    _ = (cert.subject, cert.issuer, cert.not_valid_after_utc, cert.extensions)
+    if cert.public_key() != key.public_key():
+        raise ValueError("the CA key is not the CA certificate's key")
+
+
 def _server_cert_expiring(path: Path) -> bool:
     """Whether the server certificate must be issued again: missing, damaged or nearly due.
 
@@ -243,12 +257,13 @@ def _server_cert_expiring(path: Path) -> bool:
     """
     try:
         cert = x509.load_pem_x509_certificate(path.read_bytes())
+        not_after = cert.not_valid_after_utc
     except FileNotFoundError:
         return True
-    except (ValueError, x509.InvalidVersion):
+    except _X509_ERRORS:
         log.warning("the server certificate %s is damaged; issuing a new one", path)
         return True
-    return cert.not_valid_after_utc < _now() + datetime.timedelta(days=1)
+    return not_after < _now() + datetime.timedelta(days=1)
 
 
 def load_or_create_ca(state_dir: Path) -> ProviderCa:
@@ -259,13 +274,14 @@ def load_or_create_ca(state_dir: Path) -> ProviderCa:
         if ca_file.exists():
             ca_cert = x509.load_pem_x509_certificate(ca_file.read_bytes())
             ca_key = key_from_pem(ca_key_file.read_bytes())
+            _check_ca(ca_cert, ca_key)
         else:
             ca_key = ec.generate_private_key(ec.SECP256R1())
             ca_cert = _make_ca(ca_key)
             # The key first: a crash between the two writes leaves no CA without key.
             _write(ca_key_file, key_to_pem(ca_key), 0o600)
             _write(ca_file, _pem(ca_cert), 0o644)
-    except (OSError, ValueError, CsrError, x509.InvalidVersion) as exc:
+    except (OSError, CsrError, *_X509_ERRORS) as exc:
         raise CaError(f"the provider CA in {tls} is unusable: {exc}") from None
     ca = ProviderCa(state_dir, ca_cert, ca_key)
     expiring = _server_cert_expiring(ca.server_cert_file)

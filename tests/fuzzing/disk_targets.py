@@ -33,6 +33,7 @@ from riptphone.store import (
 )
 from riptprovider import config as provider_config
 from riptprovider.far_end_audio import FarEndAudioError, load_wav
+from riptprovider.tls import CaError, load_or_create_ca
 
 from .engine import Target
 
@@ -172,6 +173,32 @@ def _far_end_wav_seeds() -> list[bytes]:
             wav.writeframes(bytes(range(256)) * 4)
         seeds.append(out.getvalue())
     return seeds
+
+
+_CA_FILES = ("ca.pem", "ca.key", "server.pem")
+
+
+def _provider_ca(data: bytes) -> None:
+    """The provider's CA and server certificate files, as a restart reads them.
+
+    The input is the three files cut at NUL-NUL; a file left empty is removed,
+    so the provider makes (or reissues) it as on a first start.
+    """
+    tls = _dir("provider-ca") / "tls"
+    tls.mkdir(mode=0o700, exist_ok=True)
+    for name, content in zip(_CA_FILES, data.split(b"\x00\x00", 2), strict=False):
+        if content:
+            (tls / name).write_bytes(content)
+        else:
+            (tls / name).unlink(missing_ok=True)
+    load_or_create_ca(tls.parent)
+
+
+def _provider_ca_seeds() -> list[bytes]:
+    state = _dir("provider-ca-seed")
+    load_or_create_ca(state)
+    files = [(state / "tls" / name).read_bytes() for name in _CA_FILES]
+    return [b"\x00\x00".join(files), b"\x00\x00".join(files[:2]), b""]
 
 
 # ------------------------------------------------------------------ state files
@@ -361,6 +388,17 @@ def targets() -> list[Target]:
             (provider_config.ProviderConfigError,),
             _provider_config_seeds,
             TOML_TOKENS,
+            instrument=("ript", "riptprovider"),
+        ),
+        Target(
+            "provider-ca",
+            "riptprovider.tls.load_or_create_ca (the CA certificate and key, the server "
+            "certificate in the provider's state directory)",
+            _provider_ca,
+            (CaError,),
+            _provider_ca_seeds,
+            (b"-----BEGIN CERTIFICATE-----\n", b"-----END CERTIFICATE-----\n", b"\x00\x00"),
+            max_len=8192,
             instrument=("ript", "riptprovider"),
         ),
         Target(

@@ -241,3 +241,54 @@ def test_a_wav_whose_chunk_runs_past_the_file_is_a_far_end_audio_error(tmp_path:
     with pytest.raises(FarEndAudioError, match="cannot read the WAV file: a chunk is cut short"):
         load_wav(str(path), 8000)
     assert file_frames(path, 8000)() == bytes(320)  # the far end plays silence
+
+
+# --------------------------------------------------------------------------- the provider's CA files
+
+
+def _ca_der(state: Path) -> bytearray:
+    pem = (state / "tls" / "ca.pem").read_text()
+    return bytearray(base64.b64decode("".join(pem.strip().splitlines()[1:-1])))
+
+
+def _write_ca_der(state: Path, der: bytes) -> None:
+    body = base64.encodebytes(der).decode()
+    (state / "tls" / "ca.pem").write_text(
+        f"-----BEGIN CERTIFICATE-----\n{body}-----END CERTIFICATE-----\n"
+    )
+    (state / "tls" / "server.pem").unlink()  # so that a restart issues it from the CA
+
+
+def test_a_provider_ca_with_a_damaged_subject_is_a_ca_error(tmp_path: Path) -> None:
+    load_or_create_ca(tmp_path)
+    der = _ca_der(tmp_path)
+    name = b"ript reference provider CA"
+    subject = der.index(name, der.index(name) + 1)  # issuer first, then the subject
+    der[subject] = 0xFF  # not UTF-8: cryptography finds out only when issuing reads it
+    _write_ca_der(tmp_path, bytes(der))
+    with pytest.raises(CaError, match=r"the provider CA in .* is unusable"):
+        load_or_create_ca(tmp_path)
+
+
+def test_a_provider_ca_with_a_repeated_extension_is_a_ca_error(tmp_path: Path) -> None:
+    load_or_create_ca(tmp_path)
+    der = _ca_der(tmp_path)
+    key_usage = der.index(bytes.fromhex("0603551d0f"))  # OID 2.5.29.15
+    der[key_usage + 4] = 0x0E  # now a second 2.5.29.14 (subject key identifier)
+    _write_ca_der(tmp_path, bytes(der))
+    with pytest.raises(CaError, match="Duplicate"):
+        load_or_create_ca(tmp_path)
+
+
+def test_a_provider_ca_key_that_is_not_the_certificates_is_a_ca_error(tmp_path: Path) -> None:
+    load_or_create_ca(tmp_path)
+    other = ec.generate_private_key(ec.SECP256R1())
+    (tmp_path / "tls" / "ca.key").write_bytes(
+        other.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    with pytest.raises(CaError, match="the CA key is not the CA certificate's key"):
+        load_or_create_ca(tmp_path)
