@@ -243,7 +243,7 @@ def test_a_wav_whose_chunk_runs_past_the_file_is_a_far_end_audio_error(tmp_path:
     assert file_frames(path, 8000)() == bytes(320)  # the far end plays silence
 
 
-# --------------------------------------------------------------------------- the provider's CA files
+# --------------------------------------------------------------------------- the provider's CA
 
 
 def _ca_der(state: Path) -> bytearray:
