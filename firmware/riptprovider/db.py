@@ -315,7 +315,9 @@ class ProviderDb:
                 "ORDER BY created, rowid"
             ).fetchall()
         handlers: list[tuple[str, HandlerDescription, str | None]] = []
-        for account, handler_id, name, advertisement, uri, push, owner in rows:
+        for row in rows:
+            _check_row(self.path, "handler", row, _HANDLER_COLUMNS)
+            account, handler_id, name, advertisement, uri, push, owner = row
             try:
                 binding = None if push is None else _push_binding(push)
                 description = HandlerDescription(handler_id, advertisement, name, uri, binding)
@@ -375,6 +377,7 @@ class ProviderDb:
             ).fetchall()
         calls: list[CallRecord] = []
         for row in rows:
+            _check_row(self.path, "call", row, _CALL_COLUMNS)
             (uri, account, direction, from_, to, state, handler, cdir, sdir) = row[:9]
             key, salt, tag_length, created, state_since, ended = row[9:]
             try:
@@ -414,6 +417,8 @@ class ProviderDb:
             rows = self._conn.execute(
                 "SELECT uri, leg, old_legs FROM calls WHERE ended IS NULL"
             ).fetchall()
+        for row in rows:
+            _check_row(self.path, "call", row, _LEG_COLUMNS)
         return {uri: (leg, set(old.split())) for uri, leg, old in rows}
 
     def reserve_s2c(self, key: MediaKey, ceiling: int) -> None:
@@ -463,8 +468,59 @@ class ProviderDb:
 
 
 def _push_binding(text: str) -> PushBinding:
-    doc = json.loads(text)
+    """The stored push binding; ValueError when it is not the JSON object ``save_handler`` wrote."""
+    try:
+        doc = json.loads(text)
+    except RecursionError:
+        raise ValueError("push: nested too deeply") from None
+    if not isinstance(doc, dict) or "broker" not in doc or "topic" not in doc:
+        raise ValueError("push: not a JSON object with 'broker' and 'topic'")
     return PushBinding(doc["broker"], doc["topic"], doc.get("username"), doc.get("password"))
+
+
+# SQLite keeps whatever type a damaged (or hand-edited) file holds in a column: each
+# column's Python types as this module writes them, checked before use.
+_TEXT, _OPT_TEXT = (str,), (str, type(None))
+_NUMBER, _OPT_NUMBER = (int, float), (int, float, type(None))
+_OPT_BLOB, _OPT_INT = (bytes, type(None)), (int, type(None))
+_HANDLER_COLUMNS = (
+    ("account", _TEXT),
+    ("handler_id", _TEXT),
+    ("name", _OPT_TEXT),
+    ("advertisement", _TEXT),
+    ("uri", _TEXT),
+    ("push", _OPT_TEXT),
+    ("owner", _OPT_TEXT),
+)
+_CALL_COLUMNS = (
+    ("uri", _TEXT),
+    ("account", _TEXT),
+    ("direction", _TEXT),
+    ("from_number", _TEXT),
+    ("to_number", _TEXT),
+    ("state", _TEXT),
+    ("handler", _OPT_TEXT),
+    ("client_directives", _OPT_TEXT),
+    ("server_directives", _OPT_TEXT),
+    ("media_key", _OPT_BLOB),
+    ("media_salt", _OPT_BLOB),
+    ("media_tag_length", _OPT_INT),
+    ("created", _NUMBER),
+    ("state_since", _NUMBER),
+    ("ended", _OPT_NUMBER),
+)
+
+_LEG_COLUMNS = (("uri", _TEXT), ("leg", _OPT_TEXT), ("old_legs", _TEXT))
+
+
+def _check_row(
+    path: Path, what: str, row: tuple[Any, ...], columns: tuple[tuple[str, tuple[type, ...]], ...]
+) -> None:
+    for value, (column, types) in zip(row, columns, strict=True):
+        if not isinstance(value, types):
+            raise DbError(
+                f"{path}: a {what} row is unreadable: {column} holds {type(value).__name__}"
+            )
 
 
 class _Transaction:

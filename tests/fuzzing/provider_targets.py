@@ -12,6 +12,7 @@ import asyncio
 import atexit
 import logging
 import shutil
+import sqlite3
 import tempfile
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from riptprovider import https as provider_https
 from riptprovider.accounts import Account, load_accounts
 from riptprovider.admin import answer_line
 from riptprovider.core import ProviderCore, RiptHttpError
+from riptprovider.db import DbError, ProviderDb
 from riptprovider.login_web import LoginWeb
 from riptprovider.oauth import IssuerSettings
 
@@ -202,6 +204,89 @@ def _http_seeds() -> list[bytes]:
     ]
 
 
+def _sql_value(field: bytes) -> object:
+    """One column value of any SQLite type: SQLite keeps whatever a damaged file holds."""
+    kind, rest = field[:1], field[1:]
+    if kind == b"i":
+        return int.from_bytes(rest[:8], "big", signed=True)
+    if kind == b"f":
+        return float(len(rest)) / 7.0
+    if kind == b"n":
+        return None
+    if kind == b"b":
+        return bytes(rest)
+    return rest.decode("utf-8", "replace")
+
+
+_db_dir: Path | None = None
+
+
+def _provider_db(data: bytes) -> None:
+    """A handler row and a call row with fuzzed column values, read back as a restart does.
+
+    The fields are cut at NUL; each one's first byte picks its SQLite type.
+    """
+    global _db_dir  # noqa: PLW0603 - one database per process
+    if _db_dir is None:
+        from .targets import scratch
+
+        _db_dir = scratch() / "provider-db"
+        _db_dir.mkdir()
+    values = [_sql_value(f) for f in data.split(b"\x00")]
+    values += [None] * (22 - len(values))
+    db = ProviderDb(_db_dir / "provider.db")
+    try:
+        with db._write() as conn:
+            conn.execute("DELETE FROM handlers")
+            conn.execute("DELETE FROM calls")
+            conn.execute("INSERT INTO handlers VALUES (?, ?, ?, ?, ?, ?, ?)", values[:7])
+            conn.execute(
+                "INSERT INTO calls VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                values[7:22],
+            )
+    except sqlite3.IntegrityError:
+        db.close()
+        return  # a NOT NULL column left empty: SQLite itself refuses the row
+    try:
+        db.load_handlers()
+    finally:
+        try:
+            db.load_open_calls()
+        finally:
+            db.close()
+
+
+def _provider_db_seeds() -> list[bytes]:
+    push = b'{"broker":"mqtts://b.example:8883","topic":"ript/v1/h/1","username":"u"}'
+    handler = [
+        b"shttps://p.example/tgs/alice/handlers/1",
+        b"salice",
+        b"s" + HANDLER_ID.encode(),
+        b"sDesk",
+        b"s1 in: PCMU;\n1 out: PCMU;",
+        b"s" + push,
+        b"f1234567",
+    ]
+    call = [
+        b"shttps://p.example/calls/1",
+        b"salice",
+        b"soutbound",
+        b"s+14085551002",
+        b"s+14085551003",
+        b"sanswered",
+        b"shttps://p.example/tgs/alice/handlers/1",
+        b"s1 to 1: PCMU;",
+        b"s1 to 1: PCMU;",
+        b"b0123456789abcdef",
+        b"b0123456789ab",
+        b"i\x00\x00\x00\x00\x00\x00\x00\x08",
+        b"f1234567",
+        b"f1234568",
+        b"n",
+    ]
+    return [b"\x00".join(handler + call), b"\x00".join(handler[:5] + [b"n", b"f1"] + call)]
+
+
 class _Captured(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.ERROR)
@@ -261,6 +346,15 @@ def targets() -> list[Target]:
             (provider_https._RefusedError,),
             _http_seeds,
             (b"\r\n", b"content-length: ", b"grant_type=", b"&", b"user_code=", b"step="),
+            instrument=provider,
+        ),
+        Target(
+            "provider-db",
+            "riptprovider.db load_handlers, load_open_calls (rows of a damaged database)",
+            _provider_db,
+            (DbError,),
+            _provider_db_seeds,
+            (b"\x00s", b"\x00i", b"\x00n", b"\x00b", b"\x00f", b"inbound", b"outbound"),
             instrument=provider,
         ),
         Target(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import sqlite3
 import wave
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from riptphone.net.h3 import _load_ca_file as load_ca_file
 from riptphone.store import IDENTITY, Identity, RecordError, StateStore
 from riptprovider.config import ProviderConfigError
 from riptprovider.config import load_config as load_provider_config
+from riptprovider.db import DbError, ProviderDb
 from riptprovider.far_end_audio import FarEndAudioError, file_frames, load_wav
 from riptprovider.tls import CaError, load_or_create_ca
 
@@ -292,3 +294,58 @@ def test_a_provider_ca_key_that_is_not_the_certificates_is_a_ca_error(tmp_path: 
     )
     with pytest.raises(CaError, match="the CA key is not the CA certificate's key"):
         load_or_create_ca(tmp_path)
+
+
+# --------------------------------------------------------------------------- the provider's database
+
+_HANDLER = (
+    "https://p.example/tgs/a/handlers/1",
+    "a",
+    "0b1f3c0e-7a51-4d8e-9a3f-2d6c1e5b7a90",
+    "Desk",
+    "1 in: PCMU;\n1 out: PCMU;",
+    '{"broker": "mqtts://b.example:8883", "topic": "ript/v1/h/1"}',
+    1.0,
+)
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "message"),
+    [
+        (5, "1.5", "push: not a JSON object"),  # was TypeError: 'float' is not subscriptable
+        (5, '{"broker": "mqtts://b.example"}', "push: not a JSON object"),  # was KeyError
+        (2, b"0b1f3c0e-7a51-4d8e-9a3f-2d6c1e5b7a90", "handler_id holds bytes"),  # TypeError
+    ],
+)
+def test_a_damaged_handler_row_is_a_db_error(
+    tmp_path: Path, column: int, value: object, message: str
+) -> None:
+    path = tmp_path / "provider.db"
+    ProviderDb(path).close()
+    row = list(_HANDLER)
+    row[column] = value
+    with sqlite3.connect(path) as conn:
+        conn.execute("INSERT INTO handlers VALUES (?, ?, ?, ?, ?, ?, ?)", row)
+    db = ProviderDb(path)
+    try:
+        with pytest.raises(DbError, match=message):
+            db.load_handlers()
+    finally:
+        db.close()
+
+
+def test_a_call_row_with_a_tag_length_of_text_is_a_db_error(tmp_path: Path) -> None:
+    path = tmp_path / "provider.db"
+    ProviderDb(path).close()
+    row = (
+        "https://p.example/calls/1", "a", "outbound", "+14085551002", "+14085551003", "answered",
+        None, None, None, bytes(16), bytes(12), "eight", 1.0, 1.0, None,
+    )  # fmt: skip
+    with sqlite3.connect(path) as conn:
+        conn.execute("INSERT INTO calls VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
+    db = ProviderDb(path)
+    try:
+        with pytest.raises(DbError, match="media_tag_length holds str"):
+            db.load_open_calls()  # was TypeError: '<=' not supported between int and str
+    finally:
+        db.close()
