@@ -284,7 +284,7 @@ def _provider_db_seeds() -> list[bytes]:
         b"f1234568",
         b"n",
     ]
-    return [b"\x00".join(handler + call), b"\x00".join(handler[:5] + [b"n", b"f1"] + call)]
+    return [b"\x00".join(handler + call), b"\x00".join([*handler[:5], b"n", b"f1", *call])]
 
 
 class _Captured(logging.Handler):

@@ -296,7 +296,7 @@ def test_a_provider_ca_key_that_is_not_the_certificates_is_a_ca_error(tmp_path: 
         load_or_create_ca(tmp_path)
 
 
-# --------------------------------------------------------------------------- the provider's database
+# --------------------------------------------------------------------------- provider database
 
 _HANDLER = (
     "https://p.example/tgs/a/handlers/1",
