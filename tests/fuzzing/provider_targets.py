@@ -218,25 +218,25 @@ def _sql_value(field: bytes) -> object:
     return rest.decode("utf-8", "replace")
 
 
-_db_dir: Path | None = None
+_db: ProviderDb | None = None
 
 
 def _provider_db(data: bytes) -> None:
     """A handler row and a call row with fuzzed column values, read back as a restart does.
 
-    The fields are cut at NUL; each one's first byte picks its SQLite type.
+    The fields are cut at NUL; each one's first byte picks its SQLite type.  One
+    database serves every input (opening one costs more than the parse).
     """
-    global _db_dir  # noqa: PLW0603 - one database per process
-    if _db_dir is None:
+    global _db  # noqa: PLW0603 - one database per process
+    if _db is None:
         from .targets import scratch
 
-        _db_dir = scratch() / "provider-db"
-        _db_dir.mkdir()
+        (scratch() / "provider-db").mkdir()
+        _db = ProviderDb(scratch() / "provider-db" / "provider.db")
     values = [_sql_value(f) for f in data.split(b"\x00")]
     values += [None] * (22 - len(values))
-    db = ProviderDb(_db_dir / "provider.db")
     try:
-        with db._write() as conn:
+        with _db._write() as conn:
             conn.execute("DELETE FROM handlers")
             conn.execute("DELETE FROM calls")
             conn.execute("INSERT INTO handlers VALUES (?, ?, ?, ?, ?, ?, ?)", values[:7])
@@ -245,15 +245,11 @@ def _provider_db(data: bytes) -> None:
                 values[7:22],
             )
     except sqlite3.IntegrityError:
-        db.close()
         return  # a NOT NULL column left empty: SQLite itself refuses the row
     try:
-        db.load_handlers()
+        _db.load_handlers()
     finally:
-        try:
-            db.load_open_calls()
-        finally:
-            db.close()
+        _db.load_open_calls()
 
 
 def _provider_db_seeds() -> list[bytes]:
