@@ -225,7 +225,8 @@ def _sealed_receiver(data: bytes) -> None:
         if not piece:
             continue
         split = 1 + piece[0] % 48
-        envelope, package = piece[1 : 1 + split], piece[1 + split :]
+        # At most 900 bytes of package: a longer chunk is this side's ChunkEncodeError.
+        envelope, package = piece[1 : 1 + split], piece[1 + split : 901 + split]
         try:
             parsed = parse_envelope(envelope)
         except ChunkError:
