@@ -38,7 +38,7 @@ _STATUS = re.compile(rb"#(\d+)\s+\w+\s+cov: (\d+)")
 
 def _have_atheris() -> bool:
     try:
-        import atheris  # noqa: F401
+        import atheris  # type: ignore[import-untyped]  # noqa: F401
     except ImportError:
         return False
     return True
@@ -57,7 +57,7 @@ def _dict_file(target: Target, path: Path) -> None:
 
 def _child(name: str, inputs: int, work: Path, seconds: int | None) -> None:
     """Run in the child process: one target under atheris, findings appended to a file."""
-    import atheris
+    import atheris  # type: ignore[import-untyped]
 
     from fuzzing import engine
 

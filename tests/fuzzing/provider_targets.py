@@ -24,7 +24,7 @@ from riptprovider.accounts import Account, load_accounts
 from riptprovider.admin import answer_line
 from riptprovider.core import ProviderCore, RiptHttpError
 from riptprovider.db import DbError, ProviderDb
-from riptprovider.login_web import LoginWeb
+from riptprovider.login_web import LoginWeb, WebReply, WebRequest
 from riptprovider.oauth import IssuerSettings
 
 from .engine import Target
@@ -158,13 +158,17 @@ def _event_loop() -> asyncio.AbstractEventLoop:
     return _loop
 
 
+async def _unused(request: WebRequest) -> WebReply:
+    raise AssertionError("the target calls LoginWeb.answer itself")
+
+
 async def _http_exchange(data: bytes) -> None:
     web = LoginWeb(fixture().core().issuer)
     reader = asyncio.StreamReader()
     reader.feed_data(data)
     reader.feed_eof()
     conn = h11.Connection(h11.SERVER, max_incomplete_event_size=provider_https.MAX_HEADER)
-    listener = provider_https.HttpsListener(web.answer)
+    listener = provider_https.HttpsListener(_unused)  # only its request reader is used
     while True:
         request = await listener._read_request(conn, reader)
         if request is None:
