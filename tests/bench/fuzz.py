@@ -57,7 +57,7 @@ def _dict_file(target: Target, path: Path) -> None:
 
 def _child(name: str, inputs: int, work: Path, seconds: int | None) -> None:
     """Run in the child process: one target under atheris, findings appended to a file."""
-    import atheris  # type: ignore[import-untyped]
+    import atheris
 
     from fuzzing import engine
 
