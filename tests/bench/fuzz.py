@@ -163,7 +163,14 @@ def _run_atheris(target: Target, inputs: int, work_root: Path, seconds: int | No
 
 
 def _progress(report: Report) -> None:
-    print(f"  {report.target}: {report.inputs} inputs, {report.seconds:.0f} s", file=sys.stderr)
+    print(
+        f"  {report.target}: {report.inputs} inputs, {report.seconds:.0f} s, "
+        f"{len(report.findings)} findings",
+        file=sys.stderr,
+        flush=True,
+    )
+    for finding in report.findings:
+        print("  so far: " + finding.describe().replace("\n", "\n  "), file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
