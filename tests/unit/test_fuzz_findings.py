@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from ript.protocol.oauth import DeviceAuthorization, OAuthError, ServerMetadata, TokenResponse
 from riptphone.config import ConfigError, load_config
+from riptphone.control.client import format_event, format_status
 from riptphone.line.tokens import tokens_from
 from riptphone.net.h3 import TrustConfigError
 from riptphone.net.h3 import _load_ca_file as load_ca_file
@@ -349,3 +350,13 @@ def test_a_call_row_with_a_tag_length_of_text_is_a_db_error(tmp_path: Path) -> N
             db.load_open_calls()  # was TypeError: '<=' not supported between int and str
     finally:
         db.close()
+
+
+# --------------------------------------------------------------------------- control socket lines
+
+
+@pytest.mark.parametrize("call", ["state", 7, ["a"]])
+def test_a_watch_or_status_line_whose_call_is_not_an_object_is_printed(call: object) -> None:
+    # Was AttributeError: 'str' object has no attribute 'get', a traceback from the CLI.
+    assert format_event({"event": "call", "call": call}).endswith(f"call {call}")
+    assert f"call:       {call}" in format_status({"state": "idle", "call": call})

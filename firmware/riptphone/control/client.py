@@ -155,10 +155,12 @@ def _text(value: object) -> str:
     return str(value)
 
 
-def describe_call(call: Mapping[str, Any] | None) -> str:
-    """One line for a call object of the status reply."""
+def describe_call(call: object) -> str:
+    """One line for a call object of the status reply (anything else is shown as it is)."""
     if not call:
         return "none"
+    if not isinstance(call, Mapping):  # a daemon of another version: show, do not crash
+        return _text(call)
     words = [_text(call.get("direction")), _text(call.get("peer")), _text(call.get("state"))]
     line = " ".join(words)
     codec, transport = call.get("codec"), call.get("transport")
