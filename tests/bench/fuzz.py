@@ -211,7 +211,12 @@ def main(argv: list[str] | None = None) -> int:
             report = _run_atheris(target, args.inputs, work_root, args.seconds)
         else:
             report = fuzz(
-                target, args.inputs, seed=args.seed, seconds=args.seconds, progress=_progress
+                target,
+                args.inputs,
+                seed=args.seed,
+                seconds=args.seconds,
+                progress=_progress,
+                measure=True,
             )
         print(report.line(), flush=True)
         for finding in report.findings:
