@@ -79,6 +79,18 @@ def read(path: Path) -> dict[str, dict[str, str]]:
     return settings
 
 
+def _exists(path: Path) -> bool:
+    """Whether there is a boot file at ``path``; a path no file can have is a BootFileError.
+
+    ``Path.is_file`` is False only for a missing file: a name too long (ENAMETOOLONG)
+    or a directory that cannot be searched (EACCES) raises OSError.
+    """
+    try:
+        return path.is_file()
+    except OSError as exc:
+        raise BootFileError(f"{path}: cannot read the boot file: {exc.strerror}") from None
+
+
 def overlay(doc: Mapping[str, Any], path: Path) -> dict[str, Any]:
     """``doc`` (a decoded phone.toml) with the first-boot file's domain and name put in.
 
@@ -87,7 +99,7 @@ def overlay(doc: Mapping[str, Any], path: Path) -> dict[str, Any]:
     merged = {
         name: dict(table) if isinstance(table, Mapping) else table for name, table in doc.items()
     }
-    if not path.is_file():
+    if not _exists(path):
         return merged
     settings = read(path)
     for section in ("provider", "phone"):
@@ -100,7 +112,7 @@ def overlay(doc: Mapping[str, Any], path: Path) -> dict[str, Any]:
 
 
 def wifi_settings(path: Path) -> WifiSettings:
-    wifi = read(path).get("wifi", {}) if path.is_file() else {}
+    wifi = read(path).get("wifi", {}) if _exists(path) else {}
     return WifiSettings(wifi.get("country"), wifi.get("ssid"), wifi.get("psk"))
 
 

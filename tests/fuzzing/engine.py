@@ -287,9 +287,11 @@ def lines_reached(target: Target, inputs: Sequence[bytes]) -> int:
         return tracer
 
     previous = sys.gettrace()
-    sys.settrace(tracer)
     try:
         for data in inputs:
+            # Set again for each input: a RecursionError raised inside the tracer itself
+            # (an input that nests deeply) makes Python drop it for good.
+            sys.settrace(tracer)
             outcome(target, data)
     finally:
         sys.settrace(previous)

@@ -360,3 +360,11 @@ def test_a_watch_or_status_line_whose_call_is_not_an_object_is_printed(call: obj
     # Was AttributeError: 'str' object has no attribute 'get', a traceback from the CLI.
     assert format_event({"event": "call", "call": call}).endswith(f"call {call}")
     assert f"call:       {call}" in format_status({"state": "idle", "call": call})
+
+
+def test_a_boot_file_name_too_long_for_the_file_system_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "phone.toml"
+    name = "b" * 300  # over NAME_MAX (255): is_file() raises ENAMETOOLONG instead of False
+    path.write_text(f'[provider]\ndomain = "p.example"\n[phone]\nboot_file = "{name}"\n')
+    with pytest.raises(ConfigError, match="cannot read the boot file: File name too long"):
+        load_config(path)
