@@ -48,8 +48,14 @@ SERVER_ADDRESSES = ("127.0.0.1", "::1")
 log = logging.getLogger(__name__)
 
 # What reading a damaged certificate raises: cryptography parses lazily, and not every
-# one of its errors is a ValueError.
-_X509_ERRORS = (ValueError, x509.InvalidVersion, x509.DuplicateExtension, UnsupportedAlgorithm)
+# one of its errors is a ValueError (a name attribute of the wrong ASN.1 type is a TypeError).
+_X509_ERRORS = (
+    ValueError,
+    TypeError,
+    x509.InvalidVersion,
+    x509.DuplicateExtension,
+    UnsupportedAlgorithm,
+)
 
 _SERIAL = re.compile(r"[0-9a-f]{1,40}")
 _ACCOUNT = re.compile(r"[A-Za-z0-9_-]{1,64}")  # as account ids are: never "." or ".."

@@ -273,6 +273,17 @@ def test_a_provider_ca_with_a_damaged_subject_is_a_ca_error(tmp_path: Path) -> N
         load_or_create_ca(tmp_path)
 
 
+def test_a_provider_ca_whose_name_is_a_bit_string_is_a_ca_error(tmp_path: Path) -> None:
+    load_or_create_ca(tmp_path)
+    der = _ca_der(tmp_path)
+    name = b"ript reference provider CA"
+    subject = der.index(name, der.index(name) + 1)
+    der[subject - 2] = 0x03  # UTF8String -> BIT STRING: cryptography raises TypeError
+    _write_ca_der(tmp_path, bytes(der))
+    with pytest.raises(CaError, match="X500_UNIQUE_IDENTIFIER"):
+        load_or_create_ca(tmp_path)
+
+
 def test_a_provider_ca_with_a_repeated_extension_is_a_ca_error(tmp_path: Path) -> None:
     load_or_create_ca(tmp_path)
     der = _ca_der(tmp_path)
