@@ -238,22 +238,40 @@ def _provider_db(data: bytes) -> None:
         (scratch() / "provider-db").mkdir()
         _db = ProviderDb(scratch() / "provider-db" / "provider.db")
     values = [_sql_value(f) for f in data.split(b"\x00")]
-    values += [None] * (22 - len(values))
+    values += [None] * (len(_HANDLER_COLUMNS) + len(_CALL_COLUMNS) - len(values))
+    handler = values[: len(_HANDLER_COLUMNS)]
+    call = values[len(_HANDLER_COLUMNS) : len(_HANDLER_COLUMNS) + len(_CALL_COLUMNS)]
     try:
         with _db._write() as conn:
             conn.execute("DELETE FROM handlers")
             conn.execute("DELETE FROM calls")
-            conn.execute("INSERT INTO handlers VALUES (?, ?, ?, ?, ?, ?, ?)", values[:7])
-            conn.execute(
-                "INSERT INTO calls VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                values[7:22],
-            )
+            conn.execute(_insert("handlers", _HANDLER_COLUMNS), handler)
+            conn.execute(_insert("calls", _CALL_COLUMNS), call)
     except sqlite3.IntegrityError:
         return  # a NOT NULL column left empty: SQLite itself refuses the row
-    try:
-        _db.load_handlers()
-    finally:
-        _db.load_open_calls()
+    # Each reader on its own: one refusing the rows must not hide another's crash.
+    refused: list[DbError] = []
+    for load in (_db.load_handlers, _db.load_open_calls, _db.load_legs):
+        try:
+            load()
+        except DbError as exc:
+            refused.append(exc)
+    if refused:
+        raise refused[0]  # the engine's outcome signal: which refusal this input reached
+
+
+_HANDLER_COLUMNS = (
+    "uri", "account", "handler_id", "name", "advertisement", "push", "created", "owner",
+)  # fmt: skip
+_CALL_COLUMNS = (
+    "uri", "account", "direction", "from_number", "to_number", "state", "handler",
+    "client_directives", "server_directives", "media_key", "media_salt", "media_tag_length",
+    "created", "state_since", "ended", "leg", "old_legs", "s2c_next",
+)  # fmt: skip
+
+
+def _insert(table: str, columns: tuple[str, ...]) -> str:
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
 
 
 def _provider_db_seeds() -> list[bytes]:
@@ -266,6 +284,7 @@ def _provider_db_seeds() -> list[bytes]:
         b"s1 in: PCMU;\n1 out: PCMU;",
         b"s" + push,
         b"f1234567",
+        b"sdevice-1",
     ]
     call = [
         b"shttps://p.example/calls/1",
@@ -283,8 +302,11 @@ def _provider_db_seeds() -> list[bytes]:
         b"f1234567",
         b"f1234568",
         b"n",
+        b"sleg-1",
+        b"sleg-0 leg-00",
+        b"i\x00\x00\x00\x00\x00\x00\x01\x00",
     ]
-    return [b"\x00".join(handler + call), b"\x00".join([*handler[:5], b"n", b"f1", *call])]
+    return [b"\x00".join(handler + call), b"\x00".join([*handler[:5], b"n", b"f1", b"n", *call])]
 
 
 class _Captured(logging.Handler):

@@ -337,11 +337,34 @@ def test_a_damaged_handler_row_is_a_db_error(
     row = list(_HANDLER)
     row[column] = value
     with sqlite3.connect(path) as conn:
-        conn.execute("INSERT INTO handlers VALUES (?, ?, ?, ?, ?, ?, ?)", row)
+        conn.execute(
+            "INSERT INTO handlers (uri, account, handler_id, name, advertisement, push, created) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            row,
+        )
     db = ProviderDb(path)
     try:
         with pytest.raises(DbError, match=message):
             db.load_handlers()
+    finally:
+        db.close()
+
+
+def test_a_call_row_whose_old_legs_are_a_blob_is_a_db_error(tmp_path: Path) -> None:
+    path = tmp_path / "provider.db"
+    ProviderDb(path).close()
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            "INSERT INTO calls (uri, account, direction, from_number, to_number, state, "
+            "created, state_since, old_legs) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            ("https://p.example/calls/1", "a", "outbound", "+1", "+2", "answered", 1, 1, b"l"),
+        )
+    db = ProviderDb(path)
+    try:
+        # A blob keeps its type in a TEXT column; its legs came back as bytes, which no
+        # ript-leg cookie (a str) ever equals: the call's media refused for no visible reason.
+        with pytest.raises(DbError, match="old_legs holds bytes"):
+            db.load_legs()
     finally:
         db.close()
 
@@ -354,7 +377,13 @@ def test_a_call_row_with_a_tag_length_of_text_is_a_db_error(tmp_path: Path) -> N
         None, None, None, bytes(16), bytes(12), "eight", 1.0, 1.0, None,
     )  # fmt: skip
     with sqlite3.connect(path) as conn:
-        conn.execute("INSERT INTO calls VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
+        conn.execute(
+            "INSERT INTO calls (uri, account, direction, from_number, to_number, state, "
+            "handler, client_directives, server_directives, media_key, media_salt, "
+            "media_tag_length, created, state_since, ended) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            row,
+        )
     db = ProviderDb(path)
     try:
         with pytest.raises(DbError, match="media_tag_length holds str"):
