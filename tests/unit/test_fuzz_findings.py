@@ -369,6 +369,37 @@ def test_a_call_row_whose_old_legs_are_a_blob_is_a_db_error(tmp_path: Path) -> N
         db.close()
 
 
+def test_a_call_row_with_a_key_but_no_tag_length_is_a_db_error(tmp_path: Path) -> None:
+    path = tmp_path / "provider.db"
+    ProviderDb(path).close()
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            "INSERT INTO calls (uri, account, direction, from_number, to_number, state, "
+            "media_key, media_salt, media_tag_length, created, state_since) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                "https://p.example/calls/1",
+                "a",
+                "outbound",
+                "+1",
+                "+2",
+                "answered",
+                bytes(16),
+                bytes(12),
+                None,
+                1.0,
+                1.0,
+            ),
+        )
+    db = ProviderDb(path)
+    try:
+        # Was TypeError: '<=' not supported between 'int' and 'NoneType' (MediaKey).
+        with pytest.raises(DbError, match="'tag-length' must be 4 to 16"):
+            db.load_open_calls()
+    finally:
+        db.close()
+
+
 def test_a_call_row_with_a_tag_length_of_text_is_a_db_error(tmp_path: Path) -> None:
     path = tmp_path / "provider.db"
     ProviderDb(path).close()

@@ -605,7 +605,12 @@ class MediaKey:
             raise DescriptionError(f"media-key: 'key' must be {MEDIA_KEY_BYTES} bytes")
         if not isinstance(self.salt, bytes) or len(self.salt) != MEDIA_SALT_BYTES:
             raise DescriptionError(f"media-key: 'salt' must be {MEDIA_SALT_BYTES} bytes")
-        if isinstance(self.tag_length, bool) or not 4 <= self.tag_length <= 16:
+        tag_length = self.tag_length
+        if (
+            not isinstance(tag_length, int)
+            or isinstance(tag_length, bool)
+            or not 4 <= tag_length <= 16
+        ):
             raise DescriptionError("media-key: 'tag-length' must be 4 to 16")
 
     @classmethod
