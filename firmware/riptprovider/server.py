@@ -807,6 +807,8 @@ class RunningServer:
             media.sender.on_ack(ack, now)
         acks = media.sender.acks(media.receiver.take_pending_acks(now))
         conn.respond(request.stream_id, 200, frame(acks), MEDIA)
+        if result.acks:
+            self._resend(media, now)
         for chunk in result.media:
             if chunk.payload_type == PayloadType.TELEPHONE_EVENT:
                 self._note_dtmf(media, call_uri, chunk.timestamp, chunk.payload)
@@ -858,6 +860,8 @@ class RunningServer:
         result = media.receiver.receive(data, now)
         for ack in result.acks:
             media.sender.on_ack(ack, now)
+        if result.acks:
+            self._resend(media, now)
         for chunk in result.media:
             if chunk.payload_type == PayloadType.TELEPHONE_EVENT:
                 self._note_dtmf(media, session.call_uri, chunk.timestamp, chunk.payload)
@@ -880,6 +884,26 @@ class RunningServer:
             acks = media.sender.acks(media.receiver.take_pending_acks(time.monotonic()))
             session = media.sessions[-1]
             session.conn.send_datagrams(session.stream_id, pack_datagrams(acks))
+
+    @staticmethod
+    def _resend(media: _Media, now: float) -> None:
+        """Chunks the phone's acks show lost (a blip's backlog, up to 5 s) sent again at once.
+
+        On the newest session (packed into datagrams at chunk boundaries), else in the
+        answer of one held GET; with neither, the next acks ask again.
+        """
+        chunks = media.sender.resends(now)
+        if not chunks:
+            return
+        if media.sessions:
+            session = media.sessions[-1]
+            session.conn.send_datagrams(session.stream_id, pack_datagrams(chunks, DATAGRAM_LIMIT))
+            return
+        while media.waiting:
+            waiter = media.waiting.pop()
+            if not waiter.done():
+                waiter.set_result(frame(chunks))
+                return
 
     def _send_frame(
         self,

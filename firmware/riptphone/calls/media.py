@@ -118,6 +118,12 @@ class MediaStats:
     bad_frames: int
     rtt_ms: float | None
     jitter_ms: float
+    chunks_resent: int = 0
+    """Chunks sent again because a later one was acked first (the backlog of a blip)."""
+    chunks_given_up: int = 0
+    """Chunks never acked within 5 s: no longer re-sent."""
+    frames_too_late: int = 0
+    """Received chunks that came after their turn to play (or beyond the buffer): dropped."""
     audio_error: str | None = None
     """Why the microphone or earpiece is unusable right now (a card unplugged), else None."""
     audio_recoveries: int = 0
@@ -231,6 +237,7 @@ class MediaSession:
         """The leg's media counters; see :class:`MediaStats`."""
         sent = self._sender.stats()
         received = self._receiver.stats()
+        jitter = self._jitter.stats()
         transport = self._transport
         return MediaStats(
             sealed=self.key is not None,
@@ -250,6 +257,9 @@ class MediaSession:
             bad_frames=self.bad_frames,
             rtt_ms=None if sent.rtt_avg is None else round(sent.rtt_avg * 1000, 1),
             jitter_ms=round(received.jitter_ms, 1),
+            chunks_resent=sent.resent,
+            chunks_given_up=sent.given_up,
+            frames_too_late=jitter.late + jitter.discarded,
             audio_error=self.audio_error(),
             audio_recoveries=sum(
                 device.stats().recoveries
@@ -417,10 +427,16 @@ class MediaSession:
         now = self._clock()
         result = self._receiver.receive(body, now)
         if result.acks:
+            sender = self._sender
             for ack in result.acks:
-                self._sender.on_ack(ack, now)
+                sender.on_ack(ack, now)
             self._acked = True
             self._sent_unacked_at = None
+            # Acks of later chunks show what the path lost (after a blip: its whole
+            # backlog, up to 5 s): sent again now, in one burst, with their numbers.
+            resend = sender.resends(now)
+            if resend:
+                self._transport.send(frame(resend))
         if result.media:
             self._received_at = now
         ours = self._codec.payload_type

@@ -40,8 +40,9 @@ WEBTRANSPORT: Final = "webtransport"
 BYWAYS: Final = "byways"
 GETS = 20
 """Reverse media GETs kept open (profile section 7)."""
-MAX_PUTS = 10
-"""PUTs in flight before the oldest is given up."""
+MAX_PUTS = 256
+"""PUTs in flight before the oldest is given up: 5 s of 20 ms chunks, so a blip of up to 5 s
+loses none (QUIC retransmits what a stalled PUT holds; profile section 10)."""
 GET_RETRY_S = 0.2
 """Pause before reopening a GET that failed (not one that was answered)."""
 SESSION_TIMEOUT_S = 2.0
@@ -173,10 +174,13 @@ class DatagramTransport:
 class BywaysTransport:
     """Bodies over the media byways: one ``PUT`` each, :data:`GETS` held ``GET``.
 
-    At most :data:`MAX_PUTS` PUTs are in flight; beyond that the oldest is
-    cancelled (``puts_dropped``) so a stalled path yields recent audio, not a
-    growing backlog.  Each PUT's reply (the provider's acks) and each GET's
-    answer is delivered as a received body; an answered GET is reopened at once.
+    At most :data:`MAX_PUTS` PUTs (5 s of audio) are in flight; beyond that the
+    oldest is cancelled (``puts_dropped``).  Within that bound a stalled path
+    keeps its backlog: QUIC delivers it when the path returns, and the
+    receiver's jitter buffer drops what is too late to play.  What a cancelled
+    or reset PUT carried comes back by the session's ack-driven re-send.  Each
+    PUT's reply (the provider's acks) and each GET's answer is delivered as a
+    received body; an answered GET is reopened at once.
     """
 
     def __init__(self, byways: MediaByways) -> None:
