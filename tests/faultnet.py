@@ -74,6 +74,8 @@ class _Proxy:
         self.faults: dict[Direction, Faults] = {"up": Faults(), "down": Faults()}
         self.counters: dict[Direction, Counters] = {"up": Counters(), "down": Counters()}
         self._blackhole_until = 0.0
+        self._blackhole_only: Callable[[Address], bool] | None = None
+        self._blackhole_clients: dict[Address, bool] = {}
         self._rng = random.Random(seed)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -94,25 +96,43 @@ class _Proxy:
         self.faults = {"up": Faults(), "down": Faults()}
         self._blackhole_until = 0.0
 
-    def blackhole(self, seconds: float) -> None:
-        """Drop everything (UDP) or hold everything (TCP) for ``seconds`` from now."""
+    def blackhole(self, seconds: float, only: Callable[[Address], bool] | None = None) -> None:
+        """Drop everything (UDP) or hold everything (TCP) for ``seconds`` from now.
+
+        ``only`` (UDP): the blackhole covers the clients it says yes to (asked once per
+        client address, so a client that opens a new socket meanwhile is asked again),
+        e.g. ``only=ports_of(pid)``: one phone's fade while the others talk on.
+        """
+        self._blackhole_only = only
+        self._blackhole_clients = {}
         self._blackhole_until = time.monotonic() + seconds
 
     @property
     def blackholed(self) -> bool:
         return time.monotonic() < self._blackhole_until
 
+    def _blackholed_for(self, client: Address | None) -> bool:
+        if not self.blackholed:
+            return False
+        only = self._blackhole_only
+        if only is None or client is None:
+            return only is None
+        covered = self._blackhole_clients.get(client)
+        if covered is None:
+            covered = self._blackhole_clients[client] = only(client)
+        return covered
+
     def stats(self) -> dict[str, dict[str, int]]:
         return {d: dataclasses.asdict(c) for d, c in self.counters.items()}
 
     # -- the packet decision ------------------------------------------------------------
 
-    def _plan(self, direction: Direction) -> list[float] | None:
+    def _plan(self, direction: Direction, client: Address | None = None) -> list[float] | None:
         """The delays at which one packet goes out (one per copy), or None to drop it."""
         faults = self.faults[direction]
         counters = self.counters[direction]
         rng = self._rng
-        if self.blackholed or (faults.loss and rng.random() < faults.loss):
+        if self._blackholed_for(client) or (faults.loss and rng.random() < faults.loss):
             counters.dropped += 1
             return None
         delay = faults.delay + (rng.uniform(0, faults.jitter) if faults.jitter else 0.0)
@@ -196,10 +216,10 @@ class _Mapping(asyncio.DatagramProtocol):
         self.transport = transport  # type: ignore[assignment]
         pending, self.pending = self.pending, []
         for data in pending:
-            self.proxy._forward("up", data, self.transport, None)
+            self.proxy._forward("up", data, self.transport, None, self.client)
 
     def datagram_received(self, data: bytes, addr: Address) -> None:
-        self.proxy._forward("down", data, self.proxy._listener, self.client)
+        self.proxy._forward("down", data, self.proxy._listener, self.client, self.client)
 
     def error_received(self, exc: Exception) -> None:
         pass  # ICMP port unreachable and the like: a network drops such packets too
@@ -237,7 +257,7 @@ class UdpProxy(_Proxy, asyncio.DatagramProtocol):
         if mapping.transport is None:
             mapping.pending.append(data)
             return
-        self._forward("up", data, mapping.transport, None)
+        self._forward("up", data, mapping.transport, None, addr)
 
     async def _open_mapping(self, mapping: _Mapping) -> None:
         loop = asyncio.get_running_loop()
@@ -251,8 +271,9 @@ class UdpProxy(_Proxy, asyncio.DatagramProtocol):
         data: bytes,
         transport: asyncio.DatagramTransport | None,
         to: Address | None,
+        client: Address,
     ) -> None:
-        delays = self._plan(direction)
+        delays = self._plan(direction, client)
         if delays is None or transport is None:
             return
         loop = asyncio.get_running_loop()
@@ -291,6 +312,38 @@ class UdpProxy(_Proxy, asyncio.DatagramProtocol):
 
     def error_received(self, exc: Exception) -> None:
         pass
+
+
+def ports_of(pid: int) -> Callable[[Address], bool]:
+    """A client filter for :meth:`UdpProxy.blackhole`: the client is a UDP socket of ``pid``.
+
+    Linux only: the socket inodes among ``/proc/PID/fd`` matched against ``/proc/net/udp``.
+    """
+
+    def covers(client: Address) -> bool:
+        return client[1] in udp_ports(pid)
+
+    return covers
+
+
+def udp_ports(pid: int) -> set[int]:
+    """The local ports of the UDP (IPv4 and IPv6) sockets process ``pid`` holds open."""
+    inodes: set[str] = set()
+    fds = Path(f"/proc/{pid}/fd")
+    with contextlib.suppress(OSError):
+        for fd in fds.iterdir():
+            with contextlib.suppress(OSError):
+                target = fd.readlink().name
+                if target.startswith("socket:["):
+                    inodes.add(target[8:-1])
+    ports: set[int] = set()
+    for table in ("udp", "udp6"):
+        with contextlib.suppress(OSError):
+            for row in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
+                fields = row.split()
+                if len(fields) > 9 and fields[9] in inodes:
+                    ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
 
 
 def _send(transport: asyncio.DatagramTransport, data: bytes, to: Address | None) -> None:

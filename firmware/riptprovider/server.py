@@ -754,6 +754,7 @@ class RunningServer:
     def _end_media(self, call_uri: str) -> None:
         media = self._media.pop(call_uri, None)
         if media is not None:
+            _log_media(call_uri, media)
             if media.generator is not None:
                 media.generator.cancel()
             media.end_sessions()
@@ -776,6 +777,7 @@ class RunningServer:
                 keys = MediaKeys.from_material(k.key, k.salt, k.tag_length)
             if media is not None:
                 # The key changes only with the handler: what is held belongs to the old one.
+                _log_media(call_uri, media)
                 if media.generator is not None:
                     media.generator.cancel()
                 media.end_sessions()
@@ -971,6 +973,24 @@ class RunningServer:
             if waiter in media.waiting:
                 media.waiting.remove(waiter)
         conn.respond(sid, 200, body, MEDIA)
+
+
+def _log_media(call_uri: str, media: _Media) -> None:
+    """One line per leg's media at its end: what came from the phone, what went to it."""
+    rx, tx = media.receiver.stats(), media.sender.stats()
+    log.info(
+        "event=media_ended call=%s received=%d lost=%d duplicates=%d sent=%d acked=%d "
+        "unacked=%d resent=%d given_up=%d",
+        call_uri,
+        rx.received,
+        rx.lost,
+        rx.duplicates,
+        tx.sent,
+        tx.acked,
+        tx.lost,
+        tx.resent,
+        tx.given_up,
+    )
 
 
 def _datagrams(media: _Media, chunk: bytes, now: float) -> list[bytes]:

@@ -53,7 +53,7 @@ from ript.protocol.events import Direction
 from ript.protocol.media_crypto import MediaKeyError, MediaKeys
 from ript.protocol.media_streams import ChunkReceiver, ChunkSender
 from riptphone.calls.codec import CallCodec, CodecSettings, MediaError, choose
-from riptphone.calls.transport import MediaTransport
+from riptphone.calls.transport import HeldTransport, MediaTransport
 from riptphone.hw.alsa import AlsaCapture, AlsaPlayback
 from riptphone.hw.audio import AudioError
 
@@ -282,6 +282,35 @@ class MediaSession:
         activity = MediaActivity(self._received_at, self._acked, self._sent_unacked_at)
         self._received_at, self._acked, self._sent_unacked_at = None, False, None
         return activity
+
+    @property
+    def held(self) -> bool:
+        """The leg has no transport now (its byways are being re-established)."""
+        return isinstance(self._transport, HeldTransport)
+
+    def hold(self) -> None:
+        """The byways are being re-established: stop the transport, keep everything else.
+
+        Capture, sealing and playout go on (the earpiece conceals, then goes quiet); the
+        chunks sealed meanwhile are re-sent by the acks on the next transport.
+        """
+        if self._stopped or self.held:
+            return
+        transport = self._transport
+        transport.stop()
+        self._transport = HeldTransport(transport.name)
+        log.info("event=media_held transport=%s", transport.name)
+
+    def resume(self, transport: MediaTransport) -> None:
+        """The byways are back: media flows on ``transport`` from now on."""
+        if self._stopped:
+            transport.stop()
+            return
+        self._transport = transport
+        # What was sent while held must not start the call machine's no-ack timer: it
+        # was never on this transport (its chunks go again once acks come).
+        self._received_at, self._acked, self._sent_unacked_at = None, False, None
+        transport.start(self._take_body)
 
     def start(self) -> None:
         """Open the audio devices, start the transport; AudioDeviceError if a device is unusable."""

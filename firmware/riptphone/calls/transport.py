@@ -100,6 +100,36 @@ async def open_transport(
     return BywaysTransport(await client.media_byways(call_uri))
 
 
+class HeldTransport:
+    """No path: the leg's byways are being re-established (a fade, a migration).
+
+    The media session goes on capturing, encoding and sealing; each body handed
+    here is dropped, but its chunks stay in the session's ``ChunkSender`` for
+    5 s, and the first acks on the next transport have every one of them sent
+    again (:meth:`~ript.protocol.media_streams.ChunkSender.resends`).  So what
+    the user said during a blip of up to 5 s arrives, late but whole.
+    """
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self.puts_dropped = 0
+        self.put_failures = 0
+        self.get_failures = 0
+
+    @property
+    def name(self) -> str:
+        return self._name  # the transport the leg had, and will have again
+
+    def start(self, deliver: Deliver) -> None:
+        pass
+
+    def send(self, body: bytes) -> None:
+        pass  # kept by the ChunkSender, re-sent once acks flow again
+
+    def stop(self) -> None:
+        pass
+
+
 class DatagramTransport:
     """Bodies as HTTP/3 datagrams of one WebTransport session.
 

@@ -1,0 +1,136 @@
+"""Network blips in the middle of a call, through the fault network (issue #13, items 2 and 3).
+
+The provider and one phone are real processes (``scenario.Line``); every packet
+between them crosses :class:`faultnet.UdpProxy`, which drops them all for a
+while (a blackhole), or moves the phone to a new source port (NAT rebinding).
+The far end is the provider's echo, so the phone's chunks come back to it: the
+phone's counters say what was lost on the way in (``chunks_lost``, sequence
+gaps) and on the way out (``chunks_unacked``), and the provider's
+``event=media_ended`` line says what it missed of the phone's chunks (``lost``).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from faultnet import UdpProxy
+
+from .procs import ECHO
+from .scenario import LINE_TOML, Line, PhoneProc, running_line
+
+pytestmark = pytest.mark.e2e
+
+TONE = "+14089528888"
+"""A far end that sends a tone without pause: the provider's chunks fall into the blackhole."""
+BLIPS_TOML = LINE_TOML.replace(
+    "[push]",
+    f'[[accounts.bob.far-end]]\nmatch = "{TONE}"\noutcome = "answer"\nanswer-after = 0.3\n'
+    'media = "tone"\n\n[push]',
+)
+BACK = 20.0
+"""Seconds the call gets to have media flowing again after a blip ends (a loaded machine)."""
+
+
+@pytest.fixture(scope="module")
+def net() -> Iterator[UdpProxy]:
+    with UdpProxy(("127.0.0.1", 9), seed=13) as proxy:  # upstream: set once the provider runs
+        yield proxy
+
+
+@pytest.fixture(scope="module")
+def line(tmp_path_factory: pytest.TempPathFactory, net: UdpProxy) -> Iterator[Line]:
+    with running_line(tmp_path_factory.mktemp("blips"), BLIPS_TOML, net=net) as running:
+        yield running
+
+
+@pytest.fixture
+def phone(line: Line, net: UdpProxy) -> Iterator[PhoneProc]:
+    net.clear()
+    phone = line.phone("Desk")
+    yield phone
+    net.clear()
+    line.hang_up_everything()
+    phone.hook("on")
+    phone.wait_state("idle", BACK)
+
+
+def stats(status: dict[str, Any]) -> dict[str, Any]:
+    call = status.get("call") or {}
+    found: dict[str, Any] = call.get("stats") or {}
+    return found
+
+
+def in_call(phone: PhoneProc, far_end: str = ECHO) -> tuple[str, dict[str, Any]]:
+    """Dial ``far_end``, wait for a second of media both ways; the call URI and its stats."""
+    phone.hook("off")
+    phone.dial(far_end)
+    status = phone.wait_state("in-call")
+    status = phone.wait_status(
+        lambda s: stats(s).get("chunks_received", 0) > 50 and stats(s).get("acks_received", 0) > 50,
+        "media both ways",
+    )
+    return status["call"]["uri"], stats(status)
+
+
+def flowing_after(phone: PhoneProc, net: UdpProxy, uri: str) -> dict[str, Any]:
+    """Wait for the blackhole to end, then for a second of new media; the stats then."""
+    while net.blackholed:
+        phone.assert_running()
+        time.sleep(0.05)
+    ended_at = time.monotonic()
+    back = stats(phone.status())["chunks_received"]
+    status = phone.wait_status(
+        lambda s: stats(s).get("chunks_received", 0) > back + 50,
+        "media flowing again",
+        timeout=BACK,
+    )
+    assert status["state"] == "in-call" and status["call"]["uri"] == uri, status
+    assert time.monotonic() - ended_at < BACK
+    return stats(status)
+
+
+def provider_media(line: Line, uri: str) -> dict[str, int]:
+    """The counters of the provider's ``event=media_ended`` line for ``uri`` (after hang-up)."""
+    pattern = re.compile(rf"event=media_ended call={re.escape(uri)} (.*)")
+    deadline = time.monotonic() + BACK
+    while time.monotonic() < deadline:
+        found = pattern.findall(line.provider.log.read_text(errors="replace"))
+        if found:
+            return {k: int(v) for k, v in (kv.split("=") for kv in found[-1].split())}
+        time.sleep(0.1)
+    raise AssertionError(f"the provider logged no media_ended for {uri}")
+
+
+@pytest.mark.parametrize("far_end", [ECHO, TONE], ids=["echo", "tone"])
+def test_a_3_s_blackhole_mid_call_loses_no_chunk_either_way(
+    line: Line, phone: PhoneProc, net: UdpProxy, far_end: str
+) -> None:
+    uri, before = in_call(phone, far_end)
+    assert before["chunks_lost"] == 0
+    dropped = net.stats()["up"]["dropped"] + net.stats()["down"]["dropped"]
+    net.blackhole(3.0)
+    flowing_after(phone, net, uri)
+    assert net.stats()["up"]["dropped"] + net.stats()["down"]["dropped"] > dropped + 20
+    # The phone re-sent its backlog and the provider acked it all; the provider's echo of
+    # it (or its tone sent into the blackhole, re-sent) filled every gap on the way in.
+    settled = stats(
+        phone.wait_status(
+            lambda s: stats(s).get("chunks_unacked", -1) == 0 and stats(s)["chunks_lost"] == 0,
+            "every chunk acked and no gap in what came back",
+            timeout=BACK,
+        )
+    )
+    assert settled["chunks_resent"] >= 40, settled  # at least the second before the fault
+    assert settled["chunks_given_up"] == 0, settled
+    phone.hook("on")
+    phone.wait_state("idle", BACK)
+    provider = provider_media(line, uri)
+    assert provider["lost"] == 0, provider  # every chunk of the phone reached it
+    assert provider["received"] >= settled["chunks_sent"] - 5, (provider, settled)
+    if far_end == TONE:  # the tone went on into the blackhole: the provider re-sent it
+        assert provider["resent"] >= 100 and provider["given_up"] == 0, provider
