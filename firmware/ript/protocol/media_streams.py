@@ -46,13 +46,14 @@ from ript.protocol.events import Direction
 from ript.protocol.media_crypto import MediaKeys
 from ript.protocol.varint import VARINT_MAX, Buffer, varint_size
 
-SEND_HISTORY = 512
-"""Chunks kept per stream (send time, sealed bytes) for RTT and re-sending: 10 s of 20 ms
-chunks, 5 s of 10 ms ones; acks of older chunks give no RTT and they are never re-sent."""
+SEND_HISTORY = 1024
+"""Chunks kept per stream (send time, sealed bytes) for RTT and re-sending: 10 s of 10 ms
+chunks; acks of older chunks give no RTT and they are never re-sent."""
 
-RESEND_WINDOW = 5.0
-"""Seconds a sent media chunk is kept for re-sending (profile section 10: a blip of up to
-5 s loses nothing); an older one is given up (``SenderStats.given_up``)."""
+RESEND_WINDOW = 6.0
+"""Seconds a sent media chunk is kept for re-sending; an older one is given up
+(``SenderStats.given_up``).  Profile section 10 asks for 5 s: the extra second covers the
+path's own recovery after a 5 s blip (QUIC's probe timer, the byways' re-establishment)."""
 
 REORDER_GAP = 3
 """A chunk is taken as lost, and re-sent, once a chunk this many later has been acked."""
