@@ -116,9 +116,16 @@ def answered_on(line: Line, a: PhoneProc, b: PhoneProc) -> str:
     """An inbound call answered on A (handset lifted), B showing remote-in-use; its URI."""
     uri = ring_both(line, a, b)
     a.hook("off")
-    assert_call(a.wait_state("in-call"), uri, "inbound", CALLER, "answered")
+    # The screen says in call as soon as A sent answered; the call's state follows once
+    # the provider's answered event is back (one more round trip through the proxy).
+    assert_call(a.wait_status(in_call_answered, "in call, answered"), uri, "inbound", CALLER)
     assert_call(b.wait_state("remote-in-use"), uri, "inbound", CALLER, "answered")
     return uri
+
+
+def in_call_answered(status: dict[str, Any]) -> bool:
+    call = status.get("call")
+    return status["state"] == "in-call" and call is not None and call["state"] == "answered"
 
 
 def assert_call(
