@@ -118,14 +118,19 @@ def answered_on(line: Line, a: PhoneProc, b: PhoneProc) -> str:
     a.hook("off")
     # The screen says in call as soon as A sent answered; the call's state follows once
     # the provider's answered event is back (one more round trip through the proxy).
-    assert_call(a.wait_status(in_call_answered, "in call, answered"), uri, "inbound", CALLER)
-    assert_call(b.wait_state("remote-in-use"), uri, "inbound", CALLER, "answered")
+    assert_call(answered_in(a, "in-call"), uri, "inbound", CALLER)
+    assert_call(answered_in(b, "remote-in-use"), uri, "inbound", CALLER)
     return uri
 
 
-def in_call_answered(status: dict[str, Any]) -> bool:
-    call = status.get("call")
-    return status["state"] == "in-call" and call is not None and call["state"] == "answered"
+def answered_in(phone: PhoneProc, state: str) -> dict[str, Any]:
+    """Wait until the phone shows ``state`` for a call it knows is answered; its status."""
+
+    def accept(status: dict[str, Any]) -> bool:
+        call = status.get("call")
+        return status["state"] == state and call is not None and call["state"] == "answered"
+
+    return phone.wait_status(accept, f"{state}, answered")
 
 
 def assert_call(
