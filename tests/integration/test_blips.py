@@ -32,6 +32,8 @@ BLIPS_TOML = LINE_TOML.replace(
     f'[[accounts.bob.far-end]]\nmatch = "{TONE}"\noutcome = "answer"\nanswer-after = 0.3\n'
     'media = "tone"\n\n[push]',
 )
+OUTAGE_MAX = 20
+"""Seconds a 12 s blackhole may cut the path for at most, recovery included."""
 BACK = 20.0
 """Seconds the call gets to have media flowing again after a blip ends (a loaded machine)."""
 
@@ -83,9 +85,11 @@ def flowing_after(phone: PhoneProc, net: UdpProxy, uri: str) -> dict[str, Any]:
         phone.assert_running()
         time.sleep(0.05)
     ended_at = time.monotonic()
-    back = stats(phone.status())["chunks_received"]
+    # Frames played, not chunks received: the backlog arrives in one burst, but the
+    # earpiece plays one frame per 20 ms, so 50 more is a second of media flowing again.
+    back = stats(phone.status())["frames_played"]
     status = phone.wait_status(
-        lambda s: stats(s).get("chunks_received", 0) > back + 50,
+        lambda s: stats(s).get("frames_played", 0) > back + 50,
         "media flowing again",
         timeout=BACK,
     )
@@ -134,3 +138,61 @@ def test_a_3_s_blackhole_mid_call_loses_no_chunk_either_way(
     assert provider["received"] >= settled["chunks_sent"] - 5, (provider, settled)
     if far_end == TONE:  # the tone went on into the blackhole: the provider re-sent it
         assert provider["resent"] >= 100 and provider["given_up"] == 0, provider
+
+
+def test_a_12_s_blackhole_migrates_the_call_which_survives_and_counts_its_losses(
+    line: Line, phone: PhoneProc, net: UdpProxy
+) -> None:
+    uri, _ = in_call(phone, TONE)
+    net.blackhole(12.0)
+    flowing_after(phone, net, uri)  # the call kept, in call, media again
+    # The fault was felt and the byways re-established (a migration).
+    opening = rf"event=byways call={re.escape(uri)} state=opening reason='([^']*)'"
+    reasons = re.findall(opening, phone.log_text())
+    assert any(r.startswith(("no ack", "no media", "no pong")) for r in reasons), reasons
+    # 12 s is longer than the 6 s both ends keep: the oldest are lost, and said so.  The
+    # path is down a few seconds longer than the blackhole (QUIC's probe timer backs off).
+    settled = stats(
+        phone.wait_status(
+            # (<=: a chunk given up may be acked later all the same, its first ack lost)
+            lambda s: 0 < stats(s).get("chunks_unacked", -1) <= stats(s).get("chunks_given_up", 0),
+            "every chunk of the phone acked but those given up",
+            timeout=BACK,
+        )
+    )
+    assert 100 <= settled["chunks_given_up"] <= OUTAGE_MAX * 50, settled
+    assert 100 <= settled["chunks_lost"] <= OUTAGE_MAX * 50, settled  # the tone's gap
+    phone.hook("on")
+    phone.wait_state("idle", BACK)
+    provider = provider_media(line, uri)
+    # Both ends count the same loss: what one gave up is the other's gap (give or take
+    # the few chunks that arrived while their acks fell into the blackhole, and those
+    # still on their way when the call ended).
+    assert abs(provider["lost"] - settled["chunks_given_up"]) <= 10, (provider, settled)
+    assert abs(provider["given_up"] - settled["chunks_lost"]) <= 10, (provider, settled)
+
+
+def test_nat_rebinding_keeps_the_call_on_the_new_path(
+    line: Line, phone: PhoneProc, net: UdpProxy
+) -> None:
+    uri, _ = in_call(phone, TONE)
+    ports = net.source_ports()
+    opened = len(phone.log_lines(f"event=byways call={uri} state=opening"))
+    net.rebind()  # from now on the provider sees the phone at a new source port
+    assert not set(net.source_ports()) & set(ports)
+    back = stats(phone.status())["chunks_received"]
+    status = phone.wait_status(
+        lambda s: stats(s).get("chunks_received", 0) > back + 100, "two seconds of media"
+    )
+    assert status["state"] == "in-call" and status["call"]["uri"] == uri
+    # The provider validated the new path and moved the connection to it (QUIC connection
+    # migration): no re-establishment of the byways, and what was in flight was re-sent.
+    assert len(phone.log_lines(f"event=byways call={uri} state=opening")) == opened
+    settled = stats(
+        phone.wait_status(
+            lambda s: stats(s).get("chunks_unacked", -1) == 0 and stats(s)["chunks_lost"] == 0,
+            "no gap either way",
+            timeout=BACK,
+        )
+    )
+    assert settled["chunks_resent"] <= 10, settled  # at most a round trip's worth
