@@ -150,7 +150,7 @@ def test_a_12_s_blackhole_migrates_the_call_which_survives_and_counts_its_losses
     opening = rf"event=byways call={re.escape(uri)} state=opening reason='([^']*)'"
     reasons = re.findall(opening, phone.log_text())
     assert any(r.startswith(("no ack", "no media", "no pong")) for r in reasons), reasons
-    # 12 s is longer than the 6 s both ends keep: the oldest are lost, and said so.  The
+    # 12 s is longer than the 8 s both ends keep: the oldest are lost, and said so.  The
     # path is down a few seconds longer than the blackhole (QUIC's probe timer backs off).
     settled = stats(
         phone.wait_status(

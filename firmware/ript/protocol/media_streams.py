@@ -50,10 +50,11 @@ SEND_HISTORY = 1024
 """Chunks kept per stream (send time, sealed bytes) for RTT and re-sending: 10 s of 10 ms
 chunks; acks of older chunks give no RTT and they are never re-sent."""
 
-RESEND_WINDOW = 6.0
+RESEND_WINDOW = 8.0
 """Seconds a sent media chunk is kept for re-sending; an older one is given up
-(``SenderStats.given_up``).  Profile section 10 asks for 5 s: the extra second covers the
-path's own recovery after a 5 s blip (QUIC's probe timer, the byways' re-establishment)."""
+(``SenderStats.given_up``).  Profile section 10 asks for 5 s; the 3 s more cover the
+path's own recovery after a 5 s blip (QUIC's probe timer has backed off to 1-3 s by then,
+docs/performance.md), so a 5 s blip loses nothing."""
 
 REORDER_GAP = 3
 """A chunk is taken as lost, and re-sent, once a chunk this many later has been acked."""

@@ -121,7 +121,7 @@ class MediaStats:
     chunks_resent: int = 0
     """Chunks sent again because a later one was acked first (the backlog of a blip)."""
     chunks_given_up: int = 0
-    """Chunks never acked within 5 s: no longer re-sent."""
+    """Chunks never acked within 8 s: no longer re-sent."""
     frames_too_late: int = 0
     """Received chunks that came after their turn to play (or beyond the buffer): dropped."""
     audio_error: str | None = None
@@ -462,7 +462,7 @@ class MediaSession:
             self._acked = True
             self._sent_unacked_at = None
             # Acks of later chunks show what the path lost (after a blip: its whole
-            # backlog, up to 5 s): sent again now, in one burst, with their numbers.
+            # backlog, up to 8 s): sent again now, in one burst, with their numbers.
             resend = sender.resends(now)
             if resend:
                 self._transport.send(frame(resend))

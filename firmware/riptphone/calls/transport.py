@@ -105,7 +105,7 @@ class HeldTransport:
 
     The media session goes on capturing, encoding and sealing; each body handed
     here is dropped, but its chunks stay in the session's ``ChunkSender`` for
-    5 s, and the first acks on the next transport have every one of them sent
+    8 s, and the first acks on the next transport have every one of them sent
     again (:meth:`~ript.protocol.media_streams.ChunkSender.resends`).  So what
     the user said during a blip of up to 5 s arrives, late but whole.
     """
