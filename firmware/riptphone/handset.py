@@ -30,7 +30,7 @@ import logging
 import sys
 import threading
 from collections.abc import Callable
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from riptphone.app.inputs import (
     Button,
@@ -52,12 +52,16 @@ from riptphone.hw.events import (
     KeyLongPress,
     KeyUp,
 )
-from riptphone.hw.gpio import GpioHandset
-from riptphone.hw.oled import Display, DisplayError, open_display
 from riptphone.hw.virtual import KeyboardHandset, help_text
 from riptphone.ui.model import Screen
-from riptphone.ui.render import render
 from riptphone.ui.text import lines
+
+if TYPE_CHECKING:
+    from riptphone.hw.oled import Display
+
+# gpiozero (riptphone.hw.gpio), luma and Pillow (riptphone.hw.oled, riptphone.ui.render)
+# are imported by the backend that uses them, not here: together they hold some 12 MB
+# of the daemon's memory, which a phone without pins or an OLED has no use for.
 
 log = logging.getLogger(__name__)
 
@@ -196,6 +200,9 @@ class Handset:
     def _open(self, pin_factory: Any, display_device: Any, text_out: TextIO | None) -> None:
         config = self.config
         if config.backend == "gpio":
+            from riptphone.hw.gpio import GpioHandset  # noqa: PLC0415 (see the imports)
+            from riptphone.hw.oled import DisplayError, open_display  # noqa: PLC0415
+
             try:
                 self.gpio = GpioHandset(
                     self._post,
@@ -301,6 +308,8 @@ class Handset:
             gpio.led.on() if on else gpio.led.off()
 
     def _draw_loop(self) -> None:
+        from riptphone.ui.render import render  # noqa: PLC0415 (see the imports)
+
         display = self.display
         assert display is not None
         while True:
@@ -337,6 +346,8 @@ class Handset:
         )
         if config.display == "none":
             return
+        from riptphone.hw.oled import DisplayError, open_display  # noqa: PLC0415
+
         try:
             device = open_display(
                 config.display,
@@ -352,6 +363,8 @@ class Handset:
             self.show(self._shown)
 
     def _start_drawer(self, device: Any) -> None:
+        from riptphone.hw.oled import Display  # noqa: PLC0415 (see the imports)
+
         self.display = Display(device)
         with self._wake:
             self._closing = False

@@ -168,11 +168,13 @@ class Subscription:
 
 @dataclass(slots=True)
 class _Live:
-    """The parts of a call's state that live only in memory.
+    """The parts of a call's state that are not its description.
 
     ``leg`` is the token of the current handler's leg (the ``ript-leg``
     cookie the HTTP layer sets on a claim); ``old_legs`` those of handlers
-    that lost the call, whose media requests are refused.
+    that lost the call, whose media requests are refused.  Both are written
+    to the file as they change (:meth:`ProviderCore._save_legs`); the rest
+    lives in memory only.
     """
 
     subscribers: list[Subscription] = field(default_factory=list)
@@ -274,12 +276,15 @@ class ProviderCore:
                 self._handler_uris[account_id, description.handler_id] = description.uri
         self._calls: dict[str, CallRecord] = {}
         self._live: dict[str, _Live] = {}
+        legs = self.db.load_legs()
         for call in self.db.load_open_calls():
             if call.account in self._accounts:
                 self._calls[call.uri] = call
                 live = self._live[call.uri] = self._anchored(call)
                 # Clients need time to find the restarted provider: the 30 s start now.
                 live.unwatched_since = self._mono()
+                # The phones' ript-leg cookies stay good (and the lost legs refused).
+                live.leg, live.old_legs = legs.get(call.uri, (None, set()))
         self.push_hook: PushHook | None = None
         """Publishes taps: ``call`` to each forking target, ``take``/``answer``/``decline``.
 
@@ -294,6 +299,9 @@ class ProviderCore:
         (the MQTT layer sets it; the HTTP layer awaits it before answering a registration)."""
         self.handler_removed: Callable[[HandlerDescription], None] | None = None
         """Told of each deleted handler, so its push credentials go too (the MQTT layer sets it)."""
+        self.call_renamed: Callable[[str, str], None] | None = None
+        """Told of each call moved to a new URI (``old``, ``new``): the HTTP layer moves the
+        call's media state (numbering, sessions) with it."""
         self.call_ended: Callable[[str], None] | None = None
         """Told of each call that reached a final state, however it got there (the HTTP layer
         drops the call's media state then)."""
@@ -651,8 +659,9 @@ class ProviderCore:
                 media_key=_key(),
             )
             # The placing handler's leg: its media is refused once the call is pulled away.
-            self._live[call.uri] = self._fresh_live(leg=secrets.token_urlsafe(16))
+            live = self._live[call.uri] = self._fresh_live(leg=secrets.token_urlsafe(16))
             self._save(call)
+            self._save_legs(call.uri, live)
             described = self._describe(call)
             others = self._other_handlers(account, request.handler)
         # Many devices (profile section 9): the user's other phones show the call as in
@@ -754,6 +763,7 @@ class ProviderCore:
                 if live.leg is not None:
                     live.old_legs.add(live.leg)
                 live.leg = secrets.token_urlsafe(16)
+                self._save_legs(uri, live)
                 if not live.subscribers:
                     # The new handler needs its own 30 s to open its byways.
                     live.unwatched_since = self._mono()
@@ -766,14 +776,47 @@ class ProviderCore:
                     )
                 )
             elif live.leg is None:
-                live.leg = secrets.token_urlsafe(16)  # e.g. first claim after a restart
+                live.leg = secrets.token_urlsafe(16)  # e.g. a call from before legs were kept
+                self._save_legs(uri, live)
             return self._describe(call)
+
+    def _save_legs(self, uri: str, live: _Live) -> None:
+        self.db.save_legs(uri, live.leg, live.old_legs)
+
+    def s2c_numbering(self, key: MediaKey) -> int:
+        """Where the provider's chunk numbering resumes under a call's ``key``: the last
+        reserved ceiling (0 for a key never used); see :meth:`reserve_s2c`."""
+        return self.db.s2c_next(key)
+
+    def reserve_s2c(self, key: MediaKey, ceiling: int) -> None:
+        """Make durable that the provider's chunks under a call's ``key`` (every stream and
+        the acks) may be numbered up to ``ceiling``, exclusive: after a restart its
+        numbering resumes there, so no nonce is used twice under one key.  By key, so a
+        ``migrate`` to a new URI at the same moment changes nothing."""
+        self.db.reserve_s2c(key, ceiling)
 
     def leg_token(self, uri: str) -> str | None:
         """The current handler's leg token (the HTTP layer's ``ript-leg`` cookie value)."""
         with self._lock:
             live = self._live.get(uri)
             return None if live is None else live.leg
+
+    def leg_for(self, uri: str, device: str | None) -> str | None:
+        """The current leg token when ``device`` owns the call's handler, else None.
+
+        A re-established ``PUT {call}/events`` carries no cookie (protocol.md 9.1); its
+        answer sets the leg cookie again for the device whose leg it is, which matters
+        after a ``migrate`` to a new URI (the old cookie's path no longer matches).
+        """
+        with self._lock:
+            call = self._calls.get(uri)
+            live = self._live.get(uri)
+            if call is None or live is None or call.handler is None or device is None:
+                return None
+            found = self._handlers.get(call.handler)
+            if found is None or found.owner != device:
+                return None
+            return live.leg
 
     def check_media_leg(self, account: Account, uri: str, leg: str | None) -> None:
         """Refuse (409) a media request whose leg token belongs to a handler that lost the call.
@@ -1231,7 +1274,12 @@ class ProviderCore:
             )
 
     def _rename(self, call: CallRecord, new_uri: str) -> None:
-        """Move ``call`` to ``new_uri`` (server-side migration): state, byways and file."""
+        """Move ``call`` to ``new_uri`` (server-side migration): state, byways and file.
+
+        The call keeps its handler, media key and legs: the handler's phone gets its
+        ``ript-leg`` cookie again, for the new path, on its ``PUT {new}/events``
+        (:meth:`leg_for`), and its media carries on where it was (``call_renamed``).
+        """
         self.db.rename_call(call.uri, new_uri)
         del self._calls[call.uri]
         self._calls[new_uri] = dataclasses.replace(call, uri=new_uri)
@@ -1242,6 +1290,6 @@ class ProviderCore:
                 subscription.closed = True
             live.subscribers.clear()
             live.unwatched_since = self._mono()
-            live.leg = None  # the leg cookie's path is the old URI's
-            live.old_legs.clear()
             self._live[new_uri] = live
+        if self.call_renamed is not None:
+            self.call_renamed(call.uri, new_uri)

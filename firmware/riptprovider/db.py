@@ -16,6 +16,7 @@ import json
 import os
 import sqlite3
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,18 @@ from ript.protocol.descriptions import (
 )
 from ript.protocol.events import CallStatus
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
+
+# Version 4 keeps what a call's media needs across a restart of the provider: the
+# current handler leg (the ript-leg cookie's value), the legs that lost the call (their
+# media is refused), and how far the provider's own chunk numbering (s2c, under the
+# call's current media key) may have got: no nonce is ever used twice under one key.
+_CALL_MEDIA_COLUMNS = """
+ALTER TABLE calls ADD COLUMN leg TEXT;
+ALTER TABLE calls ADD COLUMN old_legs TEXT NOT NULL DEFAULT '';
+ALTER TABLE calls ADD COLUMN s2c_next INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX calls_media_key ON calls (media_key);
+"""
 
 # Version 3 gave each handler its owner: the device (an OAuth login, or a static token)
 # that registered it, which alone may manage it and read its push password.
@@ -107,15 +119,20 @@ CREATE TABLE calls (
     media_tag_length INTEGER,
     created REAL NOT NULL,
     state_since REAL NOT NULL,
-    ended REAL
+    ended REAL,
+    leg TEXT,
+    old_legs TEXT NOT NULL DEFAULT '',
+    s2c_next INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX calls_open ON calls (ended) WHERE ended IS NULL;
+CREATE INDEX calls_media_key ON calls (media_key);
 """
     + _OAUTH_SCHEMA
 )
 _MIGRATIONS = {
     1: "ALTER TABLE tokens ADD COLUMN login TEXT;" + _OAUTH_SCHEMA,
     2: _OWNER_COLUMN,
+    3: _CALL_MEDIA_COLUMNS,
 }
 """Version -> the script that brings a database of that version to the next."""
 
@@ -310,10 +327,25 @@ class ProviderDb:
     # ------------------------------------------------------------------ calls
 
     def save_call(self, call: CallRecord) -> None:
+        """Write the call's description; its legs stay, its s2c numbering too unless the
+        media key changed (a new key numbers from 0 again)."""
         key = call.media_key
         with self._write() as conn:
             conn.execute(
-                "INSERT OR REPLACE INTO calls VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO calls (uri, account, direction, from_number, to_number, state, "
+                "handler, client_directives, server_directives, media_key, media_salt, "
+                "media_tag_length, created, state_since, ended) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (uri) DO UPDATE "
+                "SET account = excluded.account, direction = excluded.direction, "
+                "from_number = excluded.from_number, to_number = excluded.to_number, "
+                "state = excluded.state, handler = excluded.handler, "
+                "client_directives = excluded.client_directives, "
+                "server_directives = excluded.server_directives, "
+                "s2c_next = CASE WHEN calls.media_key IS excluded.media_key "
+                "THEN calls.s2c_next ELSE 0 END, "
+                "media_key = excluded.media_key, media_salt = excluded.media_salt, "
+                "media_tag_length = excluded.media_tag_length, created = excluded.created, "
+                "state_since = excluded.state_since, ended = excluded.ended",
                 (
                     call.uri,
                     call.account,
@@ -367,6 +399,42 @@ class ProviderDb:
             except (DescriptionError, ValueError) as exc:
                 raise DbError(f"{self.path}: call {uri!r} is unreadable: {exc}") from None
         return calls
+
+    def save_legs(self, uri: str, leg: str | None, old_legs: Iterable[str]) -> None:
+        """The call's current handler leg and the legs that lost it (``ript-leg`` values)."""
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE calls SET leg = ?, old_legs = ? WHERE uri = ?",
+                (leg, " ".join(sorted(old_legs)), uri),
+            )
+
+    def load_legs(self) -> dict[str, tuple[str | None, set[str]]]:
+        """Every open call's ``(leg, old legs)`` by URI."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT uri, leg, old_legs FROM calls WHERE ended IS NULL"
+            ).fetchall()
+        return {uri: (leg, set(old.split())) for uri, leg, old in rows}
+
+    def reserve_s2c(self, key: MediaKey, ceiling: int) -> None:
+        """Record that the provider may number its chunks up to ``ceiling`` (exclusive) under
+        ``key``.  By the key (random, one per call leg), not the URI: a call renamed
+        meanwhile is still found, a call whose key changed is not."""
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE calls SET s2c_next = max(s2c_next, ?) "
+                "WHERE media_key = ? AND media_salt = ?",
+                (ceiling, key.key, key.salt),
+            )
+
+    def s2c_next(self, key: MediaKey) -> int:
+        """The first s2c number never reserved under ``key`` (0: none was)."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT s2c_next FROM calls WHERE media_key = ? AND media_salt = ?",
+                (key.key, key.salt),
+            ).fetchone()
+        return 0 if row is None else int(row[0])
 
     def rename_call(self, uri: str, new_uri: str) -> None:
         """Give a call a new URI (a migration to another URI); the old one is then unknown."""

@@ -58,7 +58,7 @@ import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 from urllib.parse import urlsplit
 
 from aioquic.asyncio.protocol import QuicConnectionProtocol
@@ -106,6 +106,7 @@ from riptprovider.far_end_audio import file_frames
 from riptprovider.https import HttpsListener, tls_context
 from riptprovider.login_web import LoginWeb, WebReply, WebRequest, is_login_path
 from riptprovider.oauth import IssuerSettings
+from riptprovider.quic_acks import ack_now, delay_acks
 from riptprovider.quic_limits import BoundedQuicServer, QuicLimits
 from riptprovider.tls import ProviderCa, load_or_create_ca
 
@@ -131,6 +132,8 @@ LEG_COOKIE = "ript-leg"
 MAX_SESSIONS = 4
 """WebTransport sessions held per call; a newer one ends the oldest (a phone re-opens one
 per re-establishment, and the old one's stream may not have ended yet)."""
+NUMBERS_RESERVED = 500
+"""Chunk sequence numbers reserved in the file at a time (10 s of media, or of acks)."""
 MAX_DATAGRAM_FRAME = 65536
 """QUIC ``max_datagram_frame_size`` announced (needed for H3_DATAGRAM; we send <= 1000)."""
 PUSH_LIVE_WAIT = 3.0
@@ -215,7 +218,22 @@ class _Connection(QuicConnectionProtocol):
         self.sessions: dict[int, _WtSession] = {}
         """Open WebTransport sessions by CONNECT stream id (datagrams name their session)."""
         self.tasks: dict[int, asyncio.Task[None]] = {}
+        self._wrote = False  # response data queued since the last transmit
         server._connections.add(self)
+
+    def datagram_received(self, data: bytes | str, addr: Any) -> None:
+        # aioquic's own version transmits at once; here the transmit waits for the
+        # end of this loop iteration, so the answers the woken tasks write (a PUT's
+        # reply, the echo on a held GET) leave together, with the ACK, in one packet.
+        self._quic.receive_datagram(cast(bytes, data), addr, now=self._loop.time())
+        self._process_events()
+        self._transmit_soon()
+
+    def transmit(self) -> None:
+        if self._wrote:
+            self._wrote = False
+            ack_now(self._quic, self._loop.time())
+        super().transmit()
 
     def quic_event_received(self, event: qe.QuicEvent) -> None:
         # H3Connection swallows resets and STOP_SENDING: look at them first.
@@ -225,6 +243,8 @@ class _Connection(QuicConnectionProtocol):
             for stream_id in list(self.tasks):
                 self._stream_gone(stream_id)
             self.server._connections.discard(self)
+        elif isinstance(event, qe.HandshakeCompleted):
+            delay_acks(self._quic)
         for h3_event in self.h3.handle_event(event):
             self._h3_event(h3_event)
 
@@ -269,10 +289,11 @@ class _Connection(QuicConnectionProtocol):
             # else: a datagram of no open session (one just ended): dropped, like a lost one
 
     def send_datagrams(self, stream_id: int, datagrams: list[bytes]) -> None:
-        """HTTP/3 datagrams on a WebTransport session, then one transmit for all."""
+        """HTTP/3 datagrams on a WebTransport session; one transmit this loop turn for all."""
         for datagram in datagrams:
             self.h3.send_datagram(stream_id, datagram)
-        self.transmit()
+        self._wrote = True
+        self._transmit_soon()
 
     def _refuse_body(self, request: _Request) -> None:
         """A body nobody reads (a held GET's) or faster than it is read: stop the sender.
@@ -289,7 +310,7 @@ class _Connection(QuicConnectionProtocol):
         )
         with contextlib.suppress(Exception):  # the stream may already be half closed
             self._quic.stop_stream(request.stream_id, ErrorCode.H3_EXCESSIVE_LOAD)
-            self.transmit()
+            self._transmit_soon()
 
     def _forget(self, task: asyncio.Task[None]) -> None:
         for stream_id, known in list(self.tasks.items()):
@@ -302,11 +323,13 @@ class _Connection(QuicConnectionProtocol):
         pairs = [(b":status", str(status).encode())]
         pairs += [(k.encode(), v.encode()) for k, v in headers]
         self.h3.send_headers(stream_id, pairs)
-        self.transmit()
+        self._wrote = True
+        self._transmit_soon()  # one packet per loop iteration for all that was written
 
     def send_data(self, stream_id: int, data: bytes, end: bool = False) -> None:
         self.h3.send_data(stream_id, data, end_stream=end)
-        self.transmit()
+        self._wrote = True
+        self._transmit_soon()
 
     def respond(
         self,
@@ -453,6 +476,12 @@ class RunningServer:
             loop.call_soon_threadsafe(self._end_media, uri)
 
         self.core.call_ended = call_ended
+
+        # A migrate to a new URI (admin, any thread): the media state goes with the call.
+        def call_renamed(old: str, new: str) -> None:
+            loop.call_soon_threadsafe(self._rename_media, old, new)
+
+        self.core.call_renamed = call_renamed
         self._timer = loop.create_task(self._run_timer())
 
     async def _answer_https(self, request: WebRequest) -> WebReply:
@@ -636,9 +665,13 @@ class RunningServer:
                 [("allow", "GET, POST")],
             )
 
-    def _leg_cookie(self, call_uri: str) -> list[tuple[str, str]]:
-        """``Set-Cookie`` naming the call's current handler leg (none when the core has none)."""
-        leg = self._core.leg_token(call_uri)
+    def _leg_cookie(self, call_uri: str, device: str | None = None) -> list[tuple[str, str]]:
+        """``Set-Cookie`` naming the call's current handler leg (none when the core has none).
+
+        With ``device`` (a ``PUT {call}/events``): only when that device owns the handler.
+        """
+        core = self._core
+        leg = core.leg_token(call_uri) if device is None else core.leg_for(call_uri, device)
         if leg is None:
             return []
         path = urlsplit(call_uri).path
@@ -721,7 +754,9 @@ class RunningServer:
     ) -> None:
         core, sid = self._core, request.stream_id
         core.get_call(account, call_uri)  # 404 before the 200 for a call that is gone
-        conn.send_headers(sid, 200, [("content-type", JSON)])
+        # The PUT of a re-establishment comes without cookies: the leg's cookie comes back.
+        cookie = self._leg_cookie(call_uri, request.device)
+        conn.send_headers(sid, 200, [("content-type", JSON), *cookie])
         reader = EventStreamReader()
         try:
             while (chunk := await request.take()) is not None:
@@ -751,6 +786,13 @@ class RunningServer:
 
     # ------------------------------------------------------------------ media byways
 
+    def _rename_media(self, old: str, new: str) -> None:
+        """The call moved to ``new``: its numbering, receive state and sessions go along."""
+        media = self._media.pop(old, None)
+        if media is not None:
+            media.uri = new
+            self._media[new] = media
+
     def _end_media(self, call_uri: str) -> None:
         media = self._media.pop(call_uri, None)
         if media is not None:
@@ -758,17 +800,15 @@ class RunningServer:
             if media.generator is not None:
                 media.generator.cancel()
             media.end_sessions()
-            for waiter in media.waiting:
-                if not waiter.done():
-                    waiter.set_exception(RiptHttpError(404, f"the call {call_uri} is over"))
+            for held in media.waiting:
+                if not held.done():
+                    held.future.set_exception(RiptHttpError(404, f"the call {call_uri} is over"))
 
     def _media_state(self, account: Account, call_uri: str) -> _Media:
         """The call's media state, re-keyed when the call's media key changed (new handler)."""
-        try:
-            call = self._core.get_call(account, call_uri)
-        except RiptHttpError:
-            self._end_media(call_uri)  # the call is over: so are its media byways
-            raise
+        # A 404 raises here.  The media state itself goes with call_ended, not here: a
+        # request on a URI just renamed away would otherwise end the media moving along.
+        call = self._core.get_call(account, call_uri)
         media = self._media.get(call_uri)
         if media is None or media.key != call.media_key:
             keys = None
@@ -782,10 +822,12 @@ class RunningServer:
                     media.generator.cancel()
                 media.end_sessions()
                 refusal = RiptHttpError(409, f"call {call_uri} is now handled by {call.handler}")
-                for waiter in media.waiting:
-                    if not waiter.done():
-                        waiter.set_exception(refusal)
-            media = _Media(call.media_key, keys, [])
+                for held in media.waiting:
+                    if not held.done():
+                        held.future.set_exception(refusal)
+            media = _Media(call_uri, call.media_key, keys, [])
+            if call.media_key is not None:
+                self._resume_numbering(media, call.media_key)
             self._media[call_uri] = media
         far_end = account.far_end(call.to)
         answered = call.state is CallStatus.ANSWERED
@@ -794,9 +836,26 @@ class RunningServer:
             plan = _plan(call.server_directives, far_end)
             if plan is not None:
                 media.generator = asyncio.get_running_loop().create_task(
-                    self._generate(account, call_uri, media, plan)
+                    self._generate(account, media, plan)
                 )
         return media
+
+    def _resume_numbering(self, media: _Media, key: MediaKey) -> None:
+        """Number the call's chunks from the last reservation in the file on (0 for a new key).
+
+        A restarted provider so never repeats a nonce under the call's key, and the
+        phone, whose receive state lives on, takes the higher numbers (the ones skipped
+        count as lost there).  Reservations are :data:`NUMBERS_RESERVED` at a time: one
+        SQLite write per 10 s of a call.
+        """
+        core = self._core
+
+        def reserve(number: int) -> int:
+            ceiling = number + NUMBERS_RESERVED
+            core.reserve_s2c(key, ceiling)
+            return ceiling
+
+        media.sender.resume_numbering(core.s2c_numbering(key), reserve)
 
     async def _media_put(
         self, conn: _Connection, request: _Request, account: Account, call_uri: str
@@ -807,17 +866,19 @@ class RunningServer:
         result = media.receiver.receive(body, now)
         for ack in result.acks:
             media.sender.on_ack(ack, now)
-        acks = media.sender.acks(media.receiver.take_pending_acks(now))
-        conn.respond(request.stream_id, 200, frame(acks), MEDIA)
-        if result.acks:
-            self._resend(media, now)
         for chunk in result.media:
             if chunk.payload_type == PayloadType.TELEPHONE_EVENT:
                 self._note_dtmf(media, call_uri, chunk.timestamp, chunk.payload)
         if media.echo:
+            # The echo first: the held GET's task answers in the next loop iteration,
+            # before the transmit the reply below schedules, so both share one packet.
             for chunk in result.media:
                 stream = (chunk.source, chunk.sink, chunk.payload_type)
                 self._send_frame(media, call_uri, stream, chunk.timestamp, chunk.payload, now=now)
+        acks = media.sender.acks(media.receiver.take_pending_acks(now))
+        conn.respond(request.stream_id, 200, frame(acks), MEDIA)
+        if result.acks:
+            self._resend(media, now)
 
     def _note_dtmf(self, media: _Media, call_uri: str, timestamp: int, payload: bytes) -> None:
         """A key pressed on the phone (RFC 4733): logged once per press, and kept on the call."""
@@ -836,7 +897,7 @@ class RunningServer:
         """A WebTransport session on ``{call}/media``: answered 200, held until it ends."""
         media = self._media_state(account, call_uri)  # 404 when the call is over
         sid = request.stream_id
-        session = _WtSession(conn, request, call_uri, media)
+        session = _WtSession(conn, request, media)
         conn.send_headers(sid, 200, [])
         conn.sessions[sid] = session
         media.add_session(session)
@@ -856,7 +917,7 @@ class RunningServer:
     def _media_datagram(self, session: _WtSession, data: bytes) -> None:
         """One datagram of a session: a body of chunks, as a PUT's (acks leave on datagrams)."""
         media = session.media
-        if self._media.get(session.call_uri) is not media:
+        if self._media.get(media.uri) is not media:
             return  # the call ended or changed handler since the session opened
         now = time.monotonic()
         result = media.receiver.receive(data, now)
@@ -870,17 +931,15 @@ class RunningServer:
         if media.echo:
             for chunk in result.media:
                 stream = (chunk.source, chunk.sink, chunk.payload_type)
-                self._send_frame(
-                    media, session.call_uri, stream, chunk.timestamp, chunk.payload, now=now
-                )
+                self._send_frame(media, media.uri, stream, chunk.timestamp, chunk.payload, now=now)
         if media.receiver.has_pending_acks and media.ack_timer is None:
             # Acks ride on the next media datagram; alone once the oldest waited ACK_HOLD.
             loop = asyncio.get_running_loop()
-            media.ack_timer = loop.call_later(ACK_HOLD, self._lone_acks, session.call_uri, media)
+            media.ack_timer = loop.call_later(ACK_HOLD, self._lone_acks, media)
 
-    def _lone_acks(self, call_uri: str, media: _Media) -> None:
+    def _lone_acks(self, media: _Media) -> None:
         media.ack_timer = None
-        if self._media.get(call_uri) is not media or not media.sessions:
+        if self._media.get(media.uri) is not media or not media.sessions:
             return
         if media.receiver.has_pending_acks:
             acks = media.sender.acks(media.receiver.take_pending_acks(time.monotonic()))
@@ -902,10 +961,16 @@ class RunningServer:
             session.conn.send_datagrams(session.stream_id, pack_datagrams(chunks, DATAGRAM_LIMIT))
             return
         while media.waiting:
-            waiter = media.waiting.pop()
-            if not waiter.done():
-                waiter.set_result(frame(chunks))
-                return
+            held = media.waiting.pop()
+            if held.done():
+                continue
+            try:
+                held.conn.respond(held.stream_id, 200, frame(chunks), MEDIA)
+            except _GONE:
+                held.future.set_exception(H3Error("the held GET's stream is gone"))
+                continue  # the next acks ask again
+            held.future.set_result(None)
+            return
 
     def _send_frame(
         self,
@@ -925,12 +990,19 @@ class RunningServer:
             session.conn.send_datagrams(session.stream_id, _datagrams(media, encoded, now))
             return
         while media.waiting:
-            waiter = media.waiting.pop()
-            if waiter.done():
+            held = media.waiting.pop()
+            if held.done():
                 continue
             source, sink, payload_type = stream
             encoded = media.sender.media(source, sink, payload_type, timestamp_ms, payload, now=now)
-            waiter.set_result(frame([encoded]))
+            try:
+                # Answered here, not by the GET's task one loop iteration later: so the
+                # answer shares the packet of the PUT's reply (see _HeldGet).
+                held.conn.respond(held.stream_id, 200, frame([encoded]), MEDIA)
+            except _GONE:
+                held.future.set_exception(H3Error("the held GET's stream is gone"))
+                continue  # that chunk is lost, as on the wire; the next GET takes the next
+            held.future.set_result(None)
             return
         if now - media.last_panic >= PANIC_EVERY:
             # Once a second at most: a phone without GETs open would otherwise get 50/s.
@@ -939,40 +1011,44 @@ class RunningServer:
             panic = MediaPanic(direction=Direction.S2C, call=call_uri, timestamp=stamp)
             self._publish(call_uri, panic)
 
-    async def _generate(self, account: Account, call_uri: str, media: _Media, plan: _Plan) -> None:
-        """The far end's tone or silence: one frame every ptime while the call lasts."""
+    async def _generate(self, account: Account, media: _Media, plan: _Plan) -> None:
+        """The far end's tone or silence: one frame every ptime while the call lasts.
+
+        The call is ``media.uri`` at each step: a migrate to a new URI moves it.
+        """
         loop = asyncio.get_running_loop()
         start = loop.time()
         first_ms = int(self.config.clock() * 1000)
         stream = (plan.source, plan.sink, plan.payload_type)
         count = 0
         try:
-            while self._media.get(call_uri) is media:
+            while self._media.get(media.uri) is media:
                 if count % CHECK_EVERY == 0:
-                    self._core.get_call(account, call_uri)  # 404: the call is over
+                    self._core.get_call(account, media.uri)  # 404: the call is over
                 now = loop.time()
                 payload = plan.encode(plan.next_pcm())
                 timestamp = first_ms + count * plan.ptime
-                self._send_frame(media, call_uri, stream, timestamp, payload, now=now)
+                self._send_frame(media, media.uri, stream, timestamp, payload, now=now)
                 count += 1
                 await asyncio.sleep(max(0.0, start + count * plan.ptime / 1000 - loop.time()))
         except RiptHttpError:
-            self._end_media(call_uri)
+            # Over (call_ended drops the media state), or renamed a moment before the media
+            # state was moved: a later media request starts the generator again then.
+            media.generator = None
         except Exception:
-            log.exception("the far end's media generator for %s failed", call_uri)
+            log.exception("the far end's media generator for %s failed", media.uri)
 
     async def _media_get(
         self, conn: _Connection, sid: int, account: Account, call_uri: str
     ) -> None:
         media = self._media_state(account, call_uri)
-        waiter: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-        media.waiting.append(waiter)
+        held = _HeldGet(conn, sid, asyncio.get_running_loop().create_future())
+        media.waiting.append(held)
         try:
-            body = await waiter
+            await held.future  # answered by _send_frame, or an error to answer with
         finally:
-            if waiter in media.waiting:
-                media.waiting.remove(waiter)
-        conn.respond(sid, 200, body, MEDIA)
+            if held in media.waiting:
+                media.waiting.remove(held)
 
 
 def _log_media(call_uri: str, media: _Media) -> None:
@@ -1010,14 +1086,35 @@ def _cookie(request: _Request, name: str) -> str | None:
     return None
 
 
+@dataclass(eq=False, slots=True)
+class _HeldGet:
+    """An open ``GET {call}/media``, answered in place by whoever has the next chunk.
+
+    ``future`` is what the GET's task waits for: a result once answered, or the
+    error (404, 409) to answer with.
+    """
+
+    conn: _Connection
+    stream_id: int
+    future: asyncio.Future[None]
+
+    def done(self) -> bool:
+        """Answered, refused, or given up by its task (a reset stream)."""
+        return self.future.done()
+
+
 @dataclass(slots=True)
 class _WtSession:
     """One WebTransport session: its CONNECT stream, on one connection, for one call."""
 
     conn: _Connection
     request: _Request
-    call_uri: str
     media: _Media
+
+    @property
+    def call_uri(self) -> str:
+        """The call's URI now (a migrate to a new URI moves the session's media with it)."""
+        return self.media.uri
 
     @property
     def stream_id(self) -> int:
@@ -1032,9 +1129,11 @@ class _WtSession:
 class _Media:
     """One call's media: chunk state, the open GETs (oldest first) and WebTransport sessions."""
 
+    uri: str
+    """The call's URI: a migrate to a new URI changes it (``RunningServer._rename_media``)."""
     key: MediaKey | None
     keys: MediaKeys | None
-    waiting: list[asyncio.Future[bytes]]
+    waiting: list[_HeldGet]
     echo: bool = False
     generator: asyncio.Task[None] | None = None
     last_panic: float = float("-inf")

@@ -2,6 +2,16 @@
 
     .venv/bin/python tests/bench/bench_call.py [--runs 3] [--calls 20] [--seconds 30]
 
+    # the phone against baresip in the same run, one JSON line per case:
+    .venv/bin/python tests/bench/bench_call.py --peer baresip \
+        [--transport webtransport|byways]... [--codec opus|pcmu]... [--runs 3] [--seconds 30]
+    # audio quality (PESQ) of speech through the echo far end under loss:
+    .venv/bin/python tests/bench/bench_call.py --pesq [--loss 0 --loss 3 --loss 10] [--no-cpu]
+
+Without ``--transport``, ``--codec``, ``--peer`` or ``--pesq`` it measures what
+follows; with any of them it runs the cases of tests/bench/compare.py and
+tests/bench/quality.py instead (docs/performance.md says more).
+
 Starts ``ript-provider serve`` and ``ript-phone run`` as subprocesses (the same
 way as the end-to-end tests, tests/integration/procs.py), the phone's audio
 through alsa-lib's file plugin (a 1 kHz tone in, a file out), and calls a far
@@ -39,6 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: alsa, in
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "firmware"))  # riptdev: not installed
 
 from alsa.fileplugin import write_asoundrc
+from bench.benchlib import parse_options
 from integration.procs import PROVIDER_TOML, PhoneProcess, provider_process
 from riptdev.processes import stop_process, tone_pcm
 from riptphone.control.client import ControlConnection, request
@@ -135,12 +146,42 @@ def ms(value: float) -> str:
     return f"{value * 1000:.0f} ms"
 
 
+PEERBENCH = Path(__file__).resolve().parents[3] / "shared" / "peerbench"
+"""``../shared/peerbench`` beside the checkout: baresip's side of the comparison."""
+
+
+def compare(args: argparse.Namespace) -> int:
+    """The comparison and quality cases (imported here: they need numpy and pesq)."""
+    from bench.compare import run_compare
+    from bench.quality import run_quality
+
+    work = Path(tempfile.mkdtemp(prefix="ript-bench-"))
+    print(
+        f"# {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"{time.strftime('%Y-%m-%d %H:%M %Z')}, load average "
+        f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}; {args.runs} runs",
+        flush=True,
+    )
+    peerbench = None
+    if "baresip" in args.peers:
+        peerbench = Path(args.peerbench) if args.peerbench else PEERBENCH
+        if not (peerbench / "run_baresip_bench.sh").exists():
+            raise SystemExit(f"bench: no run_baresip_bench.sh in {peerbench}")
+    try:
+        if not (args.pesq and args.no_cpu):
+            run_compare(work, args.cases, args.runs, args.seconds, peerbench)
+        if args.pesq:
+            run_quality(work, args.cases, args.losses, args.jitter_ms, args.runs, peerbench)
+    finally:
+        print(f"# load average at the end {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    shutil.rmtree(work)
+    return 0
+
+
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--runs", type=int, default=3, help="runs of each measurement")
-    parser.add_argument("--calls", type=int, default=20, help="calls per set-up run")
-    parser.add_argument("--seconds", type=float, default=30.0, help="length of a CPU sample")
-    args = parser.parse_args()
+    args = parse_options()
+    if args.compare:
+        return compare(args)
     work = Path(tempfile.mkdtemp(prefix="ript-bench-"))
     provider = provider_process(work / "provider", BENCH_PROVIDER_TOML)
     longest = args.seconds + 10

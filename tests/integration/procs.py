@@ -38,6 +38,7 @@ from riptdev.processes import (
     start_phone,
     start_provider,
     stop_process,
+    wait_for_line,
     wait_for_state,
     write_secret,
 )
@@ -78,6 +79,25 @@ media = "echo"
 def provider_process(work: Path, config_text: str = PROVIDER_TOML) -> ProviderProcess:
     work.mkdir(parents=True, exist_ok=True)
     return start_provider(work, config_text)
+
+
+def relaunch_provider(provider: ProviderProcess, name: str) -> ProviderProcess:
+    """Start ``ript-provider serve`` again on the same configuration: the same port and
+    state directory (after the old process was killed); its log is ``NAME.log``."""
+    log = provider.config.parent / f"{name}.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "riptprovider", "serve", "--config", str(provider.config)],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=out,
+        )
+    try:
+        wait_for_line(process, log, "ready:", "the restarted provider")
+    except BaseException:
+        stop_process(process)
+        raise
+    return ProviderProcess(process, log, provider.config, provider.port, provider.ca_file)
 
 
 class ProviderApi:

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+from aioquic.h3.connection import Setting
 
 from riptphone.net.h3 import (
+    ACK_DELAY,
     ConnectionLostError,
     CookieJar,
     GoawayError,
@@ -389,3 +393,95 @@ def test_an_unreachable_provider_logs_no_stray_future_errors(
             asyncio.run(body())
             gc.collect()
     assert not [r for r in caplog.records if "never retrieved" in r.getMessage()]
+
+
+# ---------------------------------------------------------------------- packets
+
+
+def count_datagrams(conn: object) -> list[float]:
+    """Note the time of every datagram the client's connection sends from now on."""
+    transport: Any = conn._transport  # type: ignore[attr-defined]
+    sent: list[float] = []
+    send = transport.sendto
+
+    def counting(data: bytes, addr: Any = None) -> None:
+        sent.append(time.monotonic())
+        send(data, addr)
+
+    transport.sendto = counting
+    return sent
+
+
+def test_back_to_back_exchanges_send_one_datagram_each_with_the_acks_riding_along() -> None:
+    # aioquic alone acknowledges each answer in a datagram of its own 1 ms later;
+    # here the ACK waits for the next request and leaves in its packet.
+    async def scenario(server: TestServer, client: H3Client) -> None:
+        await client.request("POST", server.url("/echo"), body=b"warm up")
+        conn = await client.connection(server.origin)
+        await asyncio.sleep(ACK_DELAY * 2)  # the warm-up's ACK has left
+        sent = count_datagrams(conn)
+        for i in range(10):
+            resp = await client.request("POST", server.url("/echo"), body=b"%d" % i)
+            assert resp.body == b"%d" % i
+            await asyncio.sleep(0.002)  # past aioquic's own 1 ms ACK delay
+        # Each request in one datagram with the ACK of the previous answer (aioquic
+        # alone: 20); a loaded machine may stall past ACK_DELAY once or twice.
+        sent_then = len(sent)
+        assert 10 <= sent_then <= 12
+        await asyncio.sleep(ACK_DELAY * 2)
+        assert len(sent) <= sent_then + 1  # the last answer's ACK, alone, once its delay ran out
+
+    run(scenario)
+
+
+def test_a_deferred_request_rides_with_the_next_one_or_leaves_after_the_ack_delay() -> None:
+    async def get(client: H3Client, url: str) -> tuple[int, bytes]:
+        async with await client.open_stream("GET", url, end_stream=True, defer=True) as stream:
+            head = await stream.response_headers()
+            return head.status, await stream.read_all()
+
+    async def scenario(server: TestServer, client: H3Client) -> None:
+        conn = await client.connection(server.origin)
+        await asyncio.sleep(ACK_DELAY * 2)
+        sent = count_datagrams(conn)
+        # Alone: it waits ACK_DELAY for company, then leaves anyway.
+        start = time.monotonic()
+        assert await get(client, server.url("/nowhere")) == (404, b"not found")
+        assert sent[0] - start >= ACK_DELAY * 0.9
+        # With a request right behind it: both in one datagram, at once.
+        await asyncio.sleep(ACK_DELAY * 2)
+        del sent[:]
+        deferred = asyncio.ensure_future(get(client, server.url("/stream?n=1&ms=1&size=3")))
+        await asyncio.sleep(0)  # the GET is opened and held
+        start = time.monotonic()
+        resp = await client.request("POST", server.url("/echo"), body=b"now")
+        assert (resp.status, await deferred) == (200, (200, b"\0\0\0"))
+        assert sent[0] - start < ACK_DELAY  # the deferred GET did not hold the POST back
+        paths = [path for _, path, _ in server.requests_seen[-2:]]
+        assert sorted(paths) == ["/echo", "/stream"]
+        assert len([t for t in sent if t < sent[0] + 0.001]) == 1  # one datagram for both
+        # Reset before it left: the server never sees it, the connection goes on.
+        seen = len(server.requests_seen)
+        stream = await client.open_stream("GET", server.url("/echo"), end_stream=True, defer=True)
+        stream.reset()
+        await asyncio.sleep(ACK_DELAY * 2)
+        assert len(server.requests_seen) == seen
+        assert (await client.request("GET", server.url("/nowhere"))).status == 404
+        with pytest.raises(InvalidRequestError, match="without a body"):
+            await client.open_stream("PUT", server.url("/echo"), defer=True)
+
+    run(scenario)
+
+
+def test_the_client_offers_no_qpack_dynamic_table() -> None:
+    # Answers that used the table would each need a QPACK acknowledgement: a datagram.
+    async def scenario(server: TestServer, client: H3Client) -> None:
+        resp = await client.request("GET", server.url("/cookie/set?c=a%3D1"))
+        assert resp.status == 200
+        (conn,) = server.connections
+        settings = conn.h3.received_settings
+        assert settings is not None
+        assert settings[Setting.QPACK_MAX_TABLE_CAPACITY] == 0
+        assert settings[Setting.QPACK_BLOCKED_STREAMS] == 0
+
+    run(scenario)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from ript.protocol.descriptions import HandlerDescription, PushBinding
+from ript.protocol.descriptions import ClaimRequest, HandlerDescription, PushBinding
 from ript.protocol.events import Migrate
 from ript.protocol.jsonstream import EventStreamReader
 from ript.protocol.taps import TapType
@@ -234,5 +234,47 @@ def test_migrate_rename_over_http3(tmp_path: Path) -> None:
                 config, "event", new_uri, "handler-changed", "--handler", "Nobody"
             )
             assert code == 2 and "no handler 'Nobody'" in str(err)
+
+    run(tmp_path, body)
+
+
+def test_migrate_rename_gives_the_leg_cookie_again_for_the_new_path(tmp_path: Path) -> None:
+    """The phone's PUT {new}/events (no cookie: a re-establishment) gets its leg's cookie
+    back, for the new path, so its media there says which leg it is."""
+
+    async def body(server: RunningServer, config: Path, taps: Taps) -> None:
+        base = f"https://localhost:{server.port}"
+        json_auth = {**AUTH, "content-type": "application/json"}
+        async with H3Client(ca_file=str(server.ca.ca_file)) as client:
+            registered = await client.request(
+                "POST",
+                f"{base}/tgs/alice/handlers",
+                headers=json_auth,
+                body=HandlerDescription("id-phone", AD, "Phone").to_bytes(),
+            )
+            assert registered.status == 201
+            handler = HandlerDescription.from_bytes(registered.body).uri
+            code, reply = await admin(config, "inbound", "alice", "+14085550100")
+            assert code == 0 and isinstance(reply, dict)
+            uri = reply["call"]["uri"]  # type: ignore[index]
+            path = uri.removeprefix(server.origin)
+            claim = await client.request(
+                "POST", f"{base}{path}", headers=json_auth, body=ClaimRequest(handler).to_bytes()
+            )
+            assert claim.status == 200
+            leg = client.cookies.header(base, f"{path}/media")
+            assert leg is not None and leg.startswith("ript-leg=")
+            code, reply = await admin(config, "event", uri, "migrate", "--rename")
+            assert code == 0 and isinstance(reply, dict)
+            new_path = reply["event"]["uri"].removeprefix(server.origin)  # type: ignore[index]
+            assert client.cookies.header(base, f"{new_path}/media") is None
+            forward = await client.open_stream(
+                "PUT", f"{base}{new_path}/events", headers=json_auth, send_cookies=False
+            )
+            head = await forward.response_headers()
+            assert head.status == 200
+            assert head.get_all("set-cookie") == [f"{leg}; Path={new_path}; Secure; HttpOnly"]
+            assert client.cookies.header(base, f"{new_path}/media") == leg
+            forward.reset()
 
     run(tmp_path, body)

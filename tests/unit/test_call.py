@@ -14,6 +14,7 @@ from ript.protocol import call as c
 from ript.protocol.call import (
     BYWAY_TRANSITIONS,
     CALL_TRANSITIONS,
+    AbandonConnection,
     Action,
     BywaysChanged,
     BywayState,
@@ -511,6 +512,26 @@ def test_migrate_moves_the_call_to_its_new_uri() -> None:
     acts = up(call, 3.1)
     assert of(acts, OpenMedia)[0].uri == new
     assert of(call.hangup(4.0), SendEvent)[0].event.call == new
+    assert call.first_uri == CALL  # the phone's name for the call stays
+
+
+def test_byways_that_get_no_answer_abandon_the_connection() -> None:
+    call = make(desc(state=CallStatus.ANSWERED))
+    call.start(0.0)
+    up(call)
+    call.receive_event(s2c(Migrate), 2.0)  # re-establishing on a connection that is dead
+    assert call.byways is BywayState.OPENING
+    assert call.next_deadline() is None  # connecting: the connect's own timeout runs
+    call.signalling_sent(3.0)  # the PUT left
+    assert call.next_deadline() == pytest.approx(3.0 + c.OPEN_TIMEOUT)
+    assert call.handle_timer(3.0 + c.OPEN_TIMEOUT - 0.01) == []
+    acts = call.handle_timer(3.0 + c.OPEN_TIMEOUT)
+    reason = f"no answer to the byways for {c.OPEN_TIMEOUT:g} s"
+    assert of(acts, AbandonConnection) == [AbandonConnection(CALL, reason)]
+    assert call.byways is BywayState.WAITING  # then the retry-backoff, as for a lost connection
+    assert of(acts, BywaysChanged)[0].reason == reason
+    assert of(acts, CloseByways)
+    assert call.state is CallState.ACTIVE
 
 
 def test_a_call_uri_that_answers_404_is_over() -> None:

@@ -32,7 +32,7 @@ from ript.protocol.call import (
     StateChanged,
 )
 from ript.protocol.descriptions import CallDirection
-from ript.protocol.events import CallStatus
+from ript.protocol.events import CallStatus, Direction, Migrate
 from riptphone.app.inputs import (
     CallFailed,
     CallGone,
@@ -51,6 +51,7 @@ from riptphone.net.ript_client import RiptError
 from riptphone.store import StateStore
 from riptphone.tasks import Tasks
 
+STAMP = "2026-11-22T10:00:00.000Z"
 INBOUND = call()
 OUTBOUND = call(direction=CallDirection.OUTBOUND)
 
@@ -206,6 +207,23 @@ def test_following_needs_the_line_online(tmp_path: Path) -> None:
     assert asyncio.run(rig.registry.follow(CALL_URI)) is None  # gone at the provider
     known = rig.add(FakeRunner(call()))
     assert asyncio.run(rig.registry.follow(CALL_URI)) is known
+
+
+def test_a_call_moved_to_a_new_uri_is_the_same_call(tmp_path: Path) -> None:
+    """After a migrate with ``uri``: found by either URI, its inputs still name the first."""
+    rig = Rig(tmp_path)
+    moved = call()
+    runner = rig.add(FakeRunner(moved))
+    new_uri = "https://p.example/calls/moved-here"
+    moved.receive_event(
+        Migrate(direction=Direction.S2C, call=CALL_URI, timestamp=STAMP, uri=new_uri), 1.0
+    )
+    assert (moved.uri, moved.first_uri) == (new_uri, CALL_URI)
+    assert rig.registry.find(new_uri) is runner and rig.registry.get(CALL_URI) is runner
+    assert asyncio.run(rig.registry.follow(new_uri)) is runner  # a tap: no second runner
+    rig.registry.on_call_action(runner, StateChanged(CallState.ANSWERING, CallState.ACTIVE))  # type: ignore[arg-type]
+    assert rig.fed == [CallProgress(CALL_URI, "in-call", None)]
+    assert rig.events[-1]["call"]["uri"] == new_uri  # the control socket shows where it is
 
 
 def counters(received: int, lost: int, sent: int) -> dict[str, Any]:

@@ -624,3 +624,37 @@ def test_a_resent_chunk_gives_no_rtt_and_a_rekey_forgets_the_backlog() -> None:
         fresh.provider_rx.receive(ch.frame([fresh.phone_sends(i, 2.1)]), 2.1)
     fresh.provider_acks(2.1)
     assert fresh.phone_tx.resends(2.5) == []
+
+
+def test_resumed_numbering_starts_at_the_reservation_and_asks_for_more() -> None:
+    """A provider restarted under the same key: never a number it may have used before."""
+    asked: list[int] = []
+
+    def reserve(number: int) -> int:
+        asked.append(number)
+        return number + 3
+
+    sender = ChunkSender(S2C, KEYS)
+    sender.resume_numbering(1000, reserve)
+    receiver = ChunkReceiver(S2C, KEYS)
+    seqs = []
+    for i in range(7):
+        raw = sender.media(0, 0, PayloadType.OPUS, 20 * i, b"x", now=0.0)
+        (chunk,) = receiver.receive(ch.frame([raw]), 0.0).media
+        seqs.append(chunk.seq)
+    assert seqs == list(range(1000, 1007))
+    ack = ch.unframe(ch.frame([sender.ack(C2S, 0, 0, 5, 0)]))[0]
+    envelope, _, _ = ch.decode_chunk_parts(ack)
+    assert envelope.seq == 1000  # the acks' own numbering resumes there too
+    # Asked before the first number at each ceiling; one ceiling covers every number space.
+    assert asked == [1000, 1003, 1006]
+    with pytest.raises(ChunkEncodeError):
+        sender.resume_numbering(0, reserve)  # not once numbers are in use
+
+
+def test_a_reservation_that_gives_nothing_stops_the_sender() -> None:
+    sender = ChunkSender(S2C, KEYS)
+    sender.resume_numbering(10, lambda number: number)
+    with pytest.raises(ChunkEncodeError, match="reserved"):
+        sender.media(0, 0, PayloadType.OPUS, 0, b"x", now=0.0)
+    assert sender.stats().sent == 0

@@ -466,6 +466,9 @@ def test_migrate_with_rename_moves_the_call_to_a_fresh_uri(
     with pytest.raises(RiptHttpError) as exc:
         core.send_event(call.uri, "migrate", uri=f"{ORIGIN}/calls/x", rename=True)
     assert status_of(exc) == 400
+    leg = core.leg_token(call.uri)
+    renamed: list[tuple[str, str]] = []
+    core.call_renamed = lambda old, new: renamed.append((old, new))
     event = core.send_event(call.uri, "migrate", rename=True)
     assert isinstance(event, Migrate) and event.uri is not None and event.call == call.uri
     new_uri = event.uri
@@ -483,6 +486,9 @@ def test_migrate_with_rename_moves_the_call_to_a_fresh_uri(
     )
     again = core.subscribe(alice(core), new_uri)
     assert [e.type for e in drained(again)] == ["answered"]
+    # The leg goes along (its cookie is set again for the new path), and the server is told.
+    assert leg is not None and core.leg_token(new_uri) == leg
+    assert renamed == [(call.uri, new_uri)]
     core.close()
     restarted = ProviderCore(path, accounts, ORIGIN, clock)
     assert [c.uri for c in restarted.list_calls(alice(restarted)).calls] == [new_uri]
@@ -498,3 +504,48 @@ def test_reconnecting_and_reconnected_on_demand(core: ProviderCore) -> None:
     assert [e.type for e in drained(late)] == ["answered", "reconnecting"]
     core.send_event(call.uri, "reconnected")
     assert [e.type for e in drained(watcher)] == ["reconnecting", "reconnected"]
+
+
+def test_the_leg_cookie_is_given_back_only_to_the_device_owning_the_handler(
+    core: ProviderCore,
+) -> None:
+    desk = core.register_handler(alice(core), HandlerDescription("h-1", AD, "Desk"), "login:a")
+    assert desk.uri is not None
+    call = answered_on(core, desk.uri)
+    leg = core.leg_token(call.uri)
+    assert leg is not None
+    assert core.leg_for(call.uri, "login:a") == leg
+    assert core.leg_for(call.uri, "login:b") is None
+    assert core.leg_for(f"{ORIGIN}/calls/unknown", "login:a") is None
+
+
+def test_legs_and_the_s2c_numbering_survive_a_restart_of_the_provider(
+    tmp_path: Path, accounts: dict[str, Account], clock: Clock
+) -> None:
+    path = str(tmp_path / "r.db")
+    core = ProviderCore(path, accounts, ORIGIN, clock)
+    desk, kitchen = register(core, "h-1", "Desk"), register(core, "h-2", "Kitchen")
+    call = answered_on(core, desk)
+    desk_leg = core.leg_token(call.uri)
+    assert call.media_key is not None and core.s2c_numbering(call.media_key) == 0
+    core.reserve_s2c(call.media_key, 500)
+    core.reserve_s2c(call.media_key, 400)  # never backwards
+    core.claim_call(alice(core), call.uri, ClaimRequest(desk))  # the call saved, same key
+    core.close()  # (a kill saves nothing more: every change was written as it happened)
+    core = ProviderCore(path, accounts, ORIGIN, clock)
+    assert core.leg_token(call.uri) == desk_leg
+    assert core.s2c_numbering(call.media_key) == 500
+    # A pull: a new key numbers from 0 again, the desk's leg is refused from then on,
+    # and that too is remembered.
+    pulled = core.claim_call(alice(core), call.uri, ClaimRequest(kitchen))
+    assert pulled.media_key is not None and pulled.media_key != call.media_key
+    assert core.s2c_numbering(pulled.media_key) == 0
+    core.reserve_s2c(call.media_key, 900)  # the old key's sender: no effect
+    core.close()
+    core = ProviderCore(path, accounts, ORIGIN, clock)
+    assert core.s2c_numbering(pulled.media_key) == 0
+    with pytest.raises(RiptHttpError) as exc:
+        core.check_media_leg(alice(core), call.uri, desk_leg)
+    assert status_of(exc) == 409
+    assert core.leg_token(call.uri) not in (None, desk_leg)
+    core.close()

@@ -350,12 +350,23 @@ def test_a_version_1_database_is_migrated(db_path: Path, clock: Clock) -> None:
         # The handlers table of version 1 (version 3 adds its owner column).
         "CREATE TABLE handlers (uri TEXT PRIMARY KEY, account TEXT NOT NULL, "
         "handler_id TEXT NOT NULL, name TEXT, advertisement TEXT NOT NULL, push TEXT, "
-        "created REAL NOT NULL, UNIQUE (account, handler_id)); PRAGMA user_version = 1;"
+        "created REAL NOT NULL, UNIQUE (account, handler_id)); "
+        # The calls table of version 1 (version 4 adds the legs and the s2c numbering).
+        "CREATE TABLE calls (uri TEXT PRIMARY KEY, account TEXT NOT NULL, "
+        "direction TEXT NOT NULL, from_number TEXT NOT NULL, to_number TEXT NOT NULL, "
+        "state TEXT NOT NULL, handler TEXT, client_directives TEXT, server_directives TEXT, "
+        "media_key BLOB, media_salt BLOB, media_tag_length INTEGER, created REAL NOT NULL, "
+        "state_since REAL NOT NULL, ended REAL); "
+        "INSERT INTO calls VALUES ('https://p/calls/1', 'alice', 'inbound', '+1', '+2', "
+        "'answered', NULL, NULL, NULL, NULL, NULL, NULL, 0, 0, NULL); "
+        "PRAGMA user_version = 1;"
     )
     conn.close()
     db = ProviderDb(db_path)
     db.add_token("alice", "old-issued-token-0123", clock.now, None)
     assert db.token_account("old-issued-token-0123", clock.now) == "alice"
+    assert [c.uri for c in db.load_open_calls()] == ["https://p/calls/1"]
+    assert db.load_legs() == {"https://p/calls/1": (None, set())}
     db.close()
     conn = sqlite3.connect(db_path)
     assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION

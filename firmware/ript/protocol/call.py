@@ -24,7 +24,11 @@ Timers (profile sections 7 and 10), all driven by ``now`` through
 * no media received for the TG's ``media-timeout`` (5 s) while the call is
   answered here is a fault;
 * media sent for 1 s without any acknowledgement is a fault;
-* after a connection loss, the retry delay (``retry-backoff`` doubling to 64 s).
+* after a connection loss, the retry delay (``retry-backoff`` doubling to 64 s);
+* byways being opened whose ``PUT`` has no response headers 5 s after it was
+  sent (:meth:`Call.signalling_sent`; a connect has its own timeout): the
+  connection is taken as gone (a provider that restarted does not know it and
+  says nothing), so it is abandoned and the retry delay runs.
 
 A fault never ends the call: it re-establishes the byways (a migration in the
 sense of draft section 9.13).  Only the provider ends calls, or the user.
@@ -71,6 +75,8 @@ MAX_RETRY_BACKOFF = 64.0
 RETRY_JITTER = 0.1
 """A retry waits up to this fraction longer than its back-off, never shorter."""
 MAX_DIRECTIVE_REFUSALS = 2
+OPEN_TIMEOUT = 5.0
+"""Seconds byways may stay opening before their connection is taken as dead."""
 
 
 class CallState(enum.Enum):
@@ -266,6 +272,14 @@ class OpenMedia(Action):
 
 
 @dataclass(frozen=True, slots=True)
+class AbandonConnection(Action):
+    """Close the QUIC connection to ``uri``'s origin: it is taken as dead (no answer)."""
+
+    uri: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class CloseMedia(Action):
     """Stop sending and receiving media (the call moved to another device)."""
 
@@ -383,6 +397,7 @@ class _Timers:
     last_media_rx: float | None = None  # None: media not expected yet
     unacked_since: float | None = None
     retry_at: float | None = None
+    opening_since: float | None = None
     attempts: int = 0
     ping_nonce: int = 0
     outstanding_nonces: list[str] = field(default_factory=list)
@@ -403,6 +418,9 @@ class Call:
         rng: random.Random | None = None,
     ) -> None:
         self.uri = description.uri
+        self.first_uri = description.uri
+        """The call's name on this phone (registry, phone machine, call log): the URI it was
+        first known by, which a ``migrate`` to another URI (``uri``, current) does not change."""
         self.direction = description.direction
         self.from_ = description.from_
         self.to = description.to
@@ -452,6 +470,8 @@ class Call:
                     candidates.append(t.unacked_since + ACK_TIMEOUT)
         elif self.byways is BywayState.WAITING and t.retry_at is not None:
             candidates.append(t.retry_at)
+        elif self.byways is BywayState.OPENING and t.opening_since is not None:
+            candidates.append(t.opening_since + OPEN_TIMEOUT)
         return min(candidates) if candidates else None
 
     # ------------------------------------------------------------ start
@@ -648,6 +668,12 @@ class Call:
         self._byway(BywayTrigger.SIGNALLING_UP, now, None, actions)
         return actions if not reestablished else [*actions, FetchDescription(self.uri)]
 
+    def signalling_sent(self, now: float) -> None:
+        """The requests of the byways being opened have left on a connection: their
+        answer is due within :data:`OPEN_TIMEOUT` (else the connection is abandoned)."""
+        if self.byways is BywayState.OPENING:
+            self._timers.opening_since = now
+
     def byway_fault(self, now: float, reason: str) -> list[Action]:
         """A signalling byway was reset or failed while the connection lives."""
         actions: list[Action] = []
@@ -679,6 +705,12 @@ class Call:
         if self.byways is BywayState.WAITING:
             if t.retry_at is not None and now >= t.retry_at:
                 self._byway(BywayTrigger.RETRY_DUE, now, None, actions)
+            return actions
+        if self.byways is BywayState.OPENING:
+            if t.opening_since is not None and now - t.opening_since >= OPEN_TIMEOUT:
+                reason = f"no answer to the byways for {OPEN_TIMEOUT:g} s"
+                actions.append(AbandonConnection(self.uri, reason))
+                self._byway(BywayTrigger.CONNECTION_LOST, now, reason, actions)
             return actions
         if self.byways is not BywayState.UP:
             return actions
@@ -823,6 +855,7 @@ class Call:
             return  # e.g. a fault reported for byways already closed
         t = self._timers
         self.byways = new
+        t.opening_since = None  # OPENING: set once the requests are sent
         if new is BywayState.CLOSED:
             if old is not BywayState.CLOSED:
                 actions.append(CloseByways())

@@ -19,7 +19,7 @@ every call of one object); neither reads time or does I/O itself.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from ript.protocol.chunks import (
@@ -82,6 +82,8 @@ _NOTHING: list[bytes] = []
 _SEQ_MASK = (1 << (8 * TRUNCATED_SEQ_WIDTH)) - 1
 _TIMESTAMP_MASK = (1 << (8 * TRUNCATED_TIMESTAMP_WIDTH)) - 1
 _WINDOW_MASK = (1 << REPLAY_WINDOW) - 1
+_NO_CEILING = 1 << 64
+"""The ceiling of a sender without reservations: above every sequence number."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,8 +168,8 @@ class _SendStream:
         "truncate",
     )
 
-    def __init__(self) -> None:
-        self.next_seq = 0
+    def __init__(self, first_seq: int = 0) -> None:
+        self.next_seq = first_seq
         self.truncate = False
         self.sent = 0
         self.acked = 0
@@ -181,7 +183,7 @@ class _SendStream:
         self.history_chunk: list[bytes | None] = [None] * SEND_HISTORY
         self.history_resent = [0.0] * SEND_HISTORY
         # Every chunk below this one is acked, given up or forgotten: re-sending looks from here.
-        self.resend_from = 0
+        self.resend_from = first_seq
 
 
 class ChunkSender:
@@ -205,6 +207,31 @@ class ChunkSender:
         self._unacked_since: float | None = None
         self._resent = 0
         self._given_up = 0
+        self._first_seq = 0
+        self._ceiling = _NO_CEILING
+        self._reserve: Callable[[int], int] | None = None
+
+    def resume_numbering(self, first_seq: int, reserve: Callable[[int], int]) -> None:
+        """Number every stream and the control chunks from ``first_seq``, within reservations.
+
+        For a sender whose numbers must survive a restart of its process under the same
+        key (the provider's): before a number at or above the last reservation is used,
+        ``reserve(number)`` is called and returns the new ceiling (exclusive), which it must
+        have made durable.  A restarted sender resumes at the last ceiling, so no nonce
+        repeats; the numbers skipped look lost to the receiver.  Call before any chunk.
+        """
+        if self._streams or self._control_seq:
+            raise ChunkEncodeError("the numbering of a sender in use cannot be resumed")
+        self._first_seq = self._control_seq = first_seq
+        self._reserve = reserve
+        self._ceiling = first_seq  # the first number asks for a reservation
+
+    def _reserve_from(self, number: int) -> None:
+        reserve = self._reserve
+        ceiling = number if reserve is None else reserve(number)
+        if ceiling <= number:
+            raise ChunkEncodeError(f"no sequence number at or above {number} is reserved")
+        self._ceiling = ceiling
 
     def _seal(
         self, envelope: bytes, package: bytes, nonce_fields: tuple[int, int, int, int]
@@ -242,9 +269,11 @@ class ChunkSender:
         stream = self._streams.get((source, sink))
         new_stream = stream is None
         if stream is None:
-            stream = _SendStream()
+            stream = _SendStream(self._first_seq)
         full = not stream.truncate or bool(reference_frame)
         seq = stream.next_seq
+        if seq >= self._ceiling:
+            self._reserve_from(seq)
         chunk = MediaChunk(
             seq,
             timestamp_ms,
@@ -279,6 +308,8 @@ class ChunkSender:
         self, acked_direction: Direction, source: int, sink: int, acked_seq: int, delay_us: int
     ) -> bytes:
         """A sealed acknowledgement control chunk with the next control sequence number."""
+        if self._control_seq >= self._ceiling:
+            self._reserve_from(self._control_seq)
         chunk = AckChunk(self._control_seq, acked_direction, source, sink, acked_seq, delay_us)
         encoded = self._seal(*chunk_parts(chunk))
         self._control_seq += 1

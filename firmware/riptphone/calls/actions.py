@@ -2,7 +2,9 @@
 
 Pure: :func:`call_inputs` maps one :class:`ript.protocol.call.Action` of one
 :class:`~ript.protocol.call.Call` to the inputs of
-:class:`~riptphone.app.machine.PhoneMachine`; the registry feeds them.
+:class:`~riptphone.app.machine.PhoneMachine`; the registry feeds them.  The
+inputs name the call by its ``first_uri``, so a call the provider moves to
+another URI (``migrate``) stays the same call on screen and in the call log.
 """
 
 from __future__ import annotations
@@ -47,14 +49,14 @@ def call_inputs(call: Call, action: Action, codec: str | None = None) -> list[In
         return [offered(call)]
     if isinstance(action, BywaysChanged):
         if action.state is BywayState.UP:
-            return [CallReconnecting(call.uri, False)]
+            return [CallReconnecting(call.first_uri, False)]
         if action.reason is not None:  # re-establishing after a fault
-            return [CallReconnecting(call.uri, True)]
+            return [CallReconnecting(call.first_uri, True)]
         return []
     if isinstance(action, PeerConnectivity):
-        return [CallReconnecting(call.uri, action.reconnecting)]
+        return [CallReconnecting(call.first_uri, action.reconnecting)]
     if isinstance(action, CallEnded):
-        return [CallGone(call.uri, action.reason)]
+        return [CallGone(call.first_uri, action.reason)]
     return []
 
 
@@ -62,7 +64,7 @@ def state_input(call: Call, state: CallState, codec: str | None = None) -> Input
     """The input for ``call`` entering ``state``, or None for a passing state."""
     if state in PHASES:
         return CallProgress(
-            call.uri, PHASES[state], codec=codec if state is CallState.ACTIVE else None
+            call.first_uri, PHASES[state], codec=codec if state is CallState.ACTIVE else None
         )
     if state is CallState.REMOTE:
         return remote(call)
@@ -77,13 +79,13 @@ def started_inputs(call: Call, *, resumed: bool) -> list[Input]:
         return [remote(call)]
     if resumed and call.state in PHASES:
         # A call this phone carried before it restarted: show it, then take it up again.
-        return [remote(call), CallProgress(call.uri, PHASES[call.state])]
+        return [remote(call), CallProgress(call.first_uri, PHASES[call.state])]
     return []
 
 
 def remote(call: Call) -> CallRemote:
-    return CallRemote(call.uri, call.peer, outbound=call.direction is CallDirection.OUTBOUND)
+    return CallRemote(call.first_uri, call.peer, outbound=call.direction is CallDirection.OUTBOUND)
 
 
 def offered(call: Call) -> CallOffered:
-    return CallOffered(call.uri, call.peer, outbound=call.direction is CallDirection.OUTBOUND)
+    return CallOffered(call.first_uri, call.peer, outbound=call.direction is CallDirection.OUTBOUND)

@@ -192,6 +192,9 @@ class MediaSession:
             self._sender = previous._sender
             self._receiver = previous._receiver
             self._timestamp = previous._timestamp
+            # Full values until one is acked again: a provider that restarted since has
+            # no reference to expand our truncated ones against (protocol.md 9.1).
+            self._sender.require_full_values()
         else:
             self._sender = ChunkSender(Direction.C2S, keys)
             self._receiver = ChunkReceiver(Direction.S2C, keys)

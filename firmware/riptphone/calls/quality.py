@@ -55,16 +55,17 @@ class QualityMeter:
                 continue
             measuring = True
             window = QualityWindow.now(media)
-            before = self._seen.get(runner.call.uri)
-            self._seen[runner.call.uri] = window
-            shown_quality, shown_no_audio = self._shown.get(runner.call.uri, (None, False))
+            name = runner.call.first_uri  # the phone's name for the call (see calls/actions.py)
+            before = self._seen.get(name)
+            self._seen[name] = window
+            shown_quality, shown_no_audio = self._shown.get(name, (None, False))
             quality = None if before is None else window.quality_since(before)
             no_audio = media.audio_error() is not None
             if quality is None and no_audio == shown_no_audio:
                 continue
             quality = shown_quality if quality is None else quality
-            self._shown[runner.call.uri] = (quality, no_audio)
-            self._feed(CallProgress(runner.call.uri, "in-call", media.codec, quality, no_audio))
+            self._shown[name] = (quality, no_audio)
+            self._feed(CallProgress(name, "in-call", media.codec, quality, no_audio))
         if measuring:
             self.start()
         else:

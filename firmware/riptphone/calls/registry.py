@@ -42,7 +42,12 @@ log = logging.getLogger("riptphone.calls")
 
 
 class CallRegistry:
-    """The calls this line has, by URI; see the module docstring."""
+    """The calls this line has, by URI; see the module docstring.
+
+    :attr:`runners` is keyed by each call's ``first_uri`` (the name the phone
+    machine knows it by); :meth:`find` also knows a call by the URI a
+    ``migrate`` moved it to.
+    """
 
     def __init__(
         self,
@@ -71,9 +76,19 @@ class CallRegistry:
 
     # ------------------------------------------------------------ finding calls
 
+    def find(self, uri: str) -> CallRunner | None:
+        """The runner of a call by its first or its current URI."""
+        runner = self.runners.get(uri)
+        if runner is not None:
+            return runner
+        for runner in self.runners.values():
+            if runner.call.uri == uri:
+                return runner
+        return None
+
     async def follow(self, uri: str) -> CallRunner | None:
         """Start following a call of this line (a tap, or the list after reconnecting)."""
-        runner = self.runners.get(uri)
+        runner = self.find(uri)
         if runner is not None:
             return runner
         own = self.line.handler_uri
@@ -97,8 +112,9 @@ class CallRegistry:
                 log.warning("event=reclaim_failed call=%s reason=%r", uri, str(exc))
                 return None
             log.info("event=call_reclaimed call=%s state=%s", uri, description.state.value)
-        if uri in self.runners:  # followed meanwhile (a tap and the list at once)
-            return self.runners[uri]
+        runner = self.find(uri)
+        if runner is not None:  # followed meanwhile (a tap and the list at once)
+            return runner
         return self.start(description, resumed=resumed)
 
     async def catch_up(self) -> None:
@@ -115,7 +131,7 @@ class CallRegistry:
         # follow() skips a call already followed (its tap came first, or comes later
         # and finds it here): one call, one runner, one ring.
         for description in calls.calls:
-            if description.uri not in self.runners:
+            if self.find(description.uri) is None:
                 await self.follow(description.uri)
 
     async def place(self, e164: str) -> str | None:
@@ -170,7 +186,7 @@ class CallRegistry:
             on_media=self._media_started,
             on_dtmf=self._dtmf_received,
         )
-        self.runners[call.uri] = runner
+        self.runners[call.first_uri] = runner
         self._publish({"event": "call", "call": call_json(runner)})
         self._tasks.spawn(self._run(runner))
         for value in started_inputs(call, resumed=resumed):
@@ -183,9 +199,9 @@ class CallRegistry:
         except Exception:
             log.exception("event=call_failed call=%s", runner.call.uri)
         finally:
-            self.runners.pop(runner.call.uri, None)
+            self.runners.pop(runner.call.first_uri, None)
             if runner.call.ended is None:
-                self._feed(CallGone(runner.call.uri, "call ended"))
+                self._feed(CallGone(runner.call.first_uri, "call ended"))
 
     def on_call_action(self, runner: CallRunner, action: Action) -> None:
         """One action of a runner's call machine: log it, tell watchers, feed the machine."""
@@ -208,7 +224,7 @@ class CallRegistry:
             self._feed(value)
 
     def get(self, uri: str | None) -> CallRunner | None:
-        return None if uri is None else self.runners.get(uri)
+        return None if uri is None else self.find(uri)
 
     def answer(self, uri: str) -> None:
         self._do(uri, CallRunner.answer)
@@ -223,7 +239,7 @@ class CallRegistry:
         self._do(uri, CallRunner.hangup)
 
     def _do(self, uri: str, method: Callable[[CallRunner], None]) -> None:
-        runner = self.runners.get(uri)
+        runner = self.find(uri)
         if runner is None:
             log.warning("event=no_such_call call=%s", uri)
             return
@@ -266,7 +282,7 @@ class CallRegistry:
         media.set_volume(self._volume)
         for runner in list(self.runners.values()):
             if runner.media is media and runner.call.state is CallState.ACTIVE:
-                self._feed(CallProgress(runner.call.uri, "in-call", codec=media.codec))
+                self._feed(CallProgress(runner.call.first_uri, "in-call", codec=media.codec))
         self.quality.start()
 
     def send_digit(self, key: str) -> None:

@@ -27,6 +27,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from ript.protocol.call import (
+    AbandonConnection,
     Action,
     BywaysChanged,
     BywayState,
@@ -50,6 +51,10 @@ from riptphone.hw.audio import AudioError
 from riptphone.net.ript_client import RiptClient, RiptError, SignallingByways
 
 log = logging.getLogger(__name__)
+
+MEDIA_LOOK_S = 0.25
+"""While media flows the runner hands its traffic to the machine at least this often, so
+the 1 s no-ack timer fires within 1.25 s of the last ack (the session never wakes it)."""
 
 Step = Callable[[float], list[Action]]
 """One input for the machine: given ``now``, feed it and return its actions."""
@@ -136,6 +141,8 @@ class CallRunner:
                 self._note_media()
                 deadline = self.call.next_deadline()
                 timeout = None if deadline is None else max(0.0, deadline - self._clock())
+                if self.media is not None:
+                    timeout = MEDIA_LOOK_S if timeout is None else min(timeout, MEDIA_LOOK_S)
                 try:
                     step = await asyncio.wait_for(self._inputs.get(), timeout)
                 except TimeoutError:
@@ -179,6 +186,9 @@ class CallRunner:
                 else:
                     self._stop_media()
                 self._close_byways()
+            elif isinstance(action, AbandonConnection):
+                log.info("event=connection_abandoned call=%s reason=%r", action.uri, action.reason)
+                self.client.abandon_connection(action.uri, action.reason)
             elif isinstance(action, CloseMedia):
                 self._stop_media()
             elif isinstance(action, FetchDescription):
@@ -212,6 +222,7 @@ class CallRunner:
             self._fault(str(exc), lost=True)
             return
         self._byways = byways
+        self.call.signalling_sent(self._clock())  # here, in the task that owns the machine
         pending, self._pending = self._pending, []
         for event in pending:
             await self._send(event)

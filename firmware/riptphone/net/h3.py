@@ -33,7 +33,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import Any, Final, Self
+from typing import Any, Final, Self, cast
 from urllib.parse import urlsplit
 
 import certifi
@@ -44,7 +44,7 @@ from aioquic.quic import events as qe
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import NetworkAddress, QuicConnection
 from aioquic.quic.packet import QuicErrorCode
-from aioquic.tls import AlertDescription, SessionTicket
+from aioquic.tls import AlertDescription, Epoch, SessionTicket
 from cryptography import x509
 
 from ript.protocol.varint import VarintError, decode_varint
@@ -59,6 +59,14 @@ MAX_DATAGRAM_FRAME_SIZE: Final = 65536
 H3_REQUEST_CANCELLED: Final = int(ErrorCode.H3_REQUEST_CANCELLED)
 H3_NO_ERROR: Final = int(ErrorCode.H3_NO_ERROR)
 _MAX_CONTROL_FRAME: Final = 16 * 1024
+ACK_DELAY: Final = 0.020
+"""How long an ACK may wait for a packet of ours to ride on (aioquic's own: 1 ms).
+
+Media byways send a packet each way every 20 ms, so an ACK that waits this long
+almost never travels alone.  It stays under the 25 ms ``max_ack_delay`` aioquic
+announces in its transport parameters, which the peer's loss timers allow for.
+The provider does the same (riptprovider/server.py).
+"""
 
 # TLS alerts that mean "the certificate did not verify" (RFC 8446 section 6.2).
 _CERT_ALERTS: Final = frozenset(
@@ -343,6 +351,22 @@ def _path_matches(request_path: str, cookie_path: str) -> bool:
     return False
 
 
+# --------------------------------------------------------------------------- ACKs
+
+
+def delay_acks(quic: QuicConnection) -> None:
+    """Let 1-RTT ACKs wait up to :data:`ACK_DELAY` (after the handshake, whose ACKs must not)."""
+    # aioquic has no option for it: its delay is a private attribute, read per packet.
+    quic._ack_delay = ACK_DELAY
+
+
+def ack_now(quic: QuicConnection, now: float) -> None:
+    """Make an ACK owed due now, so the packet about to be built carries it."""
+    space = quic._spaces.get(Epoch.ONE_RTT)
+    if space is not None and space.ack_at is not None and space.ack_at > now:
+        space.ack_at = now
+
+
 # --------------------------------------------------------------------------- streams
 
 
@@ -354,6 +378,7 @@ class _StreamState:
         "ended",
         "error",
         "head",
+        "head_waiters",
         "protocol",
         "send_error",
         "sent_fin",
@@ -366,6 +391,7 @@ class _StreamState:
         self.protocol = protocol
         self.stream_id = stream_id
         self.head: asyncio.Future[ResponseHead] = loop.create_future()
+        self.head_waiters: list[asyncio.Future[None]] = []
         self.chunks: deque[bytes] = deque()
         self.ended = False
         self.error: H3Error | None = None
@@ -385,9 +411,16 @@ class _StreamState:
             if 100 <= status < 200:
                 return  # interim response: the final one follows
             self.head.set_result(ResponseHead(status, tuple(decoded)))
+            self._release_head_waiters()
         # else: trailers, not used by RIPT
         if ended:
             self.on_end()
+
+    def _release_head_waiters(self) -> None:
+        for waiter in self.head_waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        self.head_waiters.clear()
 
     def on_data(self, data: bytes, ended: bool) -> None:
         if data:
@@ -411,6 +444,7 @@ class _StreamState:
         if not self.head.done():
             self.head.set_exception(error)
             self.head.exception()  # mark retrieved: the caller may only iterate
+            self._release_head_waiters()
         self.wakeup.set()
         self.protocol.wake_senders()
 
@@ -482,7 +516,21 @@ class H3Stream:
 
     async def response_headers(self) -> ResponseHead:
         """Wait for the final response's status and headers."""
-        return await asyncio.shield(self._state.head)
+        state = self._state
+        if not state.head.done():
+            # A future of our own, set by the protocol in the same call as the head:
+            # cancelling this wait leaves the head alone (as a shield would), and the
+            # task wakes one loop iteration earlier than through a shield, in time to
+            # reopen a media GET before the transmit that carries the ACK.
+            waiter = asyncio.get_running_loop().create_future()
+            state.head_waiters.append(waiter)
+            try:
+                await waiter
+            finally:
+                if state.head_waiters:  # emptied by the release: left only when cancelled
+                    with contextlib.suppress(ValueError):
+                        state.head_waiters.remove(waiter)
+        return state.head.result()
 
     async def read(self) -> bytes | None:
         """The next piece of the response body, or None at its end."""
@@ -601,13 +649,30 @@ class WebTransportSession:
 # --------------------------------------------------------------------------- connection
 
 
+class _StaticQpackH3(H3Connection):
+    """aioquic's HTTP/3 with no QPACK dynamic table offered to the peer (RFC 9204 section 3.2.3).
+
+    A response whose headers refer to the dynamic table must be acknowledged on
+    the QPACK decoder stream (section 4.4.1): one packet of its own for each media
+    answer when nothing else is sent just then.  With capacity 0 the provider
+    encodes with the static table and literals only: a few bytes more per
+    response, and no acknowledgements.
+    """
+
+    def _get_local_settings(self) -> dict[int, int]:
+        settings = super()._get_local_settings()
+        settings[Setting.QPACK_MAX_TABLE_CAPACITY] = 0
+        settings[Setting.QPACK_BLOCKED_STREAMS] = 0
+        return settings
+
+
 class _H3Protocol(QuicConnectionProtocol):
     """aioquic protocol for one origin: sees QUIC events before H3 swallows them."""
 
     def __init__(self, quic: QuicConnection, origin: str) -> None:
         super().__init__(quic)
         self.origin = origin
-        self._h3 = H3Connection(quic, enable_webtransport=True)
+        self._h3 = _StaticQpackH3(quic, enable_webtransport=True)
         self._streams: dict[int, _StreamState] = {}
         self._lost: ConnectionLostError | None = None
         self._ack_waiters = 0
@@ -621,6 +686,10 @@ class _H3Protocol(QuicConnectionProtocol):
         self._uni_buffers: dict[int, bytearray] = {}
         self._control_id: int | None = None
         self._ignored_uni: set[int] = set()
+        self._wrote = False  # request data queued since the last transmit
+        # Deferred requests (stream id, headers, end_stream) and the timer that sends them.
+        self._held: list[tuple[int, list[tuple[bytes, bytes]], bool]] = []
+        self._held_timer: asyncio.TimerHandle | None = None
         # WebTransport sessions' datagram receivers, by CONNECT stream id.
         self._datagram_sinks: dict[int, Callable[[bytes], None]] = {}
 
@@ -651,15 +720,44 @@ class _H3Protocol(QuicConnectionProtocol):
         if self._lost is not None:
             raise self._lost
 
-    def start_request(self, headers: list[tuple[bytes, bytes]], end_stream: bool) -> _StreamState:
+    def start_request(
+        self, headers: list[tuple[bytes, bytes]], end_stream: bool, *, defer: bool = False
+    ) -> _StreamState:
         self.check_usable()
         stream_id = self._quic.get_next_available_stream_id()
         state = _StreamState(self, stream_id)
         state.sent_fin = end_stream
         self._streams[stream_id] = state
+        if defer:
+            # Held back until our next write (or ACK_DELAY): the stream is opened now,
+            # with nothing on it, so later requests take the ids after this one.
+            self._quic.send_stream_data(stream_id, b"", end_stream=False)
+            self._held.append((stream_id, headers, end_stream))
+            if self._held_timer is None:
+                self._held_timer = self._loop.call_later(ACK_DELAY, self._send_held)
+            return state
         self._h3.send_headers(stream_id, headers, end_stream=end_stream)
-        self.transmit()
+        self._wrote = True
+        self._transmit_soon()
         return state
+
+    def _send_held(self) -> None:
+        self._held_timer = None
+        if self._held:
+            self._wrote = True
+            self.transmit()
+
+    def _release_held(self) -> None:
+        # Into the packet being built: the held requests' headers (unless reset meanwhile).
+        if self._held_timer is not None:
+            self._held_timer.cancel()
+            self._held_timer = None
+        held, self._held = self._held, []
+        if self._lost is not None:
+            return
+        for stream_id, headers, end_stream in held:
+            if stream_id in self._streams:
+                self._h3.send_headers(stream_id, headers, end_stream=end_stream)
 
     def start_webtransport(
         self, headers: list[tuple[bytes, bytes]], on_datagram: Callable[[bytes], None]
@@ -677,11 +775,13 @@ class _H3Protocol(QuicConnectionProtocol):
         if self._lost is not None:
             raise self._lost
         self._h3.send_datagram(stream_id, data)
+        self._wrote = True  # the ACK owed rides along
         self._transmit_soon()
 
     def send_data(self, stream_id: int, data: bytes, end_stream: bool) -> None:
         self.check_usable()
         self._h3.send_data(stream_id, data, end_stream)
+        self._wrote = True
         self._transmit_soon()
 
     def abort(self, stream_id: int, code: int, *, receive: bool = True) -> None:
@@ -698,7 +798,8 @@ class _H3Protocol(QuicConnectionProtocol):
             h3_stream.sending_ended = True
             if h3_stream.is_ended():
                 del self._h3._stream[stream_id]
-        self.transmit()
+        self._wrote = True
+        self._transmit_soon()
 
     def forget(self, state: _StreamState) -> None:
         # Keep tracking while the request body is still open: STOP_SENDING may follow.
@@ -748,8 +849,25 @@ class _H3Protocol(QuicConnectionProtocol):
 
     # aioquic hooks -----------------------------------------------------------
 
+    def transmit(self) -> None:
+        # An ACK owed rides on the packet that carries our own data instead of
+        # leaving alone when its delay (ACK_DELAY) runs out: aioquic writes an
+        # ACK into a packet only once it is due.
+        if self._wrote:
+            self._wrote = False
+            if self._held:
+                self._release_held()
+            ack_now(self._quic, self._loop.time())
+        super().transmit()
+
     def datagram_received(self, data: bytes | str, addr: Any) -> None:
-        super().datagram_received(data, addr)
+        # aioquic's own version transmits at once, so every datagram in costs a
+        # datagram out (an ACK, then the answer's request as another).  Here the
+        # transmit waits for the end of this loop iteration's callbacks: what the
+        # woken tasks send (a new GET after an answer) leaves in the same packet.
+        self._quic.receive_datagram(cast(bytes, data), addr, now=self._loop.time())
+        self._process_events()
+        self._transmit_soon()
         # aioquic delivers ConnectionTerminated only after the closing/draining
         # period (3 PTO); fail streams as soon as the close is known.
         close = self._quic._close_event
@@ -784,6 +902,7 @@ class _H3Protocol(QuicConnectionProtocol):
         elif isinstance(event, qe.StreamDataReceived) and event.stream_id % 4 == 3:
             self._watch_peer_uni_stream(event.stream_id, event.data)
         elif isinstance(event, qe.HandshakeCompleted):
+            delay_acks(self._quic)
             self.handshake_done = True
             self.resumed = event.session_resumed
             self.early_data_accepted = event.early_data_accepted
@@ -904,6 +1023,10 @@ class _H3Protocol(QuicConnectionProtocol):
 
     def _shutdown(self) -> None:
         # Stop aioquic's timer and socket: after our close nothing is left to do.
+        if self._held_timer is not None:
+            self._held_timer.cancel()
+            self._held_timer = None
+        self._held.clear()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -980,6 +1103,15 @@ class H3Client:
         """How many QUIC connections this client has opened to the origin so far."""
         entry = self._origins.get(_target(url_or_origin).origin)
         return 0 if entry is None else entry.connections_opened
+
+    def abandon(self, url_or_origin: str, reason: str) -> None:
+        """Close the origin's connection now: it is taken as dead (a provider that restarted
+        answers nothing on it, and sends no reset aioquic would understand).  Its streams
+        fail with :class:`ConnectionLostError`; the next request opens a new connection."""
+        entry = self._origins.get(_target(url_or_origin).origin)
+        if entry is not None and entry.protocol is not None:
+            entry.protocol.close_now(reason)
+            entry.protocol = None
 
     async def _connection(self, target: _Target) -> _H3Protocol:
         if self._closed:
@@ -1107,20 +1239,26 @@ class H3Client:
         send_cookies: bool = True,
         end_stream: bool = False,
         max_send_buffer: int | None = None,
+        defer: bool = False,
     ) -> H3Stream:
         """Send the request headers and return the stream; the body follows with ``send``.
 
         ``end_stream=True`` sends no body (a GET).  ``send_cookies=False``
         leaves the origin's cookies off; Set-Cookie headers of the response are
-        stored as soon as they arrive.
+        stored as soon as they arrive.  ``defer=True`` (with ``end_stream``) lets
+        the headers wait up to :data:`ACK_DELAY` for the next request to share its
+        packet instead of leaving in one of their own: for a held GET whose answer
+        is not due yet.
         """
+        if defer and not end_stream:
+            raise InvalidRequestError("only a request without a body can be deferred")
         target = _target(url)
         bound = self._max_send_buffer if max_send_buffer is None else max_send_buffer
         if bound <= 0:
             raise InvalidRequestError(f"max_send_buffer must be positive, not {bound}")
         hdrs = self._headers(method, target, headers, send_cookies)
         proto = await self._connection(target)
-        state = proto.start_request(hdrs, end_stream)
+        state = proto.start_request(hdrs, end_stream, defer=defer)
         stream = H3Stream(state, url, bound)
         state.head.add_done_callback(lambda fut: self._cookies_from(target, fut))
         return stream

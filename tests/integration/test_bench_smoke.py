@@ -1,0 +1,44 @@
+"""The call benchmark's comparison mode runs, end to end, in a short smoke run.
+
+``tests/bench/bench_call.py --transport byways --codec pcmu --runs 1 --seconds 2``
+starts a real provider and phone, calls the echoing far end with the case's
+codec, and prints one JSON line.  PCMU is the case that needs the bench's own
+codec choice (the provider prefers Opus), so a broken choice shows here as a
+mismatch.  12-18 s (a loaded machine); baresip and PESQ are left to the on-demand runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+CASE = ("--transport", "byways", "--codec", "pcmu")
+BENCH = Path(__file__).resolve().parents[1] / "bench" / "bench_call.py"
+
+
+def test_one_case_gives_one_json_line_with_the_asked_codec() -> None:
+    done = subprocess.run(
+        [sys.executable, str(BENCH), *CASE, "--runs", "1", "--seconds", "2"],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+        env=os.environ,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(x) for x in done.stdout.splitlines() if x.startswith("{")]
+    assert len(lines) == 1, done.stdout
+    line = lines[0]
+    assert (line["case"], line["transport"], line["codec"]) == ("byways-pcmu", "byways", "pcmu")
+    assert line["mismatch"] == [], line
+    assert line["runs"][0]["codec"] == "pcmu" and line["runs"][0]["transport"] == "byways"
+    assert line["phone_cpu_s_per_min"] > 0 and line["provider_cpu_s_per_min"] > 0
+    assert 10 < line["phone_peak_rss_mb"] < 1000  # VmHWM of a Python daemon, in MB
+    assert line["ratio"] is None and line["baresip_cpu_s_per_min"] is None  # no --peer
