@@ -509,7 +509,10 @@ def test_4_12_the_media_numbering_goes_on_across_the_new_uri(
         "100 chunks at the new URI",
     )
     stats = after["call"]["stats"]
-    assert (stats["duplicates"], stats["late"], stats["auth_failures"]) == (0, 0, 0), stats
+    assert (stats["late"], stats["auth_failures"]) == (0, 0), stats
+    # A chunk whose ack was lost at the switch is re-sent and comes twice: a few at most
+    # (numbering from 0 again would make every chunk of the first seconds a duplicate).
+    assert stats["duplicates"] <= 5, stats
     assert stats["chunks_lost"] <= 5, stats
     assert stats["chunks_unacked"] <= 5, stats
     assert stats["acks_received"] > before["acks_received"] + 100, stats

@@ -313,6 +313,9 @@ class MediaSession:
         # What was sent while held must not start the call machine's no-ack timer: it
         # was never on this transport (its chunks go again once acks come).
         self._received_at, self._acked, self._sent_unacked_at = None, False, None
+        # Full values until one is acked again: a provider that restarted meanwhile has
+        # no reference to expand our truncated ones against (protocol.md 9.1).
+        self._sender.require_full_values()
         transport.start(self._take_body)
 
     def start(self) -> None:
