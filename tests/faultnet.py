@@ -234,7 +234,9 @@ class UdpProxy(_Proxy, asyncio.DatagramProtocol):
         _Proxy.__init__(self, upstream, listen, seed)
         self._listener: asyncio.DatagramTransport | None = None
         self._mappings: dict[Address, _Mapping] = {}
+        self._dead: set[Address] = set()  # client addresses whose flow was cut
         self.rebinds = 0
+        self.cuts = 0
 
     async def _open(self) -> None:
         loop = asyncio.get_running_loop()
@@ -250,6 +252,9 @@ class UdpProxy(_Proxy, asyncio.DatagramProtocol):
             self._listener.close()
 
     def datagram_received(self, data: bytes, addr: Address) -> None:
+        if addr in self._dead:
+            self.counters["up"].dropped += 1  # a flow that was cut stays cut
+            return
         mapping = self._mappings.get(addr)
         if mapping is None:
             mapping = self._mappings[addr] = _Mapping(self, addr)
@@ -282,6 +287,23 @@ class UdpProxy(_Proxy, asyncio.DatagramProtocol):
                 _send(transport, data, to)
             else:
                 loop.call_later(delay, _send, transport, data, to)
+
+    def cut(self) -> None:
+        """Kill every flow now: packets of the clients seen so far are dropped for good, both ways.
+
+        What a NAT or firewall that lost its state does to a QUIC connection (UDP has no
+        reset to send): the endpoints only notice by the silence.  A client that opens a
+        new socket (a new connection) gets a new mapping and goes through.
+        """
+        self.run(self._cut_flows())
+
+    async def _cut_flows(self) -> None:
+        self._dead.update(self._mappings)
+        for mapping in self._mappings.values():
+            if mapping.transport is not None:
+                mapping.transport.close()
+        self._mappings.clear()
+        self.cuts += 1
 
     def rebind(self) -> None:
         """NAT rebinding: every client's packets leave from a new source port from now on."""
@@ -456,7 +478,7 @@ def _control(proxy: _Proxy, request: list[str]) -> dict[str, Any]:
         proxy.clear()
     elif command == "rebind" and isinstance(proxy, UdpProxy):
         proxy.rebind()
-    elif command == "cut" and isinstance(proxy, TcpProxy):
+    elif command == "cut" and isinstance(proxy, (TcpProxy, UdpProxy)):
         proxy.cut()
     elif command != "stats":
         return {"ok": False, "error": f"unknown command {command!r}"}

@@ -196,3 +196,37 @@ def test_nat_rebinding_keeps_the_call_on_the_new_path(
         )
     )
     assert settled["chunks_resent"] <= 10, settled  # at most a round trip's worth
+
+
+def test_a_cut_connection_waits_retry_backoff_then_reconnects_on_a_new_one(
+    line: Line, phone: PhoneProc, net: UdpProxy
+) -> None:
+    uri, _ = in_call(phone, TONE)
+    ports = set(net.source_ports())
+    net.cut()  # the flow is dead: the phone hears nothing more on its connection
+    flowing_after(phone, net, uri)  # (no blackhole: waits only for media again)
+    log = phone.log_text()
+    assert f"event=connection_abandoned call={uri}" in log, log[-3000:]
+    # Given up, the phone waited retry-backoff (2 s, the TG's default and floor) before
+    # opening the byways again, on a new connection (a new socket: a new source port).
+    stamps = [
+        (
+            m.group(2),
+            time.mktime(time.strptime(m.group(1)[:19], "%Y-%m-%d %H:%M:%S"))
+            + int(m.group(1)[20:]) / 1000,
+        )
+        for m in re.finditer(rf"ts=(\S+ \S+) .*event=byways call={re.escape(uri)} state=(\w+)", log)
+    ]
+    states = [state for state, _ in stamps]
+    waiting = states.index("waiting")
+    assert states[waiting + 1 : waiting + 3] == ["opening", "up"], states
+    assert stamps[waiting + 1][1] - stamps[waiting][1] >= 2.0 - 0.002, stamps
+    assert not set(net.source_ports()) & ports
+    settled = stats(
+        phone.wait_status(
+            lambda s: stats(s).get("chunks_unacked", -1) <= stats(s).get("chunks_given_up", 0),
+            "every chunk of the phone acked but those given up",
+            timeout=BACK,
+        )
+    )
+    assert settled["chunks_resent"] > 0, settled  # the backlog went on the new connection

@@ -92,6 +92,20 @@ def test_a_blackhole_of_one_process_leaves_the_others_through(udp_echo) -> None:
             other.wait()
 
 
+def test_a_cut_kills_the_flows_seen_so_far_and_lets_new_ones_through(udp_echo) -> None:  # type: ignore[no-untyped-def]
+    server, _ = udp_echo
+    with UdpProxy(server) as net:
+        old = client(net)
+        assert len(echoes(old, 3)) == 3
+        net.cut()
+        assert echoes(old, 3) == []  # the old flow is dead, for good
+        net.clear()
+        assert echoes(old, 3) == []
+        fresh = client(net)  # a new socket: a new connection
+        assert len(echoes(fresh, 3)) == 3
+        assert net.cuts == 1 and net.stats()["up"]["dropped"] == 6
+
+
 def test_udp_loss_duplication_and_delay(udp_echo) -> None:  # type: ignore[no-untyped-def]
     upstream, _seen = udp_echo
     with UdpProxy(upstream, seed=1) as net:
