@@ -30,7 +30,6 @@ import json
 import os
 import queue
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -215,15 +214,6 @@ class PhoneProc(PhoneProcess):
         """The phone's network goes for ``seconds`` (every packet of its sockets dropped)."""
         assert self.process is not None
         net.blackhole(seconds, only=ports_of(self.process.pid))
-
-    def pause(self) -> None:
-        """SIGSTOP: the phone goes silent on every connection (a network fade)."""
-        assert self.process is not None
-        self.process.send_signal(signal.SIGSTOP)
-
-    def resume(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGCONT)
 
     def log_lines(self, needle: str) -> list[str]:
         return [line for line in self.log_text().splitlines() if needle in line]
@@ -494,7 +484,6 @@ class Line:
         problems: list[str] = []
         for phone in self.phones.values():
             if phone.process is not None:
-                phone.resume()  # a paused phone cannot handle SIGTERM
                 code = phone.stop()
                 if code != 0:
                     problems.append(f"{phone.name} exited {code}: {phone.log_text()[-2000:]}")
