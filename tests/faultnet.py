@@ -74,6 +74,8 @@ class _Proxy:
         self.faults: dict[Direction, Faults] = {"up": Faults(), "down": Faults()}
         self.counters: dict[Direction, Counters] = {"up": Counters(), "down": Counters()}
         self._blackhole_until = 0.0
+        self._blackhole_only: Callable[[Address], bool] | None = None
+        self._blackhole_clients: dict[Address, bool] = {}
         self._rng = random.Random(seed)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -94,25 +96,43 @@ class _Proxy:
         self.faults = {"up": Faults(), "down": Faults()}
         self._blackhole_until = 0.0
 
-    def blackhole(self, seconds: float) -> None:
-        """Drop everything (UDP) or hold everything (TCP) for ``seconds`` from now."""
+    def blackhole(self, seconds: float, only: Callable[[Address], bool] | None = None) -> None:
+        """Drop everything (UDP) or hold everything (TCP) for ``seconds`` from now.
+
+        ``only`` (UDP): the blackhole covers the clients it says yes to (asked once per
+        client address, so a client that opens a new socket meanwhile is asked again),
+        e.g. ``only=ports_of(pid)``: one phone's fade while the others talk on.
+        """
+        self._blackhole_only = only
+        self._blackhole_clients = {}
         self._blackhole_until = time.monotonic() + seconds
 
     @property
     def blackholed(self) -> bool:
         return time.monotonic() < self._blackhole_until
 
+    def _blackholed_for(self, client: Address | None) -> bool:
+        if not self.blackholed:
+            return False
+        only = self._blackhole_only
+        if only is None or client is None:
+            return only is None
+        covered = self._blackhole_clients.get(client)
+        if covered is None:
+            covered = self._blackhole_clients[client] = only(client)
+        return covered
+
     def stats(self) -> dict[str, dict[str, int]]:
         return {d: dataclasses.asdict(c) for d, c in self.counters.items()}
 
     # -- the packet decision ------------------------------------------------------------
 
-    def _plan(self, direction: Direction) -> list[float] | None:
+    def _plan(self, direction: Direction, client: Address | None = None) -> list[float] | None:
         """The delays at which one packet goes out (one per copy), or None to drop it."""
         faults = self.faults[direction]
         counters = self.counters[direction]
         rng = self._rng
-        if self.blackholed or (faults.loss and rng.random() < faults.loss):
+        if self._blackholed_for(client) or (faults.loss and rng.random() < faults.loss):
             counters.dropped += 1
             return None
         delay = faults.delay + (rng.uniform(0, faults.jitter) if faults.jitter else 0.0)
@@ -196,10 +216,10 @@ class _Mapping(asyncio.DatagramProtocol):
         self.transport = transport  # type: ignore[assignment]
         pending, self.pending = self.pending, []
         for data in pending:
-            self.proxy._forward("up", data, self.transport, None)
+            self.proxy._forward("up", data, self.transport, None, self.client)
 
     def datagram_received(self, data: bytes, addr: Address) -> None:
-        self.proxy._forward("down", data, self.proxy._listener, self.client)
+        self.proxy._forward("down", data, self.proxy._listener, self.client, self.client)
 
     def error_received(self, exc: Exception) -> None:
         pass  # ICMP port unreachable and the like: a network drops such packets too
@@ -214,7 +234,9 @@ class UdpProxy(_Proxy, asyncio.DatagramProtocol):
         _Proxy.__init__(self, upstream, listen, seed)
         self._listener: asyncio.DatagramTransport | None = None
         self._mappings: dict[Address, _Mapping] = {}
+        self._dead: set[Address] = set()  # client addresses whose flow was cut
         self.rebinds = 0
+        self.cuts = 0
 
     async def _open(self) -> None:
         loop = asyncio.get_running_loop()
@@ -230,6 +252,9 @@ class UdpProxy(_Proxy, asyncio.DatagramProtocol):
             self._listener.close()
 
     def datagram_received(self, data: bytes, addr: Address) -> None:
+        if addr in self._dead:
+            self.counters["up"].dropped += 1  # a flow that was cut stays cut
+            return
         mapping = self._mappings.get(addr)
         if mapping is None:
             mapping = self._mappings[addr] = _Mapping(self, addr)
@@ -237,7 +262,7 @@ class UdpProxy(_Proxy, asyncio.DatagramProtocol):
         if mapping.transport is None:
             mapping.pending.append(data)
             return
-        self._forward("up", data, mapping.transport, None)
+        self._forward("up", data, mapping.transport, None, addr)
 
     async def _open_mapping(self, mapping: _Mapping) -> None:
         loop = asyncio.get_running_loop()
@@ -251,8 +276,9 @@ class UdpProxy(_Proxy, asyncio.DatagramProtocol):
         data: bytes,
         transport: asyncio.DatagramTransport | None,
         to: Address | None,
+        client: Address,
     ) -> None:
-        delays = self._plan(direction)
+        delays = self._plan(direction, client)
         if delays is None or transport is None:
             return
         loop = asyncio.get_running_loop()
@@ -261,6 +287,23 @@ class UdpProxy(_Proxy, asyncio.DatagramProtocol):
                 _send(transport, data, to)
             else:
                 loop.call_later(delay, _send, transport, data, to)
+
+    def cut(self) -> None:
+        """Kill every flow now: packets of the clients seen so far are dropped for good, both ways.
+
+        What a NAT or firewall that lost its state does to a QUIC connection (UDP has no
+        reset to send): the endpoints only notice by the silence.  A client that opens a
+        new socket (a new connection) gets a new mapping and goes through.
+        """
+        self.run(self._cut_flows())
+
+    async def _cut_flows(self) -> None:
+        self._dead.update(self._mappings)
+        for mapping in self._mappings.values():
+            if mapping.transport is not None:
+                mapping.transport.close()
+        self._mappings.clear()
+        self.cuts += 1
 
     def rebind(self) -> None:
         """NAT rebinding: every client's packets leave from a new source port from now on."""
@@ -291,6 +334,38 @@ class UdpProxy(_Proxy, asyncio.DatagramProtocol):
 
     def error_received(self, exc: Exception) -> None:
         pass
+
+
+def ports_of(pid: int) -> Callable[[Address], bool]:
+    """A client filter for :meth:`UdpProxy.blackhole`: the client is a UDP socket of ``pid``.
+
+    Linux only: the socket inodes among ``/proc/PID/fd`` matched against ``/proc/net/udp``.
+    """
+
+    def covers(client: Address) -> bool:
+        return client[1] in udp_ports(pid)
+
+    return covers
+
+
+def udp_ports(pid: int) -> set[int]:
+    """The local ports of the UDP (IPv4 and IPv6) sockets process ``pid`` holds open."""
+    inodes: set[str] = set()
+    fds = Path(f"/proc/{pid}/fd")
+    with contextlib.suppress(OSError):
+        for fd in fds.iterdir():
+            with contextlib.suppress(OSError):
+                target = fd.readlink().name
+                if target.startswith("socket:["):
+                    inodes.add(target[8:-1])
+    ports: set[int] = set()
+    for table in ("udp", "udp6"):
+        with contextlib.suppress(OSError):
+            for row in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
+                fields = row.split()
+                if len(fields) > 9 and fields[9] in inodes:
+                    ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
 
 
 def _send(transport: asyncio.DatagramTransport, data: bytes, to: Address | None) -> None:
@@ -403,7 +478,7 @@ def _control(proxy: _Proxy, request: list[str]) -> dict[str, Any]:
         proxy.clear()
     elif command == "rebind" and isinstance(proxy, UdpProxy):
         proxy.rebind()
-    elif command == "cut" and isinstance(proxy, TcpProxy):
+    elif command == "cut" and isinstance(proxy, (TcpProxy, UdpProxy)):
         proxy.cut()
     elif command != "stats":
         return {"ok": False, "error": f"unknown command {command!r}"}

@@ -796,6 +796,7 @@ class RunningServer:
     def _end_media(self, call_uri: str) -> None:
         media = self._media.pop(call_uri, None)
         if media is not None:
+            _log_media(call_uri, media)
             if media.generator is not None:
                 media.generator.cancel()
             media.end_sessions()
@@ -816,6 +817,7 @@ class RunningServer:
                 keys = MediaKeys.from_material(k.key, k.salt, k.tag_length)
             if media is not None:
                 # The key changes only with the handler: what is held belongs to the old one.
+                _log_media(call_uri, media)
                 if media.generator is not None:
                     media.generator.cancel()
                 media.end_sessions()
@@ -875,6 +877,8 @@ class RunningServer:
                 self._send_frame(media, call_uri, stream, chunk.timestamp, chunk.payload, now=now)
         acks = media.sender.acks(media.receiver.take_pending_acks(now))
         conn.respond(request.stream_id, 200, frame(acks), MEDIA)
+        if result.acks:
+            self._resend(media, now)
 
     def _note_dtmf(self, media: _Media, call_uri: str, timestamp: int, payload: bytes) -> None:
         """A key pressed on the phone (RFC 4733): logged once per press, and kept on the call."""
@@ -919,6 +923,8 @@ class RunningServer:
         result = media.receiver.receive(data, now)
         for ack in result.acks:
             media.sender.on_ack(ack, now)
+        if result.acks:
+            self._resend(media, now)
         for chunk in result.media:
             if chunk.payload_type == PayloadType.TELEPHONE_EVENT:
                 self._note_dtmf(media, session.call_uri, chunk.timestamp, chunk.payload)
@@ -939,6 +945,32 @@ class RunningServer:
             acks = media.sender.acks(media.receiver.take_pending_acks(time.monotonic()))
             session = media.sessions[-1]
             session.conn.send_datagrams(session.stream_id, pack_datagrams(acks))
+
+    @staticmethod
+    def _resend(media: _Media, now: float) -> None:
+        """Chunks the phone's acks show lost (a blip's backlog, up to 5 s) sent again at once.
+
+        On the newest session (packed into datagrams at chunk boundaries), else in the
+        answer of one held GET; with neither, the next acks ask again.
+        """
+        chunks = media.sender.resends(now)
+        if not chunks:
+            return
+        if media.sessions:
+            session = media.sessions[-1]
+            session.conn.send_datagrams(session.stream_id, pack_datagrams(chunks, DATAGRAM_LIMIT))
+            return
+        while media.waiting:
+            held = media.waiting.pop()
+            if held.done():
+                continue
+            try:
+                held.conn.respond(held.stream_id, 200, frame(chunks), MEDIA)
+            except _GONE:
+                held.future.set_exception(H3Error("the held GET's stream is gone"))
+                continue  # the next acks ask again
+            held.future.set_result(None)
+            return
 
     def _send_frame(
         self,
@@ -1017,6 +1049,24 @@ class RunningServer:
         finally:
             if held in media.waiting:
                 media.waiting.remove(held)
+
+
+def _log_media(call_uri: str, media: _Media) -> None:
+    """One line per leg's media at its end: what came from the phone, what went to it."""
+    rx, tx = media.receiver.stats(), media.sender.stats()
+    log.info(
+        "event=media_ended call=%s received=%d lost=%d duplicates=%d sent=%d acked=%d "
+        "unacked=%d resent=%d given_up=%d",
+        call_uri,
+        rx.received,
+        rx.lost,
+        rx.duplicates,
+        tx.sent,
+        tx.acked,
+        tx.lost,
+        tx.resent,
+        tx.given_up,
+    )
 
 
 def _datagrams(media: _Media, chunk: bytes, now: float) -> list[bytes]:

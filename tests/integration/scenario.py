@@ -25,11 +25,11 @@ mosquitto, the provider's UDP port and the broker's TCP port free.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import queue
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -44,6 +44,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from alsa.fileplugin import FilePluginAlsa, write_asoundrc
+from faultnet import UdpProxy, ports_of
 from riptdev.processes import ProviderProcess, stop_process, tone_pcm
 from riptphone.control.client import ControlClientError, request
 from riptphone.net.push import tls_context
@@ -209,14 +210,10 @@ class PhoneProc(PhoneProcess):
             f"{self.name} is not running:\n{self.log_text()[-3000:]}"
         )
 
-    def pause(self) -> None:
-        """SIGSTOP: the phone goes silent on every connection (a network fade)."""
+    def fade(self, net: UdpProxy, seconds: float) -> None:
+        """The phone's network goes for ``seconds`` (every packet of its sockets dropped)."""
         assert self.process is not None
-        self.process.send_signal(signal.SIGSTOP)
-
-    def resume(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGCONT)
+        net.blackhole(seconds, only=ports_of(self.process.pid))
 
     def log_lines(self, needle: str) -> list[str]:
         return [line for line in self.log_text().splitlines() if needle in line]
@@ -277,9 +274,22 @@ def call_in(state: str) -> Callable[[dict[str, Any]], bool]:
 class Line:
     """The provider (with its broker) for account ``bob`` in ``work``, and the phones on it."""
 
-    def __init__(self, work: Path, config_text: str = LINE_TOML) -> None:
+    def __init__(
+        self, work: Path, config_text: str = LINE_TOML, *, net: UdpProxy | None = None
+    ) -> None:
         self.work = work
+        self.net = net
+        if net is not None:
+            # The phones reach the provider only through the fault network: every URI the
+            # provider hands out names the proxy (docs/fault-network.md).
+            origin = f'[server]\norigin = "https://localhost:{net.address[1]}"\n'
+            config_text = config_text.replace("[server]\n", origin, 1)
         self.provider = provider_process(work / "provider", config_text)
+        self.reach = self.provider
+        """The provider as the phones reach it: through ``net`` when there is one."""
+        if net is not None:
+            net.upstream = ("127.0.0.1", self.provider.port)
+            self.reach = dataclasses.replace(self.provider, port=net.address[1])
         self.state_dir = self.provider.config.parent / "provider-state"
         self.phones: dict[str, PhoneProc] = {}
         devices = self._devices()
@@ -459,7 +469,7 @@ class Line:
         """The phone called ``name`` (started and idle on first use unless ``start=False``)."""
         phone = self.phones.get(name)
         if phone is None:
-            phone = PhoneProc(self.work / name.replace(" ", "-"), self.provider, name)
+            phone = PhoneProc(self.work / name.replace(" ", "-"), self.reach, name)
             self.phones[name] = phone
         if start and phone.process is None:
             phone.start()
@@ -474,7 +484,6 @@ class Line:
         problems: list[str] = []
         for phone in self.phones.values():
             if phone.process is not None:
-                phone.resume()  # a paused phone cannot handle SIGTERM
                 code = phone.stop()
                 if code != 0:
                     problems.append(f"{phone.name} exited {code}: {phone.log_text()[-2000:]}")
@@ -514,8 +523,10 @@ def leftovers(line: Line) -> list[str]:
 
 
 @contextmanager
-def running_line(work: Path, config_text: str = LINE_TOML) -> Iterator[Line]:
-    line = Line(work, config_text)
+def running_line(
+    work: Path, config_text: str = LINE_TOML, *, net: UdpProxy | None = None
+) -> Iterator[Line]:
+    line = Line(work, config_text, net=net)
     try:
         yield line
     finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from faultnet import TcpProxy, UdpProxy
+from faultnet import TcpProxy, UdpProxy, ports_of, udp_ports
 
 
 @pytest.fixture
@@ -72,6 +73,37 @@ def test_udp_passes_through_and_drops_everything_in_a_blackhole(udp_echo) -> Non
         assert len(echoes(sock, 5)) == 5
         assert net.stats()["up"]["dropped"] == 5
         sock.close()
+
+
+def test_a_blackhole_of_one_process_leaves_the_others_through(udp_echo) -> None:  # type: ignore[no-untyped-def]
+    server, _ = udp_echo
+    with UdpProxy(server) as net:
+        mine, theirs = client(net), client(net)
+        assert len(echoes(mine, 3)) == 3 and len(echoes(theirs, 3)) == 3
+        assert mine.getsockname()[1] in udp_ports(os.getpid())
+        other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+        try:
+            net.blackhole(5, only=ports_of(other.pid))  # a process that holds neither socket
+            assert len(echoes(mine, 3)) == 3
+            net.blackhole(5, only=lambda client: client[1] == mine.getsockname()[1])
+            assert echoes(mine, 3) == [] and len(echoes(theirs, 3)) == 3
+        finally:
+            other.kill()
+            other.wait()
+
+
+def test_a_cut_kills_the_flows_seen_so_far_and_lets_new_ones_through(udp_echo) -> None:  # type: ignore[no-untyped-def]
+    server, _ = udp_echo
+    with UdpProxy(server) as net:
+        old = client(net)
+        assert len(echoes(old, 3)) == 3
+        net.cut()
+        assert echoes(old, 3) == []  # the old flow is dead, for good
+        net.clear()
+        assert echoes(old, 3) == []
+        fresh = client(net)  # a new socket: a new connection
+        assert len(echoes(fresh, 3)) == 3
+        assert net.cuts == 1 and net.stats()["up"]["dropped"] == 6
 
 
 def test_udp_loss_duplication_and_delay(udp_echo) -> None:  # type: ignore[no-untyped-def]

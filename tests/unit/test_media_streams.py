@@ -545,6 +545,87 @@ def test_receive_never_raises_on_mutated_bodies(data: Any, sealed_: bool) -> Non
         assert chunk.seq in (1, 2) or not sealed_
 
 
+# --------------------------------------------------------------------------- re-sending
+
+
+def test_a_blip_is_resent_in_one_burst_on_the_first_acks_after_it() -> None:
+    """3 s of chunks lost on a dead path come back, numbered as before, once acks resume."""
+    call = Call()
+    t = 0.0
+    for i in range(10):  # the path works: everything arrives and is acked
+        call.provider_rx.receive(ch.frame([call.phone_sends(i, t)]), t)
+        call.provider_acks(t)
+        t += 0.02
+    assert call.phone_tx.resends(t) == []
+    lost = [call.phone_sends(i, t + 0.02 * (i - 10)) for i in range(10, 160)]  # 3 s, dropped
+    t += 3.0
+    assert call.phone_tx.resends(t) == []  # no later ack yet: nothing is known lost
+    for i in range(160, 165):  # the path is back
+        call.provider_rx.receive(ch.frame([call.phone_sends(i, t)]), t)
+        t += 0.02
+    call.provider_acks(t)
+    burst = call.phone_tx.resends(t)
+    assert burst == lost  # the sealed chunks as first sent: same numbers and timestamps
+    result = call.provider_rx.receive(ch.frame(burst), t)
+    assert [c.seq for c in result.media] == list(range(10, 160))
+    assert call.provider_rx.stats().lost == 0
+    assert call.phone_tx.stats().resent == 150
+    call.provider_acks(t + 0.01)
+    assert call.phone_tx.resends(t + 1.0) == []  # all acked: nothing more
+    stats = call.phone_tx.stats()
+    assert (stats.acked, stats.lost, stats.given_up) == (165, 0, 0)
+
+
+def test_chunks_older_than_the_window_are_given_up_and_resends_are_paced() -> None:
+    call = Call()
+    first = call.phone_sends(0, 0.0)  # lost
+    gone = [call.phone_sends(i, 1.0 + 0.02 * i) for i in range(1, 5)]  # lost too
+    t = ms.RESEND_WINDOW + 0.5  # chunk 0 is now older than the window, 1.. are not
+    for i in range(5, 10):
+        call.provider_rx.receive(ch.frame([call.phone_sends(i, t)]), t)
+    call.provider_acks(t)
+    burst = call.phone_tx.resends(t)
+    assert first not in burst and burst == gone
+    assert call.phone_tx.stats().given_up == 1
+    # Not again before the interval; again after it if still not acked.
+    assert call.phone_tx.resends(t + ms.RESEND_MIN_INTERVAL / 2) == []
+    assert call.phone_tx.resends(t + 1.01 * ms.RESEND_MIN_INTERVAL) == burst
+
+
+def test_reordering_within_the_gap_is_not_taken_for_loss() -> None:
+    call = Call()
+    late = call.phone_sends(0, 0.0)
+    for i in range(1, ms.REORDER_GAP):
+        call.provider_rx.receive(ch.frame([call.phone_sends(i, 0.0)]), 0.0)
+    call.provider_acks(0.5)
+    assert call.phone_tx.resends(0.5) == []  # only REORDER_GAP - 1 later chunks acked
+    call.provider_rx.receive(ch.frame([late]), 0.5)
+    call.provider_acks(0.5)
+    assert call.phone_tx.resends(1.0) == []
+
+
+def test_a_resent_chunk_gives_no_rtt_and_a_rekey_forgets_the_backlog() -> None:
+    call = Call()
+    lost = call.phone_sends(0, 0.0)
+    for i in range(1, 5):
+        call.provider_rx.receive(ch.frame([call.phone_sends(i, 0.0)]), 0.0)
+    call.provider_acks(0.05)
+    rtts = call.phone_tx.stats().rtt_avg
+    assert call.phone_tx.resends(0.2) == [lost]
+    call.provider_rx.receive(ch.frame([lost]), 2.0)  # answered 2 s after it first left
+    call.provider_acks(2.0)
+    assert call.phone_tx.stats().rtt_avg == rtts  # Karn: no sample from a re-sent chunk
+    for i in range(5, 10):
+        call.phone_sends(i, 2.0)  # lost
+    call.phone_tx.rekey(OTHER_KEYS)  # a new handler's leg
+    fresh = Call(OTHER_KEYS)
+    fresh.phone_tx = call.phone_tx
+    for i in range(10, 15):
+        fresh.provider_rx.receive(ch.frame([fresh.phone_sends(i, 2.1)]), 2.1)
+    fresh.provider_acks(2.1)
+    assert fresh.phone_tx.resends(2.5) == []
+
+
 def test_resumed_numbering_starts_at_the_reservation_and_asks_for_more() -> None:
     """A provider restarted under the same key: never a number it may have used before."""
     asked: list[int] = []

@@ -53,7 +53,7 @@ from ript.protocol.events import Direction
 from ript.protocol.media_crypto import MediaKeyError, MediaKeys
 from ript.protocol.media_streams import ChunkReceiver, ChunkSender
 from riptphone.calls.codec import CallCodec, CodecSettings, MediaError, choose
-from riptphone.calls.transport import MediaTransport
+from riptphone.calls.transport import HeldTransport, MediaTransport
 from riptphone.hw.alsa import AlsaCapture, AlsaPlayback
 from riptphone.hw.audio import AudioError
 
@@ -118,6 +118,12 @@ class MediaStats:
     bad_frames: int
     rtt_ms: float | None
     jitter_ms: float
+    chunks_resent: int = 0
+    """Chunks sent again because a later one was acked first (the backlog of a blip)."""
+    chunks_given_up: int = 0
+    """Chunks never acked within 8 s: no longer re-sent."""
+    frames_too_late: int = 0
+    """Received chunks that came after their turn to play (or beyond the buffer): dropped."""
     audio_error: str | None = None
     """Why the microphone or earpiece is unusable right now (a card unplugged), else None."""
     audio_recoveries: int = 0
@@ -234,6 +240,7 @@ class MediaSession:
         """The leg's media counters; see :class:`MediaStats`."""
         sent = self._sender.stats()
         received = self._receiver.stats()
+        jitter = self._jitter.stats()
         transport = self._transport
         return MediaStats(
             sealed=self.key is not None,
@@ -253,6 +260,9 @@ class MediaSession:
             bad_frames=self.bad_frames,
             rtt_ms=None if sent.rtt_avg is None else round(sent.rtt_avg * 1000, 1),
             jitter_ms=round(received.jitter_ms, 1),
+            chunks_resent=sent.resent,
+            chunks_given_up=sent.given_up,
+            frames_too_late=jitter.late + jitter.discarded,
             audio_error=self.audio_error(),
             audio_recoveries=sum(
                 device.stats().recoveries
@@ -275,6 +285,38 @@ class MediaSession:
         activity = MediaActivity(self._received_at, self._acked, self._sent_unacked_at)
         self._received_at, self._acked, self._sent_unacked_at = None, False, None
         return activity
+
+    @property
+    def held(self) -> bool:
+        """The leg has no transport now (its byways are being re-established)."""
+        return isinstance(self._transport, HeldTransport)
+
+    def hold(self) -> None:
+        """The byways are being re-established: stop the transport, keep everything else.
+
+        Capture, sealing and playout go on (the earpiece conceals, then goes quiet); the
+        chunks sealed meanwhile are re-sent by the acks on the next transport.
+        """
+        if self._stopped or self.held:
+            return
+        transport = self._transport
+        transport.stop()
+        self._transport = HeldTransport(transport.name)
+        log.info("event=media_held transport=%s", transport.name)
+
+    def resume(self, transport: MediaTransport) -> None:
+        """The byways are back: media flows on ``transport`` from now on."""
+        if self._stopped:
+            transport.stop()
+            return
+        self._transport = transport
+        # What was sent while held must not start the call machine's no-ack timer: it
+        # was never on this transport (its chunks go again once acks come).
+        self._received_at, self._acked, self._sent_unacked_at = None, False, None
+        # Full values until one is acked again: a provider that restarted meanwhile has
+        # no reference to expand our truncated ones against (protocol.md 9.1).
+        self._sender.require_full_values()
+        transport.start(self._take_body)
 
     def start(self) -> None:
         """Open the audio devices, start the transport; AudioDeviceError if a device is unusable."""
@@ -420,10 +462,16 @@ class MediaSession:
         now = self._clock()
         result = self._receiver.receive(body, now)
         if result.acks:
+            sender = self._sender
             for ack in result.acks:
-                self._sender.on_ack(ack, now)
+                sender.on_ack(ack, now)
             self._acked = True
             self._sent_unacked_at = None
+            # Acks of later chunks show what the path lost (after a blip: its whole
+            # backlog, up to 8 s): sent again now, in one burst, with their numbers.
+            resend = sender.resends(now)
+            if resend:
+                self._transport.send(frame(resend))
         if result.media:
             self._received_at = now
         ours = self._codec.payload_type

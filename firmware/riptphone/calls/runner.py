@@ -29,6 +29,8 @@ from typing import Any
 from ript.protocol.call import (
     AbandonConnection,
     Action,
+    BywaysChanged,
+    BywayState,
     Call,
     ClaimCall,
     CloseByways,
@@ -179,7 +181,10 @@ class CallRunner:
             elif isinstance(action, OpenSignalling):
                 await self._open(action.uri, action.migration)
             elif isinstance(action, CloseByways):
-                self._stop_media()
+                if _reestablishing(actions):
+                    self._hold_media()  # the leg goes on: only its transport goes
+                else:
+                    self._stop_media()
                 self._close_byways()
             elif isinstance(action, AbandonConnection):
                 log.info("event=connection_abandoned call=%s reason=%r", action.uri, action.reason)
@@ -270,7 +275,20 @@ class CallRunner:
             and media.key == action.media_key
             and media.directives == action.client_directives
         ):
-            return  # the same leg again (signalling re-established): keep its streams
+            # The same leg again (signalling re-established): keep its streams, and give
+            # a held session its new transport (its backlog follows on the first acks).
+            if media.held:
+                transport = await open_transport(self.client, action.uri)
+                if self.media is media:
+                    media.resume(transport)
+                    log.info(
+                        "event=media_resumed call=%s transport=%s",
+                        self.call.uri,
+                        media.transport,
+                    )
+                else:
+                    transport.stop()
+            return
         self._stop_media()
         if self._before_media is not None:
             await self._before_media()
@@ -305,6 +323,10 @@ class CallRunner:
             media.transport,
         )
 
+    def _hold_media(self) -> None:
+        if self.media is not None:
+            self.media.hold()
+
     def _stop_media(self) -> None:
         media, self.media = self.media, None
         if media is not None:
@@ -334,3 +356,12 @@ class CallRunner:
             self._inputs.put_nowait(lambda now: self.call.claim_failed(now, reason))
             return
         self._inputs.put_nowait(lambda now: self.call.claim_succeeded(description, now))
+
+
+def _reestablishing(actions: list[Action]) -> bool:
+    """The byways close to be opened again (a migration now, or after a back-off)."""
+    return any(
+        (isinstance(a, OpenSignalling) and a.migration)
+        or (isinstance(a, BywaysChanged) and a.state is BywayState.WAITING)
+        for a in actions
+    )

@@ -40,8 +40,9 @@ WEBTRANSPORT: Final = "webtransport"
 BYWAYS: Final = "byways"
 GETS = 20
 """Reverse media GETs kept open (profile section 7)."""
-MAX_PUTS = 10
-"""PUTs in flight before the oldest is given up."""
+MAX_PUTS = 256
+"""PUTs in flight before the oldest is given up: 5 s of 20 ms chunks, so a blip of up to 5 s
+loses none (QUIC retransmits what a stalled PUT holds; profile section 10)."""
 GET_RETRY_S = 0.2
 """Pause before reopening a GET that failed (not one that was answered)."""
 SESSION_TIMEOUT_S = 2.0
@@ -97,6 +98,36 @@ async def open_transport(
             "the provider does not offer WebTransport",
         )
     return BywaysTransport(await client.media_byways(call_uri))
+
+
+class HeldTransport:
+    """No path: the leg's byways are being re-established (a fade, a migration).
+
+    The media session goes on capturing, encoding and sealing; each body handed
+    here is dropped, but its chunks stay in the session's ``ChunkSender`` for
+    8 s, and the first acks on the next transport have every one of them sent
+    again (:meth:`~ript.protocol.media_streams.ChunkSender.resends`).  So what
+    the user said during a blip of up to 5 s arrives, late but whole.
+    """
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self.puts_dropped = 0
+        self.put_failures = 0
+        self.get_failures = 0
+
+    @property
+    def name(self) -> str:
+        return self._name  # the transport the leg had, and will have again
+
+    def start(self, deliver: Deliver) -> None:
+        pass
+
+    def send(self, body: bytes) -> None:
+        pass  # kept by the ChunkSender, re-sent once acks flow again
+
+    def stop(self) -> None:
+        pass
 
 
 class DatagramTransport:
@@ -173,10 +204,13 @@ class DatagramTransport:
 class BywaysTransport:
     """Bodies over the media byways: one ``PUT`` each, :data:`GETS` held ``GET``.
 
-    At most :data:`MAX_PUTS` PUTs are in flight; beyond that the oldest is
-    cancelled (``puts_dropped``) so a stalled path yields recent audio, not a
-    growing backlog.  Each PUT's reply (the provider's acks) and each GET's
-    answer is delivered as a received body; an answered GET is reopened at once.
+    At most :data:`MAX_PUTS` PUTs (5 s of audio) are in flight; beyond that the
+    oldest is cancelled (``puts_dropped``).  Within that bound a stalled path
+    keeps its backlog: QUIC delivers it when the path returns, and the
+    receiver's jitter buffer drops what is too late to play.  What a cancelled
+    or reset PUT carried comes back by the session's ack-driven re-send.  Each
+    PUT's reply (the provider's acks) and each GET's answer is delivered as a
+    received body; an answered GET is reopened at once.
     """
 
     def __init__(self, byways: MediaByways) -> None:
