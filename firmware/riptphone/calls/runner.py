@@ -48,6 +48,7 @@ from riptphone.calls.media import NO_ACTIVITY, MediaInfo, MediaSession
 from riptphone.calls.transport import open_transport
 from riptphone.config import AudioConfig
 from riptphone.hw.audio import AudioError
+from riptphone.net.h3 import ConnectionLostError, GoawayError
 from riptphone.net.ript_client import RiptClient, RiptError, SignallingByways
 
 log = logging.getLogger(__name__)
@@ -212,7 +213,7 @@ class CallRunner:
             await self._byways.send(event)
         except RiptError as exc:
             self._pending.append(event)
-            self._fault(str(exc))
+            self._fault(str(exc), lost=connection_gone(exc))
 
     async def _open(self, uri: str, migration: bool) -> None:
         self._close_byways()
@@ -240,7 +241,7 @@ class CallRunner:
             if exc.status == 404:
                 self._inputs.put_nowait(self.call.call_gone)
             else:
-                self._fault(str(exc))
+                self._fault(str(exc), lost=connection_gone(exc))
 
     def _receive(self, event: Event, now: float) -> list[Action]:
         return self.call.receive_event(event, now)
@@ -365,3 +366,17 @@ def _reestablishing(actions: list[Action]) -> bool:
         or (isinstance(a, BywaysChanged) and a.state is BywayState.WAITING)
         for a in actions
     )
+
+
+def connection_gone(exc: BaseException) -> bool:
+    """Whether a byway failed because its QUIC connection is gone (closed by the provider,
+    timed out), not just the byway: then the reconnection waits ``retry-backoff`` (draft
+    TG parameters), where a byway reset on a live connection is re-opened at once.  A
+    GOAWAY is the provider asking to move on: a new connection at once is what it wants.
+    """
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ConnectionLostError):
+            return not isinstance(cause, GoawayError)
+        cause = cause.__cause__
+    return False
