@@ -222,8 +222,8 @@ class RiptClient:
 
         A stored handler URI is checked with ``GET``: 200 keeps it (``PUT``
         when the advertisement changed), 404 registers anew with the same
-        handler id.  Only a phone with no registration at all makes a new id.
-        The result is saved before it is returned.
+        handler id.  Only a phone with no registration at all makes a new id, and
+        saves it before the ``POST``.  The result is saved before it is returned.
         """
         loaded = await asyncio.to_thread(store.load_registration)
         current = loaded.data
@@ -252,6 +252,13 @@ class RiptClient:
             handler_id = current.handler_id
         else:
             handler_id = new_handler_id or Registration.new_handler_id()
+            # The id is saved before the POST (handler_uri still null): a power cut after
+            # the provider's 201 and before the answer is saved must not make the next
+            # boot choose another id, and the provider keep a ghost handler.
+            pending = Registration(
+                handler_id=handler_id, handler_uri=None, tg_uri=tg.uri, advertisement=advertisement
+            )
+            await asyncio.to_thread(store.save_registration, pending)
         desc = HandlerDescription(handler_id=handler_id, name=name, advertisement=advertisement)
         registered = await self.register_handler(tg, desc)
         assert registered.uri is not None
