@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -32,6 +33,10 @@ def show(who: str, report: CutReport) -> None:
         print(f"  FAILED {failure}", flush=True)
 
 
+def _interrupted(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM: stop, clean up, show the cuts so far
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cuts", type=int, default=1000, help="cuts of the phone")
@@ -41,15 +46,19 @@ def main() -> int:
     seed = args.seed if args.seed is not None else random.randrange(1 << 30)
     print(f"seed {seed}", flush=True)
     rng = random.Random(seed)
+    signal.signal(signal.SIGTERM, _interrupted)
     failed = False
     with tempfile.TemporaryDirectory(prefix="power-cut-") as tmp:
         if args.cuts:
             phone = PhoneCuts(Path(tmp) / "phone-cuts", rng)
             try:
-                report = phone.run(args.cuts, progress=lambda line: print(line, flush=True))
-                print("phase lengths (s): " + str(phone.lengths), flush=True)
+                phone.run(args.cuts, progress=lambda line: print(line, flush=True))
+            except KeyboardInterrupt:
+                print("interrupted", flush=True)
             finally:
                 phone.close()
+            print("phase lengths (s): " + str(phone.lengths), flush=True)
+            report = phone.report
             show("phone", report)
             failed |= bool(report.failures)
         if args.provider_cuts:
