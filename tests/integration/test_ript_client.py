@@ -114,7 +114,7 @@ def test_a_first_registration_cut_after_the_post_leaves_no_ghost(tmp_path: Path)
 
     Found by tests/bench/bench_power_cut.py: the first handler id lived only in memory
     until the answer was saved, so the next boot chose another and the provider kept
-    two handlers for one phone.  Now the id is saved (``handler_uri`` null) first.
+    two handlers for one phone.  Now the id is saved first (``PENDING_HANDLER``).
     """
 
     class CutAfterPostError(Exception):
@@ -144,6 +144,7 @@ def test_a_first_registration_cut_after_the_post_leaves_no_ghost(tmp_path: Path)
         assert done == "registered"
         assert [reg.handler_uri] == registered  # the same handler: no ghost at the provider
         assert again.load_registration().data == reg
+        assert again.names() == ["registration"]  # the pending id is gone once answered
 
     run(tmp_path, body)
 
