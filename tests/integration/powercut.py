@@ -56,6 +56,7 @@ from riptphone.control.client import ControlClientError
 from riptphone.control.client import request as control_request
 from riptphone.net.h3 import H3Client
 from riptphone.net.ript_client import RiptClient, RiptError, StaticToken
+from riptprovider.admin import request_admin
 from riptprovider.passwords import hash_password
 
 from .procs import ECHO, NUMBER, TOKEN, WAIT, PhoneProcess
@@ -64,6 +65,8 @@ ACCOUNT = "bob"
 PASSWORD_HASH = hash_password("bob-power-cut-password", n=2**14)
 PHASES = ("enrol", "restart", "refresh", "calllog")
 LONG = 40.0
+IDLE_END = 40.0
+"""Seconds a call cut off from its phone may live on: the provider's 30 s idle timer, and more."""
 
 PROVIDER_TOML = f"""
 [server]
@@ -174,6 +177,17 @@ class ProviderView:
         finally:
             conn.close()
 
+    def live_calls(self) -> list[dict[str, Any]]:
+        """The account's calls not over (the admin ``calls`` command)."""
+        reply = request_admin(
+            self.db_path.parent / "admin.sock", {"cmd": "calls", "account": ACCOUNT}
+        )
+        calls: list[dict[str, Any]] = reply.get("calls", [])
+        return calls
+
+    def hang_up(self, uri: str) -> None:
+        request_admin(self.db_path.parent / "admin.sock", {"cmd": "hangup", "call": uri})
+
     def posts(self) -> int:
         """``POST /handlers`` the provider accepted so far (its log lines)."""
         text = self.provider.log.read_text(errors="replace")
@@ -206,15 +220,19 @@ class CutReport:
 
     cuts: Counter[str] = field(default_factory=Counter)
     relogins: Counter[str] = field(default_factory=Counter)
+    reclaimed: Counter[str] = field(default_factory=Counter)
+    """Cuts after which the restarted phone claimed the call again, handset down."""
     failures: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
     def line(self) -> str:
         kinds = " ".join(f"{k}={v}" for k, v in sorted(self.cuts.items()))
         relog = " ".join(f"{k}={v}" for k, v in sorted(self.relogins.items())) or "none"
+        again = " ".join(f"{k}={v}" for k, v in sorted(self.reclaimed.items())) or "none"
         return (
             f"cuts={sum(self.cuts.values())} ({kinds}) failures={len(self.failures)} "
-            f"relogins: {relog} in {self.seconds:.0f} s"
+            f"relogins: {relog}; calls claimed again, handset down: {again}; "
+            f"in {self.seconds:.0f} s"
         )
 
 
@@ -419,6 +437,32 @@ class PhoneCuts:
         if leftovers:
             raise CutError(f"temp files left after the restart: {leftovers}")
         self.handler = uri
+        self._no_call_left(phase)
+
+    def _no_call_left(self, phase: str) -> None:
+        """A call the cut interrupted must end (the provider's 30 s idle timer) while the
+        phone stands idle; one that does not is a finding, hung up so the next cut starts
+        clean."""
+        deadline = time.monotonic() + IDLE_END
+        lifted = False
+        while (calls := self.view.live_calls()) and time.monotonic() < deadline:
+            if not lifted and self._status().get("state") == "in-call":
+                # The call the cut interrupted, claimed again by the restarted phone with
+                # its handset down (a finding, counted): lift the handset and hang up.
+                self.report.reclaimed[phase] += 1
+                lifted = True
+                with contextlib.suppress(ControlClientError):
+                    self._hook("off")
+                    self._hook("on")
+            time.sleep(0.2)
+        for call in calls:
+            with contextlib.suppress(Exception):
+                self.view.hang_up(str(call["uri"]))
+        if calls:
+            raise CutError(
+                f"call {calls[0]['uri']} ({calls[0].get('state')}) outlived the cut by "
+                f"{IDLE_END:g} s; the phone shows {self._status().get('state')}"
+            )
 
     def run(self, cuts: int, progress: Callable[[str], None] | None = None) -> CutReport:
         start = time.monotonic()
