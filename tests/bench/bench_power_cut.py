@@ -51,6 +51,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="power-cut-") as tmp:
         if args.cuts:
             phone = PhoneCuts(Path(tmp) / "phone-cuts", rng)
+            phone.on_failure = lambda failure: print(f"  FAILED {failure}", flush=True)
             try:
                 phone.run(args.cuts, progress=lambda line: print(line, flush=True))
             except KeyboardInterrupt:

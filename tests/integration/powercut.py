@@ -250,6 +250,8 @@ class PhoneCuts:
         # Each phase's length (s) as measured uncut: where the cut instants are drawn.
         self.lengths: dict[str, float] = {}
         self.report = CutReport()
+        self.on_failure: Callable[[str], None] | None = None
+        """Told each failure as it happens (a long run shows them before its end)."""
 
     def close(self) -> None:
         if self.phone.process is not None:
@@ -397,8 +399,17 @@ class PhoneCuts:
             worker.join(LONG)
             self.report.cuts[phase] += 1
             self._check_after(phase)
-        except (CutError, RiptError, OSError, ControlClientError) as exc:
+        except (
+            CutError,
+            RiptError,
+            OSError,
+            ControlClientError,
+            subprocess.SubprocessError,
+        ) as exc:
+            # (SubprocessError: the admin's approve timed out on a loaded machine.)
             self.report.failures.append(f"{phase} at {at:.3f} s: {exc}")
+            if self.on_failure is not None:
+                self.on_failure(self.report.failures[-1])
             # Start afresh next time: the phone's state may be what failed.
             if self.phone.process is not None:
                 self._kill()
