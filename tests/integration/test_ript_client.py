@@ -112,7 +112,7 @@ def test_the_handler_is_registered_once_and_kept(tmp_path: Path) -> None:
 def test_a_first_registration_cut_after_the_post_leaves_no_ghost(tmp_path: Path) -> None:
     """A power cut between the provider's 201 and the save: the next boot keeps the id.
 
-    Found by tests/bench/bench_power_cut.py: the first handler id lived only in memory
+    Found while writing tests/bench/bench_power_cut.py: the first handler id lived in memory
     until the answer was saved, so the next boot chose another and the provider kept
     two handlers for one phone.  Now the id is saved first (``PENDING_HANDLER``).
     """
