@@ -543,6 +543,9 @@ class RunningServer:
         if path == f"{tg_path}/handlers":
             self._allow(method, "POST")
             described = core.register_handler(account, await request.body(), request.device)
+            # One line per accepted POST: how a test or an operator counts registrations
+            # (a phone that re-registers on every boot, or leaves ghosts, shows here).
+            log.info("event=handler_registered account=%s handler=%s", account.id, described.uri)
             await self._push_live()
             location = described.uri or ""
             return conn.respond(sid, 201, described.to_bytes(), JSON, [("location", location)])

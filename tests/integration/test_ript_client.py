@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -104,6 +105,46 @@ def test_the_handler_is_registered_once_and_kept(tmp_path: Path) -> None:
         assert done == "registered"
         assert fresh.handler_id == first.handler_id
         assert fresh.handler_uri != first.handler_uri
+
+    run(tmp_path, body)
+
+
+def test_a_first_registration_cut_after_the_post_leaves_no_ghost(tmp_path: Path) -> None:
+    """A power cut between the provider's 201 and the save: the next boot keeps the id.
+
+    Found while writing tests/bench/bench_power_cut.py: the first handler id lived in memory
+    until the answer was saved, so the next boot chose another and the provider kept
+    two handlers for one phone.  Now the id is saved first (``PENDING_HANDLER``).
+    """
+
+    class CutAfterPostError(Exception):
+        pass
+
+    async def body(client: RiptClient, store: StateStore) -> None:
+        tg = await client.discover()
+        registered: list[str] = []
+        post = client.register_handler
+
+        async def post_then_cut(tg_: object, handler: object) -> object:
+            answer = await post(tg_, handler)  # type: ignore[arg-type]
+            registered.append(str(answer.uri))
+            raise CutAfterPostError  # the power goes before the answer is saved
+
+        client.register_handler = post_then_cut  # type: ignore[assignment, method-assign]
+        with pytest.raises(CutAfterPostError):
+            await client.ensure_registration(
+                store, tg, name="Desk", advertisement=AD, new_handler_id=str(uuid.uuid4())
+            )
+        client.register_handler = post  # type: ignore[method-assign]
+        # The next boot: a new store on the folder, a new id of its own to offer.
+        again = StateStore(store.directory)
+        reg, done = await client.ensure_registration(
+            again, tg, name="Desk", advertisement=AD, new_handler_id=str(uuid.uuid4())
+        )
+        assert done == "registered"
+        assert [reg.handler_uri] == registered  # the same handler: no ghost at the provider
+        assert again.load_registration().data == reg
+        assert again.names() == ["registration"]  # the pending id is gone once answered
 
     run(tmp_path, body)
 

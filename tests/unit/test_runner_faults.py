@@ -24,7 +24,7 @@ def wrapped(cause: BaseException) -> RiptError:
     [
         (ConnectionLostError("https://p.example", "closed by peer"), True),  # waits retry-backoff
         (GoawayError("https://p.example", "GOAWAY"), False),  # asked to move: at once
-        (StreamResetError(4, 0x10c), False),  # the byway only: re-opened at once
+        (StreamResetError(4, 0x10C), False),  # the byway only: re-opened at once
         (H3Error("garbled"), False),
     ],
 )

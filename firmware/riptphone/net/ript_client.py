@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from ript.protocol.descriptions import (
     CallDescription,
@@ -38,9 +39,26 @@ from ript.protocol.jsonstream import (
     InvalidEvent,
 )
 from riptphone.net.h3 import H3Client, H3Error, H3Stream, Response, WebTransportSession
-from riptphone.store import Registration, StateStore
+from riptphone.store import Registration, StateStore, StoreError
 
 JSON = "application/json"
+PENDING_HANDLER = "pending-handler"
+"""The store record of a first handler id not yet answered ``201``: ``{"handler_id": ...}``.
+
+A power cut after the provider's ``201`` and before the registration is saved must not
+make the next boot choose another id (the provider would keep a ghost handler).  A
+record of its own, not a registration with a null URI: that would become the
+registration's last-good copy, and a damaged registration would fall back to it.
+"""
+REQUEST_TIMEOUT = 10.0
+"""Seconds a request may wait for its answer before its connection is given up.
+
+A provider that restarted (a crash, a power cut) does not know the phone's QUIC
+connection and stays silent on it; so does a dead path.  Without a bound, each request
+waited for QUIC's idle timeout (60 s), and the phone could not call for that long.
+Requests here are short (no held streams); ``POST /handlers`` waits up to 2 s for the
+provider's broker.
+"""
 
 
 class RiptError(Exception):
@@ -104,11 +122,19 @@ def _reason(response: Response, what: str) -> str:
 class RiptClient:
     """The RIPT resources of one provider, for one phone."""
 
-    def __init__(self, http: H3Client, domain: str, credentials: Credentials) -> None:
+    def __init__(
+        self,
+        http: H3Client,
+        domain: str,
+        credentials: Credentials,
+        *,
+        request_timeout: float = REQUEST_TIMEOUT,
+    ) -> None:
         self.http = http
         self.domain = domain
         self.root = root_uri(domain)
         self.credentials = credentials
+        self.request_timeout = request_timeout
 
     # ------------------------------------------------------------ plumbing
 
@@ -129,12 +155,19 @@ class RiptClient:
     ) -> Response:
         extra = {"content-type": content_type} if body is not None else None
         for attempt in range(2):
+            headers = await self._headers(extra)
             try:
-                response = await self.http.request(
-                    method, url, headers=await self._headers(extra), body=body
-                )
+                connection = await self.http.connection(url)
+                async with asyncio.timeout(self.request_timeout):
+                    response = await self.http.request(method, url, headers=headers, body=body)
             except H3Error as exc:
                 raise RiptError(f"{what}: {exc}") from exc
+            except TimeoutError:
+                # Silence, not an error: give the connection up (the next request opens
+                # a new one) rather than wait for QUIC's idle timeout.  Not retried here:
+                # the request may have been carried out.
+                connection.close_now(f"no answer within {self.request_timeout:g} s")
+                raise RiptError(f"{what}: no answer within {self.request_timeout:g} s") from None
             if response.status == 401 and attempt == 0 and await self.credentials.refresh():
                 continue
             return response
@@ -222,8 +255,9 @@ class RiptClient:
 
         A stored handler URI is checked with ``GET``: 200 keeps it (``PUT``
         when the advertisement changed), 404 registers anew with the same
-        handler id.  Only a phone with no registration at all makes a new id.
-        The result is saved before it is returned.
+        handler id.  Only a phone with no registration at all makes a new id, and
+        saves it (:data:`PENDING_HANDLER`) before the ``POST``.  The result is saved
+        before it is returned.
         """
         loaded = await asyncio.to_thread(store.load_registration)
         current = loaded.data
@@ -251,7 +285,7 @@ class RiptClient:
         if current is not None:
             handler_id = current.handler_id
         else:
-            handler_id = new_handler_id or Registration.new_handler_id()
+            handler_id = await asyncio.to_thread(_pending_handler_id, store, new_handler_id)
         desc = HandlerDescription(handler_id=handler_id, name=name, advertisement=advertisement)
         registered = await self.register_handler(tg, desc)
         assert registered.uri is not None
@@ -263,6 +297,8 @@ class RiptClient:
             push=_push(registered),
         )
         await asyncio.to_thread(store.save_registration, fresh)
+        with contextlib.suppress(StoreError):  # a leftover is only read with no registration
+            await asyncio.to_thread(store.delete, PENDING_HANDLER)
         return fresh, "registered"
 
     # ------------------------------------------------------------ certificates
@@ -576,3 +612,27 @@ def _kept_push(answered: PushBinding | None, stored: PushBinding | None) -> Push
     ):
         return stored
     return answered
+
+
+def _handler_id_of(data: Mapping[str, Any]) -> str:
+    value = data.get("handler_id")
+    if not isinstance(value, str) or set(data) != {"handler_id"}:
+        raise ValueError("not a pending handler id")
+    try:
+        parsed = uuid.UUID(value)
+    except ValueError:
+        raise ValueError("not a pending handler id") from None
+    if parsed.version != 4 or str(parsed) != value:
+        raise ValueError("not a pending handler id")
+    return value
+
+
+def _pending_handler_id(store: StateStore, new_handler_id: str | None) -> str:
+    """The first registration's handler id: the one saved by an earlier attempt, or a new
+    one, saved before it is used (blocking: call through ``asyncio.to_thread``)."""
+    loaded = store.load(PENDING_HANDLER, _handler_id_of)
+    if loaded.data is not None:
+        return _handler_id_of(loaded.data)
+    handler_id = new_handler_id or Registration.new_handler_id()
+    store.save(PENDING_HANDLER, {"handler_id": handler_id}, secret=False)
+    return handler_id

@@ -1,0 +1,86 @@
+"""Power cuts in the suite: a few SIGKILLs of the phone and of the provider (issue #14 item 2).
+
+The short run of ``tests/bench/bench_power_cut.py`` (1,000 cuts, on demand): every phase
+of the phone (enrolment, restart, token refresh, call-log write) is cut at least once at
+a random instant, and the provider a few times while handlers are registered and calls
+placed.  The checks are those of :mod:`powercut`; the seed is printed so that a failure
+can be run again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import signal
+from pathlib import Path
+
+import pytest
+
+from riptdev.processes import stop_process
+from riptphone.net.h3 import H3Client
+from riptphone.net.ript_client import RiptClient, RiptError, StaticToken
+
+from .powercut import PHASES, PhoneCuts, ProviderCuts
+from .procs import TOKEN, provider_process
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
+
+
+def seeded() -> random.Random:
+    seed = random.randrange(1 << 30)
+    print(f"power-cut seed {seed}")
+    return random.Random(seed)
+
+
+def test_the_phone_cut_in_every_phase_comes_back_registered_with_its_handler(
+    tmp_path: Path,
+) -> None:
+    cuts = PhoneCuts(tmp_path, seeded())
+    try:
+        report = cuts.run(2 * len(PHASES))
+    finally:
+        cuts.close()
+    assert report.failures == [], report.line()
+    assert set(report.cuts) == set(PHASES)
+
+
+def test_the_provider_cut_keeps_its_database_whole_and_its_handlers(tmp_path: Path) -> None:
+    cuts = ProviderCuts(tmp_path, seeded())
+    try:
+        report = cuts.run(6)
+    finally:
+        cuts.close()
+    assert report.failures == [], report.line()
+    assert report.cuts["provider"] == 6
+
+
+def test_a_request_the_provider_never_answers_gives_up_its_connection(tmp_path: Path) -> None:
+    """A provider that restarted does not know the phone's QUIC connection and stays silent.
+
+    Found by the provider's power cuts: the phone's next requests waited for QUIC's idle
+    timeout (60 s), so for a minute after the provider came back the phone could not
+    call ("the last call is still being hung up").  Now a request with no answer within
+    ``request_timeout`` fails and gives its connection up; the next opens a new one.
+    A frozen provider (SIGSTOP) is as silent as a restarted one, whatever the load.
+    """
+    provider = provider_process(tmp_path)
+
+    async def go() -> None:
+        async with H3Client(ca_file=provider.ca_file) as http:
+            client = RiptClient(http, provider.domain, StaticToken(TOKEN), request_timeout=1.0)
+            tg = await client.discover()
+            assert http.connections_opened(tg.uri) == 1
+            provider.process.send_signal(signal.SIGSTOP)
+            try:
+                with pytest.raises(RiptError, match="no answer within 1 s"):
+                    await client.trunk_group(tg.uri)
+            finally:
+                provider.process.send_signal(signal.SIGCONT)
+            again = await client.discover()
+            assert again.uri == tg.uri
+            assert http.connections_opened(tg.uri) == 2  # the silent one was given up
+
+    try:
+        asyncio.run(asyncio.wait_for(go(), 60))
+    finally:
+        stop_process(provider.process)
