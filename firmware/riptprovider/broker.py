@@ -458,7 +458,10 @@ class _Writer:
                 done = [f for gen, f in self._waiters if gen <= target]
                 self._waiters = [(gen, f) for gen, f in self._waiters if gen > target]
             for future in done:
-                future.set_result(None)
+                # A registration that stopped waiting (its 3 s are up, or its request was
+                # cancelled) cancelled its future: resolving it again would end this thread.
+                if not future.done():
+                    future.set_result(None)
 
     def close(self) -> None:
         with self._cond:

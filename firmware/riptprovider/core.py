@@ -713,9 +713,11 @@ class ProviderCore:
           a push or 3PCC move): the call moves.
 
         A different handler becomes the call's handler with a fresh media key
-        and leg token, and every reverse byway hears ``handler-changed``.  An
-        empty claim (or the current handler again) recomputes the directives
-        from the handler's current advertisement and keeps the key.
+        and leg token, and every reverse byway hears ``handler-changed``.  The
+        current handler naming itself again (a phone that restarted and numbers
+        its chunks from 0) gets a fresh media key too.  An empty claim
+        recomputes the directives from the handler's current advertisement and
+        keeps the key.
         """
         if isinstance(claim, bytes):
             claim = _parse(ClaimRequest.from_bytes, claim)
@@ -751,7 +753,13 @@ class ProviderCore:
                 handler=handler_uri,
                 client_directives=client,
                 server_directives=server,
-                media_key=_key() if changed or call.media_key is None else call.media_key,
+                # A handler naming itself is a phone that restarted (docs/protocol.md 9.1):
+                # its chunk numbering starts again at 0, so the old key would repeat nonces.
+                media_key=(
+                    _key()
+                    if changed or claim.handler is not None or call.media_key is None
+                    else call.media_key
+                ),
                 # A 3PCC call is placed towards the far end only once a phone takes it.
                 state_since=now if first_outbound else call.state_since,
             )

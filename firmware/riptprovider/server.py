@@ -285,7 +285,16 @@ class _Connection(QuicConnectionProtocol):
         elif isinstance(event, DatagramReceived):
             session = self.sessions.get(event.stream_id)
             if session is not None:
-                self.server._media_datagram(session, event.data)
+                try:
+                    self.server._media_datagram(session, event.data)
+                except Exception:
+                    # Nothing else catches here (a request's errors become a 500): one
+                    # datagram's fault must not abort the rest of this packet's events.
+                    self.server.datagram_errors += 1
+                    if self.server.datagram_errors % 1000 == 1:
+                        log.exception(
+                            "a media datagram failed (%d so far)", self.server.datagram_errors
+                        )
             # else: a datagram of no open session (one just ended): dropped, like a lost one
 
     def send_datagrams(self, stream_id: int, datagrams: list[bytes]) -> None:
@@ -391,6 +400,7 @@ class RunningServer:
         self._reverse: dict[str, set[asyncio.Queue[Event]]] = {}
         self._media: dict[str, _Media] = {}
         self.sessions_opened = 0
+        self.datagram_errors = 0
         """WebTransport sessions accepted since the start (tests and logs)."""
         self._wake = asyncio.Event()
         self._timer: asyncio.Task[None] | None = None
@@ -892,7 +902,9 @@ class RunningServer:
             return
         if digit is not None:
             media.digits.append(digit)
-            log.info("event=dtmf call=%s digit=%s", call_uri, digit)
+            # Not the digit itself at INFO: keys in a call are often PINs for an IVR.
+            log.info("event=dtmf call=%s", call_uri)
+            log.debug("event=dtmf call=%s digit=%s", call_uri, digit)
 
     async def _media_session(
         self, conn: _Connection, request: _Request, account: Account, call_uri: str

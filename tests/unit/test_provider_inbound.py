@@ -530,7 +530,7 @@ def test_legs_and_the_s2c_numbering_survive_a_restart_of_the_provider(
     assert call.media_key is not None and core.s2c_numbering(call.media_key) == 0
     core.reserve_s2c(call.media_key, 500)
     core.reserve_s2c(call.media_key, 400)  # never backwards
-    core.claim_call(alice(core), call.uri, ClaimRequest(desk))  # the call saved, same key
+    core.claim_call(alice(core), call.uri, ClaimRequest())  # the call saved, same key
     core.close()  # (a kill saves nothing more: every change was written as it happened)
     core = ProviderCore(path, accounts, ORIGIN, clock)
     assert core.leg_token(call.uri) == desk_leg

@@ -296,5 +296,5 @@ class CallRegistry:
 
     def _dtmf_received(self, digit: str) -> None:
         """A key pressed at the far end (an RFC 4733 telephone-event): told to watchers."""
-        log.info("event=dtmf_received digit=%s", digit)
+        log.info("event=dtmf_received")  # not the digit: keys are often PINs or card numbers
         self._publish({"event": "dtmf", "digit": digit, "direction": "received"})
