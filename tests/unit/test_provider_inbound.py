@@ -549,3 +549,19 @@ def test_legs_and_the_s2c_numbering_survive_a_restart_of_the_provider(
     assert status_of(exc) == 409
     assert core.leg_token(call.uri) not in (None, desk_leg)
     core.close()
+
+
+def test_a_handler_reclaiming_its_own_call_gets_a_fresh_media_key(
+    tmp_path: Path, accounts: dict[str, Account], clock: Clock
+) -> None:
+    # A phone that restarted mid-call numbers its chunks from 0 again: under the old key
+    # its nonces would repeat (docs/protocol.md 9.1), so its own claim re-keys the call.
+    core = ProviderCore(str(tmp_path / "k.db"), accounts, ORIGIN, clock)
+    desk = register(core, "h-1", "Desk")
+    call = answered_on(core, desk)
+    again = core.claim_call(alice(core), call.uri, ClaimRequest(desk))
+    assert again.handler == desk
+    assert again.media_key is not None and again.media_key != call.media_key
+    kept = core.claim_call(alice(core), call.uri, ClaimRequest())  # new directives only
+    assert kept.media_key == again.media_key
+    core.close()
