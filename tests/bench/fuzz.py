@@ -62,7 +62,9 @@ def _child(name: str, inputs: int, work: Path, seconds: int | None) -> None:
     from fuzzing import engine
 
     with atheris.instrument_imports(include=["ript", "riptphone", "riptprovider", "fuzzing"]):
-        from fuzzing.targets import all_targets
+        from fuzzing.targets import all_targets, silence_logs
+
+    silence_logs()
 
     target = all_targets()[name]
     findings = work / "findings.jsonl"
@@ -189,8 +191,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         _child(args.child, args.inputs, args.work, args.seconds)
         return 0
-    from fuzzing.targets import all_targets
+    from fuzzing.targets import all_targets, silence_logs
 
+    silence_logs()
     targets = all_targets()
     if args.list:
         for target in targets.values():

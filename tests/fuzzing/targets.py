@@ -696,7 +696,14 @@ __all__ = [
     "KEYS",
     "all_targets",
     "scratch",
+    "silence_logs",
 ]
 
-# Silence the loggers the parsers use on bad input: a million warnings is not a report.
-logging.getLogger().setLevel(logging.CRITICAL)
+
+def silence_logs() -> None:
+    """Silence the loggers the parsers use on bad input: a million warnings is not a report.
+
+    Called by the on-demand runner (tests/bench/fuzz.py), never at import: the suite
+    imports this module while collecting, and its other tests read the log.
+    """
+    logging.getLogger().setLevel(logging.CRITICAL)

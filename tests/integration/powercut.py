@@ -401,6 +401,11 @@ class PhoneCuts:
             if self.phone.process is not None:
                 self._kill()
             worker.join(LONG)
+            if self.phone.process is not None:
+                # The cut came before the phase started its phone (restart: the worker's
+                # spawn was still to come): cut that one, or two phones would share the
+                # state directory and the control socket at the check below.
+                self._kill()
             self.report.cuts[phase] += 1
             self._check_after(phase)
         except (
