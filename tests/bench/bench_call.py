@@ -50,11 +50,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "firmware"))  # rip
 
 from alsa.fileplugin import write_asoundrc
 from bench.benchlib import parse_options
+from bench.harness import AT_ONCE, hang_up
+from bench.harness import dial as answered_call
 from integration.procs import PROVIDER_TOML, PhoneProcess, provider_process
 from riptdev.processes import stop_process, tone_pcm
 from riptphone.control.client import ControlConnection, request
 
-AT_ONCE = "+14089520000"
 BENCH_PROVIDER_TOML = (
     PROVIDER_TOML
     + f"""
@@ -75,31 +76,6 @@ def cpu_seconds(pid: int) -> float:
         text = stat.read()
     fields = text[text.rindex(")") + 2 :].split()  # the command name may hold spaces
     return (int(fields[11]) + int(fields[12])) / TICKS  # fields 14 and 15 of proc(5)
-
-
-def until_state(watch: ControlConnection, *states: str) -> str:
-    while True:
-        event = watch.receive()
-        if event is None:
-            raise SystemExit("bench: the phone closed the control socket")
-        if event.get("event") == "error":
-            raise SystemExit(f"bench: the phone reported an error: {event.get('error')}")
-        if event.get("event") == "state" and event.get("state") in states:
-            return str(event["state"])
-
-
-def answered_call(phone: PhoneProcess, watch: ControlConnection) -> float:
-    """Dial the at-once far end; seconds from the dial request to ``in-call``."""
-    start = time.perf_counter()
-    request(phone.socket, {"cmd": "dial", "number": AT_ONCE})
-    if until_state(watch, "in-call", "idle") != "in-call":
-        raise SystemExit("bench: a call ended without being answered")
-    return time.perf_counter() - start
-
-
-def hang_up(phone: PhoneProcess, watch: ControlConnection) -> None:
-    request(phone.socket, {"cmd": "hook", "state": "on"})
-    until_state(watch, "idle")
 
 
 def nearest_rank(samples: list[float], fraction: float) -> float:
