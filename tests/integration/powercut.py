@@ -482,11 +482,16 @@ class PhoneCuts:
         if calls:
             self.report.outlived[phase] += 1
 
-    def run(self, cuts: int, progress: Callable[[str], None] | None = None) -> CutReport:
+    def run(
+        self,
+        cuts: int,
+        progress: Callable[[str], None] | None = None,
+        phases: tuple[str, ...] = PHASES,
+    ) -> CutReport:
         start = time.monotonic()
         self.measure()
         for i in range(cuts):
-            self.cut(PHASES[i % len(PHASES)])
+            self.cut(phases[i % len(phases)])
             if progress is not None and (i + 1) % 20 == 0:
                 self.report.seconds = time.monotonic() - start
                 progress(f"{i + 1}: {self.report.line()}")
