@@ -50,22 +50,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "firmware"))  # rip
 
 from alsa.fileplugin import write_asoundrc
 from bench.benchlib import parse_options
-from bench.harness import AT_ONCE, hang_up
+from bench.harness import bench_provider_toml, hang_up
 from bench.harness import dial as answered_call
 from integration.procs import PROVIDER_TOML, PhoneProcess, provider_process
 from riptdev.processes import stop_process, tone_pcm
 from riptphone.control.client import ControlConnection, request
 
-BENCH_PROVIDER_TOML = (
-    PROVIDER_TOML
-    + f"""
-[[accounts.bob.far-end]]
-match = "{AT_ONCE}"
-outcome = "answer"
-answer-after = 0.0
-media = "echo"
-"""
-)
+BENCH_PROVIDER_TOML = bench_provider_toml(PROVIDER_TOML)
 WAIT = 20.0
 TICKS = os.sysconf("SC_CLK_TCK")
 
