@@ -75,7 +75,13 @@ from ript.media.codecs import FRAME_MS
 from ript.media.dtmf import DTMFError, DTMFReceiver
 from ript.media.tones import ToneGenerator, ToneSpec
 from ript.protocol.advertisement import GrammarError, parse_directive
-from ript.protocol.chunks import DATAGRAM_LIMIT, PayloadType, frame, pack_datagrams
+from ript.protocol.chunks import (
+    DATAGRAM_LIMIT,
+    MEDIA_BODY_LIMIT,
+    PayloadType,
+    frame,
+    pack_datagrams,
+)
 from ript.protocol.csr import CHAIN_CONTENT_TYPE
 from ript.protocol.descriptions import MediaKey
 from ript.protocol.events import (
@@ -963,10 +969,12 @@ class RunningServer:
 
     @staticmethod
     def _resend(media: _Media, now: float) -> None:
-        """Chunks the phone's acks show lost (a blip's backlog, up to 5 s) sent again at once.
+        """Chunks the phone's acks show lost (a blip's backlog, up to 8 s) sent again at once.
 
         On the newest session (packed into datagrams at chunk boundaries), else in the
-        answer of one held GET; with neither, the next acks ask again.
+        answers of held GETs, one body of at most 64 KiB each (the phone reads no more:
+        profile section 1); what finds no GET (or a GET whose stream is gone) waits for
+        the next acks, which ask again.
         """
         chunks = media.sender.resends(now)
         if not chunks:
@@ -975,17 +983,19 @@ class RunningServer:
             session = media.sessions[-1]
             session.conn.send_datagrams(session.stream_id, pack_datagrams(chunks, DATAGRAM_LIMIT))
             return
-        while media.waiting:
+        bodies = pack_datagrams(chunks, MEDIA_BODY_LIMIT)
+        bodies.reverse()  # popped from the end: oldest first
+        while media.waiting and bodies:
             held = media.waiting.pop()
             if held.done():
                 continue
             try:
-                held.conn.respond(held.stream_id, 200, frame(chunks), MEDIA)
+                held.conn.respond(held.stream_id, 200, bodies[-1], MEDIA)
             except _GONE:
                 held.future.set_exception(H3Error("the held GET's stream is gone"))
-                continue  # the next acks ask again
+                continue  # that body goes on the next GET
             held.future.set_result(None)
-            return
+            bodies.pop()
 
     def _send_frame(
         self,

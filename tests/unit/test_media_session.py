@@ -463,3 +463,39 @@ def test_a_lost_chunk_is_rebuilt_from_fec_or_concealed_not_played_as_silence(cod
     # 26 dB (Opus FEC) and 22 dB (G.711 pitch repeat) here; Opus PLC alone gives about 8,
     # silence 0.
     assert _snr_db(reference[12], heard[12]) > 15, _snr_db(reference[12], heard[12])
+
+
+def test_a_resent_backlog_goes_in_bodies_of_at_most_64_kib() -> None:
+    clock = Clock()
+    byways = _HeldPuts()
+    media = MediaSession(
+        BywaysTransport(byways),
+        media_key=KEY,
+        client_directives="1 to 1: opus;",
+        capture_device="unused",
+        playback_device="unused",
+        clock=clock,
+    )
+    provider_rx = ChunkReceiver(
+        Direction.C2S, MediaKeys.from_material(KEY.key, KEY.salt, KEY.tag_length)
+    )
+
+    async def blip() -> None:
+        # 5 s of large chunks that all fell into a blackhole (a 160 kbit/s stream)...
+        big = b"\xfc" + bytes(899)
+        for i in range(250):
+            media._sender.media(1, 1, PayloadType.OPUS, 20 * i, big, now=clock.now)
+        # ...then the path returns: the provider acks the next one, which asks for the rest.
+        clock.now += 1.0
+        back = media._sender.media(1, 1, PayloadType.OPUS, 5000, big, now=clock.now)
+        assert len(provider_rx.receive(frame([back]), clock.now).media) == 1
+        clock.now += 0.02
+        media._take_body(frame(provider_sender(KEY).acks(provider_rx.take_pending_acks(clock.now))))
+        await asyncio.sleep(0)
+        media.stop()
+
+    asyncio.run(blip())
+    assert sum(len(body) for body in byways.bodies) > 200_000
+    assert max(len(body) for body in byways.bodies) <= 65536  # else the provider says 413
+    got = [c.seq for body in byways.bodies for c in provider_rx.receive(body, clock.now).media]
+    assert got == list(range(248))  # every lost chunk, once, in order

@@ -43,6 +43,10 @@ MAX_CHUNK_SIZE = 1000
 DATAGRAM_LIMIT = 1000
 """No datagram (framed chunks) may be longer: aioquic stalls behind one that does not fit."""
 
+MEDIA_BODY_LIMIT = 64 * 1024
+"""No media request or response body may be longer (profile section 1): a re-sent backlog
+of several seconds is split into bodies of at most this size (:func:`pack_datagrams`)."""
+
 SEQ_LIMIT = 1 << 64
 """Sequence numbers and timestamps are unsigned 64-bit values."""
 

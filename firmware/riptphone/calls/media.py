@@ -47,7 +47,7 @@ from ript.media.dtmf import DTMFError, DTMFReceiver, EventSender
 from ript.media.jitter import Frame, Gap, JitterBuffer
 from ript.media.tones import NoiseGenerator, ToneGenerator, dtmf_spec
 from ript.media.vad import EnergyVad
-from ript.protocol.chunks import PayloadType, frame
+from ript.protocol.chunks import MEDIA_BODY_LIMIT, PayloadType, frame, pack_datagrams
 from ript.protocol.descriptions import MediaKey
 from ript.protocol.events import Direction
 from ript.protocol.media_crypto import MediaKeyError, MediaKeys
@@ -471,7 +471,10 @@ class MediaSession:
             # backlog, up to 8 s): sent again now, in one burst, with their numbers.
             resend = sender.resends(now)
             if resend:
-                self._transport.send(frame(resend))
+                # 8 s of chunks can exceed the 64 KiB a media body may have (profile
+                # section 1; the provider answers 413): several bodies, split between chunks.
+                for part in pack_datagrams(resend, MEDIA_BODY_LIMIT):
+                    self._transport.send(part)
         if result.media:
             self._received_at = now
         ours = self._codec.payload_type
