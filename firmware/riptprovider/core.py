@@ -826,19 +826,35 @@ class ProviderCore:
                 return None
             return live.leg
 
-    def check_media_leg(self, account: Account, uri: str, leg: str | None) -> None:
-        """Refuse (409) a media request whose leg token belongs to a handler that lost the call.
+    def check_media_leg(
+        self, account: Account, uri: str, leg: str | None, device: str | None = None
+    ) -> None:
+        """Refuse a media request that is not the current handler's leg.
 
-        A request without a token, or with one the core does not know (it
-        keeps them in memory only), is let through: the drafts do not make
-        clients identify themselves on media byways (draft 9.11.4).
+        A leg token of a handler that lost the call: 409.  The current leg's token
+        passes.  Without a token, or with one the core does not know (anyone can
+        send a made-up cookie), the requesting ``device`` must own the call's current
+        handler (:meth:`_foreign`, as for the handler's own resources), else 403:
+        another device of the same account would otherwise take the call's downlink
+        (the provider sends to the newest session or held GET).  ``device`` None is
+        the provider itself (tests): let through.
         """
         with self._lock:
             call = self._call(account, uri)
             live = self._live.get(uri)
-            if leg is not None and live is not None and leg in live.old_legs:
+            if leg is not None and live is not None:
+                if leg in live.old_legs:
+                    raise RiptHttpError(
+                        409, f"call {uri} is now handled by {call.handler}, not by this device"
+                    )
+                if leg == live.leg:
+                    return
+            if device is None:
+                return
+            found = None if call.handler is None else self._handlers.get(call.handler)
+            if found is None or self._foreign(found, device):
                 raise RiptHttpError(
-                    409, f"call {uri} is now handled by {call.handler}, not by this device"
+                    403, f"call {uri} is handled by another device: claim it with POST {{call}}"
                 )
 
     def _now(self) -> str:

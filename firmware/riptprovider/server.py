@@ -32,6 +32,9 @@ names the claiming handler's leg; a media request carrying the cookie of a
 handler that has since lost the call (pull, push, 3PCC move) is refused with
 ``409``, and the media GETs held when the handler changes are answered ``409``
 too, so the old device's lingering requests never swallow the new one's media.
+A media request without the current leg's cookie must come from the device of
+the call's current handler (``403`` otherwise): another device of the account
+must claim the call before it gets its media.
 
 Media (section 7): ``PUT {call}/media`` is answered with the acks of its
 chunks; the far end's media (echo of the phone's chunks, or a generated tone
@@ -589,7 +592,7 @@ class RunningServer:
                 self._allow(method, "GET", "PUT", "CONNECT")
                 if method == "CONNECT":
                     self._check_webtransport(request)
-                core.check_media_leg(account, call_uri, _cookie(request, LEG_COOKIE))
+                core.check_media_leg(account, call_uri, _cookie(request, LEG_COOKIE), request.device)
                 if method == "CONNECT":
                     return await self._media_session(conn, request, account, call_uri)
                 if method == "GET":

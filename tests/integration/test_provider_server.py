@@ -48,6 +48,8 @@ from riptprovider.accounts import load_accounts
 from riptprovider.server import RunningServer, ServerConfig, serve
 
 TOKEN = "alice-token-0123456789"
+OTHER_DEVICE_TOKEN = "alice-second-phone-0123456789"
+"""Alice's token on another phone: the same account, another device (``core.Caller``)."""
 NUMBER = "+14085551002"
 CALLEE = "+14089529999"
 TONE_DEST = "+14089520001"
@@ -62,7 +64,7 @@ ACCOUNTS = load_accounts(
             "name": "Alice",
             "numbers": [NUMBER],
             "destinations": "+1408*",
-            "tokens": [TOKEN],
+            "tokens": [TOKEN, OTHER_DEVICE_TOKEN],
             "far-end": [
                 {"match": TONE_DEST, "media": "tone", "tone-hz": 1000},
                 {"match": FILE_DEST, "media": "file", "file": str(FAR_WAV)},

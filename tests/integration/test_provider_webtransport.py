@@ -27,6 +27,7 @@ from .test_provider_server import (
     AD,
     AUTH,
     JSON_AUTH,
+    OTHER_DEVICE_TOKEN,
     TONE_DEST,
     Env,
     next_events,
@@ -278,5 +279,33 @@ def test_data_on_the_session_stream_is_not_kept_by_the_phone(tmp_path: Path) -> 
         env.server._media[call.uri].end_sessions()
         await until(lambda: opened.ended)
         assert not opened._state.chunks
+
+    run(body, tmp_path)
+
+
+def test_media_without_the_leg_cookie_is_refused_to_another_device_of_the_account(
+    tmp_path: Path,
+) -> None:
+    async def body(env: Env) -> None:
+        call = await answered_call(env, TONE_DEST)  # the call's handler is this device's
+        other = {"authorization": f"Bearer {OTHER_DEVICE_TOKEN}"}
+        async with H3Client(ca_file=str(env.server.ca.ca_file)) as jarless:
+            # Another phone of the same account, no ript-leg cookie: it would take the
+            # call's downlink (the tone goes to the newest session or held GET).
+            stolen = await jarless.open_webtransport(
+                f"{call.uri}/media", Datagrams(), headers=other
+            )
+            assert (await stolen.response_headers()).status == 403
+            got = await jarless.request("GET", f"{call.uri}/media", headers=other)
+            assert got.status == 403, got.body
+            made_up = {**other, "cookie": "ript-leg=made-up"}
+            got = await jarless.request("GET", f"{call.uri}/media", headers=made_up)
+            assert got.status == 403, got.body
+            # The handler's own device without its cookie (a re-establishment): served.
+            own = Datagrams()
+            mine = await jarless.open_webtransport(f"{call.uri}/media", own, headers=AUTH)
+            assert (await mine.response_headers()).status == 200
+            await own.wait(3)
+        assert env.server.sessions_opened == 1
 
     run(body, tmp_path)

@@ -215,7 +215,7 @@ def test_pull_moves_the_call_sends_handler_changed_and_retires_the_old_leg(
         core.check_media_leg(alice(core), call.uri, desk_leg)
     assert status_of(exc) == 409
     core.check_media_leg(alice(core), call.uri, kitchen_leg)
-    core.check_media_leg(alice(core), call.uri, None)  # no cookie: the drafts allow it
+    core.check_media_leg(alice(core), call.uri, None)  # the provider itself (no device)
     # Pulling back works the same way.
     back = core.claim_call(alice(core), call.uri, ClaimRequest(desk))
     assert back.handler == desk
@@ -565,3 +565,28 @@ def test_a_handler_reclaiming_its_own_call_gets_a_fresh_media_key(
     kept = core.claim_call(alice(core), call.uri, ClaimRequest())  # new directives only
     assert kept.media_key == again.media_key
     core.close()
+
+
+def test_media_without_the_leg_cookie_must_come_from_the_device_of_the_calls_handler(
+    core: ProviderCore,
+) -> None:
+    desk_device = core.caller("alice-token-0123456789")
+    core.issue_token(alice(core), "alice-kitchen-token-0123", None)
+    kitchen_device = core.caller("alice-kitchen-token-0123")
+    assert desk_device is not None and kitchen_device is not None
+    assert desk_device.device != kitchen_device.device
+    desk = core.register_handler(
+        alice(core), HandlerDescription("h-1", AD, "Desk"), desk_device.device
+    ).uri
+    assert desk is not None
+    call = answered_on(core, desk)
+    leg = core.leg_token(call.uri)
+    assert leg is not None
+    core.check_media_leg(alice(core), call.uri, None, desk_device.device)  # a re-establishment
+    core.check_media_leg(alice(core), call.uri, leg, kitchen_device.device)  # the leg's cookie
+    # Another device of the account, without the cookie or with a made-up one, would take
+    # the call's downlink (the newest session or GET gets the media): refused.
+    for cookie in (None, "made-up"):
+        with pytest.raises(RiptHttpError) as exc:
+            core.check_media_leg(alice(core), call.uri, cookie, kitchen_device.device)
+        assert status_of(exc) == 403
