@@ -592,7 +592,9 @@ class RunningServer:
                 self._allow(method, "GET", "PUT", "CONNECT")
                 if method == "CONNECT":
                     self._check_webtransport(request)
-                core.check_media_leg(account, call_uri, _cookie(request, LEG_COOKIE), request.device)
+                core.check_media_leg(
+                    account, call_uri, _cookie(request, LEG_COOKIE), request.device
+                )
                 if method == "CONNECT":
                     return await self._media_session(conn, request, account, call_uri)
                 if method == "GET":
