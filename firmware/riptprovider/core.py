@@ -99,6 +99,16 @@ MAX_HANDLERS_PER_ACCOUNT = 16
 MEDIA_TIMEOUT_MS = 5000
 MEDIA_TAG_LENGTH = 8
 
+KEEP_EVENTS_S = 8.0
+"""Seconds a call's events are kept for a reverse byway re-established after a blip: the
+profile's 5 s, plus the 3 s the media keep too (the path's own recovery after a 5 s blip,
+ript.protocol.media_streams.RESEND_WINDOW)."""
+MAX_KEPT_EVENTS = 64
+"""Events kept per call at most (a burst of admin events must not grow memory)."""
+_NOT_REPLAYED = (StateEvent, Reconnecting, Reconnected, Migrate)
+"""Kinds a new reverse byway does not replay: its first events state the call's state and
+the far end's connectivity, and a phone opening a byway is doing what ``migrate`` asks."""
+
 _ORDER = {CallStatus.PROCEEDING: 0, CallStatus.ALERTING: 1, CallStatus.ANSWERED: 2}
 _CLIENT_REJECTS = frozenset({CallStatus.DECLINED, CallStatus.FAILED, CallStatus.NOANSWER})
 
@@ -188,6 +198,11 @@ class _Live:
     far_end_reconnecting: bool = False
     leg: str | None = None
     old_legs: set[str] = field(default_factory=set)
+    seq: int = 0
+    """The number (``seq``) of the last event sent to the call's reverse byways."""
+    kept: deque[tuple[float, Event]] = field(default_factory=deque)
+    """The events sent in the last :data:`KEEP_EVENTS_S` (monotonic time sent, event),
+    oldest first, at most :data:`MAX_KEPT_EVENTS`: replayed on a new reverse byway."""
 
 
 @dataclass(slots=True)
@@ -214,6 +229,7 @@ class Caller:
 
 
 _T = TypeVar("_T")
+_E = TypeVar("_E", bound=Event)
 log = logging.getLogger(__name__)
 
 
@@ -285,6 +301,10 @@ class ProviderCore:
                 live.unwatched_since = self._mono()
                 # The phones' ript-leg cookies stay good (and the lost legs refused).
                 live.leg, live.old_legs = legs.get(call.uri, (None, set()))
+                # The events kept are lost; their numbers must not be used again (a phone
+                # would skip the new events as seen): number from the wall clock's
+                # milliseconds on, above what any call sent before (< 1000 a second).
+                live.seq = int(self._clock() * 1000)
         self.push_hook: PushHook | None = None
         """Publishes taps: ``call`` to each forking target, ``take``/``answer``/``decline``.
 
@@ -869,11 +889,25 @@ class ProviderCore:
         stamp = self._now() if at is None else format_timestamp(at)
         return kind(direction=Direction.S2C, call=call.uri, timestamp=stamp, reason=reason)
 
-    def _fan_out(self, event: Event) -> None:
+    def _keep(self, live: _Live, event: _E) -> _E:
+        """``event`` numbered as the call's next, and kept for replay (see :meth:`subscribe`)."""
+        live.seq += 1
+        event = dataclasses.replace(event, seq=live.seq)
+        now = self._mono()
+        kept = live.kept
+        kept.append((now, event))
+        while kept and (len(kept) > MAX_KEPT_EVENTS or kept[0][0] < now - KEEP_EVENTS_S):
+            kept.popleft()
+        return event
+
+    def _fan_out(self, event: Event) -> Event:
+        """Send ``event`` to every reverse byway of its call, numbered and kept; returns it."""
         live = self._live.get(event.call)
         if live is not None:
+            event = self._keep(live, event)
             for subscription in list(live.subscribers):
                 subscription.deliver(event)
+        return event
 
     def _set_state(
         self,
@@ -900,6 +934,7 @@ class ProviderCore:
         live = self._live.get(call.uri)
         if live is not None:
             live.state_at = at_mono
+            event = self._keep(live, event)
         subscribers = list(live.subscribers) if live is not None else []
         self._save(updated)
         for subscription in subscribers:
@@ -913,16 +948,35 @@ class ProviderCore:
     def subscribe(
         self, account: Account, uri: str, on_event: Callable[[Event], None] | None = None
     ) -> Subscription:
-        """A new reverse byway: first the current state, then every later event (draft 9.9)."""
+        """A new reverse byway: the current state, the events kept, every later event.
+
+        First the current state (draft 9.9), numbered as the last event sent, and
+        ``reconnecting`` when the far end is away (``reconnected`` when it came back in
+        the time events are kept); then the events of the last
+        :data:`KEEP_EVENTS_S` but those the state sums up (state events) or that ask
+        for what the phone is doing (``migrate``): what a phone whose byways were down
+        may have missed.  The phone applies those numbered above the last it had, and,
+        on a first byway, none (docs/protocol.md section 6).
+        """
         with self._lock:
             call = self._call(account, uri)
-            subscription = Subscription(uri, on_event)
-            subscription.deliver(self._state_event(call))
             live = self._live_of(call)
+            subscription = Subscription(uri, on_event)
+            subscription.deliver(dataclasses.replace(self._state_event(call), seq=live.seq))
+            oldest = self._mono() - KEEP_EVENTS_S
+            recent = [event for at, event in live.kept if at >= oldest]
             if live.far_end_reconnecting:
                 subscription.deliver(
                     Reconnecting(direction=Direction.S2C, call=uri, timestamp=self._now())
                 )
+            elif any(isinstance(event, Reconnected) for event in recent):
+                # The far end came back lately: a phone that missed it learns it here.
+                subscription.deliver(
+                    Reconnected(direction=Direction.S2C, call=uri, timestamp=self._now())
+                )
+            for event in recent:
+                if not isinstance(event, _NOT_REPLAYED):
+                    subscription.deliver(event)
             live.subscribers.append(subscription)
             return subscription
 
@@ -1275,7 +1329,7 @@ class ProviderCore:
                 event = Migrate(
                     direction=Direction.S2C, call=call.uri, timestamp=self._now(), uri=uri
                 )
-                self._fan_out(event)
+                event = self._fan_out(event)
                 if rename:
                     assert uri is not None
                     self._rename(call, uri)
@@ -1289,7 +1343,7 @@ class ProviderCore:
                 event = HandlerChanged(
                     direction=Direction.S2C, call=call.uri, timestamp=self._now(), handler=target
                 )
-                self._fan_out(event)
+                event = self._fan_out(event)
                 return event
             raise RiptHttpError(
                 400,
@@ -1313,6 +1367,8 @@ class ProviderCore:
             for subscription in live.subscribers:
                 subscription.closed = True
             live.subscribers.clear()
+            # They name the old URI; the numbering goes on, so no number is used twice.
+            live.kept.clear()
             live.unwatched_since = self._mono()
             self._live[new_uri] = live
         if self.call_renamed is not None:

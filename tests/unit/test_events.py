@@ -311,3 +311,37 @@ def test_event_from_json_raises_only_event_error(value: Any) -> None:
         return
     assert isinstance(event, ev.Event)
     assert ev.event_from_json(event.to_json()) == event
+
+
+def test_seq_is_read_and_written_after_the_common_members() -> None:
+    doc = {
+        "direction": "s2c",
+        "timestamp": "2026-11-22T10:00:00.123Z",
+        "call": "https://p.example/calls/1",
+        "event": "handler-changed",
+        "seq": 12,
+        "handler": "https://p.example/h/2",
+    }
+    event = ev.event_from_json(doc)
+    assert event.seq == 12 and list(event.to_json()) == list(doc)
+    unknown = ev.event_from_json({**doc, "event": "x-note"})
+    assert unknown.seq == 12 and "seq" not in unknown._extra()
+    assert "seq" not in ev.event_from_json({**doc, "seq": None}).to_json()
+    for bad in (-1, 1.5, "12", True, 1 << 53):
+        with pytest.raises(ev.EventError):
+            ev.event_from_json({**doc, "seq": bad})
+
+
+def test_the_replay_filter_applies_each_numbered_event_once() -> None:
+    def at(seq: int | None) -> ev.Event:
+        return ev.Reconnected(direction=S2C, call="c", timestamp="t", seq=seq)
+
+    replays = ev.ReplayFilter()
+    # A first byway: the state (numbered as the latest event), then replays it has in it.
+    assert replays.take(at(5), first=True) and not replays.take(at(4)) and not replays.take(at(5))
+    assert replays.take(at(6)) and replays.take(at(None)) and replays.take(at(None))
+    # Re-established: the state (always), then what came after 6 once, the rest skipped.
+    taken = [replays.take(e, first=i == 0) for i, e in enumerate(map(at, (9, 5, 6, 7, 8, 7)))]
+    assert taken == [True, False, False, True, True, False]
+    # A provider that numbers anew (restarted, clock stepped back): followed, not ignored.
+    assert replays.take(at(2), first=True) and replays.take(at(3))

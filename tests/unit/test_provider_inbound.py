@@ -25,6 +25,7 @@ from ript.protocol.events import (
     Event,
     HandlerChanged,
     Migrate,
+    ReplayFilter,
     format_timestamp,
 )
 from ript.protocol.taps import TapType
@@ -203,7 +204,8 @@ def test_pull_moves_the_call_sends_handler_changed_and_retires_the_old_leg(
     assert desk_leg is not None
     core.check_media_leg(alice(core), call.uri, desk_leg)
     watcher = core.subscribe(alice(core), call.uri)
-    assert [e.type for e in drained(watcher)] == ["answered"]
+    # The state, then the claim's handler-changed of a moment ago (kept for replay).
+    assert [e.type for e in drained(watcher)] == ["answered", "handler-changed"]
     pulled = core.claim_call(alice(core), call.uri, ClaimRequest(kitchen))
     assert pulled.handler == kitchen and pulled.state is CallStatus.ANSWERED
     assert pulled.media_key is not None and pulled.media_key != call.media_key
@@ -501,7 +503,7 @@ def test_reconnecting_and_reconnected_on_demand(core: ProviderCore) -> None:
     drained(watcher)
     core.send_event(call.uri, "reconnecting")
     late = core.subscribe(alice(core), call.uri)
-    assert [e.type for e in drained(late)] == ["answered", "reconnecting"]
+    assert [e.type for e in drained(late)] == ["answered", "reconnecting", "handler-changed"]
     core.send_event(call.uri, "reconnected")
     assert [e.type for e in drained(watcher)] == ["reconnecting", "reconnected"]
 
@@ -590,3 +592,62 @@ def test_media_without_the_leg_cookie_must_come_from_the_device_of_the_calls_han
         with pytest.raises(RiptHttpError) as exc:
             core.check_media_leg(alice(core), call.uri, cookie, kitchen_device.device)
         assert status_of(exc) == 403
+
+
+def test_a_new_reverse_byway_replays_the_events_of_the_last_seconds_numbered(
+    core: ProviderCore, clock: Clock
+) -> None:
+    desk, kitchen = register(core, "h-1", "Desk"), register(core, "h-2", "Kitchen")
+    call = answered_on(core, desk)
+    first = core.subscribe(alice(core), call.uri)
+    opening = drained(first)
+    state = opening[0]
+    assert state.type == "answered" and state.seq is not None
+    # The claim's handler-changed, replayed after the state and numbered below it: a
+    # phone on its first byway (ReplayFilter) applies the state and skips the rest.
+    assert [(e.type, e.seq is not None and e.seq <= state.seq) for e in opening[1:]] == [
+        ("handler-changed", True)
+    ]
+    core.unsubscribe(first)  # a blip: the byway is gone
+    clock.now += 1
+    moved = core.send_event(call.uri, "handler-changed", handler=kitchen)
+    core.send_event(call.uri, "reconnecting")
+    assert moved.seq is not None and moved.seq > state.seq
+    clock.now += 2
+    again = drained(core.subscribe(alice(core), call.uri))
+    # The state numbered as the latest event, the far end's connectivity, then the
+    # events not summed up by them: the phone applies those above what it had.
+    assert [e.type for e in again] == [
+        "answered",
+        "reconnecting",
+        "handler-changed",
+        "handler-changed",
+    ]
+    assert again[0].seq == moved.seq + 1 and again[-1] == moved
+    filtered = ReplayFilter()
+    filtered.last = state.seq  # what the phone had before the blip
+    applied = [e for i, e in enumerate(again) if filtered.take(e, first=i == 0)]
+    assert [e.type for e in applied] == ["answered", "reconnecting", "handler-changed"]
+    assert applied[-1] == moved
+    # Kept 8 s: a byway opened later gets the state only.
+    clock.now += 8
+    assert [e.type for e in drained(core.subscribe(alice(core), call.uri))] == [
+        "answered",
+        "reconnecting",
+    ]
+
+
+def test_event_numbers_after_a_restart_are_above_those_before(
+    tmp_path: Path, accounts: dict[str, Account], clock: Clock
+) -> None:
+    path = str(tmp_path / "p.db")
+    core = ProviderCore(path, accounts, ORIGIN, clock)
+    call = answered_on(core, register(core, "h-1", "Desk"))
+    before = drained(core.subscribe(alice(core), call.uri))[0].seq
+    core.close()
+    clock.now += 5
+    restarted = ProviderCore(path, accounts, ORIGIN, clock)
+    after = drained(restarted.subscribe(alice(restarted), call.uri))
+    assert [e.type for e in after] == ["answered"]  # the events kept went with the process
+    assert before is not None and after[0].seq is not None and after[0].seq > before
+    restarted.close()

@@ -745,7 +745,7 @@ class Call:
             direction=Direction.C2S,
             call=self.uri,
             timestamp=format_timestamp(self._wall()),
-            **members,
+            **members,  # type: ignore[arg-type]  # (type-specific members: all strings)
         )
         return SendEvent(event)
 

@@ -101,6 +101,10 @@ class Event:
     direction: Direction
     call: str
     timestamp: str
+    seq: int | None = None
+    """This project's extension member ``seq`` (docs/protocol.md section 6): the
+    provider's number of the event within its call, so that the events it replays
+    on a new reverse byway are applied once.  None: absent (unnumbered)."""
 
     @property
     def type(self) -> str:
@@ -116,6 +120,8 @@ class Event:
             "call": self.call,
             "event": self.type,
         }
+        if self.seq is not None:
+            doc["seq"] = self.seq
         for name, value in self._extra().items():
             # An extension member never overwrites a common one.
             doc.setdefault(name, value)
@@ -284,7 +290,10 @@ _KNOWN: dict[str, type[Event]] = {
 }
 _KNOWN["ended"] = End
 
-_COMMON = ("direction", "timestamp", "call", "event")
+_COMMON = ("direction", "timestamp", "call", "event", "seq")
+
+SEQ_LIMIT = 1 << 53
+"""``seq`` values are below this: the integers every JSON parser holds exactly."""
 
 
 def _optional(doc: Mapping[str, Any], name: str) -> str | None:
@@ -303,6 +312,40 @@ def _required(doc: Mapping[str, Any], name: str) -> str:
     return value
 
 
+class ReplayFilter:
+    """Which events of a call's reverse byways to apply: each numbered one once.
+
+    The provider numbers the events it keeps (``seq``), starts every new reverse
+    byway with the current state numbered as the latest event it sent, and then
+    replays the events of the last seconds, which the phone may or may not have
+    had (docs/protocol.md section 6, "Events missed while byways were down").
+    Pass each event with ``first`` True for the first of a byway.
+    """
+
+    __slots__ = ("last",)
+
+    def __init__(self) -> None:
+        self.last: int | None = None
+        """The highest number applied (or stated by a byway's first event)."""
+
+    def take(self, event: Event, *, first: bool = False) -> bool:
+        """Whether to apply ``event``: unnumbered and first ones always, others once."""
+        seq = event.seq
+        if seq is None:
+            return True
+        if first:
+            # The current state: everything up to ``seq`` is in it for a phone that has
+            # heard nothing yet; a lower number than ours is a provider that numbers
+            # anew (it restarted): follow it rather than skip its events.
+            if self.last is None or seq < self.last:
+                self.last = seq
+            return True
+        if self.last is not None and seq <= self.last:
+            return False
+        self.last = seq
+        return True
+
+
 def event_from_json(doc: object) -> Event:
     """Build the typed event for one decoded JSON value; raise :class:`EventError`."""
     if not isinstance(doc, dict):
@@ -316,7 +359,15 @@ def event_from_json(doc: object) -> Event:
     call = _required(doc, "call")
     kind = _required(doc, "event")
     parse_timestamp(timestamp)
-    common: dict[str, Any] = {"direction": direction, "timestamp": timestamp, "call": call}
+    seq = doc.get("seq")
+    if seq is not None and (type(seq) is not int or not 0 <= seq < SEQ_LIMIT):
+        raise EventError(f"event member 'seq' must be an integer from 0 to 2^53-1, not {seq!r}")
+    common: dict[str, Any] = {
+        "direction": direction,
+        "timestamp": timestamp,
+        "call": call,
+        "seq": seq,
+    }
 
     cls = _KNOWN.get(kind)
     if cls is None:

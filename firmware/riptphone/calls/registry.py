@@ -4,7 +4,7 @@ A call is placed here (:meth:`CallRegistry.place`), offered by a tap, or
 found with ``GET {tg}/calls`` (:meth:`CallRegistry.follow`); a call this
 phone carried before a restart is claimed again.  Each runner's call-machine
 actions become the phone machine's call inputs (:mod:`riptphone.calls.actions`)
-and ``call``/``ring``/``dtmf`` events for control-socket watchers.  The
+and ``call``/``ring``/``dtmf``/``signal`` events for control-socket watchers.  The
 registry also applies mute and volume to the media, sends DTMF, keeps the
 tones off the earpiece while a call's media has it, and runs the quality bars.
 """
@@ -185,6 +185,9 @@ class CallRegistry:
             before_media=self.earpiece.free,
             on_media=self._media_started,
             on_dtmf=self._dtmf_received,
+            on_event=lambda event: self._publish(
+                {"event": "signal", "call": call.first_uri, "type": event.type, "seq": event.seq}
+            ),
         )
         self.runners[call.first_uri] = runner
         self._publish({"event": "call", "call": call_json(runner)})

@@ -42,7 +42,7 @@ from ript.protocol.call import (
     SendEvent,
 )
 from ript.protocol.errors import LocalProtocolError
-from ript.protocol.events import Event
+from ript.protocol.events import Event, Pong, ReplayFilter
 from riptphone.calls.codec import MediaError, codec_settings
 from riptphone.calls.media import NO_ACTIVITY, MediaInfo, MediaSession
 from riptphone.calls.transport import open_transport
@@ -75,9 +75,13 @@ class CallRunner:
         before_media: Callable[[], Awaitable[None]] | None = None,
         on_media: Callable[[MediaSession], None] | None = None,
         on_dtmf: Callable[[str], None] | None = None,
+        on_event: Callable[[Event], None] | None = None,
     ) -> None:
         self.client = client
         self._on_dtmf = on_dtmf
+        self._on_event = on_event
+        self._replays = ReplayFilter()
+        """Each event the provider numbers is applied once, replayed or not (protocol.md 6)."""
         self._before_media = before_media
         self._on_media = on_media
         self.audio = audio if audio is not None else AudioConfig()
@@ -233,8 +237,15 @@ class CallRunner:
         try:
             await byways.wait_up()
             self._inputs.put_nowait(self.call.signalling_up)
+            first = True
             async for event in byways.events():
-                self._inputs.put_nowait(functools.partial(self._receive, event))
+                # A new reverse byway replays what the provider sent lately: a phone
+                # that had it already (numbered at or below the last it had) skips it.
+                if self._replays.take(event, first=first):
+                    self._inputs.put_nowait(functools.partial(self._receive, event))
+                else:
+                    log.debug("event=event_seen_before call=%s seq=%s", self.call.uri, event.seq)
+                first = False
         except RiptError as exc:
             if byways is not self._byways:
                 return  # an old pair we closed ourselves
@@ -244,6 +255,8 @@ class CallRunner:
                 self._fault(str(exc), lost=connection_gone(exc))
 
     def _receive(self, event: Event, now: float) -> list[Action]:
+        if self._on_event is not None and not isinstance(event, Pong):
+            self._on_event(event)  # (not the keepalive's pongs: one every 5 s)
         return self.call.receive_event(event, now)
 
     def _fault(self, reason: str, *, lost: bool = False) -> None:

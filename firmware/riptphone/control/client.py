@@ -205,6 +205,8 @@ def format_event(event: Mapping[str, Any]) -> str:
         text = f"dtmf {_text(event.get('digit'))}"
         if event.get("direction") == "received":
             text += " from the far end"
+    elif name == "signal":
+        text = f"provider event {_text(event.get('type'))}"
     elif name == "error":
         text = f"error: {_text(event.get('error'))}"
     elif name == "screen":
