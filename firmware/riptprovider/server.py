@@ -689,6 +689,14 @@ class RunningServer:
                 [("allow", "GET, POST")],
             )
 
+    def _leg_kind(self, request: _Request, call_uri: str) -> str:
+        """For log lines: the request's ``ript-leg`` cookie is ``none``, ``current`` or
+        ``other`` (a retired or unknown leg); never its value."""
+        leg = _cookie(request, LEG_COOKIE)
+        if leg is None:
+            return "none"
+        return "current" if leg == self._core.leg_token(call_uri) else "other"
+
     def _leg_cookie(self, call_uri: str, device: str | None = None) -> list[tuple[str, str]]:
         """``Set-Cookie`` naming the call's current handler leg (none when the core has none).
 
@@ -780,6 +788,14 @@ class RunningServer:
         core.get_call(account, call_uri)  # 404 before the 200 for a call that is gone
         # The PUT of a re-establishment comes without cookies: the leg's cookie comes back.
         cookie = self._leg_cookie(call_uri, request.device)
+        # One line per byway (not per event): how a test or an operator sees a phone
+        # re-establish as protocol.md 9.1 asks (no cookie here, media after, with it).
+        log.info(
+            "event=forward_byway call=%s leg_cookie=%s set_cookie=%s",
+            call_uri,
+            self._leg_kind(request, call_uri),
+            "yes" if cookie else "no",
+        )
         conn.send_headers(sid, 200, [("content-type", JSON), *cookie])
         reader = EventStreamReader()
         try:
@@ -928,7 +944,12 @@ class RunningServer:
         conn.sessions[sid] = session
         media.add_session(session)
         self.sessions_opened += 1
-        log.info("webtransport session open call=%s stream=%d", call_uri, sid)
+        log.info(
+            "webtransport session open call=%s stream=%d leg_cookie=%s",
+            call_uri,
+            sid,
+            self._leg_kind(request, call_uri),
+        )
         try:
             # Nothing is read from the stream (no capsule is used): its end, a reset,
             # the connection's loss or end_sessions() end the session.

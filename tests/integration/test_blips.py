@@ -203,6 +203,7 @@ def test_a_cut_connection_waits_retry_backoff_then_reconnects_on_a_new_one(
 ) -> None:
     uri, _ = in_call(phone, TONE)
     ports = set(net.source_ports())
+    provider_log = len(line.provider.log.read_text(errors="replace"))
     net.cut()  # the flow is dead: the phone hears nothing more on its connection
     flowing_after(phone, net, uri)  # (no blackhole: waits only for media again)
     log = phone.log_text()
@@ -230,3 +231,41 @@ def test_a_cut_connection_waits_retry_backoff_then_reconnects_on_a_new_one(
         )
     )
     assert settled["chunks_resent"] > 0, settled  # the backlog went on the new connection
+    # What the provider saw of it (protocol.md 9.1): the re-opened PUT {call}/events came
+    # without the ript-leg cookie, its answer set it, and the media (the WebTransport
+    # session) came only after it, with that cookie.
+    seen = re.findall(
+        rf"(event=forward_byway|webtransport session open) call={re.escape(uri)} "
+        r"(?:stream=\d+ )?leg_cookie=(\w+)(?: set_cookie=(\w+))?",
+        line.provider.log.read_text(errors="replace")[provider_log:],
+    )
+    assert seen and seen[0] == ("event=forward_byway", "none", "yes"), seen
+    assert ("webtransport session open", "current", "") in seen, seen
+    assert all(kind == "current" for what, kind, _ in seen if what.startswith("webtransport")), seen
+
+
+def test_an_event_sent_during_a_blip_reaches_the_phone_once_after_it(
+    line: Line, phone: PhoneProc, net: UdpProxy
+) -> None:
+    uri, _ = in_call(phone, TONE)
+    with phone.watch() as watch:
+
+        def handler_changed(event: dict[str, Any]) -> bool:
+            return event.get("event") == "signal" and event.get("type") == "handler-changed"
+
+        before = line.admin("event", call=uri, type="handler-changed")["event"]
+        watch.until(handler_changed)
+        opened = len(phone.log_lines(f"event=byways call={uri} state=opening"))
+        net.blackhole(3.0)
+        time.sleep(1.0)
+        # Sent into the blackhole, on a reverse byway the phone then gives up ("no ack"):
+        # the provider keeps it and replays it on the new byway, after the current state,
+        # together with the one before, which the phone had: that one it skips.
+        during = line.admin("event", call=uri, type="handler-changed")["event"]
+        assert during["seq"] > before["seq"]
+        flowing_after(phone, net, uri)
+        assert len(phone.log_lines(f"event=byways call={uri} state=opening")) > opened
+        watch.until(lambda e: handler_changed(e) and e.get("seq") == during["seq"], wait=BACK)
+        watch.quiet(handler_changed, 2.0)  # and no second time, from any byway
+    seqs = [e["seq"] for e in watch.seen if handler_changed(e)]
+    assert seqs == [before["seq"], during["seq"]], watch.seen

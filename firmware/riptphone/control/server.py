@@ -90,7 +90,7 @@ DROP_GRACE: Final = 1.0
 """Seconds a dropped or closed connection gets to flush before it is aborted."""
 
 COMMANDS: Final = ("status", "hook", "key", "dial", "pull", "reset", "watch")
-EVENTS: Final = frozenset({"state", "ring", "call", "dtmf", "error", "screen"})
+EVENTS: Final = frozenset({"state", "ring", "call", "dtmf", "signal", "error", "screen"})
 
 _KEY = re.compile(r"(?:[0-9*#]|[a-z][a-z0-9-]{0,31})\Z")
 # What a person may type as a number: keypad symbols, a leading-plus E.164
