@@ -80,6 +80,8 @@ TAP_P99_LIMIT_MS = 1000.0
 class Tuning:
     nice = 0
     """``--nice``: the priority the provider, mosquitto and the workers are given (all threads)."""
+    provider_nice = 0
+    """``--provider-nice``: then the provider's threads alone (ahead of the workers)."""
 
 
 REGISTER_P99_LIMIT_MS = 3000.0
@@ -251,6 +253,8 @@ class Window:
     provider_cpu: float
     broker_cpu: float | None
     worker_cpu: list[float]
+    gc_max_ms: float = 0.0
+    """The generator's longest garbage-collector pause in the window (any worker)."""
 
     @property
     def loss_pct(self) -> float:
@@ -321,6 +325,7 @@ def step_row(windows: list[Window], late_ms: float, loss_pct: float, calls: int)
         "send_late_p99_ms": send99,
         "windows_slipped": f"{slipped}/{len(windows)}",
         "windows_p99_ms": [pct(w.late, 0.99) for w in windows],
+        "generator_gc_max_ms": max(w.gc_max_ms for w in windows),
         "transports": sorted({t for w in windows for t in w.transports}),
         "slip": why,
         "generator": flags,
@@ -336,6 +341,7 @@ def measure(
 ) -> Window:
     pids = [w.pid for w in workers]
     renice([provider_pid, broker_pid, *pids], Tuning.nice)
+    renice([provider_pid], Tuning.provider_nice)
     before = [cpu_seconds(p) for p in pids]
     p0 = cpu_seconds(provider_pid)
     b0 = cpu_seconds(broker_pid) if broker_pid else 0.0
@@ -359,6 +365,7 @@ def measure(
         provider_cpu=provider,
         broker_cpu=broker,
         worker_cpu=spent,
+        gc_max_ms=max((r["gc_max_ms"] for r in replies), default=0.0),
     )
 
 
@@ -388,23 +395,49 @@ def profile(pid: int, seconds: float, out: Path) -> str:
     )
     if done.returncode != 0 or not out.exists():
         return f"py-spy failed: {done.stderr.strip()[-500:]}"
+    return summarize_profile(out.read_text(), str(out))
+
+
+def summarize_profile(raw: str, where: str) -> str:
+    """py-spy's raw (collapsed) stacks: where the event loop's thread spends its time.
+
+    Only the loop's thread (stacks through ``_run_once``) is counted: the
+    provider's other threads sleep.  Sampled with ``--idle``, so time waiting in
+    ``select`` is idle, and time ready to run but without a CPU counts where
+    the thread stands.
+    """
     own: collections.Counter[str] = collections.Counter()
     under: collections.Counter[str] = collections.Counter()
-    total = 0
-    for line in out.read_text().splitlines():
+    total = idle = 0
+    for line in raw.splitlines():
         stack, _, count = line.rpartition(" ")
-        if not stack:
+        if not stack or "_run_once" not in stack:
             continue
         n = int(count)
         total += n
         frames = stack.split(";")
-        own[_short(frames[-1])] += n
+        leaf = _short(frames[-1])
+        if leaf.startswith(("EpollSelector.select", "select ")):
+            idle += n
+            continue
+        own[leaf] += n
         for name in {_short(f) for f in frames}:
             under[name] += n
-    lines = [f"py-spy: {total} samples of the provider ({out})", "  own time:"]
-    lines += [f"    {100 * n / total:5.1f} %  {name}" for name, n in own.most_common(15)]
-    lines.append("  under (inclusive):")
-    lines += [f"    {100 * n / total:5.1f} %  {name}" for name, n in under.most_common(30)]
+    if not total:
+        return f"py-spy: no sample of the event loop in {where}"
+    busy = total - idle
+    lines = [
+        f"py-spy: {total} samples of the provider's event loop ({where}): "
+        f"{100 * idle / total:.0f} % idle in select, {100 * busy / total:.0f} % busy",
+        "  own time (% of busy):",
+    ]
+    lines += [f"    {100 * n / busy:5.1f} %  {name}" for name, n in own.most_common(15)]
+    lines.append("  under (inclusive, % of busy):")
+    lines += [
+        f"    {100 * n / busy:5.1f} %  {name}"
+        for name, n in under.most_common(40)
+        if n < 0.95 * busy  # not the frames every stack goes through
+    ][:25]
     return "\n".join(lines)
 
 
@@ -422,10 +455,25 @@ def start(
     work: Path, args: argparse.Namespace, webtransport: bool, idle_accounts: int
 ) -> tuple[ProviderProcess, list[Worker], int | None]:
     work.mkdir(parents=True, exist_ok=True)
+    if args.gc_probe:
+        # The probe's sitecustomize first on the provider's path (start_provider passes
+        # this process's environment on); the workers are started below without it.
+        probe = Path(__file__).resolve().parent / "gc_probe"
+        os.environ["PYTHONPATH"] = os.pathsep.join(
+            [str(probe), *filter(None, [os.environ.get("PYTHONPATH")])]
+        )
+        os.environ["RIPT_GC_PROBE"] = str(work / "provider-gc.txt")
     call_accounts = max(1, math.ceil(max(args.steps) / args.per_account))
-    provider = start_provider(
-        work, provider_toml(webtransport, call_accounts, idle_accounts), log_level=args.log_level
-    )
+    saved = dict(os.environ)
+    try:
+        provider = start_provider(
+            work,
+            provider_toml(webtransport, call_accounts, idle_accounts),
+            log_level=args.log_level,
+        )
+    finally:
+        os.environ.clear()
+        os.environ.update(saved if not args.gc_probe else _without_probe(saved))
     broker_pid = None
     pid_file = provider.config.parent / "provider-state" / "push" / "mosquitto.pid"
     if idle_accounts:
@@ -448,7 +496,32 @@ def start(
         }
         workers.append(Worker(w, setup, work))
     renice([provider.process.pid, broker_pid, *(w.pid for w in workers)], Tuning.nice)
+    renice([provider.process.pid], Tuning.provider_nice)
     return provider, workers, broker_pid
+
+
+def _without_probe(env: dict[str, str]) -> dict[str, str]:
+    env = dict(env)
+    env.pop("RIPT_GC_PROBE", None)
+    parts = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and "gc_probe" not in p]
+    if parts:
+        env["PYTHONPATH"] = os.pathsep.join(parts)
+    else:
+        env.pop("PYTHONPATH", None)
+    return env
+
+
+def provider_gc(work: Path, since: float, until: float) -> tuple[float, float]:
+    """The provider's GC pauses (``--gc-probe``) between two ``time.time()``: max and sum, ms."""
+    path = work / "provider-gc.txt"
+    if not path.exists():
+        return 0.0, 0.0
+    pauses = []
+    for line in path.read_text().splitlines():
+        end, pause, _ = line.split()
+        if since <= float(end) <= until:
+            pauses.append(float(pause))
+    return max(pauses, default=0.0), sum(pauses)
 
 
 def stop_all(provider: ProviderProcess, workers: list[Worker]) -> None:
@@ -478,12 +551,16 @@ def call_phase(work: Path, args: argparse.Namespace, transport: str) -> dict[str
             n = split(k, args.workers)
             ask_all(workers, [{"cmd": "calls", "n": x} if x else None for x in n])
             time.sleep(1.0)  # set-up traffic over
+            since = time.time()
             windows = [
                 measure(workers, [x > 0 for x in n], args.hold, pid, None)
                 for _ in range(args.windows)
             ]
             row = step_row(windows, args.late_ms, args.loss_pct, k)
             row["calls"] = k
+            if args.gc_probe:
+                gc_max, gc_sum = provider_gc(work, since, time.time())
+                row["provider_gc_max_ms"], row["provider_gc_total_ms"] = gc_max, round(gc_sum, 1)
             why, flags = row["slip"], row["generator"]
             if row["transports"] != [transport]:
                 flags.append(f"transports {row['transports']}")
@@ -496,7 +573,14 @@ def call_phase(work: Path, args: argparse.Namespace, transport: str) -> dict[str
                 f"{fmt(row['rtt_p99_ms']):>7} {row['loss_pct']:>7.2f} "
                 f"{row['provider_cpu']:>8.0%} "
                 f"{'/'.join(f'{c:.0%}' for c in row['worker_cpu']):>12} "
-                f"{fmt(row['send_late_p99_ms']):>9} {row['windows_slipped']:>5}  {verdict}",
+                f"{fmt(row['send_late_p99_ms']):>9} {row['windows_slipped']:>5}  {verdict}"
+                + (
+                    f"  [provider GC max {row['provider_gc_max_ms']:.1f} ms, "
+                    f"{row['provider_gc_total_ms']:.0f} ms in all; "
+                    f"generator GC max {row['generator_gc_max_ms']:.1f} ms]"
+                    if args.gc_probe
+                    else ""
+                ),
                 flush=True,
             )
             rows.append(row)
@@ -581,6 +665,7 @@ def idle_phase(work: Path, args: argparse.Namespace) -> dict[str, Any]:
             up = sum(r["push_up"] for r in replies)
             have = sum(r["idle"] for r in replies)
             failed = sum(r["failed"] for r in replies)
+            failures = [m for r in replies for m in r["failures"]]
             up_s = max(r["all_up_s"] for r in replies)
             time.sleep(2.0)
             window = measure(
@@ -645,6 +730,7 @@ def idle_phase(work: Path, args: argparse.Namespace) -> dict[str, Any]:
                     "tap_p50_ms": pct(delays, 0.5),
                     "tap_p99_ms": tap99,
                     "taps_missing": missing,
+                    "registration_failures": failures,
                     "slip": why,
                 }
             )
@@ -694,6 +780,18 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         help="run the provider, mosquitto and the workers at this nice value (e.g. -10: "
         "ahead of whatever else shares the machine)",
     )
+    parser.add_argument(
+        "--provider-nice",
+        type=int,
+        default=0,
+        help="then the provider's threads alone at this nice value (e.g. -15: ahead of "
+        "the workers, as on a machine of its own)",
+    )
+    parser.add_argument(
+        "--gc-probe",
+        action="store_true",
+        help="note the provider's garbage-collector pauses (tests/bench/gc_probe)",
+    )
     parser.add_argument("--log-level", default="info", help="the provider's --log-level")
     parser.add_argument("--json", type=Path, help="also write the results here (JSON)")
     args = parser.parse_args(argv)
@@ -719,6 +817,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     Tuning.nice = args.nice
+    Tuning.provider_nice = args.provider_nice
     work = Path(tempfile.mkdtemp(prefix="ript-load-"))
     print(
         f"# {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "

@@ -28,6 +28,7 @@ up to ``n`` idle phones), ``taps`` (forget or report the taps seen), ``stop``.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import random
 import resource
@@ -77,6 +78,24 @@ class _Stamps:
 
     def stats(self) -> SimpleNamespace:
         return SimpleNamespace(late=0, discarded=0)
+
+
+class GcPauses:
+    """The garbage collector's pauses in this process (a stall of the generator's loop)."""
+
+    def __init__(self) -> None:
+        self.pauses: list[float] = []
+        self._start = 0.0
+        gc.callbacks.append(self._note)
+
+    def _note(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._start = time.perf_counter()
+        else:
+            self.pauses.append((time.perf_counter() - self._start) * 1000)
+
+
+GC = GcPauses()
 
 
 class LoadMediaSession(MediaSession):
@@ -227,9 +246,11 @@ class Worker:
         sessions = [p.media for p in self.calls if p.media is not None]
         for media in sessions:
             media.window()
+        GC.pauses.clear()
         t0 = time.monotonic()
         await asyncio.sleep(seconds)
         t1 = time.monotonic()
+        pauses = list(GC.pauses)
         await asyncio.sleep(GRACE_S)
         late: list[float] = []
         rtt: list[float] = []
@@ -254,6 +275,8 @@ class Worker:
             "send_late_ms": send_late,
             "lost": lost,
             "alive": alive,
+            "gc_max_ms": round(max(pauses, default=0.0), 2),
+            "gc_ms": round(sum(pauses), 2),
             "transports": sorted({m.transport for m in sessions}),
             "codecs": sorted({m.codec for m in sessions}),
         }
