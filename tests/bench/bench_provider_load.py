@@ -1,8 +1,9 @@
 """Load on the provider (issue #14 item 5): concurrent calls with media, and idle phones.
 
-    .venv/bin/python tests/bench/bench_provider_load.py [--transport webtransport|byways]...
-        [--codec pcmu|opus] [--steps 1,2,4,8,...] [--hold 10] [--workers 2]
-        [--idle 250,500,1000] [--per-account 50] [--no-calls] [--no-idle] [--profile]
+    .venv/bin/python tests/bench/bench_provider_load.py --nice -10
+        [--transport webtransport|byways]... [--codec pcmu|opus] [--steps 1,2,4,8,...]
+        [--hold 8] [--windows 3] [--workers 2] [--idle 250,500,1000] [--per-account 50]
+        [--no-calls] [--no-idle] [--profile] [--gc-probe] [--provider-nice -19] [--json F]
 
 Starts one real ``ript-provider serve`` (with its spawned mosquitto) and
 ``--workers`` load-generator processes (:mod:`bench.load_phones`: the phone's
@@ -19,7 +20,9 @@ paho push channel; only the sound card is replaced).  Two phases:
   the p99 lateness exceeds ``--late-ms`` (20 ms: one frame; a jitter buffer
   sized for the unloaded path would play it late or conceal it) or more than
   ``--loss-pct`` (1 %) of the chunks never come back (within 0.5 s), or a
-  call ends.  The ramp stops after two slipping steps.
+  call ends.  Each step is measured in ``--windows`` windows and judged on
+  the medians (one stall of the whole machine does not make it slip).  The
+  ramp stops after two slipping steps.
 * **Idle phones**: ramp to N registered phones, each having registered over
   its own QUIC connection (then closed) and holding its MQTT 5 session (TLS)
   to the provider's broker; at each N, with one *canary* call running, the
@@ -35,10 +38,15 @@ paho push channel; only the sound card is replaced).  Two phases:
 The generator must not be the bottleneck: each worker's CPU (``/proc``) and
 the *send lateness* (sent - due; the generator's own timer) are printed at
 every step; a worker above 80 % of a core or a send lateness p99 above 5 ms
-is flagged ``GEN``.  With ``--profile`` py-spy samples the provider (100 Hz,
-``--hold`` s, while the calls go on) at the first slipping step and the
-top frames are printed.  Not collected by pytest; figures go in
-docs/performance.md.
+is flagged ``GEN``; the workers' garbage-collector pauses are in the JSON.
+With ``--profile`` py-spy samples the provider (100 Hz, ``--hold`` s, while
+the calls go on) at the first slipping step and where its event loop spends
+its time is printed; ``--gc-probe`` notes the provider's garbage-collector
+pauses (:mod:`gc_probe.sitecustomize` on its path, the firmware unchanged).
+``--nice`` renices the bench's processes and their session's autogroup, so
+the neighbours on a shared machine do not set the figure; ``--provider-nice``
+then puts the provider ahead of the workers.  Not collected by pytest (about
+12 s at the least: too long for the suite); figures go in docs/performance.md.
 """
 
 from __future__ import annotations
