@@ -460,7 +460,11 @@ def _short(frame: str) -> str:
 
 
 def start(
-    work: Path, args: argparse.Namespace, webtransport: bool, idle_accounts: int
+    work: Path,
+    args: argparse.Namespace,
+    webtransport: bool,
+    idle_accounts: int,
+    count: int | None = None,
 ) -> tuple[ProviderProcess, list[Worker], int | None]:
     work.mkdir(parents=True, exist_ok=True)
     if args.gc_probe:
@@ -492,14 +496,15 @@ def start(
     calls = [account_entry(f"c{i}", i) for i in range(call_accounts)]
     idle = [account_entry(f"i{i}", 1000 + i) for i in range(idle_accounts)]
     workers = []
-    for w in range(args.workers):
+    count = count or args.workers
+    for w in range(count):
         setup = {
             "ca_file": provider.ca_file,
             "domain": provider.domain,
             "codec": "PCMU" if args.codec == "pcmu" else "opus",
             "far_end": FAR_END,
-            "call_accounts": calls[w :: args.workers] or calls,
-            "idle_accounts": idle[w :: args.workers],
+            "call_accounts": calls[w::count] or calls,
+            "idle_accounts": idle[w::count],
             "per_account": args.per_account,
         }
         workers.append(Worker(w, setup, work))
@@ -643,14 +648,26 @@ def tap_probe(
     return delays[:expected], max(0, expected - len(delays))
 
 
+PHONES_PER_WORKER = 300
+"""Idle phones one worker process holds: paho's loop ``select()``s, which cannot take a
+descriptor past 1,023, and each paho client holds three (its socket, a socket pair to
+wake its loop), so a worker fails past about 337 (docs/performance.md)."""
+
+
+def idle_workers(phones: int, workers: int) -> int:
+    """Worker processes for ``phones`` idle phones: ``--workers``, or more if need be."""
+    return max(workers, math.ceil(phones / PHONES_PER_WORKER))
+
+
 def idle_phase(work: Path, args: argparse.Namespace) -> dict[str, Any]:
     top = max(args.idle)
-    idle_accounts = math.ceil(top / args.per_account) + args.workers
-    provider, workers, broker_pid = start(work, args, True, idle_accounts)
+    count = idle_workers(top, args.workers)
+    idle_accounts = math.ceil(top / args.per_account) + count
+    provider, workers, broker_pid = start(work, args, True, idle_accounts, count)
     pid = provider.process.pid
     assert broker_pid is not None
     print(
-        f"\n## idle phones, {args.per_account} per account, {args.workers} workers, "
+        f"\n## idle phones, {args.per_account} per account, {count} workers, "
         f"{args.hold:g} s windows, one canary call ({args.codec}, webtransport)"
     )
     print(
@@ -665,7 +682,7 @@ def idle_phase(work: Path, args: argparse.Namespace) -> dict[str, Any]:
         ask_all(workers, [{"cmd": "calls", "n": 1}] + [None] * (len(workers) - 1))
         base_rss_call = rss_mb(pid)
         for n in args.idle:
-            shares = split(n, args.workers)
+            shares = split(n, count)
             replies = ask_all(
                 workers, [{"cmd": "idle", "n": x, "parallel": args.parallel} for x in shares]
             )
@@ -682,10 +699,10 @@ def idle_phase(work: Path, args: argparse.Namespace) -> dict[str, Any]:
             delays: list[float] = []
             missing = 0
             for probe in range(3):
-                w = probe % args.workers
+                w = probe % count
                 # The worker's last account with phones: accounts are filled in order.
                 filled = math.ceil(shares[w] / args.per_account)
-                account = f"i{(filled - 1) * args.workers + w}"
+                account = f"i{(filled - 1) * count + w}"
                 expected = min(args.per_account, shares[w] - (filled - 1) * args.per_account)
                 got, miss = tap_probe(provider, workers, account, expected)
                 delays += got

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.bench_provider_load import Window, parse, pct, provider_toml, split
+from bench.bench_provider_load import Window, idle_workers, parse, pct, provider_toml, split
 from riptprovider.config import parse_config
 
 
@@ -85,3 +85,9 @@ def test_options() -> None:
         parse(["--steps", "1,x"])
     with pytest.raises(SystemExit):
         parse(["--steps", "0"])
+
+
+def test_idle_phones_get_enough_workers_for_pahos_select() -> None:
+    assert idle_workers(500, 2) == 2
+    assert idle_workers(1450, 4) == 5  # 4 workers failed at 1,348 (337 each)
+    assert idle_workers(2000, 2) * 337 > 2000
