@@ -113,6 +113,10 @@ class FakeClient:
         self.calls: dict[str, CallDescription] = {}
         self.place_error: RiptError | None = None
         self.placed: list[dict[str, Any]] = []
+        self.forgotten: list[str] = []  # forget_call(): calls whose cookies were dropped
+
+    def forget_call(self, *call_uris: str) -> None:
+        self.forgotten.extend(call_uris)
 
     async def discover(self, tg_name: str | None = None) -> TrunkGroup:
         if self.failures:

@@ -53,6 +53,7 @@ outcome = "busy"
 KINDS = ("out", "out", "out", "out", "in", "in", "in", "pulled", "busy", "unreachable")
 RSS_LIMIT_KB = 2048
 WAIT = 20.0
+SETTLE_TRIES = 5
 
 
 def rss_kb(pid: int) -> int:
@@ -168,6 +169,18 @@ class Soak:
             self.settle()
 
     def settle(self) -> None:
+        """Hang everything up; a phone slow to answer (a machine under load) gets retries."""
+        for attempt in range(SETTLE_TRIES):
+            try:
+                self._settle()
+                return
+            except (AssertionError, ControlClientError, OSError) as exc:
+                if attempt == SETTLE_TRIES - 1:
+                    raise
+                self.failures.append(f"settling: {str(exc)[:300]}")
+                time.sleep(5.0)
+
+    def _settle(self) -> None:
         self.line.hang_up_everything()
         for phone in (self.a, self.b):
             phone.hook("on")

@@ -13,6 +13,7 @@ from aioquic.h3.connection import Setting
 
 from riptphone.net.h3 import (
     ACK_DELAY,
+    MAX_COOKIES_PER_ORIGIN,
     ConnectionLostError,
     CookieJar,
     GoawayError,
@@ -241,6 +242,40 @@ def test_cookie_jar_paths_and_expiry() -> None:
     assert jar.header(o, "/calls/7") == "a=1; c=3"
     now[0] = 1300.0
     assert jar.header(o, "/calls/7") == "a=1"
+
+
+def test_cookie_jar_forgets_a_gone_resource_and_stays_bounded() -> None:
+    """A provider's per-call cookie (no expiry) must not pile up over a phone's calls."""
+    jar = CookieJar(clock=lambda: 1000.0)
+    o = "https://p.example:443"
+    jar.store(o, "/", "session=s; Path=/")
+    for n in range(10):  # a claim's Set-Cookie, as riptprovider sends it
+        jar.store(o, f"/calls/{n}", f"ript-leg=L{n}; Path=/calls/{n}; Secure; HttpOnly")
+    jar.store(o, "/calls/10/events", "other=x")  # default path /calls/10
+    assert jar.forget(o, "/calls/3") == 1
+    assert jar.forget(o, "/calls/1") == 1  # not /calls/10's
+    assert jar.forget(o, "/calls/10?x=1") == 1
+    assert jar.forget("https://other:443", "/") == 0
+    assert jar.header(o, "/calls/3/events") == "session=s"
+    assert jar.header(o, "/calls/4/events") == "ript-leg=L4; session=s"
+    assert jar.count(o) == 1 + 10 - 2
+    for n in range(1000):  # never forgotten: the oldest go past the bound
+        jar.store(o, f"/calls/x{n}", f"ript-leg=L{n}; Path=/calls/x{n}")
+    assert jar.count() == MAX_COOKIES_PER_ORIGIN
+    assert jar.header(o, "/calls/x999") == "ript-leg=L999"
+    assert jar.header(o, "/calls/x0") is None
+
+
+def test_client_forgets_the_cookies_of_a_call() -> None:
+    async def main() -> None:
+        async with H3Client() as client:
+            call = "https://p.example/tgs/bob/calls/7"
+            leg = "ript-leg=1; Path=/tgs/bob/calls/7"
+            client.cookies.store("https://p.example:443", "/tgs/bob/calls/7", leg)
+            assert client.forget_cookies(call) == 1
+            assert client.cookies.count() == 0
+
+    asyncio.run(main())
 
 
 def test_unknown_ca_is_rejected_and_the_configured_ca_file_is_trusted() -> None:

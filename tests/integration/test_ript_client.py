@@ -188,6 +188,10 @@ def test_a_call_from_enrolment_to_hang_up(tmp_path: Path) -> None:
         assert states[:3] == ["proceeding", "alerting", "answered"]
         assert pongs == ["7"]
         assert await client.get_call(call.uri) is None  # over: 404
+        # The provider's ript-leg cookie for the call (no expiry) goes with the call.
+        assert client.http.cookies.count() == 1
+        client.forget_call(call.uri)
+        assert client.http.cookies.count() == 0
 
     run(tmp_path, body)
 

@@ -226,6 +226,27 @@ def test_a_call_moved_to_a_new_uri_is_the_same_call(tmp_path: Path) -> None:
     assert rig.events[-1]["call"]["uri"] == new_uri  # the control socket shows where it is
 
 
+class EndingRunner(FakeRunner):
+    """A runner whose call is over as soon as it runs."""
+
+    async def run(self) -> None:
+        self.call.state = CallState.ENDED
+
+
+def test_a_call_that_ends_here_drops_its_cookies_under_both_uris(tmp_path: Path) -> None:
+    """The provider's ript-leg cookie has no expiry: one per call would pile up (soak)."""
+    rig = Rig(tmp_path)
+    moved = call()
+    runner = rig.add(EndingRunner(moved))
+    new_uri = "https://p.example/calls/moved-here"
+    moved.receive_event(
+        Migrate(direction=Direction.S2C, call=CALL_URI, timestamp=STAMP, uri=new_uri), 1.0
+    )
+    asyncio.run(rig.registry._run(runner))  # type: ignore[arg-type]
+    assert rig.client.forgotten == [CALL_URI, new_uri]
+    assert rig.registry.runners == {}
+
+
 def counters(received: int, lost: int, sent: int) -> dict[str, Any]:
     return {"chunks_received": received, "chunks_lost": lost, "chunks_sent": sent, "rtt_ms": 20}
 
@@ -278,6 +299,28 @@ def test_a_lost_audio_device_is_said_at_once_and_its_return_too() -> None:
         CallProgress(CALL_URI, "in-call", "opus", 4, True),
         CallProgress(CALL_URI, "in-call", "opus", 4, False),
     ]
+
+
+def test_quality_keeps_nothing_of_a_call_that_ended_while_another_goes_on() -> None:
+    """Its readings were pruned only once no call was active: bounded per call now."""
+    media = FakeMedia()
+    media.counters = counters(100, 0, 100)
+    first, second = call(), call(uri="https://p.example/calls/2")
+    first.state = second.state = CallState.ACTIVE
+    runners = [FakeRunner(first, media), FakeRunner(second, media)]
+
+    async def measure() -> QualityMeter:
+        meter = QualityMeter(lambda: runners, lambda _: None)  # type: ignore[arg-type,return-value]
+        meter.measure()
+        media.counters = counters(200, 0, 200)
+        meter.measure()
+        first.state = CallState.ENDED
+        meter.measure()
+        meter.close()
+        return meter
+
+    meter = asyncio.run(measure())
+    assert set(meter._seen) == set(meter._shown) == {second.first_uri}
 
 
 def test_quality_stops_without_an_active_call() -> None:

@@ -48,14 +48,14 @@ class QualityMeter:
     def measure(self) -> None:
         """Take one reading of every active call; go on while any is active."""
         self._timer = None
-        measuring = False
+        measured: set[str] = set()
         for runner in tuple(self._runners()):
             media = runner.media
             if media is None or runner.call.state is not CallState.ACTIVE:
                 continue
-            measuring = True
-            window = QualityWindow.now(media)
             name = runner.call.first_uri  # the phone's name for the call (see calls/actions.py)
+            measured.add(name)
+            window = QualityWindow.now(media)
             before = self._seen.get(name)
             self._seen[name] = window
             shown_quality, shown_no_audio = self._shown.get(name, (None, False))
@@ -66,11 +66,14 @@ class QualityMeter:
             quality = shown_quality if quality is None else quality
             self._shown[name] = (quality, no_audio)
             self._feed(CallProgress(name, "in-call", media.codec, quality, no_audio))
-        if measuring:
+        # Forget the calls not measured now (ended, held elsewhere): the readings stay
+        # bounded by the calls active at once, not by every call the phone ever had.
+        for name in self._seen.keys() - measured:
+            del self._seen[name]
+        for name in self._shown.keys() - measured:
+            del self._shown[name]
+        if measured:
             self.start()
-        else:
-            self._seen.clear()
-            self._shown.clear()
 
     def close(self) -> None:
         if self._timer is not None:

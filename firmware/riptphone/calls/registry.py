@@ -203,6 +203,7 @@ class CallRegistry:
             log.exception("event=call_failed call=%s", runner.call.uri)
         finally:
             self.runners.pop(runner.call.first_uri, None)
+            self.client.forget_call(runner.call.first_uri, runner.call.uri)
             if runner.call.ended is None:
                 self._feed(CallGone(runner.call.first_uri, "call ended"))
 

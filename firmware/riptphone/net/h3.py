@@ -265,6 +265,10 @@ class _Cookie:
     expires: float | None  # wall clock seconds, None = session cookie
 
 
+MAX_COOKIES_PER_ORIGIN = 50
+"""RFC 6265 6.1's minimum; past it the oldest stored cookie of the origin goes."""
+
+
 class CookieJar:
     """Cookies per origin (RFC 6265 subset).
 
@@ -272,7 +276,11 @@ class CookieJar:
     (wins over Expires), Expires.  Domain is ignored: every cookie is host-only
     and, stricter than RFC 6265, bound to the port too (the jar is keyed by
     origin).  Secure and HttpOnly need no handling: every request is https and
-    there is no script.  Cookies live in memory only.
+    there is no script.  Cookies live in memory only, at most
+    :data:`MAX_COOKIES_PER_ORIGIN` per origin: a provider's session cookies
+    scoped to a resource (RIPT's ``ript-leg``, one per call, no expiry) would
+    otherwise pile up for the daemon's lifetime; :meth:`forget` drops them
+    when the resource is gone.
     """
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
@@ -311,7 +319,10 @@ class CookieJar:
         if expires is not None and expires <= self._clock():
             jar.pop((name, path), None)
         else:
+            jar.pop((name, path), None)  # a replaced cookie counts as the newest
             jar[(name, path)] = _Cookie(name, value, path, expires)
+            while len(jar) > MAX_COOKIES_PER_ORIGIN:
+                del jar[next(iter(jar))]  # dicts keep insertion order: the oldest first
 
     def header(self, origin: str, request_path: str) -> str | None:
         """The ``Cookie`` header value for a request, or None when no cookie applies."""
@@ -327,6 +338,29 @@ class CookieJar:
             return None
         matching.sort(key=lambda c: -len(c.path))  # longer paths first (RFC 6265 5.4)
         return "; ".join(f"{c.name}={c.value}" for c in matching)
+
+    def forget(self, origin: str, path: str) -> int:
+        """Drop the cookies of ``origin`` scoped to ``path`` or below it (a resource gone).
+
+        Cookies of a parent path (``/`` for the whole origin) stay.  Returns how
+        many were dropped.
+        """
+        jar = self._jars.get(origin)
+        if not jar:
+            return 0
+        path = path.split("?", 1)[0] or "/"
+        gone = [key for key, c in jar.items() if _path_matches(c.path, path)]
+        for key in gone:
+            del jar[key]
+        if not jar:
+            del self._jars[origin]
+        return len(gone)
+
+    def count(self, origin: str | None = None) -> int:
+        """How many cookies the jar holds (for one origin, or for all)."""
+        if origin is not None:
+            return len(self._jars.get(origin, ()))
+        return sum(len(jar) for jar in self._jars.values())
 
     def clear(self, origin: str | None = None) -> None:
         """Forget the cookies of one origin, or of all."""
@@ -1091,6 +1125,11 @@ class H3Client:
             if entry.protocol is not None:
                 entry.protocol.close_now()
                 entry.protocol = None
+
+    def forget_cookies(self, url: str) -> int:
+        """Drop the cookies scoped to ``url``'s path or below (the resource is gone)."""
+        target = _target(url)
+        return self.cookies.forget(target.origin, target.path)
 
     # connections --------------------------------------------------------------
 

@@ -360,6 +360,16 @@ class RiptClient:
         except DescriptionError as exc:
             raise RiptError(f"{what}: {exc}", response.status) from None
 
+    def forget_call(self, *call_uris: str) -> None:
+        """A call is over here: drop the cookies scoped to it (its ``ript-leg``).
+
+        The provider sets them without an expiry, one per call claimed or pulled;
+        kept, they would pile up in the jar for as long as the daemon runs.
+        """
+        for uri in call_uris:
+            with contextlib.suppress(H3Error):  # not an https URL: nothing was stored for it
+                self.http.forget_cookies(uri)
+
     def abandon_connection(self, call_uri: str, reason: str) -> None:
         """Drop the connection that carries ``call_uri``: it answers nothing any more."""
         self.http.abandon(call_uri, reason)
