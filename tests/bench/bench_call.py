@@ -119,14 +119,17 @@ PEERBENCH = Path(__file__).resolve().parents[3] / "shared" / "peerbench"
 
 def compare(args: argparse.Namespace) -> int:
     """The comparison and quality cases (imported here: they need numpy and pesq)."""
+    from bench import harness
     from bench.compare import run_compare
     from bench.quality import run_quality
 
+    harness.PHONE_AUDIO[:] = args.phone_audio
     work = Path(tempfile.mkdtemp(prefix="ript-bench-"))
     print(
         f"# {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
         f"{time.strftime('%Y-%m-%d %H:%M %Z')}, load average "
-        f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}; {args.runs} runs",
+        f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}; {args.runs} runs"
+        + (f"; phone [audio] {', '.join(args.phone_audio)}" if args.phone_audio else ""),
         flush=True,
     )
     peerbench = None

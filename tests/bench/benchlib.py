@@ -88,7 +88,18 @@ def parse_options(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--peerbench", default=None, help="the peerbench folder (default: ../shared/peerbench)"
     )
+    parser.add_argument(
+        "--phone-audio",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an [audio] key of the phone, as TOML (repeatable); e.g. opus_fec=false",
+    )
     args = parser.parse_args(argv)
+    for item in args.phone_audio:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip().isidentifier() or not value.strip():
+            parser.error(f"--phone-audio {item!r}: must be KEY=VALUE (a TOML value)")
     if args.runs < 1:
         parser.error("--runs must be at least 1")
     if args.seconds <= 0:
@@ -323,10 +334,11 @@ def with_server_key(provider_toml: str, key: str, value: str) -> str:
     return text
 
 
-def with_audio_codecs(phone_toml: str, codecs: Sequence[str]) -> str:
-    """``phone_toml`` with ``[audio] codecs`` set to ``codecs``."""
+def with_audio_codecs(phone_toml: str, codecs: Sequence[str], extra: Sequence[str] = ()) -> str:
+    """``phone_toml`` with ``[audio] codecs`` set to ``codecs``, and the ``KEY=VALUE`` lines."""
     listed = ", ".join(f'"{c}"' for c in codecs)
-    text, found = re.subn(r"(?m)^\[audio\]\n", f"[audio]\ncodecs = [{listed}]\n", phone_toml)
+    lines = "".join(f"{item.strip()}\n" for item in extra)
+    text, found = re.subn(r"(?m)^\[audio\]\n", f"[audio]\ncodecs = [{listed}]\n{lines}", phone_toml)
     if found != 1:
         raise ValueError("the phone's configuration needs exactly one [audio] section")
     return text

@@ -81,13 +81,17 @@ def start_provider(work: Path, base_toml: str, case: Case, notes: list[str]) -> 
     return provider_process(work, base_toml)
 
 
+PHONE_AUDIO: list[str] = []
+"""``--phone-audio`` of bench_call.py: ``KEY=VALUE`` lines for every phone's ``[audio]``."""
+
+
 def phone_process(
     work: Path, provider: ProviderProcess, case: Case, alsa: FilePluginAlsa
 ) -> PhoneProcess:
     """A phone (not started) whose ``[audio] codecs`` is the case's codec alone."""
     phone = PhoneProcess(work, provider, alsa=alsa)
     config = phone.config.read_text()
-    phone.config.write_text(with_audio_codecs(config, [CONFIG_CODEC[case.codec]]))
+    phone.config.write_text(with_audio_codecs(config, [CONFIG_CODEC[case.codec]], PHONE_AUDIO))
     return phone
 
 

@@ -163,3 +163,58 @@ def test_refused_or_unanswered_gives_the_byways_and_leaves_no_session(
         assert status == 200
 
     run(tmp_path, body)
+
+
+def test_byways_carry_media_both_ways_without_a_task_per_body(tmp_path: Path) -> None:
+    # The 20 ms path over media byways: once the first GETs (coroutines: they connect and
+    # take the token) are up, each PUT and each reopened GET starts and ends in a
+    # callback.  Tasks are counted through the loop's task factory.
+    async def body(env: Env, client: RiptClient) -> None:
+        call = await answered_call(env)
+        transport = await open_transport(client, call.uri)
+        assert isinstance(transport, BywaysTransport)
+        loop = asyncio.get_running_loop()
+        created: list[str] = []
+
+        def factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> Any:
+            # The provider runs in this loop too (a task per request): count the phone's.
+            code = getattr(coro, "cr_code", None)
+            if code is not None and "riptphone" in code.co_filename:
+                created.append(coro.__qualname__)
+            return asyncio.Task(coro, loop=loop, **kwargs)
+
+        got: list[bytes] = []
+        transport.start(got.append)
+        sender = ChunkSender(Direction.C2S, keys_of(call))
+        receiver = ChunkReceiver(Direction.S2C, keys_of(call))
+        echoed: list[bytes] = []
+
+        def send(n: int) -> None:
+            transport.send(
+                frame([sender.media(0, 0, PayloadType.PCMU, 20 * n, bytes([n]) * 160, now=0)])
+            )
+
+        def echoes(count: int) -> Callable[[], bool]:
+            def done() -> bool:
+                while got:
+                    echoed.extend(c.payload for c in receiver.receive(got.pop(0), 0.0).media)
+                return len(echoed) >= count
+
+            return done
+
+        send(0)  # the first PUT prepares the headers (a coroutine)
+        await until(echoes(1))
+        loop.set_task_factory(factory)
+        try:
+            for n in range(1, 11):
+                send(n)
+                await asyncio.sleep(0.02)
+            await until(echoes(11))
+        finally:
+            loop.set_task_factory(None)
+        assert echoed == [bytes([n]) * 160 for n in range(11)]  # the far end echoes
+        assert created == [], created
+        assert (transport.put_failures, transport.get_failures) == (0, 0)
+        transport.stop()
+
+    run(tmp_path, body, webtransport=False)

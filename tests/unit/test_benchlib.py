@@ -246,6 +246,21 @@ def test_the_codec_key_is_one_the_phone_config_accepts(tmp_path: Path, codec: st
         with_audio_codecs("[provider]\n", ["opus"])
 
 
+def test_phone_audio_keys_reach_the_phone_config(tmp_path: Path) -> None:
+    # --phone-audio: baresip's encoder settings for a like-with-like comparison.
+    text = '[provider]\ndomain = "example.com"\n\n[audio]\ncapture = "phone_in"\n'
+    path = tmp_path / "phone.toml"
+    extra = ["opus_fec=false", "opus_complexity = 10", "opus_bitrate=32000"]
+    path.write_text(with_audio_codecs(text, ["opus"], extra))
+    audio = load_config(path).audio
+    assert (audio.opus_fec, audio.opus_complexity, audio.opus_bitrate) == (False, 10, 32000)
+    assert parse_options(["--peer", "baresip", "--phone-audio", "opus_fec=false"]).phone_audio == [
+        "opus_fec=false"
+    ]
+    with pytest.raises(SystemExit):
+        parse_options(["--phone-audio", "opus_fec"])
+
+
 @pytest.mark.parametrize("codec", ["opus", "pcmu"])
 def test_the_fallback_advertisement_makes_the_provider_pick_the_codec(codec: str) -> None:
     directive = negotiate(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from array import array
 from pathlib import Path
@@ -141,3 +142,20 @@ def test_opus_fec_rebuilds_a_lost_frame_better_than_concealment() -> None:
     concealed = with_plc.conceal()
     assert _snr(reference[12], rebuilt) > _snr(reference[12], concealed) + 3
     assert _snr(reference[12], rebuilt) > 5
+
+
+def test_opus_fec_false_sends_no_fec_data(tmp_path: Path) -> None:
+    # [audio] opus_fec = false (baresip's default, for a like-with-like comparison):
+    # the next packet carries no copy of a lost frame, so "recovering" it from there is
+    # libopus's plain concealment, sample for sample.
+    settings = codec_settings(load_config(_config(tmp_path, "opus_fec = false")).audio)
+    assert settings.opus_fec is False
+    spec = ToneSpec(((200, -14.0), (400, -18.0), (600, -22.0), (800, -26.0)))
+    tone = ToneGenerator(spec, 48000, 20)
+    sender = CallCodec("opus", 20, dataclasses.replace(settings, opus_complexity=5))
+    packets = [sender.encode(tone.frame()) for _ in range(16)]
+    with_next, with_plc = CallCodec("opus", 20), CallCodec("opus", 20)
+    for p in packets[:12]:
+        with_next.decode(p)
+        with_plc.decode(p)
+    assert with_next.recover(packets[13]) == with_plc.conceal()

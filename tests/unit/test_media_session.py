@@ -400,9 +400,9 @@ def test_received_cn_plays_comfort_noise_at_its_level_until_voice_returns() -> N
         ]
         chunks.append(far.media(1, 1, PayloadType.CN, 60, encode_cn(ComfortNoise(40)), now=now))
         media._take_body(frame(chunks))
-        task = asyncio.get_running_loop().create_task(media._playout())
-        await asyncio.sleep(0.5)
-        task.cancel()
+        for _ in range(25):  # the capture frames' ticks, every 20 ms
+            media._play_turn(time.monotonic())
+            await asyncio.sleep(0.02)
 
     asyncio.run(listen())
     levels = [rms_dbov(pcm) for pcm in earpiece.frames]
@@ -463,6 +463,94 @@ def test_a_lost_chunk_is_rebuilt_from_fec_or_concealed_not_played_as_silence(cod
     # 26 dB (Opus FEC) and 22 dB (G.711 pitch repeat) here; Opus PLC alone gives about 8,
     # silence 0.
     assert _snr_db(reference[12], heard[12]) > 15, _snr_db(reference[12], heard[12])
+
+
+class _Sends:
+    """A transport that records each body handed to it."""
+
+    name = "webtransport"
+    puts_dropped = put_failures = get_failures = 0
+
+    def __init__(self) -> None:
+        self.bodies: list[bytes] = []
+
+    def start(self, deliver: Any) -> None:
+        pass
+
+    def send(self, body: bytes) -> None:
+        self.bodies.append(body)
+
+    def stop(self) -> None:
+        pass
+
+
+def test_each_capture_frame_also_plays_one_earpiece_frame() -> None:
+    # One wake-up per tick: the capture frame that sends also pops the jitter buffer
+    # and writes to the earpiece (no playout timer of its own).
+    clock = Clock()
+    sends = _Sends()
+    media = MediaSession(
+        sends,
+        media_key=KEY,
+        client_directives="1 to 1: PCMU;",
+        capture_device="unused",
+        playback_device="unused",
+        clock=clock,
+    )
+    earpiece = _Earpiece()
+    media._playback = earpiece  # type: ignore[assignment]
+    far = provider_sender(KEY)
+    voice = ToneGenerator(ToneSpec(((200, -20.0),)), 8000, 20)
+    sent = [ulaw_encode(voice.frame()) for _ in range(5)]
+    media._take_body(
+        frame(
+            [
+                far.media(1, 1, PayloadType.PCMU, 20 * i, p, now=clock.now)
+                for i, p in enumerate(sent)
+            ]
+        )
+    )
+    for _ in range(5):
+        clock.now += 0.02
+        media._on_mic(bytes(320))
+    assert len(sends.bodies) == 5  # every frame went out
+    assert earpiece.frames == [ulaw_decode(p) for p in sent]  # and each tick played one
+    assert media.frames_played == 5
+
+
+def test_acks_owed_leave_alone_at_the_first_tick_without_media_after_ack_hold() -> None:
+    # G.711 with CN in silence: one CN chunk, then nothing for 400 ms.  The acks owed for
+    # the far end's chunk then go alone, on a capture tick, once ACK_HOLD (60 ms) has passed.
+    clock = Clock()
+    sends = _Sends()
+    media = MediaSession(
+        sends,
+        media_key=KEY,
+        client_directives="1 to 1: PCMU; CN;",
+        capture_device="unused",
+        playback_device="unused",
+        clock=clock,
+    )
+    clock.now += 0.02
+    media._on_mic(bytes(320))  # silence: the CN chunk
+    assert len(sends.bodies) == 1
+    far = provider_sender(KEY)
+    media._take_body(frame([far.media(1, 1, PayloadType.PCMU, 0, bytes(160), now=clock.now)]))
+    alone = []
+    body = b""
+    arrival = clock.now
+    for tick in range(1, 6):
+        clock.now = arrival + tick * 0.02
+        media._on_mic(bytes(320))
+        if len(sends.bodies) > 1:
+            alone.append(tick)
+            body = sends.bodies.pop()
+    assert alone == [3]  # 60 ms after the chunk came, once
+    provider_rx = ChunkReceiver(
+        Direction.C2S, MediaKeys.from_material(KEY.key, KEY.salt, KEY.tag_length)
+    )
+    result = provider_rx.receive(body, clock.now)
+    assert (len(result.media), len(result.acks)) == (0, 1)
 
 
 def test_a_resent_backlog_goes_in_bodies_of_at_most_64_kib() -> None:

@@ -201,6 +201,10 @@ def test_media_byways_use_the_token_of_the_moment_and_refresh_on_401() -> None:
             status = 200 if headers["authorization"] == "Bearer new" else 401
             return Response(status, (), b"ack")
 
+        def prepare(self, method: str, url: str, *, headers: Any) -> Any:
+            # The headers the task-free requests reuse (put_nowait, get_nowait).
+            return method, headers["authorization"]
+
     creds, http = Creds(), Http()
     byways = MediaByways(http, "https://p.example/calls/1/media", {}, credentials=creds)  # type: ignore[arg-type]
     assert run(byways.put(b"chunk")) == (200, b"ack")
@@ -208,3 +212,6 @@ def test_media_byways_use_the_token_of_the_moment_and_refresh_on_401() -> None:
     assert creds.refreshed == 1
     assert run(byways.put(b"chunk")) == (200, b"ack")
     assert http.seen[-1] == "Bearer new" and creds.refreshed == 1
+    assert byways._prepared == (("PUT", "Bearer new"), ("GET", "Bearer new"))
+    byways.refused()  # a 401 to a task-free request: nothing is reused until prepared again
+    assert byways.put_nowait(b"chunk", lambda *_: None) is None

@@ -83,6 +83,7 @@ class CodecSettings:
     ptime: int = 20
     opus_bitrate: int = 24000
     opus_complexity: int = DESKTOP_COMPLEXITY
+    opus_fec: bool = True
     jitter_max_ms: int = 200
 
 
@@ -94,6 +95,7 @@ def codec_settings(audio: AudioConfig) -> CodecSettings:
         ptime=audio.ptime,
         opus_bitrate=audio.opus_bitrate,
         opus_complexity=_this_board() if isinstance(complexity, str) else complexity,
+        opus_fec=audio.opus_fec,
         jitter_max_ms=audio.jitter_max_ms,
     )
 
@@ -185,8 +187,8 @@ class CallCodec:
             encoder = OpusEncoder(
                 codec.clock_rate,
                 settings.opus_bitrate,
-                fec=True,
-                expected_loss_pct=EXPECTED_LOSS_PCT,
+                fec=settings.opus_fec,
+                expected_loss_pct=EXPECTED_LOSS_PCT if settings.opus_fec else 0,
                 dtx=True,
                 complexity=settings.opus_complexity,
                 frame_ms=frame_ms,

@@ -18,12 +18,19 @@ seals, opens and decodes.
   chunk followed by the acks owed to the provider.
 * Receive: every body the transport delivers (a datagram, a PUT's reply, a
   GET's answer) is opened by a :class:`ChunkReceiver`, and its media chunks go
-  into a :class:`JitterBuffer`; a playout task pops it every ptime, decodes
-  (or conceals a loss: Opus FEC or PLC, G.711 pitch repeat; plays comfort
-  noise after a CN chunk), and writes the PCM to the earpiece.  Telephone-
-  events are reported (``on_dtmf``), not played.
-* Acks owed are carried by the next body, or sent alone once the oldest has
-  waited ``ACK_HOLD`` (60 ms) with no media going out.
+  into a :class:`JitterBuffer`.  Telephone-events are reported (``on_dtmf``),
+  not played.
+* Play: the same capture frame that sends also pops the jitter buffer once,
+  decodes (or conceals a loss: Opus FEC or PLC, G.711 pitch repeat; plays
+  comfort noise after a CN chunk), and writes the PCM to the earpiece.  One
+  wake-up of the loop per ptime does the whole tick: no playout timer or task
+  of its own (docs/performance.md, "one wake-up per tick"), and the earpiece
+  is paced by the same sound card clock as the microphone.  The capture thread
+  delivers a frame on time even while the microphone is gone (silence), so
+  playout never stops with it.
+* Acks owed are carried by the next body, or, at the first tick that sends no
+  media (Opus DTX, CN silence) once the oldest has waited ``ACK_HOLD`` (60 ms),
+  sent alone.
 
 The session never touches the call machine: it notes when media last came
 in, when it last sent media no ack has answered yet, and whether an ack came
@@ -38,9 +45,8 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from ript.media.cn import CnPlayer
 from ript.media.dtmf import DTMFError, DTMFReceiver, EventSender
@@ -211,8 +217,6 @@ class MediaSession:
         self._playback_device = playback_device
         self._capture: AlsaCapture | None = None
         self._playback: AlsaPlayback | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._acks_owed = asyncio.Event()
         self._stopped = False
         self._dtmf: deque[bytes] = deque()  # in-band tone frames to send
         self._events = EventSender(plan.ptime) if plan.telephone_event else None
@@ -335,16 +339,12 @@ class MediaSession:
             raise
         self._playback, self._capture = playback, capture
         self._transport.start(self._take_body)
-        self._spawn(self._ack_loop())
-        self._spawn(self._playout())
 
     def stop(self) -> None:
-        """Cancel every task, stop the transport (GETs reset, session closed), stop the audio."""
+        """Stop the transport (GETs reset, session closed), then the audio."""
         if self._stopped:
             return
         self._stopped = True
-        for task in list(self._tasks):
-            task.cancel()
         self._transport.stop()
         for device in (self._capture, self._playback):
             if device is not None:
@@ -363,11 +363,6 @@ class MediaSession:
             stats.puts_dropped,
             stats.put_failures,
         )
-
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     # ------------------------------------------------------------ send
 
@@ -397,10 +392,21 @@ class MediaSession:
         self._dtmf.extend(self._codec.silence for _ in range(max(1, DTMF_GAP_MS // ptime)))
 
     def _on_mic(self, pcm: bytes) -> None:
-        # In the loop, every ptime: encode, seal, send with the acks owed.
+        # In the loop, every ptime: the whole tick.  Send this frame (with the acks
+        # owed), or the acks alone when no media goes and they have waited long
+        # enough; then play one frame.
         if self._stopped:
             return
         now = self._clock()
+        if not self._send_frame(pcm, now):
+            receiver = self._receiver
+            deadline = receiver.ack_deadline
+            if deadline is not None and deadline <= now:
+                self._transport.send(frame(self._sender.acks(receiver.take_pending_acks(now))))
+        self._play_turn(now)
+
+    def _send_frame(self, pcm: bytes, now: float) -> bool:
+        """Encode, seal and send one capture frame; False when nothing went (DTX, CN)."""
         timestamp = self._timestamp
         self._timestamp += self._ptime
         event = None if self._events is None else self._events.next_packet(timestamp)
@@ -417,7 +423,7 @@ class MediaSession:
             if vad is not None and not vad(pcm) and not self._dtmf:
                 # Silence, and CN negotiated: a noise-level chunk now and then, else nothing.
                 if timestamp - self._cn_at < CN_EVERY_MS:
-                    return
+                    return False
                 self._cn_at = timestamp
                 payload_type = PayloadType.CN
                 # The background's level (the VAD's noise floor), not this frame's.
@@ -427,7 +433,7 @@ class MediaSession:
                 payload_type = self._codec.payload_type
                 payload = self._codec.encode(pcm)
                 if len(payload) <= DTX_BYTES and payload_type == PayloadType.OPUS:
-                    return  # Opus DTX: a silent frame the decoder conceals; not sent
+                    return False  # Opus DTX: a silent frame the decoder conceals; not sent
         chunk = self._sender.media(
             self._source, self._sink, payload_type, timestamp, payload, now=now
         )
@@ -438,21 +444,7 @@ class MediaSession:
         if self._sent_unacked_at is None:
             self._sent_unacked_at = now
         self._transport.send(body)
-
-    async def _ack_loop(self) -> None:
-        # Acks owed leave alone once the oldest has waited ACK_HOLD with no body taking them.
-        while True:
-            deadline = self._receiver.ack_deadline
-            if deadline is None:
-                self._acks_owed.clear()
-                await self._acks_owed.wait()
-                continue
-            delay = deadline - self._clock()
-            if delay > 0:
-                await asyncio.sleep(delay)
-                continue
-            now = self._clock()
-            self._transport.send(frame(self._sender.acks(self._receiver.take_pending_acks(now))))
+        return True
 
     # ------------------------------------------------------------ receive
 
@@ -486,8 +478,6 @@ class MediaSession:
                 self._take_event(chunk.seq, chunk.timestamp, chunk.payload, now)
             elif payload_type == PayloadType.CN:
                 self._jitter.push(chunk.seq, chunk.timestamp, chunk.payload, now, payload_type)
-        if self._receiver.has_pending_acks:
-            self._acks_owed.set()
 
     def _take_event(self, seq: int, timestamp: int, payload: bytes, now: float) -> None:
         """An RFC 4733 packet: a new press is reported; its turn plays silence, not the digit."""
@@ -501,27 +491,21 @@ class MediaSession:
         # In the jitter buffer so the audio it replaced is not taken for lost and concealed.
         self._jitter.push(seq, timestamp, b"", now, PayloadType.TELEPHONE_EVENT, timed=False)
 
-    async def _playout(self) -> None:
-        # One pop of the jitter buffer per ptime, paced by computed due times (no drift).
-        loop = asyncio.get_running_loop()
+    def _play_turn(self, now: float) -> None:
+        """One ptime of the earpiece: pop the jitter buffer, decode or conceal, queue the PCM."""
         playback = self._playback
-        assert playback is not None
-        start = loop.time()
-        turn = 0
-        ptime_s = self._ptime / 1000
-        while True:
-            turn += 1
-            await asyncio.sleep(max(0.0, start + turn * ptime_s - loop.time()))
-            try:
-                pcm = self._earpiece_pcm(self._jitter.pop(self._clock()))
-                if pcm is None:
-                    continue  # nothing due: the playback thread plays silence
-                playback.write(pcm)
-            except (ValueError, AudioError):
-                # A payload that does not decode to one frame: skip it, the filler plays.
-                self.bad_frames += 1
-                continue
-            self.frames_played += 1
+        if playback is None:
+            return
+        try:
+            pcm = self._earpiece_pcm(self._jitter.pop(now))
+            if pcm is None:
+                return  # nothing due: the playback thread plays silence
+            playback.write(pcm)
+        except (ValueError, AudioError):
+            # A payload that does not decode to one frame: skip it, the filler plays.
+            self.bad_frames += 1
+            return
+        self.frames_played += 1
 
     def _earpiece_pcm(self, item: Frame | Gap) -> bytes | None:
         """The PCM one pop of the jitter buffer plays (None: nothing due); ValueError if bad."""

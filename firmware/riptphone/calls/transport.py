@@ -31,7 +31,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, Final, Protocol
 
 from ript.protocol.chunks import DATAGRAM_LIMIT, ChunkError, pack_datagrams, unframe
-from riptphone.net.h3 import H3Error, WebTransportSession
+from riptphone.net.h3 import H3Error, H3Stream, WebTransportSession
 from riptphone.net.ript_client import MediaByways, RiptClient, RiptError
 
 log = logging.getLogger(__name__)
@@ -211,13 +211,20 @@ class BywaysTransport:
     or reset PUT carried comes back by the session's ack-driven re-send.  Each
     PUT's reply (the provider's acks) and each GET's answer is delivered as a
     received body; an answered GET is reopened at once.
+
+    The 20 ms path runs without tasks: each PUT and each reopened GET is
+    started from the caller's callback (:meth:`MediaByways.put_nowait`) and
+    ends in a callback.  A coroutine (a task) is used only where something
+    must be awaited: the first requests, a connection to open, a token to
+    refresh (then about once a second, to pick up a new one), a ``401``.
     """
 
     def __init__(self, byways: MediaByways) -> None:
         self._byways = byways
         self._deliver: Deliver | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        self._puts: deque[asyncio.Task[None]] = deque()
+        self._puts: deque[asyncio.Task[None] | H3Stream] = deque()
+        self._gets: set[H3Stream] = set()
         self.puts_dropped = 0
         self.put_failures = 0
         self.get_failures = 0
@@ -229,13 +236,28 @@ class BywaysTransport:
     def start(self, deliver: Deliver) -> None:
         self._deliver = deliver
         for _ in range(GETS):
-            self._spawn(self._get_loop())
+            self._spawn(self._get_slow())
 
     def stop(self) -> None:
         self._deliver = None
-        for task in list(self._tasks) + list(self._puts):
+        for task in list(self._tasks):
             task.cancel()
+        puts, gets = list(self._puts), list(self._gets)
+        self._puts.clear()
+        self._gets.clear()
+        for put in puts:
+            self._cancel(put)
+        for get in gets:
+            self._cancel(get)
         self._byways.close()
+
+    @staticmethod
+    def _cancel(request: asyncio.Task[None] | H3Stream) -> None:
+        if isinstance(request, asyncio.Task):
+            request.cancel()
+        else:
+            with contextlib.suppress(H3Error):
+                request.reset()
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(work)
@@ -243,16 +265,54 @@ class BywaysTransport:
         task.add_done_callback(self._tasks.discard)
 
     def send(self, body: bytes) -> None:
-        if len(self._puts) >= MAX_PUTS:
-            self._puts.popleft().cancel()
+        puts = self._puts
+        if len(puts) >= MAX_PUTS:
+            self._cancel(puts.popleft())  # out of the deque first: its end is not a failure
             self.puts_dropped += 1
-        task = asyncio.get_running_loop().create_task(self._send_put(body))
-        self._puts.append(task)
-        task.add_done_callback(self._put_done)
+        put: asyncio.Task[None] | H3Stream | None = self._byways.put_nowait(
+            body,
+            lambda stream, status, answer, error: self._put_done(
+                stream, status, answer, error, body
+            ),
+        )
+        if put is None:
+            task = asyncio.get_running_loop().create_task(self._send_put(body))
+            task.add_done_callback(self._put_task_done)
+            put = task
+        puts.append(put)
 
-    def _put_done(self, task: asyncio.Task[None]) -> None:
-        with contextlib.suppress(ValueError):
-            self._puts.remove(task)
+    def _forget_put(self, put: asyncio.Task[None] | H3Stream) -> bool:
+        """Take ``put`` out of the in-flight deque; False if it was not there (cancelled)."""
+        puts = self._puts
+        if puts and puts[0] is put:  # the usual case: PUTs end in order
+            puts.popleft()
+            return True
+        try:
+            puts.remove(put)
+        except ValueError:
+            return False
+        return True
+
+    def _put_task_done(self, task: asyncio.Task[None]) -> None:
+        self._forget_put(task)
+
+    def _put_done(
+        self, stream: H3Stream, status: int, answer: bytes, error: H3Error | None, body: bytes
+    ) -> None:
+        if not self._forget_put(stream) or self._deliver is None:
+            return  # dropped (the oldest beyond MAX_PUTS) or stopped
+        if error is not None:
+            self.put_failures += 1
+        elif 200 <= status < 300:
+            self._take(answer)
+        elif status == 401:
+            # The token was refused: the coroutine refreshes it and sends the body again.
+            self._byways.refused()
+            task = asyncio.get_running_loop().create_task(self._send_put(body))
+            task.add_done_callback(self._put_task_done)
+            self._puts.append(task)
+        else:
+            self.put_failures += 1
 
     def _take(self, body: bytes) -> None:
         deliver = self._deliver
@@ -270,22 +330,53 @@ class BywaysTransport:
         else:
             self.put_failures += 1
 
-    async def _get_loop(self) -> None:
-        while True:
-            try:
-                status, body = await self._byways.get()
-            except RiptError:
-                self.get_failures += 1
-                await asyncio.sleep(GET_RETRY_S)
-                continue
-            if 200 <= status < 300:
-                self._take(body)
-            elif status == 409:
-                # The call moved to another of the user's devices (protocol.md, inbound):
-                # this leg's media is over; the signalling byway says where it went.
-                self.get_failures += 1
-                return
-            else:
-                # A 404 means the call is over: the signalling byways will say so.
-                self.get_failures += 1
-                await asyncio.sleep(GET_RETRY_S)
+    # GETs: each slot reopens its GET when the last one is answered.
+
+    def _open_get(self) -> None:
+        if self._deliver is None:
+            return
+        stream = self._byways.get_nowait(self._get_done)
+        if stream is None:
+            self._spawn(self._get_slow())
+        else:
+            self._gets.add(stream)
+
+    def _get_done(self, stream: H3Stream, status: int, body: bytes, error: H3Error | None) -> None:
+        if stream not in self._gets:
+            return  # reset by stop()
+        self._gets.discard(stream)
+        if error is not None:
+            self.get_failures += 1
+            self._retry_get()
+        elif status == 401:
+            self._byways.refused()
+            self._spawn(self._get_slow())  # refreshes the token, then asks again
+        else:
+            self._got(status, body)
+
+    def _got(self, status: int, body: bytes) -> None:
+        if 200 <= status < 300:
+            self._take(body)
+            self._open_get()
+        elif status == 409:
+            # The call moved to another of the user's devices (protocol.md, inbound):
+            # this leg's media is over; the signalling byway says where it went.
+            self.get_failures += 1
+        else:
+            # A 404 means the call is over: the signalling byways will say so.
+            self.get_failures += 1
+            self._retry_get()
+
+    def _retry_get(self) -> None:
+        if self._deliver is not None:
+            asyncio.get_running_loop().call_later(GET_RETRY_S, self._open_get)
+
+    async def _get_slow(self) -> None:
+        # A GET through the coroutine: connects, refreshes the token, prepares the headers.
+        try:
+            status, body = await self._byways.get()
+        except RiptError:
+            self.get_failures += 1
+            self._retry_get()
+            return
+        self._got(status, body)

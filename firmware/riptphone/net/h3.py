@@ -413,6 +413,7 @@ class _StreamState:
         "error",
         "head",
         "head_waiters",
+        "on_complete",
         "protocol",
         "send_error",
         "sent_fin",
@@ -432,6 +433,15 @@ class _StreamState:
         self.send_error: H3Error | None = None
         self.sent_fin = False
         self.wakeup = asyncio.Event()
+        # Called once when the response has ended or failed (H3Client.send_prepared):
+        # the media byways' requests complete in a callback, without a task each.
+        self.on_complete: Callable[[], None] | None = None
+
+    def _completed(self) -> None:
+        callback = self.on_complete
+        if callback is not None:
+            self.on_complete = None
+            callback()
 
     def on_headers(self, headers: list[tuple[bytes, bytes]], ended: bool) -> None:
         if not self.head.done():
@@ -464,11 +474,13 @@ class _StreamState:
         self.wakeup.set()
         if ended:
             self.protocol.forget(self)
+            self._completed()
 
     def on_end(self) -> None:
         self.ended = True
         self.wakeup.set()
         self.protocol.forget(self)
+        self._completed()
 
     def fail(self, error: H3Error) -> None:
         if self.error is None and not self.ended:
@@ -481,6 +493,7 @@ class _StreamState:
             self._release_head_waiters()
         self.wakeup.set()
         self.protocol.wake_senders()
+        self._completed()
 
 
 class H3Stream:
@@ -1083,6 +1096,16 @@ class _Origin:
 HeaderInput = Mapping[str, str] | Sequence[tuple[str, str]] | None
 
 
+@dataclass(frozen=True, slots=True)
+class PreparedRequest:
+    """A request whose headers were checked and encoded once (:meth:`H3Client.prepare`)."""
+
+    method: str
+    url: str
+    target: _Target
+    headers: tuple[tuple[bytes, bytes], ...]
+
+
 class H3Client:
     """HTTP/3 client: one lazily opened, automatically reopened connection per origin.
 
@@ -1336,6 +1359,74 @@ class H3Client:
             head = await stream.response_headers()
             data = await stream.read_all(limit)
             return Response(head.status, head.headers, data)
+
+    def prepare(
+        self, method: str, url: str, *, headers: HeaderInput = None, send_cookies: bool = True
+    ) -> PreparedRequest:
+        """A request's headers, checked and encoded once, for :meth:`send_prepared`.
+
+        The origin's cookies are those of now: prepare again to pick up new ones.
+        """
+        target = _target(url)
+        return PreparedRequest(
+            method, url, target, tuple(self._headers(method, target, headers, send_cookies))
+        )
+
+    def send_prepared(
+        self,
+        request: PreparedRequest,
+        body: bytes | None,
+        on_complete: Callable[[H3Stream, int, bytes, H3Error | None], None],
+        *,
+        defer: bool = False,
+    ) -> H3Stream | None:
+        """Start ``request`` (with ``body``, or none) without a task; None if not possible now.
+
+        For the 20 ms path (media byways): no coroutine, no header checks, no
+        task per request.  Only on an open connection: None tells the caller to
+        use :meth:`request` (which connects).  When the response has ended (at
+        most the client's size limit) or failed, ``on_complete(stream, status,
+        body, error)`` is called in the loop, once; ``error`` is an
+        :class:`H3Error` (and ``status`` 0) when it failed, including by
+        :meth:`H3Stream.reset`.  ``defer`` as for :meth:`open_stream` (no body only).
+        """
+        if self._closed:
+            return None
+        entry = self._origins.get(request.target.origin)
+        proto = None if entry is None else entry.protocol
+        if proto is None or not proto.accepts_requests:
+            return None
+        headers = list(request.headers)
+        if body:
+            headers.append((b"content-length", str(len(body)).encode()))
+        state = proto.start_request(headers, end_stream=not body, defer=defer and not body)
+        stream = H3Stream(state, request.url, self._max_send_buffer)
+        limit = self._max_response_bytes
+        target = request.target
+
+        def completed() -> None:
+            error = state.error
+            head = state.head
+            if error is None and not head.done():
+                error = StreamResetError(state.stream_id, H3_REQUEST_CANCELLED)
+            if error is not None:
+                on_complete(stream, 0, b"", error)
+                return
+            result = head.result()
+            chunks = state.chunks
+            data = chunks.popleft() if len(chunks) == 1 else b"".join(chunks)
+            chunks.clear()
+            if len(data) > limit:
+                on_complete(stream, 0, b"", ResponseTooLargeError(request.url, limit))
+                return
+            if result.headers:
+                self._store_cookies(target, result)
+            on_complete(stream, result.status, data, None)
+
+        state.on_complete = completed
+        if body:
+            stream.end(body)
+        return stream
 
     async def open_webtransport(
         self,

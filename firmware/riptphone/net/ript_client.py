@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
@@ -38,7 +39,14 @@ from ript.protocol.jsonstream import (
     EventStreamWriter,
     InvalidEvent,
 )
-from riptphone.net.h3 import H3Client, H3Error, H3Stream, Response, WebTransportSession
+from riptphone.net.h3 import (
+    H3Client,
+    H3Error,
+    H3Stream,
+    PreparedRequest,
+    Response,
+    WebTransportSession,
+)
 from riptphone.store import Registration, StateStore, StoreError
 
 JSON = "application/json"
@@ -440,6 +448,13 @@ class RiptClient:
         )
 
 
+PREPARED_FOR_S = 1.0
+"""How long the media byways reuse their prepared headers before asking for the token again."""
+
+Completion = Callable[[H3Stream, int, bytes, H3Error | None], None]
+"""``(stream, status, body, error)``: how a request started without a task ends."""
+
+
 class MediaByways:
     """One call leg's media byways: each :meth:`put` and :meth:`get` is one request.
 
@@ -451,6 +466,13 @@ class MediaByways:
     With ``credentials``, each request carries the access token of the moment
     (a leg outlives a refresh: a token captured at its start would go stale),
     and a ``401`` gets one refresh and one retry, as every other request.
+
+    The 20 ms path uses :meth:`put_nowait` and :meth:`get_nowait`: the same
+    requests started from a callback, without a task, with the headers the
+    last :meth:`put` or :meth:`get` prepared (at most :data:`PREPARED_FOR_S`
+    old, so a new token is picked up within a second).  They return None when
+    that is not possible (nothing prepared yet, no open connection): the caller
+    then uses the coroutines, which connect, refresh and prepare.
     """
 
     def __init__(
@@ -460,6 +482,7 @@ class MediaByways:
         headers: dict[str, str],
         *,
         credentials: Credentials | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.url = url
         self._http = http
@@ -468,18 +491,56 @@ class MediaByways:
         self._gets: set[H3Stream] = set()
         self._token: str | None = None  # the headers below are built once per token, not per chunk
         self._token_headers = headers
+        self._clock = clock
+        self._prepared: tuple[PreparedRequest, PreparedRequest] | None = None
+        self._prepared_at = 0.0
 
     async def _current_headers(self) -> dict[str, str]:
-        if self._credentials is None:
-            return self._headers
-        token = await self._credentials.token()
-        if token != self._token:
-            self._token = token
-            self._token_headers = {**self._headers, "authorization": f"Bearer {token}"}
-        return self._token_headers
+        if self._credentials is not None:
+            token = await self._credentials.token()
+            if token != self._token:
+                self._token = token
+                self._token_headers = {**self._headers, "authorization": f"Bearer {token}"}
+        headers = self._token_headers
+        http, url = self._http, self.url
+        self._prepared = (
+            http.prepare("PUT", url, headers=headers),
+            http.prepare("GET", url, headers=headers),
+        )
+        self._prepared_at = self._clock()
+        return headers
 
     async def _retry(self, status: int) -> bool:
+        if status == 401:
+            self._prepared = None  # the token they carry was refused
         return status == 401 and self._credentials is not None and await self._credentials.refresh()
+
+    def refused(self) -> None:
+        """A ``401`` to a request started without a task: prepare anew (after a refresh)."""
+        self._prepared = None
+
+    def _ready(self) -> tuple[PreparedRequest, PreparedRequest] | None:
+        prepared = self._prepared
+        if prepared is None or self._clock() - self._prepared_at > PREPARED_FOR_S:
+            return None
+        return prepared
+
+    def put_nowait(self, body: bytes, on_complete: Completion) -> H3Stream | None:
+        """Start a ``PUT`` of ``body`` without a task; None: use :meth:`put` instead.
+
+        A ``401`` comes to ``on_complete`` as it is (retry with :meth:`put`).
+        """
+        prepared = self._ready()
+        if prepared is None:
+            return None
+        return self._http.send_prepared(prepared[0], body, on_complete)
+
+    def get_nowait(self, on_complete: Completion) -> H3Stream | None:
+        """Start a held ``GET`` (deferred, as :meth:`get`) without a task; None: use :meth:`get`."""
+        prepared = self._ready()
+        if prepared is None:
+            return None
+        return self._http.send_prepared(prepared[1], None, on_complete, defer=True)
 
     async def put(self, body: bytes) -> tuple[int, bytes]:
         for attempt in range(2):
