@@ -51,7 +51,13 @@ from typing import Any
 
 from ript.protocol.descriptions import HandlerDescription
 from ript.protocol.events import CallStatus
-from riptdev.processes import ProviderProcess, start_provider, stop_process, wait_for_line
+from riptdev.processes import (
+    ProcessError,
+    ProviderProcess,
+    start_provider,
+    stop_process,
+    wait_for_line,
+)
 from riptphone.control.client import ControlClientError
 from riptphone.control.client import request as control_request
 from riptphone.net.h3 import H3Client
@@ -633,8 +639,13 @@ class ProviderCuts:
                 self._check_db(confirmed)
                 self._restart()
                 self._check_back()
-            except (CutError, sqlite3.Error, OSError, RiptError) as exc:
+            except (CutError, sqlite3.Error, OSError, RiptError, ProcessError) as exc:
                 self.report.failures.append(f"provider cut {i}: {exc}")
+                if isinstance(exc, ProcessError) and self.provider.process.poll() is None:
+                    # Not ready in time (a starved machine): counted, then started afresh
+                    # rather than ending the run.
+                    self.provider.process.kill()
+                    self.provider.process.wait()
                 if self.provider.process.poll() is not None:
                     self._restart()
             if progress is not None and (i + 1) % 10 == 0:
