@@ -579,6 +579,20 @@ class ProviderCuts:
         self.provider.process = process
         wait_for_line(process, log, "ready:", "the provider", WAIT)
 
+    def _start_again(self, attempts: int = 3) -> None:
+        """After a failed cut: the provider running again (a starved machine may need more
+        than one start), else the run ends."""
+        for attempt in range(attempts):
+            if self.provider.process.poll() is None:
+                return
+            try:
+                self._restart()
+            except ProcessError:
+                self.provider.process.kill()
+                self.provider.process.wait()
+                if attempt == attempts - 1:
+                    raise
+
     def _client_work(self) -> None:
         """Handlers registered and deleted, as fast as the provider answers."""
         import asyncio
@@ -646,8 +660,7 @@ class ProviderCuts:
                     # rather than ending the run.
                     self.provider.process.kill()
                     self.provider.process.wait()
-                if self.provider.process.poll() is not None:
-                    self._restart()
+                self._start_again()
             if progress is not None and (i + 1) % 10 == 0:
                 self.report.seconds = time.monotonic() - start
                 progress(f"{i + 1}: {self.report.line()}")
