@@ -441,6 +441,10 @@ class PhoneCuts:
             raise CutError(f"damaged state files after the cut: {bad}")
         saved = saved_handler(state)
         posts = self.view.posts()
+        # Temp files the cut left: the store removes them at the next start.  Not any
+        # temp file seen later: the restarted phone may be writing (its call log, when
+        # it hangs up the call the cut interrupted), and each write's name is new.
+        stale = {path.name for path in state.iterdir() if ".tmp-" in path.name}
         self._spawn()
         status = self._up()
         if status["relogin"]:
@@ -459,9 +463,9 @@ class PhoneCuts:
         handlers = self.view.handlers()
         if handlers != [uri]:
             raise CutError(f"the provider holds {handlers} for the phone's {uri}")
-        leftovers = [p.name for p in state.iterdir() if ".tmp-" in p.name]
+        leftovers = [p.name for p in state.iterdir() if p.name in stale]
         if leftovers:
-            raise CutError(f"temp files left after the restart: {leftovers}")
+            raise CutError(f"temp files the cut left, still there after the restart: {leftovers}")
         self.handler = uri
         self._no_call_left(phase)
 
