@@ -61,7 +61,7 @@ machine.state, machine.screen, machine.typed, machine.call_uri   # for status
 | handset, virtual handset | `HookOff`, `HookOn`, `Key(k)`, `KeyLong(k)` (instead of `Key` when held), `Button(name)`, `ButtonLong(name)`; `*` and `#` held together 10 s on hook → `ResetRequested("keypad")` (their own key events swallowed) |
 | control socket | `hook` → `HookOff`/`HookOn`; `key` with `0-9*#` → `Key`, with a name → `Button`; `dial` → `Dial(number)`; `pull` → `Button("pull")`; `reset` → `ResetRequested("control")` |
 | provider connection | `LineOnline(number, name)`, `LineOffline(reason, registering, retry_in_s)`, `Provisioning(url, user_code, expires_in_s)`, `PushChanged(status)` |
-| each call (from `protocol.call.Call` actions) | `RINGING` → `CallOffered(uri, peer, peer_name, outbound)`; `PROCEEDING`/`ALERTING`/`ACTIVE` → `CallProgress(uri, "calling"/"alerting"/"in-call", codec, quality)`; `REMOTE` → `CallRemote(uri, peer, device)`; `CallEnded` → `CallGone(uri, reason, talk_seconds)`; a refused `POST` (dial, answer, pull, take) → `CallFailed(reason)`; `BywaysChanged`/`PeerConnectivity` → `CallReconnecting(uri, on)` |
+| each call (from `protocol.call.Call` actions) | `RINGING` → `CallOffered(uri, peer, peer_name, outbound)`; `PROCEEDING`/`ALERTING`/`ACTIVE` → `CallProgress(uri, "calling"/"alerting"/"in-call", codec, quality)`; `REMOTE` → `CallRemote(uri, peer, device)`; a call of this phone's claimed again after a restart → `CallResumed(uri, peer, state, peer_name, outbound)`; `CallEnded` → `CallGone(uri, reason, talk_seconds)`; a refused `POST` (dial, answer, pull, take) → `CallFailed(reason)`; `BywaysChanged`/`PeerConnectivity` → `CallReconnecting(uri, on)` |
 | 3PCC taps | `answer` → `TapAnswer(uri)`, `decline` → `TapDecline(uri)`; a `take` tap is the call machine's pull and arrives as `CallProgress` |
 
 | action | the daemon |
@@ -126,6 +126,19 @@ machine.state, machine.screen, machine.typed, machine.call_uri   # for status
   sends `Hangup` for the first call URI the daemon reports next; a new dial is
   refused until then.  The daemon must answer every `PlaceCall` with either a
   `CallProgress` naming the call or a `CallFailed`.
+- **A call found after a restart.**  A phone that crashed or lost power in a
+  call finds the call still up at the provider, still handled by it, and
+  claims it again (`CallResumed`).  It goes on only if the user still holds
+  the handset: with the handset up the phone shows it (calling or in-call)
+  and carries it on.  With the handset down nobody is on this end: the phone
+  hangs up (`Hangup`, so the far end is released at once rather than after
+  the provider's idle timeout), shows the ended screen ("phone restarted")
+  for 3 s, and is idle; the call is logged, dated at the restart.  The hook
+  is never guessed: every handset reports its hook at start (the GPIO hook
+  once stable for its debounce time, the virtual and the control-socket
+  handsets on hook), and a call resumed before that report waits for it.  A
+  resumed call while another call is on screen, or while the phone is not
+  online, is hung up.
 - **Missed-call count** on the idle screen counts missed calls since the
   handset was last lifted or a key pressed; it is not stored.
 - **Idle clock.**  The machine leaves `Idle.clock` empty; the daemon fills it

@@ -248,6 +248,11 @@ class Handset:
             self.gpio.start()
         if self.keyboard is not None:
             self.keyboard.start()
+        if self.gpio is None and self.keyboard is None:
+            # No handset: the control socket's hook is the only one, down until told
+            # otherwise.  Said once like the others, so the machine knows the hook (a
+            # call resumed after a restart waits for it: docs/phone-states.md).
+            self._post(HookChanged(False))
 
     # ------------------------------------------------------------ inputs
 

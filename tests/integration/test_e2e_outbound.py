@@ -9,6 +9,7 @@ of these cases, handy when debugging.
 
 from __future__ import annotations
 
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,14 +17,18 @@ from pathlib import Path
 import pytest
 
 from alsa.fileplugin import write_asoundrc
+from ript.protocol.descriptions import CallDescription
 from riptdev.processes import (
     ProviderProcess,
+    start_phone,
     stop_process,
     tone_found,
     tone_levels,
     tone_pcm,
     wait_for_state,
 )
+from riptphone.control.client import ControlClientError
+from riptphone.control.client import request as control_request
 from riptphone.store import StateStore
 
 from .procs import (
@@ -31,6 +36,7 @@ from .procs import (
     ECHO,
     TOKEN,
     UNREACHABLE,
+    WAIT,
     PhoneProcess,
     ProviderApi,
     ProviderDb,
@@ -264,22 +270,78 @@ def test_a_corrupted_state_file_is_one_clear_line_and_the_registration_survives(
     assert StateStore(phone.state_dir).load_registration().problem is None
 
 
-def test_a_call_survives_the_phone_crashing_and_restarting(
-    phone: PhoneProcess, api: ProviderApi
-) -> None:
-    """The provider holds the call; the restarted phone claims it again and carries it on."""
+def _in_a_call_then_cut(phone: PhoneProcess) -> str:
+    """The phone in a call with the echo far end, handset up, then SIGKILLed: the call's URI."""
     phone.start()
+    assert phone.cli("hook", "off").returncode == 0
     assert phone.cli("dial", ECHO).returncode == 0
-    first = wait_for_state(phone.process, phone.socket, phone.log, "in-call", 15)
-    uri = first["call"]["uri"]
+    status = wait_for_state(phone.process, phone.socket, phone.log, "in-call", WAIT)
+    uri = str(status["call"]["uri"])
     assert phone.process is not None
     phone.process.kill()  # no SIGTERM: nothing is hung up, as after a power cut
     phone.process.wait(10)
-    status = phone.start("in-call")
+    return uri
+
+
+def _ended_at_the_provider(api: ProviderApi, uri: str) -> CallDescription | None:
+    """The call's description once final (None: gone), within WAIT s (its idle timer is 30 s)."""
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline:
+        description = api.get_call(uri)
+        if description is None or description.state.is_final:
+            return description
+        time.sleep(0.1)
+    raise AssertionError(f"the call {uri} is still up at the provider: {api.get_call(uri)}")
+
+
+def test_a_call_cut_by_a_power_cut_is_hung_up_at_the_restart_with_the_handset_down(
+    phone: PhoneProcess, api: ProviderApi
+) -> None:
+    """Nobody holds the handset: the restarted phone ends the call it finds, and is idle.
+
+    Before, it claimed the call again and stayed in it with the handset down, and the far
+    end stayed connected (the power-cut bench's finding).
+    """
+    uri = _in_a_call_then_cut(phone)
+    phone.start("idle")  # through "ended" ("phone restarted")
+    log = phone.log_text()
+    assert f"event=call_reclaimed call={uri}" in log
+    assert f"event=call_ended call={uri} reason='hung up'" in log  # by the phone, not a timer
+    description = _ended_at_the_provider(api, uri)
+    assert description is None or description.state.value == "ended"
+    status = phone.status()
+    assert status["state"] == "idle" and status.get("call") is None
+
+
+def test_a_call_cut_by_a_power_cut_goes_on_at_the_restart_with_the_handset_up(
+    phone: PhoneProcess, api: ProviderApi, provider: ProviderProcess
+) -> None:
+    """The user still holds the handset: the restarted phone claims the call and carries it on."""
+    uri = _in_a_call_then_cut(phone)
+    # The provider held still until the handset is up at the new daemon: its hook is then
+    # known before the call can be claimed again, however loaded the machine.
+    provider.process.send_signal(signal.SIGSTOP)
+    try:
+        phone.runs += 1
+        phone.process = start_phone(phone.config, phone.log, phone.env)
+        deadline = time.monotonic() + WAIT
+        while phone.process.poll() is None and time.monotonic() < deadline:
+            try:
+                control_request(phone.socket, {"cmd": "hook", "state": "off"})
+                break
+            except ControlClientError:
+                time.sleep(0.05)
+        else:
+            raise AssertionError(f"the phone's control socket never answered: {phone.log_text()}")
+    finally:
+        provider.process.send_signal(signal.SIGCONT)
+    status = wait_for_state(phone.process, phone.socket, phone.log, "in-call", 2 * WAIT)
     assert status["call"]["uri"] == uri
     assert status["call"]["state"] == "answered"
     assert "event=call_reclaimed" in phone.log_text()
     description = api.get_call(uri)
     assert description is not None and description.state.value == "answered"
     assert phone.cli("hook", "on").returncode == 0
-    wait_for_state(phone.process, phone.socket, phone.log, "idle", 15)
+    wait_for_state(phone.process, phone.socket, phone.log, "idle", WAIT)
+    description = _ended_at_the_provider(api, uri)
+    assert description is None or description.state.value == "ended"

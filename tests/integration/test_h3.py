@@ -430,6 +430,39 @@ def test_an_unreachable_provider_logs_no_stray_future_errors(
     assert not [r for r in caplog.records if "never retrieved" in r.getMessage()]
 
 
+def test_a_connect_its_caller_gave_up_on_logs_no_stray_future_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A request cancelled during the handshake (a RiptClient's request timeout, a caller's
+    wait_for) closes that connection at once.
+
+    Found by the provider's power cuts: the abandoned handshake went on until QUIC's idle
+    timeout, then aioquic failed its connected-waiter, which nobody read any more
+    ("Future exception was never retrieved", a multi-line traceback per attempt).
+    """
+    import gc
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as hole:
+        hole.bind(("127.0.0.1", 0))  # a bound port that never answers
+        port = hole.getsockname()[1]
+
+        async def body() -> None:
+            async with H3Client(connect_timeout=30, idle_timeout=0.3) as http:
+                for _ in range(2):
+                    with pytest.raises(TimeoutError):
+                        await asyncio.wait_for(
+                            http.request("GET", f"https://127.0.0.1:{port}/x"), 0.1
+                        )
+                await asyncio.sleep(1.0)  # past the idle timeout of any handshake left
+                gc.collect()
+
+        with caplog.at_level("ERROR", logger="asyncio"):
+            asyncio.run(body())
+            gc.collect()
+    assert not [r for r in caplog.records if "never retrieved" in r.getMessage()]
+
+
 # ---------------------------------------------------------------------- packets
 
 

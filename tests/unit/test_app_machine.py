@@ -22,6 +22,7 @@ from riptphone.app.inputs import (
     CallProgress,
     CallReconnecting,
     CallRemote,
+    CallResumed,
     Dial,
     HookOff,
     HookOn,
@@ -117,6 +118,7 @@ def core(actions: list[Output]) -> list[Output]:
 
 def online(phone: Phone | None = None) -> Phone:
     phone = phone or Phone()
+    phone.feed(HookOn())  # every handset reports its hook once at start
     phone.feed(LineOnline(OWN, "desk"))
     return phone
 
@@ -167,6 +169,7 @@ SAMPLES: dict[type[Input], Input] = {
     CallOffered: CallOffered(U2, BOB, "Bob"),
     CallProgress: CallProgress(U1, "in-call", "PCMU", 3),
     CallRemote: CallRemote(U1, ALICE, "laptop"),
+    CallResumed: CallResumed(U2, BOB, "in-call", "Bob", outbound=True),
     CallGone: CallGone(U1, "call ended"),
     CallFailed: CallFailed("the provider refused: 403"),
     CallReconnecting: CallReconnecting(U1, True),
@@ -209,6 +212,7 @@ for _s in (S.PROVISIONING, S.OFFLINE):
             Provisioning: (S.PROVISIONING, []),
             ResetRequested: (S.OFFLINE, [ResetPhone()]),
             PushChanged: (_s, []),
+            CallResumed: (_s, [Hangup(U2)]),
             CallFailed: (_s, [FAILED]),
             Tick: (_s, []),
         },
@@ -231,6 +235,7 @@ _expect(
         CallOffered: (S.RINGING, [SetRinger(True)]),
         CallProgress: (S.IDLE, []),
         CallRemote: (S.REMOTE, []),
+        CallResumed: (S.ENDED, [Hangup(U2)]),  # handset down: nobody holds it
         CallGone: (S.IDLE, []),
         CallFailed: (S.IDLE, [FAILED]),
         Tick: (S.IDLE, []),
@@ -254,6 +259,7 @@ _expect(
         CallOffered: (S.DIALLING, []),  # busy: remembered, not rung
         CallProgress: (S.DIALLING, []),
         CallRemote: (S.DIALLING, []),
+        CallResumed: (S.IN_CALL, [Tone("off")]),  # handset up: it goes on
         CallGone: (S.DIALLING, []),
         CallFailed: (S.DIALLING, [FAILED]),
         Tick: (S.DIALLING, []),
@@ -274,6 +280,7 @@ _expect(
         CallOffered: (S.CALLING, []),
         CallProgress: (S.IN_CALL, []),
         CallRemote: (S.REMOTE, []),
+        CallResumed: (S.CALLING, [Hangup(U2)]),
         CallGone: (S.ENDED, [Tone("busy")]),
         CallFailed: (S.DIALLING, [FAILED, Tone("busy")]),
         CallReconnecting: (S.CALLING, []),
@@ -295,6 +302,7 @@ _expect(
         CallOffered: (S.RINGING, []),
         CallProgress: (S.RINGING, []),
         CallRemote: (S.REMOTE, [SetRinger(False)]),
+        CallResumed: (S.RINGING, [Hangup(U2)]),
         CallGone: (S.ENDED, [SetRinger(False)]),
         CallFailed: (S.RINGING, [FAILED]),
         TapAnswer: (S.ANSWERING, [SetRinger(False), Answer(U1)]),
@@ -317,6 +325,7 @@ _expect(
         CallOffered: (S.ANSWERING, []),
         CallProgress: (S.IN_CALL, []),
         CallRemote: (S.REMOTE, []),
+        CallResumed: (S.ANSWERING, [Hangup(U2)]),
         CallGone: (S.ENDED, [Tone("busy")]),
         CallFailed: (S.RINGING, [FAILED]),  # handset still up: no ringer
         CallReconnecting: (S.ANSWERING, []),
@@ -339,6 +348,7 @@ _expect(
         CallOffered: (S.IN_CALL, []),
         CallProgress: (S.IN_CALL, []),
         CallRemote: (S.REMOTE, []),
+        CallResumed: (S.IN_CALL, [Hangup(U2)]),
         CallGone: (S.ENDED, [Tone("busy")]),
         CallFailed: (S.IN_CALL, [FAILED]),
         CallReconnecting: (S.IN_CALL, []),
@@ -361,6 +371,7 @@ _expect(
         CallOffered: (S.REMOTE, []),
         CallProgress: (S.IN_CALL, []),  # pulled here
         CallRemote: (S.REMOTE, []),
+        CallResumed: (S.REMOTE, [Hangup(U2)]),
         CallGone: (S.ENDED, []),
         CallFailed: (S.REMOTE, [FAILED]),
         Tick: (S.REMOTE, []),
@@ -384,6 +395,7 @@ _expect(
         CallOffered: (S.ENDED, []),  # handset still up: busy
         CallProgress: (S.ENDED, []),
         CallRemote: (S.ENDED, []),
+        CallResumed: (S.IN_CALL, [Tone("off")]),  # the handset is still up
         CallGone: (S.ENDED, []),
         CallFailed: (S.ENDED, [FAILED]),
         Tick: (S.DIALLING, [Tone("dial")]),  # 10 s later: the ended screen gave way
@@ -1095,3 +1107,55 @@ def test_a_reloaded_dial_plan_applies_from_the_next_number() -> None:
     phone.feed(Reconfigured(50, uk, 2.0))
     assert phone.m.plan is uk and phone.m.interdigit_timeout == 2.0
     assert phone.feed(Reconfigured(50, uk, 2.0)) == []  # nothing changed: nothing done
+
+
+# A call of this phone's claimed again after a restart (a crash, a power cut).
+
+
+def test_a_call_resumed_with_the_handset_down_is_hung_up_logged_and_the_phone_idle() -> None:
+    phone = online()  # the handset reported down at start
+    actions = phone.feed(CallResumed(U1, ALICE, "in-call"))
+    assert core(actions) == [Hangup(U1)]  # the far end released now, not at a timeout
+    assert phone.m.state == "ended"
+    assert shown(phone) == model.CallSummary(ALICE, "phone restarted")
+    assert any(isinstance(a, SaveCallLog) for a in actions)
+    entry = phone.m.log[0]
+    assert (entry.direction, entry.peer, entry.answered) == ("in", ALICE, True)
+    assert core(phone.feed(CallGone(U1, "hung up"))) == []  # its end, as it comes
+    phone.timer(phone.now + 3.0)
+    assert phone.m.state == "idle"
+    assert phone.m.call_uri is None
+
+
+def test_a_call_resumed_with_the_handset_up_goes_on() -> None:
+    phone = online()
+    phone.feed(HookOff())  # the user still holds the handset: dial tone meanwhile
+    assert core(phone.feed(CallResumed(U1, BOB, "alerting", outbound=True))) == [Tone("ringback")]
+    assert phone.m.state == "calling" and phone.m.call_uri == U1
+    assert core(phone.feed(CallProgress(U1, "in-call", "OPUS"))) == [Tone("off")]
+    assert phone.m.state == "in-call"
+    assert core(phone.feed(HookOn())) == [Hangup(U1)]  # and hangs up as any call
+    assert phone.m.log[0].direction == "out"
+
+
+def test_a_call_resumed_before_the_hook_is_known_waits_for_it() -> None:
+    # The GPIO hook reports once stable (its debounce time after start): the call is
+    # neither hung up on a guess nor resumed on one.
+    for first, expected, state in (
+        (HookOff(), [Tone("dial"), Tone("off")], "in-call"),
+        (HookOn(), [Hangup(U1)], "ended"),
+    ):
+        phone = Phone()
+        phone.feed(LineOnline(OWN, "desk"))
+        assert core(phone.feed(CallResumed(U1, ALICE, "in-call"))) == []
+        assert phone.m.state == "idle"
+        assert core(phone.feed(first)) == expected
+        assert phone.m.state == state
+
+
+def test_a_held_resumed_call_that_ends_before_the_hook_is_known_is_forgotten() -> None:
+    phone = Phone()
+    phone.feed(LineOnline(OWN, "desk"), CallResumed(U1, ALICE, "in-call"))
+    phone.feed(CallGone(U1, "call ended"))
+    assert core(phone.feed(HookOn())) == []
+    assert phone.m.state == "idle"

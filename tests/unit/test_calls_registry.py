@@ -40,6 +40,7 @@ from riptphone.app.inputs import (
     CallProgress,
     CallReconnecting,
     CallRemote,
+    CallResumed,
     Input,
 )
 from riptphone.calls.actions import call_inputs, started_inputs
@@ -92,13 +93,13 @@ def test_an_outbound_offer_is_to_take() -> None:
     ]
 
 
-def test_a_resumed_call_shows_then_goes_on() -> None:
+def test_a_resumed_call_is_told_to_the_machine_as_resumed() -> None:
+    # The machine decides from the hook whether it goes on or is hung up.
     ours = call(direction=CallDirection.OUTBOUND, handler=HANDLER)
     assert ours.state is CallState.PROCEEDING
     assert started_inputs(ours, resumed=False) == []
     assert started_inputs(ours, resumed=True) == [
-        CallRemote(CALL_URI, THEM, outbound=True),
-        CallProgress(CALL_URI, "calling"),
+        CallResumed(CALL_URI, THEM, "calling", outbound=True)
     ]
     elsewhere = call(handler="https://p.example/handlers/2", state=CallStatus.ANSWERED)
     assert started_inputs(elsewhere, resumed=False) == [CallRemote(CALL_URI, THEM, outbound=False)]

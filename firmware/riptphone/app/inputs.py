@@ -166,6 +166,21 @@ class CallRemote(Input):
 
 
 @dataclass(frozen=True, slots=True)
+class CallResumed(Input):
+    """A call this phone carried before it restarted (a crash, a power cut), claimed again.
+
+    The machine decides from the hook whether it goes on here (handset up) or is
+    hung up (handset down); ``state`` is where the call stands now.
+    """
+
+    uri: str
+    peer: str
+    state: CallPhase
+    peer_name: str | None = None
+    outbound: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class CallGone(Input):
     """A call is over (any final state, or its URI answered 404)."""
 
@@ -225,6 +240,7 @@ ALL_INPUTS: tuple[type[Input], ...] = (
     CallOffered,
     CallProgress,
     CallRemote,
+    CallResumed,
     CallGone,
     CallFailed,
     CallReconnecting,

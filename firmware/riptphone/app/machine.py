@@ -28,6 +28,9 @@ Design decisions (also in the doc):
   do-not-disturb (for keypads without a ``dnd`` button).
 * Keys on hook start pre-dialling: the number dials on ``#``, the
   inter-digit timeout or a digit-map match, and the user lifts to talk.
+* A call of this phone's found after a restart (``CallResumed``) goes on only
+  with the handset up; with it down the phone hangs up.  The hook is never
+  guessed: a call resumed before the handset's first hook report waits for it.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ from riptphone.app.inputs import (
     CallProgress,
     CallReconnecting,
     CallRemote,
+    CallResumed,
     Dial,
     HookOff,
     HookOn,
@@ -92,6 +96,8 @@ from riptphone.ui import model
 from riptphone.ui.model import PushState, Screen
 
 ENDED_SCREEN_S = 3.0
+RESTARTED = "phone restarted"
+"""Why a call resumed after a restart with the handset down ended (its ended screen)."""
 VOLUME_SHOWN_S = 2.0
 VOLUME_STEP = 10
 MAX_TYPED = 32
@@ -177,6 +183,10 @@ class PhoneMachine:
         leaves the phone."""
         self._state = State.OFFLINE
         self.off_hook = False
+        self.hook_known = False
+        """Whether the handset has reported its hook once (every backend does at start)."""
+        self._held: dict[str, CallResumed] = {}
+        """Calls resumed after a restart before the hook was known: decided at its report."""
         self._typed = ""
         self._last_key_at: float | None = None
         self.number: str | None = None
@@ -240,7 +250,15 @@ class PhoneMachine:
         state, log, screen = self.state, self.log, self._screen
         if isinstance(event, HookOff | HookOn | Key | KeyLong | Button | ButtonLong | Dial):
             self._notice = None
+        first_hook = isinstance(event, HookOff | HookOn) and not self.hook_known
+        if first_hook:
+            self.hook_known = True
         self._dispatch(event)
+        if first_hook:
+            # The hook's first report decides the calls resumed before it (see _resumed_rest).
+            held, self._held = self._held, {}
+            for resumed in held.values():
+                self._dispatch(resumed)
         out = self._out
         if self.log is not log:
             out.append(SaveCallLog(self.log))
@@ -439,6 +457,7 @@ class PhoneMachine:
 
     def _forget(self, gone: CallGone, bg: _Background | None = None) -> None:
         """A call the phone was not showing ended; log it if it rang for this line."""
+        self._held.pop(gone.uri, None)
         bg = bg or self._background.pop(gone.uri, None)
         if bg is None or bg.direction != "in":
             return
@@ -972,6 +991,43 @@ class PhoneMachine:
         )
         self._state = State.REMOTE
 
+    def _resumed_rest(self, event: CallResumed) -> None:
+        """handset up: the call goes on here → calling/in-call; down: Hangup → ended (see below)"""
+        if not self.hook_known:
+            # Not guessed: a call the user still holds must not be hung up, nor one on
+            # the cradle resumed.  Every handset reports its hook at start; decided then.
+            self._held[event.uri] = event
+            return
+        self._typed = ""
+        self._last_key_at = None
+        self._ended = None
+        self._ended_until = None
+        self._call = _Call(
+            event.uri,
+            event.peer,
+            "out" if event.outbound else "in",
+            self._wall,
+            event.peer_name,
+            answered=event.state == "in-call",
+        )
+        if self.off_hook:
+            self._state = State.REMOTE  # a call shown, not yet carried: as pulled back here
+            self._progress_remote(CallProgress(event.uri, event.state))
+            return
+        # The handset is down: nobody is on this end.  End the leg as replacing the
+        # handset would, so that the far end is released and the line is free again.
+        self._emit(Hangup(event.uri))
+        self._end(RESTARTED, busy=False)
+
+    def _resumed_busy(self, event: CallResumed) -> None:
+        """another call is on screen: Hangup (one call at a time); this call: nothing"""
+        if not self._matches(event.uri):
+            self._emit(Hangup(event.uri))
+
+    def _resumed_offline(self, event: CallResumed) -> None:
+        """Hangup: a call cannot be carried until the phone is online"""
+        self._emit(Hangup(event.uri))
+
     def _gone_call(self, event: CallGone) -> None:
         """this call is over: logged (missed if it rang unanswered) → ended; another: forgotten"""
         call = self._call
@@ -1150,6 +1206,9 @@ def _build() -> tuple[
     t[(_S.RINGING, CallProgress)] = M._progress_stray
     each(WITH_CALL, CallRemote, M._remote_here)
     each(AT_REST, CallRemote, M._remote_rest)
+    each(AT_REST, CallResumed, M._resumed_rest)
+    each(WITH_CALL, CallResumed, M._resumed_busy)
+    each(NOT_ONLINE, CallResumed, M._resumed_offline)
     each(WITH_CALL, CallGone, M._gone_call)
     each(AT_REST, CallGone, M._gone_rest)
     t[(_S.CALLING, CallFailed)] = M._failed_calling

@@ -29,6 +29,7 @@ from riptphone.app.inputs import (
     CallProgress,
     CallReconnecting,
     CallRemote,
+    CallResumed,
     Input,
 )
 
@@ -78,8 +79,10 @@ def started_inputs(call: Call, *, resumed: bool) -> list[Input]:
     if call.state is CallState.REMOTE:
         return [remote(call)]
     if resumed and call.state in PHASES:
-        # A call this phone carried before it restarted: show it, then take it up again.
-        return [remote(call), CallProgress(call.first_uri, PHASES[call.state])]
+        # A call this phone carried before it restarted: the machine takes it up again or
+        # hangs it up, as the handset is up or down (docs/phone-states.md).
+        outbound = call.direction is CallDirection.OUTBOUND
+        return [CallResumed(call.first_uri, call.peer, PHASES[call.state], outbound=outbound)]
     return []
 
 

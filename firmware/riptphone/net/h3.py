@@ -1247,6 +1247,13 @@ class H3Client:
         except ConnectionError:
             proto.close_now()
             raise proto.lost or ConnectionLostError(target.origin, "handshake failed") from None
+        except asyncio.CancelledError:
+            # The caller gave up (a request timeout, a wait_for): nobody can use this
+            # connection any more (it was never stored).  Close it now rather than leave
+            # its handshake to QUIC's idle timeout, when aioquic would fail a waiter
+            # nobody reads ("Future exception was never retrieved").
+            proto.close_now("connect cancelled")
+            raise
         log.info(
             "h3 connected origin=%s resumed=%s early_data=%s",
             target.origin,
