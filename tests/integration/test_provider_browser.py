@@ -208,8 +208,9 @@ def test_a_person_with_the_qr_code_and_a_browser_logs_the_real_phone_in(
     tmp_path: Path, browser: Callable[[str], webdriver.Chrome]
 ) -> None:
     """The provider and ``ript-phone run`` as subprocesses: nothing but the QR URL and a browser."""
-    lab = Lab(tmp_path / "lab")
-    lab.work.mkdir()
+    # tmp_path itself, not a folder in it: the provider's admin socket path must stay
+    # under AF_UNIX's 107 bytes, and pytest-xdist puts popen-gwN/ in every tmp_path.
+    lab = Lab(tmp_path)
     try:
         provider, phone, _ = lab.start()
         phone.start("provisioning")

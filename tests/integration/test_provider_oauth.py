@@ -20,7 +20,6 @@ import socket
 import ssl
 import subprocess
 import sys
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -391,7 +390,6 @@ def test_verification_page_without_a_browser(tmp_path: Path) -> None:
 
 def test_hash_password_command(tmp_path: Path) -> None:
     command = [sys.executable, "-m", "riptprovider", "hash-password"]
-    started = time.monotonic()
     done = subprocess.run(
         command,
         check=False,
@@ -404,7 +402,6 @@ def test_hash_password_command(tmp_path: Path) -> None:
     stored = done.stdout.strip()
     assert "alice-demo-password" not in done.stdout + done.stderr
     assert stored.startswith("scrypt$32768$8$1$") and verify_password("alice-demo-password", stored)
-    assert time.monotonic() - started < 20
     empty = subprocess.run(
         command, check=False, input="", capture_output=True, text=True, timeout=30
     )

@@ -150,13 +150,16 @@ def test_generated_far_end_media_goes_to_the_newest_session_not_to_gets(tmp_path
         old, new = Datagrams(), Datagrams()
         assert (await session(env, call, old))[0] == 200
         assert (await session(env, call, new))[0] == 200
-        await new.wait(5)  # the tone, every 20 ms, on the newest session only
+        await new.wait(5)  # the tone, every 20 ms, on the newest session
+        # Until the second session was open the tone went to the first (on a loaded
+        # machine it can get a few); once the newest is there, the old one gets nothing.
         got_old = len(old.got)
+        await new.wait(len(new.got) + 10)
         receiver = ChunkReceiver(Direction.S2C, keys_of(call))
         media = [c for d in new.got for c in receiver.receive(d, time.monotonic()).media]
-        assert len(media) >= 5 and {c.payload_type for c in media} == {PayloadType.OPUS}
+        assert len(media) >= 15 and {c.payload_type for c in media} == {PayloadType.OPUS}
         assert [c.seq for c in media] == list(range(media[0].seq, media[0].seq + len(media)))
-        assert got_old == 0
+        assert len(old.got) == got_old
 
     run(body, tmp_path)
 
