@@ -227,11 +227,15 @@ def test_a_wrong_password_is_refused(tmp_path: Path, caplog: pytest.LogCaptureFi
         wrong = PushBinding(binding.broker, binding.topic, binding.username, "wrong-password-x")
 
         async def run() -> None:
-            async with Phone(broker, wrong) as phone:
+            refusals: list[int] = []
+            phone = Phone(broker, wrong)
+            phone.channel.on_refused = lambda: refusals.append(1)  # the line asks GET {handler}
+            async with phone:
                 await phone.until(
                     lambda: "refused handler handler-1: Not authorized" in caplog.text,
                     "the refusal in the log",
                 )
+                await phone.until(lambda: bool(refusals), "on_refused")
                 assert phone.channel.status == PushStatus.DOWN
                 assert phone.connects == 0
 
