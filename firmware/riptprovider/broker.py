@@ -85,6 +85,8 @@ PBKDF2_ITERATIONS = 101
 START_TIMEOUT = 10.0
 STOP_TIMEOUT = 10.0
 RELOAD_TIMEOUT = 2.0
+RESIGNAL_S = 0.1
+"""Seconds without a logged reload after which :meth:`MosquittoBroker.reload` signals again."""
 LOG_KEEP = 1 << 20
 """Bytes of mosquitto.log beyond which a start moves it to mosquitto.log.1."""
 BROKER_CERT_LIFETIME = datetime.timedelta(days=825)
@@ -156,7 +158,9 @@ class DeviceRegistry:
     """The MQTT users of the provider, kept in ``state_file`` and written out as broker files.
 
     ``broker_url`` is what the phones are told (``mqtts://host:port``);
-    ``reload`` makes the broker re-read ``password_file`` and ``acl_file``.
+    ``reload`` makes the broker re-read ``password_file`` and ``acl_file``
+    (returning False when it cannot tell that the broker did: the writer then
+    tries again).
     Thread-safe.  A change costs one password hash at most: the hashes are
     kept, so the files are rewritten without hashing anyone again.
     """
@@ -167,7 +171,7 @@ class DeviceRegistry:
         password_file: Path,
         acl_file: Path,
         broker_url: str,
-        reload: Callable[[], None] | None = None,
+        reload: Callable[[], bool | None] | None = None,
     ) -> None:
         self.state_file = state_file
         self.password_file = password_file
@@ -290,13 +294,15 @@ class DeviceRegistry:
         _write(self.state_file, state)
         _write(self.password_file, passwd)
         _write(self.acl_file, acl)
-        if self.reload is not None:
-            self.reload()
+        if self.reload is not None and self.reload() is False:
+            # Not settled: the users handed out meanwhile may not work at the broker yet.
+            raise PushError("the broker did not confirm its reload")
 
     def _changed(self) -> None:
         writer = self._writer
         if writer is None:
-            self._flush()
+            with contextlib.suppress(PushError):  # logged by reload; the next change retries
+                self._flush()
         else:
             writer.request()
 
@@ -447,6 +453,12 @@ class _Writer:
                 target = self._requested
             try:
                 self._flush()
+            except PushError as exc:  # the broker's reload was not seen: the files again
+                log.warning("push: %s; retrying in %g s", exc, self.RETRY_S)
+                if self._closing:
+                    return
+                time.sleep(self.RETRY_S)
+                continue
             except Exception:
                 log.exception("push: cannot write the broker files; retrying in %g s", self.RETRY_S)
                 if self._closing:
@@ -833,26 +845,44 @@ class MosquittoBroker:
         except OSError:
             return False
 
-    def reload(self) -> None:
-        """SIGHUP: mosquitto re-reads the password and ACL files.
+    def reload(self) -> bool:
+        """SIGHUP: mosquitto re-reads the password and ACL files; False if it did not say so.
 
-        Waits (at most :data:`RELOAD_TIMEOUT`) until mosquitto logs the reload:
-        it reloads within one pass of its single-threaded loop, so a client
-        that connects afterwards meets the new files.
+        Waits (at most :data:`RELOAD_TIMEOUT`) until mosquitto logs a reload begun
+        after the call: it logs "Reloading config." and then reads the files, within
+        one pass of its single-threaded loop, so the files written before this call
+        are in force for any client that connects afterwards.
+
+        A SIGHUP can be lost: mosquitto only sets a flag in its handler and clears
+        it at the *end* of a reload, so a signal that comes while a reload is still
+        reading (the previous call returned at that reload's log line; a
+        write-behind pass follows at once) is swallowed, and the files written
+        for it would wait for the next change.  Hence the signal is sent again
+        every :data:`RESIGNAL_S` until a new reload shows in the log; a spare
+        reload costs mosquitto one re-read.
         """
         # Under the lock: a SIGHUP while a start is under way (supervision) could come
         # before mosquitto installs its handler, and kill it.
         with self._lock:
             process = self.process
             if process is None or process.poll() is not None:
-                return  # the files are read at the next start
+                return True  # the files are read at the next start
             offset = self._log_size()
-            process.send_signal(signal.SIGHUP)
             deadline = time.monotonic() + RELOAD_TIMEOUT
-            while (
-                not self._logged_since(offset, b"Reloading config") and time.monotonic() < deadline
-            ):
-                time.sleep(0.005)
+            while True:
+                process.send_signal(signal.SIGHUP)
+                resend = min(deadline, time.monotonic() + RESIGNAL_S)
+                while True:
+                    if self._logged_since(offset, b"Reloading config"):
+                        return True
+                    if time.monotonic() >= resend:
+                        break
+                    time.sleep(0.005)
+                if time.monotonic() >= deadline or process.poll() is not None:
+                    log.warning(
+                        "push: mosquitto did not reload within %.0f s of SIGHUP", RELOAD_TIMEOUT
+                    )
+                    return False
 
     def stop(self) -> None:
         """SIGTERM (mosquitto saves its persistence database), then wait; SIGKILL if stuck.

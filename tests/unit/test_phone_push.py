@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from pathlib import Path
 from typing import Any
 
-from phonefakes import CALL_URI, FakeClient, FakePlayer, FakeRunner, call, config, registration
-from ript.protocol.descriptions import PushBinding
+from phonefakes import (
+    CALL_URI,
+    HANDLER,
+    FakeClient,
+    FakePlayer,
+    FakeRunner,
+    call,
+    config,
+    registration,
+)
+from ript.protocol.descriptions import HandlerDescription, PushBinding
 from ript.protocol.taps import Tap, TapType
 from riptphone.app import inputs
 from riptphone.bus import Bus
@@ -98,6 +108,67 @@ def test_an_unusable_binding_leaves_push_off(tmp_path: Path) -> None:
     rig.line.tg = rig.client.tg
     start(rig)
     assert rig.push.channel is None and rig.push.status is PushStatus.NONE
+
+
+def refetch_rig(tmp_path: Path, answer: PushBinding | None) -> tuple[Rig, list[str]]:
+    """A started line whose ``GET {handler}`` answers ``answer`` as the push binding."""
+    rig = Rig(tmp_path)
+    asyncio.run(rig.line.connect())
+    rig.line.registration = registration(push=BINDING)
+    asked: list[str] = []
+
+    async def get_handler(uri: str) -> HandlerDescription:
+        asked.append(uri)
+        return HandlerDescription("h1", "1 in: PCMU;", uri=uri, push=answer)
+
+    rig.client.get_handler = get_handler  # type: ignore[attr-defined]
+    return rig, asked
+
+
+def test_a_refused_login_fetches_the_binding_and_reopens_on_a_new_password(
+    tmp_path: Path,
+) -> None:
+    # The provider gave the handler a new password (its device list was wiped): the
+    # phone must not keep knocking with the old one for ever.
+    fresh = dataclasses.replace(BINDING, password="fresh")
+    rig, asked = refetch_rig(tmp_path, fresh)
+
+    async def main() -> None:
+        rig.push.start()
+        first = rig.push.channel
+        rig.push.refused()
+        rig.push.refused()  # refused again meanwhile: one GET
+        await rig.tasks.wait(1.0)
+        assert isinstance(first, FakeChannel) and first.closed
+        rig.push.refused()  # within the minute: no GET
+        await rig.tasks.wait(1.0)
+
+    asyncio.run(main())
+    assert asked == [HANDLER]
+    channel = rig.push.channel
+    assert isinstance(channel, FakeChannel) and channel.started and channel.args[0] == fresh
+    assert rig.line.registration is not None and rig.line.registration.push == fresh
+    saved = rig.line.store.load_registration().data
+    assert saved is not None and saved.push == fresh
+
+
+def test_a_refused_login_keeps_the_binding_the_provider_still_gives(tmp_path: Path) -> None:
+    # Same binding, or the same one without its password (another device's view):
+    # nothing to change; the channel goes on retrying.
+    for answer in (BINDING, dataclasses.replace(BINDING, password=None)):
+        rig, asked = refetch_rig(tmp_path, answer)
+
+        async def main(rig: Rig = rig) -> None:
+            rig.push.start()
+            first = rig.push.channel
+            rig.push.refused()
+            await rig.tasks.wait(1.0)
+            assert rig.push.channel is first and isinstance(first, FakeChannel)
+            assert not first.closed
+
+        asyncio.run(main())
+        assert asked == [HANDLER]
+        assert rig.line.registration is not None and rig.line.registration.push == BINDING
 
 
 def tap(kind: TapType) -> Tap:

@@ -32,7 +32,11 @@ still block the loop in ``connect`` and must second-guess data buffered inside
 the SSL object.  The thread wakes at least every :data:`LOOP_TICK` seconds to
 notice :meth:`PushChannel.close`.
 
-Callbacks (``on_tap``, ``on_connected``, ``on_status``) run in the asyncio
+A refused login (CONNACK failure: a password the broker does not know) is
+also told to ``on_refused()``, so that the phone can ask the provider whether
+its binding changed; the channel itself keeps retrying with back-off.
+
+Callbacks (``on_tap``, ``on_connected``, ``on_status``, ``on_refused``) run in the asyncio
 loop; each may be a plain function or return an awaitable.  The password is
 never logged.
 """
@@ -75,6 +79,7 @@ CLOSE_TIMEOUT = 10.0
 OnTap = Callable[[Tap], Awaitable[None] | None]
 OnConnected = Callable[[], Awaitable[None] | None]
 OnStatus = Callable[["PushStatus"], Awaitable[None] | None]
+OnRefused = Callable[[], Awaitable[None] | None]
 
 
 class PushStatus(enum.StrEnum):
@@ -120,6 +125,7 @@ class PushChannel:
         *,
         on_connected: OnConnected | None = None,
         on_status: OnStatus | None = None,
+        on_refused: OnRefused | None = None,
         ca_file: str | Path | None = None,
         session_expiry: int = MIN_SESSION_EXPIRY,
         keepalive: int = KEEPALIVE,
@@ -134,6 +140,7 @@ class PushChannel:
         self.on_tap = on_tap
         self.on_connected = on_connected
         self.on_status = on_status
+        self.on_refused = on_refused
         self.status = PushStatus.DOWN
         self._filter = TapFilter(tg_uri)
         self._session_expiry = session_expiry
@@ -228,6 +235,11 @@ class PushChannel:
         if self.on_connected is not None:
             self._call("on_connected", self.on_connected)
 
+    def _login_refused(self) -> None:
+        if self._stop.is_set() or self.on_refused is None:
+            return
+        self._call("on_refused", self.on_refused)
+
     def _payload(self, payload: bytes) -> None:
         if self._stop.is_set():
             return
@@ -295,6 +307,7 @@ class PushChannel:
             # The broker closes the connection; _run logs the retry.
             self._refused = True
             log.warning("push: %s refused handler %s: %s", self.where, self.handler_id, reason)
+            self._post(self._login_refused)  # the phone may ask for its binding again
             return
         result, mid = client.subscribe(self.binding.topic, options=SubscribeOptions(qos=1))
         if result != MQTTErrorCode.MQTT_ERR_SUCCESS:
