@@ -18,6 +18,8 @@ from riptphone.net.h3 import (
     CookieJar,
     GoawayError,
     H3Client,
+    H3Error,
+    H3Stream,
     InvalidRequestError,
     ResponseTooLargeError,
     StreamResetError,
@@ -65,6 +67,32 @@ def test_response_over_limit_is_an_error() -> None:
         ok = await client.request("GET", server.url("/stream?n=2&ms=1&size=10"))
         assert ok.body == b"\x00" * 10 + b"\x01" * 10
         assert len(server.connections) == 1
+
+    run(scenario, max_response_bytes=1000)
+
+
+def test_prepared_request_over_limit_is_cut_as_it_streams() -> None:
+    """A request started without a task holds no more than the limit of a response that
+    goes on (a held GET answered with an endless body): it is reset at once, not at its end."""
+
+    async def scenario(server: TestServer, client: H3Client) -> None:
+        await client.request("GET", server.url("/stream?n=1&ms=1&size=10"))  # connected
+        done: asyncio.Future[H3Error | None] = asyncio.get_running_loop().create_future()
+
+        def on_complete(stream: H3Stream, status: int, body: bytes, error: H3Error | None) -> None:
+            if not done.done():  # (once: a second call would fail here)
+                done.set_result(error)
+
+        # 600 bytes every 50 ms for 50 s: the limit of 1000 is passed at the second piece.
+        request = client.prepare("GET", server.url("/stream?n=1000&ms=50&size=600"))
+        stream = client.send_prepared(request, None, on_complete)
+        assert stream is not None
+        async with asyncio.timeout(10):
+            error = await done
+        assert isinstance(error, ResponseTooLargeError)
+        assert stream.finished and stream.connection.stream_count == 0
+        ok = await client.request("GET", server.url("/stream?n=2&ms=1&size=10"))
+        assert ok.body == b"\x00" * 10 + b"\x01" * 10
 
     run(scenario, max_response_bytes=1000)
 

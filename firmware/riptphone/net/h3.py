@@ -413,8 +413,10 @@ class _StreamState:
         "error",
         "head",
         "head_waiters",
+        "limit",
         "on_complete",
         "protocol",
+        "received",
         "send_error",
         "sent_fin",
         "stream_id",
@@ -436,6 +438,10 @@ class _StreamState:
         # Called once when the response has ended or failed (H3Client.send_prepared):
         # the media byways' requests complete in a callback, without a task each.
         self.on_complete: Callable[[], None] | None = None
+        # (url, bytes): the response body is cut (stream reset, ResponseTooLargeError) as
+        # soon as it passes this, for requests no task reads (H3Client.send_prepared).
+        self.limit: tuple[str, int] | None = None
+        self.received = 0  # response body bytes so far (counted while ``limit`` is set)
 
     def _completed(self) -> None:
         callback = self.on_complete
@@ -469,12 +475,26 @@ class _StreamState:
     def on_data(self, data: bytes, ended: bool) -> None:
         if data:
             self.chunks.append(data)
+            limit = self.limit
+            if limit is not None:
+                self.received += len(data)
+                if self.received > limit[1]:
+                    self._cut(*limit)
+                    return
         if ended:
             self.ended = True
         self.wakeup.set()
         if ended:
             self.protocol.forget(self)
             self._completed()
+
+    def _cut(self, url: str, size: int) -> None:
+        """Past the limit: cut the stream now rather than hold a body that may never end."""
+        self.chunks.clear()
+        protocol = self.protocol
+        protocol.abort(self.stream_id, H3_REQUEST_CANCELLED)
+        self.fail(ResponseTooLargeError(url, size))
+        protocol.forget(self)
 
     def on_end(self) -> None:
         self.ended = True
@@ -1424,6 +1444,7 @@ class H3Client:
             on_complete(stream, result.status, data, None)
 
         state.on_complete = completed
+        state.limit = (request.url, limit)
         if body:
             stream.end(body)
         return stream
