@@ -254,6 +254,18 @@ def test_cookies_are_stored_sent_and_left_off_on_request() -> None:
     run(scenario)
 
 
+def test_cookie_jar_caps_an_overlong_max_age() -> None:
+    """A provider's Max-Age of 400 digits overflowed a float: the error came out of the
+    jar inside aioquic's event handling (a media byway's answer, send_prepared)."""
+    jar = CookieJar(clock=lambda: 1000.0)
+    o = "https://p.example:443"
+    jar.store(o, "/", "a=1; Max-Age=" + "9" * 400)
+    jar.store(o, "/", "b=2; Max-Age=" + "9" * 5000)  # over int()'s digit limit: ignored
+    assert jar.header(o, "/") == "a=1; b=2"
+    jar.store(o, "/", "a=1; Max-Age=-" + "9" * 400)  # removed at once
+    assert jar.header(o, "/") == "b=2"
+
+
 def test_cookie_jar_paths_and_expiry() -> None:
     now = [1000.0]
     jar = CookieJar(clock=lambda: now[0])

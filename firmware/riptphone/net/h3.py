@@ -265,6 +265,9 @@ class _Cookie:
     expires: float | None  # wall clock seconds, None = session cookie
 
 
+MAX_COOKIE_AGE_S = 400 * 86400
+"""The longest Max-Age kept (RFC 6265bis 5.6.2): the cookie lives no longer."""
+
 MAX_COOKIES_PER_ORIGIN = 50
 """RFC 6265 6.1's minimum; past it the oldest stored cookie of the origin goes."""
 
@@ -309,6 +312,9 @@ class CookieJar:
                 except ValueError:
                     continue
                 max_age_seen = True
+                # Capped (RFC 6265bis: 400 days): a longer one, up to hundreds of digits
+                # from the provider, would overflow the float sum.
+                seconds = min(seconds, MAX_COOKIE_AGE_S)
                 expires = self._clock() + seconds if seconds > 0 else float("-inf")
             elif key == "expires" and not max_age_seen:
                 try:
