@@ -97,6 +97,35 @@ def test_prepared_request_over_limit_is_cut_as_it_streams() -> None:
     run(scenario, max_response_bytes=1000)
 
 
+def test_a_raising_completion_callback_stays_out_of_aioquics_event_handling(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """send_prepared's callback runs inside the connection's handling of a packet: what it
+    raises is logged there, and the packet's other events and the transmit still happen."""
+
+    async def scenario(server: TestServer, client: H3Client) -> None:
+        loop = asyncio.get_running_loop()
+        escaped: list[dict[str, Any]] = []
+        loop.set_exception_handler(lambda _loop, context: escaped.append(context))
+        await client.request("GET", server.url("/stream?n=1&ms=1&size=10"))  # connected
+        calls: list[int] = []
+
+        def on_complete(stream: H3Stream, status: int, body: bytes, error: H3Error | None) -> None:
+            calls.append(status)
+            raise RuntimeError("a bug in the caller")
+
+        request = client.prepare("GET", server.url("/stream?n=1&ms=1&size=10"))
+        assert client.send_prepared(request, None, on_complete) is not None
+        while not calls:
+            await asyncio.sleep(0.01)
+        ok = await client.request("GET", server.url("/stream?n=2&ms=1&size=10"))
+        assert ok.status == 200 and calls == [200]
+        assert escaped == []
+        assert "a bug in the caller" in caplog.text
+
+    run(scenario)
+
+
 def test_twenty_long_lived_gets_and_puts_share_one_connection() -> None:
     async def get(client: H3Client, url: str) -> list[bytes]:
         async with await client.open_stream("GET", url, end_stream=True) as stream:

@@ -453,7 +453,13 @@ class _StreamState:
         callback = self.on_complete
         if callback is not None:
             self.on_complete = None
-            callback()
+            try:
+                callback()
+            except Exception:
+                # Called inside aioquic's handling of a packet: raised out of it, the
+                # packet's other events would wait for the next packet, and its transmit
+                # (ACK, requests started meanwhile) would not happen.
+                log.exception("h3 completion callback failed stream_id=%d", self.stream_id)
 
     def on_headers(self, headers: list[tuple[bytes, bytes]], ended: bool) -> None:
         if not self.head.done():
@@ -1411,8 +1417,10 @@ class H3Client:
         For the 20 ms path (media byways): no coroutine, no header checks, no
         task per request.  Only on an open connection: None tells the caller to
         use :meth:`request` (which connects).  When the response has ended (at
-        most the client's size limit) or failed, ``on_complete(stream, status,
-        body, error)`` is called in the loop, once; ``error`` is an
+        most the client's size limit: past it the stream is reset at once) or
+        failed, ``on_complete(stream, status, body, error)`` is called in the
+        loop, once, inside the connection's event handling (what it raises is
+        logged there); ``error`` is an
         :class:`H3Error` (and ``status`` 0) when it failed, including by
         :meth:`H3Stream.reset`.  ``defer`` as for :meth:`open_stream` (no body only).
         """
