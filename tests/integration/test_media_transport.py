@@ -249,3 +249,20 @@ def test_a_receive_path_that_raises_loses_no_get(tmp_path: Path) -> None:
         transport.stop()
 
     run(tmp_path, body, webtransport=False)
+
+
+def test_a_datagram_the_receive_path_raises_on_stays_out_of_aioquic() -> None:
+    # DatagramTransport.receive is called inside the connection's handling of a packet:
+    # what the session's receive path raises must not leave it (the packet's other
+    # events and its transmit would wait for the next packet).
+    transport = DatagramTransport()
+    delivered: list[bytes] = []
+
+    def deliver(data: bytes) -> None:
+        delivered.append(data)
+        raise RuntimeError("a bug in the receive path")
+
+    transport.start(deliver)
+    transport.receive(b"one")
+    transport.receive(b"two")
+    assert delivered == [b"one", b"two"] and transport.receive_failures == 2

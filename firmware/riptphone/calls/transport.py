@@ -146,6 +146,8 @@ class DatagramTransport:
         self.puts_dropped = 0
         self.put_failures = 0
         self.get_failures = 0
+        self.receive_failures = 0
+        """Datagrams the session's receive path raised on (a bug: the first is logged)."""
 
     @property
     def name(self) -> str:
@@ -163,9 +165,17 @@ class DatagramTransport:
     def receive(self, data: bytes) -> None:
         """A datagram of the session (called by the connection as it arrives)."""
         deliver = self._deliver
-        if deliver is not None:
+        if deliver is None:
+            return  # before start() or after stop(): dropped, as a lost datagram would be
+        try:
             deliver(data)
-        # else: before start() or after stop(): dropped, as a lost datagram would be
+        except Exception:
+            # Called inside aioquic's handling of a packet: raised out of it, the packet's
+            # other events and its transmit would wait for the next one.  A bug further
+            # in: logged once, not at every datagram (20 ms path).
+            self.receive_failures += 1
+            if self.receive_failures == 1:
+                log.exception("event=media_receive_failed")
 
     def start(self, deliver: Deliver) -> None:
         self._deliver = deliver
