@@ -18,6 +18,8 @@ from riptphone.net.h3 import (
     CookieJar,
     GoawayError,
     H3Client,
+    H3Error,
+    H3Stream,
     InvalidRequestError,
     ResponseTooLargeError,
     StreamResetError,
@@ -67,6 +69,61 @@ def test_response_over_limit_is_an_error() -> None:
         assert len(server.connections) == 1
 
     run(scenario, max_response_bytes=1000)
+
+
+def test_prepared_request_over_limit_is_cut_as_it_streams() -> None:
+    """A request started without a task holds no more than the limit of a response that
+    goes on (a held GET answered with an endless body): it is reset at once, not at its end."""
+
+    async def scenario(server: TestServer, client: H3Client) -> None:
+        await client.request("GET", server.url("/stream?n=1&ms=1&size=10"))  # connected
+        done: asyncio.Future[H3Error | None] = asyncio.get_running_loop().create_future()
+
+        def on_complete(stream: H3Stream, status: int, body: bytes, error: H3Error | None) -> None:
+            if not done.done():  # (once: a second call would fail here)
+                done.set_result(error)
+
+        # 600 bytes every 50 ms for 50 s: the limit of 1000 is passed at the second piece.
+        request = client.prepare("GET", server.url("/stream?n=1000&ms=50&size=600"))
+        stream = client.send_prepared(request, None, on_complete)
+        assert stream is not None
+        async with asyncio.timeout(10):
+            error = await done
+        assert isinstance(error, ResponseTooLargeError)
+        assert stream.finished and stream.connection.stream_count == 0
+        ok = await client.request("GET", server.url("/stream?n=2&ms=1&size=10"))
+        assert ok.body == b"\x00" * 10 + b"\x01" * 10
+
+    run(scenario, max_response_bytes=1000)
+
+
+def test_a_raising_completion_callback_stays_out_of_aioquics_event_handling(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """send_prepared's callback runs inside the connection's handling of a packet: what it
+    raises is logged there, and the packet's other events and the transmit still happen."""
+
+    async def scenario(server: TestServer, client: H3Client) -> None:
+        loop = asyncio.get_running_loop()
+        escaped: list[dict[str, Any]] = []
+        loop.set_exception_handler(lambda _loop, context: escaped.append(context))
+        await client.request("GET", server.url("/stream?n=1&ms=1&size=10"))  # connected
+        calls: list[int] = []
+
+        def on_complete(stream: H3Stream, status: int, body: bytes, error: H3Error | None) -> None:
+            calls.append(status)
+            raise RuntimeError("a bug in the caller")
+
+        request = client.prepare("GET", server.url("/stream?n=1&ms=1&size=10"))
+        assert client.send_prepared(request, None, on_complete) is not None
+        while not calls:
+            await asyncio.sleep(0.01)
+        ok = await client.request("GET", server.url("/stream?n=2&ms=1&size=10"))
+        assert ok.status == 200 and calls == [200]
+        assert escaped == []
+        assert "a bug in the caller" in caplog.text
+
+    run(scenario)
 
 
 def test_twenty_long_lived_gets_and_puts_share_one_connection() -> None:
@@ -224,6 +281,18 @@ def test_cookies_are_stored_sent_and_left_off_on_request() -> None:
         assert (await client.request("GET", server.url("/cookie/echo"))).body == b""
 
     run(scenario)
+
+
+def test_cookie_jar_caps_an_overlong_max_age() -> None:
+    """A provider's Max-Age of 400 digits overflowed a float: the error came out of the
+    jar inside aioquic's event handling (a media byway's answer, send_prepared)."""
+    jar = CookieJar(clock=lambda: 1000.0)
+    o = "https://p.example:443"
+    jar.store(o, "/", "a=1; Max-Age=" + "9" * 400)
+    jar.store(o, "/", "b=2; Max-Age=" + "9" * 5000)  # over int()'s digit limit: ignored
+    assert jar.header(o, "/") == "a=1; b=2"
+    jar.store(o, "/", "a=1; Max-Age=-" + "9" * 400)  # removed at once
+    assert jar.header(o, "/") == "b=2"
 
 
 def test_cookie_jar_paths_and_expiry() -> None:

@@ -19,13 +19,13 @@ from ript.protocol.chunks import DATAGRAM_LIMIT, PayloadType, frame
 from ript.protocol.descriptions import CallDescription
 from ript.protocol.events import Direction
 from ript.protocol.media_streams import ChunkReceiver, ChunkSender
-from riptphone.calls.transport import BywaysTransport, DatagramTransport, open_transport
+from riptphone.calls.transport import GETS, BywaysTransport, DatagramTransport, open_transport
 from riptphone.net.h3 import H3Client
 from riptphone.net.ript_client import RiptClient, StaticToken
 from riptprovider.core import RiptHttpError
 from riptprovider.server import RunningServer, ServerConfig, serve
 
-from .test_provider_server import ACCOUNTS, TOKEN, Env, until
+from .test_provider_server import ACCOUNTS, TOKEN, Env, until, waiting
 from .test_provider_webtransport import answered_call, keys_of
 
 Body = Callable[[Env, RiptClient], Awaitable[None]]
@@ -218,3 +218,51 @@ def test_byways_carry_media_both_ways_without_a_task_per_body(tmp_path: Path) ->
         transport.stop()
 
     run(tmp_path, body, webtransport=False)
+
+
+def test_a_receive_path_that_raises_loses_no_get(tmp_path: Path) -> None:
+    # Each answered GET is reopened after its body is delivered: a delivery that raised
+    # (a bug further in) left its slot closed for the rest of the call, from a callback
+    # or from a GET's coroutine alike; 20 such and no media came back at all.
+    async def body(env: Env, client: RiptClient) -> None:
+        call = await answered_call(env)
+        transport = await open_transport(client, call.uri)
+        assert isinstance(transport, BywaysTransport)
+        delivered: list[bytes] = []
+
+        def deliver(data: bytes) -> None:
+            delivered.append(data)
+            raise RuntimeError("a bug in the receive path")
+
+        transport.start(deliver)
+        await until(lambda: waiting(env, call.uri) == GETS)
+        sender = ChunkSender(Direction.C2S, keys_of(call))
+        for n in range(6):
+            transport.send(
+                frame([sender.media(0, 0, PayloadType.PCMU, 20 * n, bytes([n]) * 160, now=0)])
+            )
+            await asyncio.sleep(0.02)
+        await until(lambda: len(delivered) >= 12)  # each PUT's acks, each echo
+        async with asyncio.timeout(5):
+            await until(lambda: waiting(env, call.uri) == GETS)
+        assert transport.receive_failures == len(delivered)
+        transport.stop()
+
+    run(tmp_path, body, webtransport=False)
+
+
+def test_a_datagram_the_receive_path_raises_on_stays_out_of_aioquic() -> None:
+    # DatagramTransport.receive is called inside the connection's handling of a packet:
+    # what the session's receive path raises must not leave it (the packet's other
+    # events and its transmit would wait for the next packet).
+    transport = DatagramTransport()
+    delivered: list[bytes] = []
+
+    def deliver(data: bytes) -> None:
+        delivered.append(data)
+        raise RuntimeError("a bug in the receive path")
+
+    transport.start(deliver)
+    transport.receive(b"one")
+    transport.receive(b"two")
+    assert delivered == [b"one", b"two"] and transport.receive_failures == 2

@@ -318,7 +318,7 @@ class ReplayFilter:
     The provider numbers the events it keeps (``seq``), starts every new reverse
     byway with the current state numbered as the latest event it sent, and then
     replays the events of the last seconds, which the phone may or may not have
-    had (docs/protocol.md section 6, "Events missed while byways were down").
+    had (docs/protocol.md section 6, "Rules for the provider" and "Rules for the phone").
     Pass each event with ``first`` True for the first of a byway.
     """
 

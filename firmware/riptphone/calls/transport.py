@@ -146,6 +146,8 @@ class DatagramTransport:
         self.puts_dropped = 0
         self.put_failures = 0
         self.get_failures = 0
+        self.receive_failures = 0
+        """Datagrams the session's receive path raised on (a bug: the first is logged)."""
 
     @property
     def name(self) -> str:
@@ -163,9 +165,17 @@ class DatagramTransport:
     def receive(self, data: bytes) -> None:
         """A datagram of the session (called by the connection as it arrives)."""
         deliver = self._deliver
-        if deliver is not None:
+        if deliver is None:
+            return  # before start() or after stop(): dropped, as a lost datagram would be
+        try:
             deliver(data)
-        # else: before start() or after stop(): dropped, as a lost datagram would be
+        except Exception:
+            # Called inside aioquic's handling of a packet: raised out of it, the packet's
+            # other events and its transmit would wait for the next one.  A bug further
+            # in: logged once, not at every datagram (20 ms path).
+            self.receive_failures += 1
+            if self.receive_failures == 1:
+                log.exception("event=media_receive_failed")
 
     def start(self, deliver: Deliver) -> None:
         self._deliver = deliver
@@ -228,6 +238,8 @@ class BywaysTransport:
         self.puts_dropped = 0
         self.put_failures = 0
         self.get_failures = 0
+        self.receive_failures = 0
+        """Bodies the session's receive path raised on (a bug: the first is logged)."""
 
     @property
     def name(self) -> str:
@@ -316,8 +328,16 @@ class BywaysTransport:
 
     def _take(self, body: bytes) -> None:
         deliver = self._deliver
-        if deliver is not None:
+        if deliver is None:
+            return
+        try:
             deliver(body)
+        except Exception:
+            # A bug further in must not cost the GET slot (reopened after this) or the
+            # PUT's task: the call goes on.  Logged once, not at every body (20 ms path).
+            self.receive_failures += 1
+            if self.receive_failures == 1:
+                log.exception("event=media_receive_failed")
 
     async def _send_put(self, body: bytes) -> None:
         try:

@@ -265,6 +265,9 @@ class _Cookie:
     expires: float | None  # wall clock seconds, None = session cookie
 
 
+MAX_COOKIE_AGE_S = 400 * 86400
+"""The longest Max-Age kept (RFC 6265bis 5.6.2): the cookie lives no longer."""
+
 MAX_COOKIES_PER_ORIGIN = 50
 """RFC 6265 6.1's minimum; past it the oldest stored cookie of the origin goes."""
 
@@ -309,6 +312,9 @@ class CookieJar:
                 except ValueError:
                     continue
                 max_age_seen = True
+                # Capped (RFC 6265bis: 400 days): a longer one, up to hundreds of digits
+                # from the provider, would overflow the float sum.
+                seconds = min(seconds, MAX_COOKIE_AGE_S)
                 expires = self._clock() + seconds if seconds > 0 else float("-inf")
             elif key == "expires" and not max_age_seen:
                 try:
@@ -413,8 +419,10 @@ class _StreamState:
         "error",
         "head",
         "head_waiters",
+        "limit",
         "on_complete",
         "protocol",
+        "received",
         "send_error",
         "sent_fin",
         "stream_id",
@@ -436,12 +444,22 @@ class _StreamState:
         # Called once when the response has ended or failed (H3Client.send_prepared):
         # the media byways' requests complete in a callback, without a task each.
         self.on_complete: Callable[[], None] | None = None
+        # (url, bytes): the response body is cut (stream reset, ResponseTooLargeError) as
+        # soon as it passes this, for requests no task reads (H3Client.send_prepared).
+        self.limit: tuple[str, int] | None = None
+        self.received = 0  # response body bytes so far (counted while ``limit`` is set)
 
     def _completed(self) -> None:
         callback = self.on_complete
         if callback is not None:
             self.on_complete = None
-            callback()
+            try:
+                callback()
+            except Exception:
+                # Called inside aioquic's handling of a packet: raised out of it, the
+                # packet's other events would wait for the next packet, and its transmit
+                # (ACK, requests started meanwhile) would not happen.
+                log.exception("h3 completion callback failed stream_id=%d", self.stream_id)
 
     def on_headers(self, headers: list[tuple[bytes, bytes]], ended: bool) -> None:
         if not self.head.done():
@@ -469,12 +487,26 @@ class _StreamState:
     def on_data(self, data: bytes, ended: bool) -> None:
         if data:
             self.chunks.append(data)
+            limit = self.limit
+            if limit is not None:
+                self.received += len(data)
+                if self.received > limit[1]:
+                    self._cut(*limit)
+                    return
         if ended:
             self.ended = True
         self.wakeup.set()
         if ended:
             self.protocol.forget(self)
             self._completed()
+
+    def _cut(self, url: str, size: int) -> None:
+        """Past the limit: cut the stream now rather than hold a body that may never end."""
+        self.chunks.clear()
+        protocol = self.protocol
+        protocol.abort(self.stream_id, H3_REQUEST_CANCELLED)
+        self.fail(ResponseTooLargeError(url, size))
+        protocol.forget(self)
 
     def on_end(self) -> None:
         self.ended = True
@@ -1392,8 +1424,10 @@ class H3Client:
         For the 20 ms path (media byways): no coroutine, no header checks, no
         task per request.  Only on an open connection: None tells the caller to
         use :meth:`request` (which connects).  When the response has ended (at
-        most the client's size limit) or failed, ``on_complete(stream, status,
-        body, error)`` is called in the loop, once; ``error`` is an
+        most the client's size limit: past it the stream is reset at once) or
+        failed, ``on_complete(stream, status, body, error)`` is called in the
+        loop, once, inside the connection's event handling (what it raises is
+        logged there); ``error`` is an
         :class:`H3Error` (and ``status`` 0) when it failed, including by
         :meth:`H3Stream.reset`.  ``defer`` as for :meth:`open_stream` (no body only).
         """
@@ -1431,6 +1465,7 @@ class H3Client:
             on_complete(stream, result.status, data, None)
 
         state.on_complete = completed
+        state.limit = (request.url, limit)
         if body:
             stream.end(body)
         return stream
