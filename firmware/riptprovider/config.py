@@ -31,6 +31,8 @@ The file has two sections, and optional others::
     refresh_token_lifetime = 2592000     # s (30 days)
     device_code_lifetime = 600           # s
     poll_interval = 5                    # s
+    refresh_reuse_grace = 86400          # s a rotated refresh token is honoured again
+                                         #   while its successor is unused (a lost answer)
 
 Reading is strict, like the phone's (:mod:`riptphone.config`): an unknown
 section or key, or a value of the wrong type or out of range, is one
@@ -80,12 +82,15 @@ OAUTH_KEYS = (
     "refresh_token_lifetime",
     "device_code_lifetime",
     "poll_interval",
+    "refresh_reuse_grace",
 )
 OAUTH_LIMITS = {
     "access_token_lifetime": (1, 86400),
     "refresh_token_lifetime": (60, 366 * 86400),
     "device_code_lifetime": (10, 3600),
     "poll_interval": (1, 60),
+    # 0 turns the grace off: every reuse of a rotated token ends the login.
+    "refresh_reuse_grace": (0, 366 * 86400),
 }
 """Allowed range of each ``[oauth]`` lifetime, in seconds."""
 PUSH_EXTERNAL_KEYS = ("broker", "ca_file", "password_file", "acl_file", "reload_command")

@@ -30,7 +30,13 @@ from ript.protocol.descriptions import (
 )
 from ript.protocol.events import CallStatus
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
+
+# Version 5 links each rotated refresh token to the one issued in its place, so that
+# the provider can tell a lost answer (the successor was never used: the old token is
+# honoured again for a grace period) from a replay (riptprovider.oauth).  A used row
+# whose successor is NULL was superseded without being redeemed: showing it is a replay.
+_SUCCESSOR_COLUMN = "ALTER TABLE refresh_tokens ADD COLUMN successor TEXT;"
 
 # Version 4 keeps what a call's media needs across a restart of the provider: the
 # current handler leg (the ript-leg cookie's value), the legs that lost the call (their
@@ -128,11 +134,13 @@ CREATE INDEX calls_open ON calls (ended) WHERE ended IS NULL;
 CREATE INDEX calls_media_key ON calls (media_key);
 """
     + _OAUTH_SCHEMA
+    + _SUCCESSOR_COLUMN
 )
 _MIGRATIONS = {
     1: "ALTER TABLE tokens ADD COLUMN login TEXT;" + _OAUTH_SCHEMA,
     2: _OWNER_COLUMN,
     3: _CALL_MEDIA_COLUMNS,
+    4: _SUCCESSOR_COLUMN,
 }
 """Version -> the script that brings a database of that version to the next."""
 

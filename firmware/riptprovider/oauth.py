@@ -17,7 +17,10 @@ What is stored:
   consent token (SHA-256) for the page's Approve/Deny form;
 * a *login* per approved code that was exchanged for tokens: the family of
   refresh tokens and access tokens one device holds; revoked as a whole when
-  a rotated refresh token is used again (RFC 9700 section 4.14.2);
+  a rotated refresh token is used again after its successor was used, or
+  after :attr:`IssuerSettings.refresh_reuse_grace` (RFC 9700 section 4.14.2);
+  before that, it is a lost answer and honoured again (see
+  :meth:`Issuer._refresh_grant` and docs/provider-oauth.md);
 * access tokens (the ``tokens`` table the core authenticates with) and
   refresh tokens, as SHA-256 only.
 
@@ -93,6 +96,8 @@ class IssuerSettings:
     refresh_token_lifetime: int = 30 * 86400
     device_code_lifetime: int = 600
     poll_interval: int = 5
+    refresh_reuse_grace: int = 86400
+    """Seconds a rotated refresh token may be presented again while its successor is unused."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -314,7 +319,8 @@ class Issuer:
             (token_hash(access), account_id, now, now + settings.access_token_lifetime, login),
         )
         conn.execute(
-            "INSERT INTO refresh_tokens VALUES (?, ?, ?, ?, NULL)",
+            "INSERT INTO refresh_tokens (token_sha256, login, created, expires) "
+            "VALUES (?, ?, ?, ?)",
             (token_hash(refresh), login, now, now + settings.refresh_token_lifetime),
         )
         return TokenResponse(
@@ -331,18 +337,28 @@ class Issuer:
         digest = token_hash(refresh_token)
         with self._lock:
             rows = self.db.read(
-                "SELECT r.login, r.expires, r.used, l.account, l.client_id, l.revoked "
-                "FROM refresh_tokens r JOIN logins l ON r.login = l.id WHERE r.token_sha256 = ?",
+                # s.token_sha256, not r.successor: a successor row already pruned is none.
+                "SELECT r.login, r.expires, r.used, s.token_sha256, s.used, l.account, "
+                "l.client_id, l.revoked FROM refresh_tokens r JOIN logins l ON r.login = l.id "
+                "LEFT JOIN refresh_tokens s ON s.token_sha256 = r.successor "
+                "WHERE r.token_sha256 = ?",
                 (digest,),
             )
             if not rows:
                 raise IssuerRefusalError("invalid_grant", "this refresh token is not known")
-            login, expires, used, account_id, owner, revoked = rows[0]
+            login, expires, used, successor, successor_used, account_id, owner, revoked = rows[0]
             if revoked is not None:
                 raise IssuerRefusalError("invalid_grant", "this login was ended; log in again")
-            if used is not None:
-                # A rotated token came back: it leaked, or the device lost an answer.
-                # Either way nobody can tell the thief from the owner: end the login.
+            lost_answer = (
+                used is not None
+                and successor is not None
+                and successor_used is None
+                and now - used < self.settings.refresh_reuse_grace
+            )
+            if used is not None and not lost_answer:
+                # A rotated token came back after its successor was used (or superseded,
+                # or after the grace): two holders of one family, and nobody can tell the
+                # thief from the owner: end the login (RFC 9700 section 4.14.2).
                 self._revoke(login, now)
                 log.warning("login %s: a rotated refresh token was used again; login ended", login)
                 raise IssuerRefusalError("invalid_grant", "this refresh token was already used")
@@ -357,10 +373,27 @@ class Issuer:
             if account_id not in self._accounts:
                 raise IssuerRefusalError("invalid_grant", "the login's account is gone")
             with self.db.transaction() as conn:
+                if lost_answer:
+                    # The device never stored the answer (a power cut between our commit
+                    # and its save): honour the old token once more.  The unredeemed
+                    # successor is superseded (used, no successor of its own), so the
+                    # family keeps one live refresh token, and if that answer did arrive
+                    # after all (a thief replayed the old token), its holder's next
+                    # refresh is a replay that ends the login.
+                    conn.execute(
+                        "UPDATE refresh_tokens SET used = ? WHERE token_sha256 = ?",
+                        (now, successor),
+                    )
+                    log.info("login %s: a refresh answer was lost; the old token honoured", login)
+                tokens = self._issue(conn, account_id, login, now)
+                assert tokens.refresh_token is not None
+                # ``used`` keeps the first rotation's time: the grace never grows.
                 conn.execute(
-                    "UPDATE refresh_tokens SET used = ? WHERE token_sha256 = ?", (now, digest)
+                    "UPDATE refresh_tokens SET used = coalesce(used, ?), successor = ? "
+                    "WHERE token_sha256 = ?",
+                    (now, token_hash(tokens.refresh_token), digest),
                 )
-                return self._issue(conn, account_id, login, now)
+                return tokens
 
     def _revoke(self, login: str, now: float) -> None:
         with self.db.transaction() as conn:

@@ -289,9 +289,10 @@ def test_oauth_section(tmp_path: Path) -> None:
     path.write_text(
         '[server]\nstate_dir = "s"\n[accounts.bob]\nnumbers = "+14085551003"\n'
         '[oauth]\nclient_ids = ["desk", "lab"]\naccess_token_lifetime = 5\npoll_interval = 2\n'
+        "refresh_reuse_grace = 0\n"
     )
     oauth = load_config(path).server_config().oauth
-    assert oauth == IssuerSettings(("desk", "lab"), 5, 30 * 86400, 600, 2)
+    assert oauth == IssuerSettings(("desk", "lab"), 5, 30 * 86400, 600, 2, 0)
 
 
 def test_defaults_and_server_config(tmp_path: Path) -> None:
@@ -336,6 +337,7 @@ _S = '[server]\nstate_dir="s"\n[accounts.a]\nnumbers="+14085551002"\n'
         (f"{_S}[oauth]\npoll_interval=1.5", "[oauth] poll_interval: must be a whole number"),
         (f"{_S}[oauth]\ndevice_code_lifetime=99999", "[oauth] device_code_lifetime: must"),
         (f"{_S}[oauth]\nrefresh_token_lifetime=true", "[oauth] refresh_token_lifetime: must"),
+        (f"{_S}[oauth]\nrefresh_reuse_grace=-1", "[oauth] refresh_reuse_grace: must be a"),
         (
             '[server]\nstate_dir="s"\n[accounts.a]\nnumbers="+14085551002"\npassword="pw"',
             "accounts.a.password: a password must be a hash",

@@ -35,7 +35,10 @@ from ript.protocol.oauth import (
     TokenResponse,
     form_encode,
 )
+from riptphone.line.tokens import OAuthCredentials, OAuthServer, tokens_from
 from riptphone.net.h3 import H3Client
+from riptphone.net.https import HttpsClient
+from riptphone.store import Tokens
 from riptprovider import https
 from riptprovider.accounts import load_accounts
 from riptprovider.admin import admin_main, start_admin
@@ -228,11 +231,22 @@ def test_device_flow_admin_approve_ript_expiry_and_refresh_rotation(
         assert second.refresh_token not in (None, tokens.refresh_token)
         secrets_seen.extend([second.access_token, second.refresh_token or ""])
         assert (await env.ript(second.access_token))[0] == 200
-        # The rotated refresh token again: invalid_grant, and the login is over.
+        # The rotated refresh token again before ``second`` was used: a lost answer,
+        # honoured; ``second`` is superseded by ``third``.
+        status, data = await env.refresh(tokens.refresh_token)
+        assert status == 200, data
+        third = TokenResponse.from_bytes(data)
+        assert third.refresh_token not in (None, tokens.refresh_token, second.refresh_token)
+        secrets_seen.extend([third.access_token, third.refresh_token or ""])
+        status, data = await env.refresh(third.refresh_token)  # the device goes on
+        assert status == 200, data
+        fourth = TokenResponse.from_bytes(data)
+        secrets_seen.extend([fourth.access_token, fourth.refresh_token or ""])
+        # Now the first one again is a replay: invalid_grant, and the login is over.
         status, data = await env.refresh(tokens.refresh_token)
         assert (status, error_of(data)) == (400, "invalid_grant")
-        assert (await env.ript(second.access_token))[0] == 401
-        status, data = await env.refresh(second.refresh_token)
+        assert (await env.ript(fourth.access_token))[0] == 401
+        status, data = await env.refresh(fourth.refresh_token)
         assert (status, error_of(data)) == (400, "invalid_grant")
 
     with caplog.at_level(logging.DEBUG):
@@ -406,3 +420,47 @@ def test_hash_password_command(tmp_path: Path) -> None:
         command, check=False, input="", capture_output=True, text=True, timeout=30
     )
     assert empty.returncode == 2 and empty.stderr == "ript-provider: the password is empty\n"
+
+
+def test_a_phone_cut_before_it_saved_a_refresh_stays_logged_in(tmp_path: Path) -> None:
+    """The power-cut bench's fresh logins: the provider rotated, the phone died before
+    its save.  The phone's own refresh code against the real provider: the restarted
+    phone (the tokens it had stored) refreshes and stays logged in, no invalid_grant."""
+
+    class PowerCutError(Exception):
+        pass
+
+    async def body(env: Env) -> None:
+        code = await env.device()
+        rc, out = await admin(env.config, "approve", code.user_code, "--account", "alice")
+        assert rc == 0, out
+        status, data = await env.poll(code)
+        assert status == 200, data
+        stored = tokens_from(TokenResponse.from_bytes(data), time.time())
+        server = OAuthServer(
+            HttpsClient(Path(env.ca)), f"localhost:{env.server.port}", "ript-phone"
+        )
+        saved: list[Tokens] = []
+
+        async def save(tokens: Tokens) -> None:
+            saved.append(tokens)
+
+        async def cut(tokens: Tokens) -> None:
+            raise PowerCutError  # the provider committed the rotation; the phone is gone
+
+        async def forget() -> None:
+            saved.clear()
+
+        before = OAuthCredentials(server, cut, forget, tokens=stored)
+        with pytest.raises(PowerCutError):
+            await before.refresh()
+        after = OAuthCredentials(server, save, forget, tokens=stored)  # the restart
+        assert await after.refresh()
+        assert not after.ended.is_set() and after.logged_in
+        fresh = saved[-1]
+        assert fresh.refresh_token not in (None, stored.refresh_token)
+        assert (await env.ript(await after.token()))[0] == 200
+        assert await after.refresh()  # and it goes on with what it saved
+        assert (await env.ript(saved[-1].access_token))[0] == 200
+
+    run(tmp_path, body)

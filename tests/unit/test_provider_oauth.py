@@ -43,6 +43,7 @@ SETTINGS = IssuerSettings(
     refresh_token_lifetime=600,
     device_code_lifetime=120,
     poll_interval=5,
+    refresh_reuse_grace=300,
 )
 ACCOUNTS = load_accounts(
     {
@@ -281,16 +282,64 @@ def test_a_rotated_refresh_token_used_again_ends_the_login(
     first = approved_tokens(core, clock)
     other_login = approved_tokens(core, clock)
     second = refresh(core, first.refresh_token)
+    clock.now += 1
+    third = refresh(core, second.refresh_token)  # the device got and used its new token
+    # Its predecessor coming back now is a replay (RFC 9700 section 4.14.2), not a lost answer.
     with _refused("invalid_grant"):
         refresh(core, first.refresh_token)
     # The whole family is gone: its newest refresh token and every access token.
     with _refused("invalid_grant"):
-        refresh(core, second.refresh_token)
+        refresh(core, third.refresh_token)
     assert core.authenticate(first.access_token) is None
-    assert core.authenticate(second.access_token) is None
+    assert core.authenticate(third.access_token) is None
     # Another login of the same account is untouched.
     assert core.authenticate(other_login.access_token) == ACCOUNTS["alice"]
     assert refresh(core, other_login.refresh_token).access_token
+
+
+def test_a_lost_refresh_answer_does_not_end_the_login(db_path: Path, clock: Clock) -> None:
+    """The power-cut case: the provider rotated, the phone never stored the answer.
+
+    The phone presents its old refresh token again (after a restart of either
+    side: the grace is in the database): it gets new tokens, not invalid_grant.
+    """
+    core = ProviderCore(str(db_path), ACCOUNTS, ORIGIN, clock, SETTINGS)
+    first = approved_tokens(core, clock)
+    lost = refresh(core, first.refresh_token)  # the answer is lost in the cut
+    core.close()
+    core = ProviderCore(str(db_path), ACCOUNTS, ORIGIN, clock, SETTINGS)
+    try:
+        clock.now += SETTINGS.refresh_reuse_grace - 1
+        again = refresh(core, first.refresh_token)
+        assert again.refresh_token not in (first.refresh_token, lost.refresh_token)
+        assert core.authenticate(again.access_token) == ACCOUNTS["alice"]
+        again = refresh(core, first.refresh_token)  # lost twice: still the same rule
+        clock.now += 1
+        newest = refresh(core, again.refresh_token)  # the phone goes on with what it stored
+        assert core.authenticate(newest.access_token) == ACCOUNTS["alice"]
+    finally:
+        core.close()
+
+
+def test_the_grace_of_a_rotated_refresh_token_is_bounded(core: ProviderCore, clock: Clock) -> None:
+    first = approved_tokens(core, clock)
+    refresh(core, first.refresh_token)
+    clock.now += SETTINGS.refresh_reuse_grace
+    with _refused("invalid_grant"):
+        refresh(core, first.refresh_token)
+
+
+def test_a_superseded_answer_used_later_ends_the_login(core: ProviderCore, clock: Clock) -> None:
+    """A thief replays the old token in the grace: the owner's next refresh ends the family."""
+    first = approved_tokens(core, clock)
+    owners = refresh(core, first.refresh_token)  # the owner got it, and is off for a while
+    thiefs = refresh(core, first.refresh_token)  # within the grace: looks like a lost answer
+    clock.now += 1
+    with _refused("invalid_grant"):
+        refresh(core, owners.refresh_token)  # superseded: two holders of one family
+    with _refused("invalid_grant"):
+        refresh(core, thiefs.refresh_token)
+    assert core.authenticate(thiefs.access_token) is None
 
 
 def test_refresh_refusals(core: ProviderCore, clock: Clock) -> None:
@@ -370,6 +419,7 @@ def test_a_version_1_database_is_migrated(db_path: Path, clock: Clock) -> None:
     db.close()
     conn = sqlite3.connect(db_path)
     assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    conn.execute("SELECT successor FROM refresh_tokens")  # version 5: lost answers
     conn.close()
 
 

@@ -7,7 +7,10 @@
   :meth:`~OAuthCredentials.token` refreshes ahead of expiry,
   :meth:`~OAuthCredentials.refresh` on a ``401``; callers that need a refresh
   at the same moment share one (single flight); a rotated refresh token is
-  saved (atomically, mode 0600) before it is used.  A refresh answered
+  saved (atomically, mode 0600) before it is used.  An answer lost before the
+  save (a power cut, a failed write) costs nothing: the next refresh presents
+  the previous token, which the provider honours while its successor is unused
+  (docs/provider-oauth.md, "Rotation and lost answers").  A refresh answered
   ``invalid_grant`` ends the login: the tokens are forgotten and
   :attr:`~OAuthCredentials.ended` is set, and the phone goes back to provisioning (keeping
   its handler registration).  Any other failure (provider unreachable,
