@@ -587,3 +587,128 @@ def test_a_resent_backlog_goes_in_bodies_of_at_most_64_kib() -> None:
     assert max(len(body) for body in byways.bodies) <= 65536  # else the provider says 413
     got = [c.seq for body in byways.bodies for c in provider_rx.receive(body, clock.now).media]
     assert got == list(range(248))  # every lost chunk, once, in order
+
+
+class _Timers:
+    """``loop.call_later`` on the fake clock: callbacks run as :meth:`run_until` passes them."""
+
+    class _Handle:
+        def __init__(self, due: float, callback: Any) -> None:
+            self.due, self.callback, self.cancelled = due, callback, False
+
+        def cancel(self) -> None:
+            self.cancelled = True
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.handles: list[_Timers._Handle] = []
+
+    def call_later(self, delay: float, callback: Any) -> _Timers._Handle:
+        handle = self._Handle(self.clock.now + delay, callback)
+        self.handles.append(handle)
+        return handle
+
+    def run_until(self, now: float) -> None:
+        while True:
+            due = [h for h in self.handles if not h.cancelled and h.due <= now + 1e-9]
+            if not due:
+                break
+            handle = min(due, key=lambda h: h.due)
+            self.handles.remove(handle)
+            self.clock.now = max(self.clock.now, handle.due)
+            handle.callback()
+        self.clock.now = now
+
+
+class _TimedEarpiece(_Earpiece):
+    def __init__(self, clock: Clock) -> None:
+        super().__init__()
+        self.clock = clock
+        self.times: list[float] = []
+
+    def write(self, pcm: bytes) -> bool:
+        self.times.append(self.clock.now)
+        return super().write(pcm)
+
+
+def test_a_stalled_microphone_does_not_stop_playout_acks_or_media() -> None:
+    # The microphone stops giving frames without an error for 200 ms: the loop ticks
+    # itself with silence, so the earpiece goes on at the ptime rate, acks and media
+    # go out; when frames come again they drive the ticks, one per turn, no duplicates.
+    clock = Clock()
+    sends = _Sends()
+    media = MediaSession(
+        sends,
+        media_key=KEY,
+        client_directives="1 to 1: PCMU;",
+        capture_device="unused",
+        playback_device="unused",
+        clock=clock,
+    )
+    earpiece = _TimedEarpiece(clock)
+    media._playback = earpiece  # type: ignore[assignment]
+    timers = _Timers(clock)
+    start = clock.now
+    media._watch_capture(timers.call_later)
+    far = provider_sender(KEY)
+    sent = [bytes((0x10 + i,)) * 160 for i in range(30)]  # each frame told apart
+    # The far end's chunks come every 20 ms (at 10 ms past each tick); our capture
+    # frames at 20, 40, ... 100 ms, then none until 305 ms, then every 20 ms again.
+    mic_ms = [20, 40, 60, 80, 100, *range(305, 606, 20)]
+    for ms in range(1, 620):
+        timers.run_until(start + ms / 1000)
+        if ms % 20 == 10 and (i := ms // 20) < len(sent):
+            media._take_body(
+                frame([far.media(1, 1, PayloadType.PCMU, 20 * i, sent[i], now=clock.now)])
+            )
+        if ms in mic_ms:
+            media._on_mic(bytes(320))
+    stalled = [round((t - start) * 1000) for t in earpiece.times if 100 < (t - start) * 1000 < 305]
+    # Noticed 3 ptimes after the last frame, then a tick every ptime.
+    assert stalled == list(range(160, 301, 20)), stalled
+    gaps = [round((b - a) * 1000) for a, b in itertools.pairwise(earpiece.times)]
+    assert max(gaps) <= 60 and min(gaps) >= 15, gaps  # no double tick at the hand-back
+    # Every far frame played once, in order (a tick is never played twice).
+    index = {ulaw_decode(p): i for i, p in enumerate(sent)}
+    heard = [index[pcm] for pcm in earpiece.frames if pcm in index]
+    assert heard == sorted(set(heard)) and len(heard) >= 25, heard
+    # Our media: one chunk per tick, timestamps one ptime apart, no gap, no repeat.
+    provider_rx = ChunkReceiver(
+        Direction.C2S, MediaKeys.from_material(KEY.key, KEY.salt, KEY.tag_length)
+    )
+    stamps, acked = [], 0
+    for body in sends.bodies:
+        result = provider_rx.receive(body, clock.now)
+        stamps += [c.timestamp for c in result.media]
+        acked += len(result.acks)
+    assert len(stamps) == len(earpiece.times)
+    assert all(b - a == 20 for a, b in itertools.pairwise(stamps)), stamps
+    assert acked == len(sent)  # the far end's chunks were all acked, the stalled ones too
+    assert media.capture_stalls == 1
+    media._playback = None  # the fake has no stats() or stop()
+    media.stop()
+    assert all(h.cancelled for h in timers.handles)  # no timer outlives the session
+
+
+def test_a_capture_stall_of_a_second_is_reported_as_no_audio_device() -> None:
+    clock = Clock()
+    media = MediaSession(
+        _Sends(),
+        media_key=KEY,
+        client_directives="1 to 1: PCMU;",
+        capture_device="unused",
+        playback_device="unused",
+        clock=clock,
+    )
+    timers = _Timers(clock)
+    start = clock.now
+    media._watch_capture(timers.call_later)
+    timers.run_until(start + 0.9)
+    assert media.audio_error() is None  # stalled, ticking with silence, not said yet
+    timers.run_until(start + 1.1)
+    error = media.audio_error()
+    assert error is not None and error.startswith("no audio device (microphone:"), error
+    assert media.stats().audio_error == error  # the control socket's call.stats
+    media._on_mic(bytes(320))
+    assert media.audio_error() is None
+    media.stop()
