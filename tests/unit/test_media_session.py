@@ -10,8 +10,12 @@ from __future__ import annotations
 import asyncio
 import itertools
 import math
+import os
+import struct
+import sys
 import time
 from array import array
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,6 +35,11 @@ from riptphone.calls.media import NO_ACTIVITY, MediaActivity, MediaSession
 from riptphone.calls.transport import BywaysTransport
 from riptphone.net.h3 import H3Client
 from riptphone.net.ript_client import MediaByways
+
+TESTS = Path(__file__).resolve().parents[1]
+if str(TESTS) not in sys.path:
+    sys.path.insert(0, str(TESTS))
+from alsa.fileplugin import write_asoundrc  # noqa: E402
 
 CALL = "https://p.example/calls/0b6f3e2a"
 HANDLER = "https://p.example/tgs/7/handlers/desk"
@@ -712,3 +721,83 @@ def test_a_capture_stall_of_a_second_is_reported_as_no_audio_device() -> None:
     media._on_mic(bytes(320))
     assert media.audio_error() is None
     media.stop()
+
+
+async def _until(condition: Any, what: str, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.01)
+
+
+def test_a_real_microphone_whose_reads_block_does_not_stop_the_call(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Real alsa-lib: the file plugin's capture reads a FIFO, so when the FIFO runs dry
+    # the capture thread's read() blocks, no error, no frame (a stalled USB card).
+    files = write_asoundrc(tmp_path)
+    files.capture_in.unlink()
+    os.mkfifo(files.capture_in)
+    monkeypatch.setenv("ALSA_CONFIG_PATH", files.config_path)
+    writer = os.open(files.capture_in, os.O_RDWR)  # alsa-lib's open does not wait for us
+    os.write(writer, bytes(320) * 3)  # 60 ms of the microphone, then nothing
+    back = [struct.pack("<h", 2000 + 400 * i) * 160 for i in range(10)]
+    sends = _Sends()
+    media = MediaSession(
+        sends,
+        media_key=KEY,
+        client_directives="1 to 1: PCMU;",
+        capture_device=files.capture_device,
+        playback_device=files.playback_device,
+    )
+    provider_rx = ChunkReceiver(
+        Direction.C2S, MediaKeys.from_material(KEY.key, KEY.salt, KEY.tag_length)
+    )
+    media_out: list[tuple[int, bytes]] = []
+    acks: list[int] = []
+
+    def take_sent() -> None:
+        for body in sends.bodies:
+            result = provider_rx.receive(body, time.monotonic())
+            media_out.extend((c.timestamp, c.payload) for c in result.media)
+            acks.extend(a.seq for a in result.acks)
+        sends.bodies.clear()
+
+    async def call() -> None:
+        media.start()
+        try:
+            await _until(lambda: media.capture_stalls == 1, "the stall to be noticed")
+            far = provider_sender(KEY)
+            now = time.monotonic()
+            media._take_body(
+                frame(
+                    [
+                        far.media(1, 1, PayloadType.PCMU, 20 * i, bytes(160), now=now)
+                        for i in range(5)
+                    ]
+                )
+            )
+            # The loop's own ticks play the far end and ack it.
+            await _until(lambda: media.frames_played >= 5, "the earpiece to play")
+            await _until(lambda: (take_sent(), len(acks) == 5)[1], "the acks")
+            os.write(writer, b"".join(back))  # the microphone is back
+            await _until(lambda: media._stall_since is None, "capture to drive the ticks again")
+            last = ulaw_encode(back[-1])
+            await _until(
+                lambda: (take_sent(), any(p == last for _, p in media_out))[1],
+                "the microphone's frames to go out",
+            )
+        finally:
+            os.close(writer)  # reads return at once again, so the capture thread can stop
+            media.stop()
+        take_sent()
+
+    asyncio.run(call())
+    stamps = [ts for ts, _ in media_out]
+    assert len(stamps) > 10
+    assert all(b - a == 20 for a, b in itertools.pairwise(stamps)), stamps  # no gap, no repeat
+    encoded = [ulaw_encode(pcm) for pcm in back]
+    resumed = [encoded.index(p) for _, p in media_out if p in encoded]
+    # The frames after the stall went out once each, in order (the first may have
+    # coincided with a silent tick of the loop, which took its turn).
+    assert resumed == list(range(10 - len(resumed), 10)) and len(resumed) >= 9, resumed
