@@ -640,10 +640,12 @@ class _TimedEarpiece(_Earpiece):
         return super().write(pcm)
 
 
-def test_a_stalled_microphone_does_not_stop_playout_acks_or_media() -> None:
+@pytest.mark.parametrize("burst", [1, 4])
+def test_a_stalled_microphone_does_not_stop_playout_acks_or_media(burst: int) -> None:
     # The microphone stops giving frames without an error for 200 ms: the loop ticks
     # itself with silence, so the earpiece goes on at the ptime rate, acks and media
-    # go out; when frames come again they drive the ticks, one per turn, no duplicates.
+    # go out; when frames come again they drive the ticks, one per turn, no duplicates,
+    # also when the capture thread first delivers the frames it owes back to back.
     clock = Clock()
     sends = _Sends()
     media = MediaSession(
@@ -662,21 +664,23 @@ def test_a_stalled_microphone_does_not_stop_playout_acks_or_media() -> None:
     far = provider_sender(KEY)
     sent = [bytes((0x10 + i,)) * 160 for i in range(30)]  # each frame told apart
     # The far end's chunks come every 20 ms (at 10 ms past each tick); our capture
-    # frames at 20, 40, ... 100 ms, then none until 305 ms, then every 20 ms again.
-    mic_ms = [20, 40, 60, 80, 100, *range(305, 606, 20)]
+    # frames at 20, 40, ... 100 ms, then none until 305 ms (``burst`` of them at once),
+    # then every 20 ms again.
+    mic_ms = [20, 40, 60, 80, 100, *[305] * burst, *range(325, 606, 20)]
     for ms in range(1, 620):
         timers.run_until(start + ms / 1000)
         if ms % 20 == 10 and (i := ms // 20) < len(sent):
             media._take_body(
                 frame([far.media(1, 1, PayloadType.PCMU, 20 * i, sent[i], now=clock.now)])
             )
-        if ms in mic_ms:
+        for _ in range(mic_ms.count(ms)):
             media._on_mic(bytes(320))
     stalled = [round((t - start) * 1000) for t in earpiece.times if 100 < (t - start) * 1000 < 305]
     # Noticed 3 ptimes after the last frame, then a tick every ptime.
     assert stalled == list(range(160, 301, 20)), stalled
     gaps = [round((b - a) * 1000) for a, b in itertools.pairwise(earpiece.times)]
     assert max(gaps) <= 60 and min(gaps) >= 15, gaps  # no double tick at the hand-back
+    assert len(earpiece.times) == 5 + 8 + 15  # one tick per turn: 100 + 200 + 300 ms
     # Every far frame played once, in order (a tick is never played twice).
     index = {ulaw_decode(p): i for i, p in enumerate(sent)}
     heard = [index[pcm] for pcm in earpiece.frames if pcm in index]

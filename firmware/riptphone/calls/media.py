@@ -258,6 +258,9 @@ class MediaSession:
         self._tick_at = -1.0  # the last tick (capture or the loop's own)
         self._stall_since: float | None = None  # capture stalled: the last frame's time
         self._fallback_due = 0.0  # the next silent tick, while stalled
+        self._silent_ticks = 0  # the loop's own ticks in this stall
+        self._taken = 0  # turns the loop's ticks took that late capture frames may claim
+        self._taken_until = 0.0  # ... until then (the hand-back)
         self.capture_stalls = 0
 
     @property
@@ -439,8 +442,8 @@ class MediaSession:
         self._mic_at = now
         if self._stall_since is not None:
             self._capture_resumed(now)
-            if now - self._tick_at < self._ptime / 2000:
-                return  # the loop's silent tick has just taken this turn: no double tick
+        if self._taken and self._hand_back(now):
+            return
         self._tick(pcm, now)
 
     def _tick(self, pcm: bytes, now: float) -> None:
@@ -498,6 +501,7 @@ class MediaSession:
             return
         now = self._clock()
         self._tick(self._codec.silence, now)
+        self._silent_ticks += 1
         ptime_s = self._ptime / 1000
         due = self._fallback_due + ptime_s
         if due < now - STALL_TICKS * ptime_s:
@@ -505,10 +509,31 @@ class MediaSession:
         self._fallback_due = due
         self._timer = self._call_later(max(0.0, due - now), self._fallback_tick)
 
+    def _hand_back(self, now: float) -> bool:
+        """True when this capture frame's turn was already taken by a silent tick.
+
+        Right after a stall the capture thread may deliver the frames it owes
+        back to back (it works off up to ``max_late_frames`` of lateness); the
+        loop has played and sent those turns already, so a frame that comes less
+        than half a ptime after the last tick is dropped, at most once per silent
+        tick and only during the hand-back: no double tick, no timestamps running
+        ahead of the clock, the earpiece queue does not grow.
+        """
+        if now > self._taken_until:
+            self._taken = 0
+            return False
+        if now - self._tick_at >= self._ptime / 2000:
+            return False
+        self._taken -= 1
+        return True
+
     def _capture_resumed(self, now: float) -> None:
         """Capture frames are back: they drive the ticks again, the watchdog goes on."""
         since = self._stall_since
         self._stall_since = None
+        self._taken = self._silent_ticks
+        self._taken_until = now + STALL_TICKS * self._ptime / 1000
+        self._silent_ticks = 0
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
