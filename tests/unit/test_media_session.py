@@ -10,8 +10,12 @@ from __future__ import annotations
 import asyncio
 import itertools
 import math
+import os
+import struct
+import sys
 import time
 from array import array
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,6 +35,11 @@ from riptphone.calls.media import NO_ACTIVITY, MediaActivity, MediaSession
 from riptphone.calls.transport import BywaysTransport
 from riptphone.net.h3 import H3Client
 from riptphone.net.ript_client import MediaByways
+
+TESTS = Path(__file__).resolve().parents[1]
+if str(TESTS) not in sys.path:
+    sys.path.insert(0, str(TESTS))
+from alsa.fileplugin import write_asoundrc  # noqa: E402
 
 CALL = "https://p.example/calls/0b6f3e2a"
 HANDLER = "https://p.example/tgs/7/handlers/desk"
@@ -587,3 +596,212 @@ def test_a_resent_backlog_goes_in_bodies_of_at_most_64_kib() -> None:
     assert max(len(body) for body in byways.bodies) <= 65536  # else the provider says 413
     got = [c.seq for body in byways.bodies for c in provider_rx.receive(body, clock.now).media]
     assert got == list(range(248))  # every lost chunk, once, in order
+
+
+class _Timers:
+    """``loop.call_later`` on the fake clock: callbacks run as :meth:`run_until` passes them."""
+
+    class _Handle:
+        def __init__(self, due: float, callback: Any) -> None:
+            self.due, self.callback, self.cancelled = due, callback, False
+
+        def cancel(self) -> None:
+            self.cancelled = True
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.handles: list[_Timers._Handle] = []
+
+    def call_later(self, delay: float, callback: Any) -> _Timers._Handle:
+        handle = self._Handle(self.clock.now + delay, callback)
+        self.handles.append(handle)
+        return handle
+
+    def run_until(self, now: float) -> None:
+        while True:
+            due = [h for h in self.handles if not h.cancelled and h.due <= now + 1e-9]
+            if not due:
+                break
+            handle = min(due, key=lambda h: h.due)
+            self.handles.remove(handle)
+            self.clock.now = max(self.clock.now, handle.due)
+            handle.callback()
+        self.clock.now = now
+
+
+class _TimedEarpiece(_Earpiece):
+    def __init__(self, clock: Clock) -> None:
+        super().__init__()
+        self.clock = clock
+        self.times: list[float] = []
+
+    def write(self, pcm: bytes) -> bool:
+        self.times.append(self.clock.now)
+        return super().write(pcm)
+
+
+@pytest.mark.parametrize("burst", [1, 4])
+def test_a_stalled_microphone_does_not_stop_playout_acks_or_media(burst: int) -> None:
+    # The microphone stops giving frames without an error for 200 ms: the loop ticks
+    # itself with silence, so the earpiece goes on at the ptime rate, acks and media
+    # go out; when frames come again they drive the ticks, one per turn, no duplicates,
+    # also when the capture thread first delivers the frames it owes back to back.
+    clock = Clock()
+    sends = _Sends()
+    media = MediaSession(
+        sends,
+        media_key=KEY,
+        client_directives="1 to 1: PCMU;",
+        capture_device="unused",
+        playback_device="unused",
+        clock=clock,
+    )
+    earpiece = _TimedEarpiece(clock)
+    media._playback = earpiece  # type: ignore[assignment]
+    timers = _Timers(clock)
+    start = clock.now
+    media._watch_capture(timers.call_later)
+    far = provider_sender(KEY)
+    sent = [bytes((0x10 + i,)) * 160 for i in range(30)]  # each frame told apart
+    # The far end's chunks come every 20 ms (at 10 ms past each tick); our capture
+    # frames at 20, 40, ... 100 ms, then none until 305 ms (``burst`` of them at once),
+    # then every 20 ms again.
+    mic_ms = [20, 40, 60, 80, 100, *[305] * burst, *range(325, 606, 20)]
+    for ms in range(1, 620):
+        timers.run_until(start + ms / 1000)
+        if ms % 20 == 10 and (i := ms // 20) < len(sent):
+            media._take_body(
+                frame([far.media(1, 1, PayloadType.PCMU, 20 * i, sent[i], now=clock.now)])
+            )
+        for _ in range(mic_ms.count(ms)):
+            media._on_mic(bytes(320))
+    stalled = [round((t - start) * 1000) for t in earpiece.times if 100 < (t - start) * 1000 < 305]
+    # Noticed 3 ptimes after the last frame, then a tick every ptime.
+    assert stalled == list(range(160, 301, 20)), stalled
+    gaps = [round((b - a) * 1000) for a, b in itertools.pairwise(earpiece.times)]
+    assert max(gaps) <= 60 and min(gaps) >= 15, gaps  # no double tick at the hand-back
+    assert len(earpiece.times) == 5 + 8 + 15  # one tick per turn: 100 + 200 + 300 ms
+    # Every far frame played once, in order (a tick is never played twice).
+    index = {ulaw_decode(p): i for i, p in enumerate(sent)}
+    heard = [index[pcm] for pcm in earpiece.frames if pcm in index]
+    assert heard == sorted(set(heard)) and len(heard) >= 25, heard
+    # Our media: one chunk per tick, timestamps one ptime apart, no gap, no repeat.
+    provider_rx = ChunkReceiver(
+        Direction.C2S, MediaKeys.from_material(KEY.key, KEY.salt, KEY.tag_length)
+    )
+    stamps, acked = [], 0
+    for body in sends.bodies:
+        result = provider_rx.receive(body, clock.now)
+        stamps += [c.timestamp for c in result.media]
+        acked += len(result.acks)
+    assert len(stamps) == len(earpiece.times)
+    assert all(b - a == 20 for a, b in itertools.pairwise(stamps)), stamps
+    assert acked == len(sent)  # the far end's chunks were all acked, the stalled ones too
+    assert media.capture_stalls == 1
+    media._playback = None  # the fake has no stats() or stop()
+    media.stop()
+    assert all(h.cancelled for h in timers.handles)  # no timer outlives the session
+
+
+def test_a_capture_stall_of_a_second_is_reported_as_no_audio_device() -> None:
+    clock = Clock()
+    media = MediaSession(
+        _Sends(),
+        media_key=KEY,
+        client_directives="1 to 1: PCMU;",
+        capture_device="unused",
+        playback_device="unused",
+        clock=clock,
+    )
+    timers = _Timers(clock)
+    start = clock.now
+    media._watch_capture(timers.call_later)
+    timers.run_until(start + 0.9)
+    assert media.audio_error() is None  # stalled, ticking with silence, not said yet
+    timers.run_until(start + 1.1)
+    error = media.audio_error()
+    assert error is not None and error.startswith("no audio device (microphone:"), error
+    assert media.stats().audio_error == error  # the control socket's call.stats
+    media._on_mic(bytes(320))
+    assert media.audio_error() is None
+    media.stop()
+
+
+async def _until(condition: Any, what: str, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.01)
+
+
+def test_a_real_microphone_whose_reads_block_does_not_stop_the_call(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Real alsa-lib: the file plugin's capture reads a FIFO, so when the FIFO runs dry
+    # the capture thread's read() blocks, no error, no frame (a stalled USB card).
+    files = write_asoundrc(tmp_path)
+    files.capture_in.unlink()
+    os.mkfifo(files.capture_in)
+    monkeypatch.setenv("ALSA_CONFIG_PATH", files.config_path)
+    writer = os.open(files.capture_in, os.O_RDWR)  # alsa-lib's open does not wait for us
+    os.write(writer, bytes(320) * 3)  # 60 ms of the microphone, then nothing
+    back = [struct.pack("<h", 2000 + 400 * i) * 160 for i in range(10)]
+    sends = _Sends()
+    media = MediaSession(
+        sends,
+        media_key=KEY,
+        client_directives="1 to 1: PCMU;",
+        capture_device=files.capture_device,
+        playback_device=files.playback_device,
+    )
+    provider_rx = ChunkReceiver(
+        Direction.C2S, MediaKeys.from_material(KEY.key, KEY.salt, KEY.tag_length)
+    )
+    media_out: list[tuple[int, bytes]] = []
+    acks: list[int] = []
+
+    def take_sent() -> None:
+        for body in sends.bodies:
+            result = provider_rx.receive(body, time.monotonic())
+            media_out.extend((c.timestamp, c.payload) for c in result.media)
+            acks.extend(a.seq for a in result.acks)
+        sends.bodies.clear()
+
+    async def call() -> None:
+        media.start()
+        try:
+            await _until(lambda: media.capture_stalls == 1, "the stall to be noticed")
+            far = provider_sender(KEY)
+            now = time.monotonic()
+            media._take_body(
+                frame(
+                    [
+                        far.media(1, 1, PayloadType.PCMU, 20 * i, bytes(160), now=now)
+                        for i in range(5)
+                    ]
+                )
+            )
+            # The loop's own ticks play the far end and ack it.
+            await _until(lambda: media.frames_played >= 5, "the earpiece to play")
+            await _until(lambda: (take_sent(), len(acks) == 5)[1], "the acks")
+            os.write(writer, b"".join(back))  # the microphone is back
+            await _until(lambda: media._stall_since is None, "capture to drive the ticks again")
+            last = ulaw_encode(back[-1])
+            await _until(
+                lambda: (take_sent(), any(p == last for _, p in media_out))[1],
+                "the microphone's frames to go out",
+            )
+        finally:
+            os.close(writer)  # reads return at once again, so the capture thread can stop
+            media.stop()
+        take_sent()
+
+    asyncio.run(call())
+    stamps = [ts for ts, _ in media_out]
+    assert len(stamps) > 10
+    assert all(b - a == 20 for a, b in itertools.pairwise(stamps)), stamps  # no gap, no repeat
+    encoded = [ulaw_encode(pcm) for pcm in back]
+    resumed = [encoded.index(p) for _, p in media_out if p in encoded]
+    # The frames after the stall went out once each, in order (the first may have
+    # coincided with a silent tick of the loop, which took its turn).
+    assert resumed == list(range(10 - len(resumed), 10)) and len(resumed) >= 9, resumed

@@ -27,7 +27,11 @@ seals, opens and decodes.
   of its own (docs/performance.md, "one wake-up per tick"), and the earpiece
   is paced by the same sound card clock as the microphone.  The capture thread
   delivers a frame on time even while the microphone is gone (silence), so
-  playout never stops with it.
+  playout never stops with it.  A microphone that stops giving frames without
+  an error (a stalled USB card) is caught by a watchdog timer, due
+  :data:`STALL_TICKS` ptimes after the last frame: then the loop ticks itself
+  with silence, one ptime apart, until capture frames come again (see
+  :meth:`MediaSession._check_capture`).
 * Acks owed are carried by the next body, or, at the first tick that sends no
   media (Opus DTX, CN silence) once the oldest has waited ``ACK_HOLD`` (60 ms),
   sent alone.
@@ -47,6 +51,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from ript.media.cn import CnPlayer
 from ript.media.dtmf import DTMFError, DTMFReceiver, EventSender
@@ -71,6 +76,22 @@ DTX_BYTES = 2
 """An Opus packet this small is libopus's DTX "nothing to say": not sent."""
 DTMF_MS = 100  # in-band tone, above the 40 ms minimum of ITU-T Q.24
 DTMF_GAP_MS = 40
+STALL_TICKS = 3
+"""Ptimes without a capture frame after which the loop ticks itself with silence.
+
+The watchdog looks this long after the last capture frame (so while capture
+flows, one timer per this many frames, not one per frame).
+"""
+STALL_REPORT_S = 1.0
+"""A capture stall this long is reported like a lost device (``audio_error``)."""
+
+
+class _Timer(Protocol):
+    def cancel(self) -> None: ...
+
+
+CallLater = Callable[[float, Callable[[], None]], _Timer]
+"""``loop.call_later`` (a fake in tests): how the capture watchdog schedules itself."""
 
 
 def volume_gain_db(percent: int) -> float:
@@ -230,6 +251,17 @@ class MediaSession:
         self.muted = False
         self.frames_played = 0
         self.bad_frames = 0
+        # The capture watchdog (see _check_capture); times on self._clock.
+        self._call_later: CallLater | None = None
+        self._timer: _Timer | None = None
+        self._mic_at = 0.0  # the last capture frame
+        self._tick_at = -1.0  # the last tick (capture or the loop's own)
+        self._stall_since: float | None = None  # capture stalled: the last frame's time
+        self._fallback_due = 0.0  # the next silent tick, while stalled
+        self._silent_ticks = 0  # the loop's own ticks in this stall
+        self._taken = 0  # turns the loop's ticks took that late capture frames may claim
+        self._taken_until = 0.0  # ... until then (the hand-back)
+        self.capture_stalls = 0
 
     @property
     def codec(self) -> str:
@@ -276,10 +308,17 @@ class MediaSession:
         )
 
     def audio_error(self) -> str | None:
-        """The audio devices' trouble in words, or None when both work."""
+        """The audio devices' trouble in words, or None when both work.
+
+        A microphone that has given no frame for :data:`STALL_REPORT_S` counts as
+        lost too (the loop sends silence meanwhile, like for a lost one).
+        """
         for name, device in (("microphone", self._capture), ("earpiece", self._playback)):
             if device is not None and (error := device.stats().error) is not None:
                 return f"no audio device ({name}: {error})"
+        since = self._stall_since
+        if since is not None and (quiet := self._clock() - since) >= STALL_REPORT_S:
+            return f"no audio device (microphone: no frames for {quiet:.1f} s)"
         return None
 
     def take_activity(self) -> MediaActivity:
@@ -339,12 +378,16 @@ class MediaSession:
             raise
         self._playback, self._capture = playback, capture
         self._transport.start(self._take_body)
+        self._watch_capture(loop.call_later)
 
     def stop(self) -> None:
         """Stop the transport (GETs reset, session closed), then the audio."""
         if self._stopped:
             return
         self._stopped = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         self._transport.stop()
         for device in (self._capture, self._playback):
             if device is not None:
@@ -392,18 +435,115 @@ class MediaSession:
         self._dtmf.extend(self._codec.silence for _ in range(max(1, DTMF_GAP_MS // ptime)))
 
     def _on_mic(self, pcm: bytes) -> None:
-        # In the loop, every ptime: the whole tick.  Send this frame (with the acks
-        # owed), or the acks alone when no media goes and they have waited long
-        # enough; then play one frame.
+        # In the loop, every ptime: a capture frame drives the whole tick.
         if self._stopped:
             return
         now = self._clock()
+        self._mic_at = now
+        if self._stall_since is not None:
+            self._capture_resumed(now)
+        if self._taken and self._hand_back(now):
+            return
+        self._tick(pcm, now)
+
+    def _tick(self, pcm: bytes, now: float) -> None:
+        # Send this frame (with the acks owed), or the acks alone when no media goes
+        # and they have waited long enough; then play one frame.
+        self._tick_at = now
         if not self._send_frame(pcm, now):
             receiver = self._receiver
             deadline = receiver.ack_deadline
             if deadline is not None and deadline <= now:
                 self._transport.send(frame(self._sender.acks(receiver.take_pending_acks(now))))
         self._play_turn(now)
+
+    # ------------------------------------------------------------ capture watchdog
+
+    def _watch_capture(self, call_later: CallLater) -> None:
+        """Start the watchdog that ticks with silence while capture gives no frames.
+
+        A microphone that fails is handled by its adapter (silence on time, retried);
+        one that just stops giving frames (a stalled USB card, reads returning
+        nothing) would stop the whole tick: no media out, no acks, no playout.
+        """
+        self._call_later = call_later
+        self._mic_at = self._clock()
+        self._timer = call_later(STALL_TICKS * self._ptime / 1000, self._check_capture)
+
+    def _check_capture(self) -> None:
+        # STALL_TICKS ptimes after the last capture frame (not every tick: while
+        # capture flows this costs one timer per STALL_TICKS frames).
+        self._timer = None
+        if self._stopped or self._call_later is None:
+            return
+        now = self._clock()
+        ptime_s = self._ptime / 1000
+        # Half a ptime of slack: a timer that fires a little early is not a frame late.
+        if now - self._mic_at < (STALL_TICKS - 0.5) * ptime_s:
+            delay = self._mic_at + STALL_TICKS * ptime_s - now
+            self._timer = self._call_later(delay, self._check_capture)
+            return
+        self._stall_since = self._mic_at
+        self.capture_stalls += 1
+        log.warning(
+            "event=capture_stalled device=%s quiet_ms=%d (the loop ticks with silence)",
+            self._capture_device,
+            round((now - self._mic_at) * 1000),
+        )
+        self._fallback_due = now
+        self._fallback_tick()
+
+    def _fallback_tick(self) -> None:
+        # While capture is stalled: one tick of silence (the codec's preallocated frame,
+        # through the same path, so VAD/CN/DTX apply), due times one ptime apart.
+        self._timer = None
+        if self._stopped or self._call_later is None or self._stall_since is None:
+            return
+        now = self._clock()
+        self._tick(self._codec.silence, now)
+        self._silent_ticks += 1
+        ptime_s = self._ptime / 1000
+        due = self._fallback_due + ptime_s
+        if due < now - STALL_TICKS * ptime_s:
+            due = now + ptime_s  # the loop was held up: go on from now, no burst
+        self._fallback_due = due
+        self._timer = self._call_later(max(0.0, due - now), self._fallback_tick)
+
+    def _hand_back(self, now: float) -> bool:
+        """True when this capture frame's turn was already taken by a silent tick.
+
+        Right after a stall the capture thread may deliver the frames it owes
+        back to back (it works off up to ``max_late_frames`` of lateness); the
+        loop has played and sent those turns already, so a frame that comes less
+        than half a ptime after the last tick is dropped, at most once per silent
+        tick and only during the hand-back: no double tick, no timestamps running
+        ahead of the clock, the earpiece queue does not grow.
+        """
+        if now > self._taken_until:
+            self._taken = 0
+            return False
+        if now - self._tick_at >= self._ptime / 2000:
+            return False
+        self._taken -= 1
+        return True
+
+    def _capture_resumed(self, now: float) -> None:
+        """Capture frames are back: they drive the ticks again, the watchdog goes on."""
+        since = self._stall_since
+        self._stall_since = None
+        self._taken = self._silent_ticks
+        self._taken_until = now + STALL_TICKS * self._ptime / 1000
+        self._silent_ticks = 0
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        log.info(
+            "event=capture_resumed device=%s stalled_ms=%d",
+            self._capture_device,
+            round((now - (since or now)) * 1000),
+        )
+        if self._call_later is not None:
+            self._timer = self._call_later(STALL_TICKS * self._ptime / 1000, self._check_capture)
 
     def _send_frame(self, pcm: bytes, now: float) -> bool:
         """Encode, seal and send one capture frame; False when nothing went (DTX, CN)."""
