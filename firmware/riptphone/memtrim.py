@@ -8,8 +8,10 @@ steps with no live Python object to show for it (docs/performance.md, "Soak").
 ``malloc_trim(0)`` gives back every free page of every arena (``madvise``), so
 the memory a call used returns to the system when the call ends.
 
-Called by :class:`~riptphone.calls.registry.CallRegistry` when the last call
-ends, never on the 20 ms media path.  On a C library without ``malloc_trim``
+Called by :class:`~riptphone.driver.PhoneDriver` once the phone has been idle
+for a moment (no call, no tone: never beside the 20 ms media path); not at the
+end of the call itself, since the tones' and the call's audio threads free their
+share after it.  On a C library without ``malloc_trim``
 (musl, macOS) it does nothing.
 """
 

@@ -110,7 +110,6 @@ class Rig:
     def __init__(self, tmp_path: Path, *, online: bool = True) -> None:
         self.fed: list[Input] = []
         self.events: list[dict[str, Any]] = []
-        self.trims = 0
         self.client = FakeClient()
         self.line = Line(config(tmp_path), StateStore(tmp_path / "s"), self.client, self.fed.append)  # type: ignore[arg-type]
         if online:
@@ -126,11 +125,7 @@ class Rig:
             feed=self.fed.append,
             publish=lambda e: self.events.append(dict(e)),
             wall=lambda: 1_800_000_000.0,
-            trim=self._trim,
         )
-
-    def _trim(self) -> None:
-        self.trims += 1
 
     def add(self, runner: FakeRunner) -> FakeRunner:
         self.registry.runners[runner.call.uri] = runner  # type: ignore[assignment]
@@ -250,19 +245,6 @@ def test_a_call_that_ends_here_drops_its_cookies_under_both_uris(tmp_path: Path)
     asyncio.run(rig.registry._run(runner))  # type: ignore[arg-type]
     assert rig.client.forgotten == [CALL_URI, new_uri]
     assert rig.registry.runners == {}
-
-
-def test_the_heap_is_trimmed_when_the_last_call_ends_not_before(tmp_path: Path) -> None:
-    """glibc keeps what each call's C state freed: RSS climbed in steps over a soak."""
-    rig = Rig(tmp_path)
-    other = rig.add(FakeRunner(call(uri="https://p.example/calls/other")))
-    first = rig.add(EndingRunner(call()))
-    asyncio.run(rig.registry._run(first))  # type: ignore[arg-type]
-    assert rig.trims == 0  # another call still has media: not on its way
-    del rig.registry.runners[other.call.uri]
-    last = rig.add(EndingRunner(call(uri="https://p.example/calls/last")))
-    asyncio.run(rig.registry._run(last))  # type: ignore[arg-type]
-    assert rig.trims == 1
 
 
 def counters(received: int, lost: int, sent: int) -> dict[str, Any]:

@@ -35,7 +35,6 @@ from riptphone.calls.runner import CallRunner
 from riptphone.calls.stats import call_json
 from riptphone.config import AudioConfig
 from riptphone.line.registration import Line, NotRegisteredError
-from riptphone.memtrim import release_freed_memory
 from riptphone.net.ript_client import RiptClient, RiptError
 from riptphone.tasks import Tasks
 
@@ -61,7 +60,6 @@ class CallRegistry:
         feed: Callable[[Input], object],
         publish: Callable[[Mapping[str, Any]], None],
         wall: Callable[[], float] = time.time,
-        trim: Callable[[], object] = release_freed_memory,
     ) -> None:
         self.client = client
         self.line = line
@@ -71,7 +69,6 @@ class CallRegistry:
         self._feed = feed
         self._publish = publish
         self._wall = wall
-        self._trim = trim
         self.runners: dict[str, CallRunner] = {}
         self.quality = QualityMeter(self.runners.values, feed)
         self._mute = False
@@ -209,11 +206,6 @@ class CallRegistry:
             self.client.forget_call(runner.call.first_uri, runner.call.uri)
             if runner.call.ended is None:
                 self._feed(CallGone(runner.call.first_uri, "call ended"))
-            if not self.runners:
-                # The last call is over (no media runs): give the C heap's free pages back,
-                # or glibc keeps what each call's codec/TLS/ALSA state freed and RSS climbs
-                # in steps over hundreds of calls (riptphone.memtrim).  Up to ~15 ms.
-                self._trim()
 
     def on_call_action(self, runner: CallRunner, action: Action) -> None:
         """One action of a runner's call machine: log it, tell watchers, feed the machine."""
