@@ -1,7 +1,7 @@
 """Soak: 1,000 consecutive calls; the phone's and the provider's memory and descriptors.
 
     nice -n 10 .venv/bin/python tests/bench/bench_soak.py [--calls 1000] [--every 100] \\
-        [--media 1.0]
+        [--media 1.0] [--smaps DIR]
 
 One line (account ``bob``) with two phones, "Desk A" and "Desk B" (two ``ript-phone run``
 daemons, their audio through alsa-lib's file plugin), ``ript-provider serve`` and its
@@ -20,6 +20,9 @@ phone A, phone B and the provider.  The first ``--every`` calls are the warm-up;
 is measured from the end of the warm-up to the end: at most 2 MB and 0 descriptors for
 each process (issue #14 item 4).  A call that does not go as expected is counted and
 the line settled before the next.  Exits 1 if a limit is exceeded or a call failed.
+With ``--smaps DIR``, each sample also copies every process's ``/proc/PID/smaps`` to
+``DIR/<calls>-<who>.smaps`` and the end prints which mappings grew after the warm-up
+([heap], anonymous arenas, a library's): to tell C-level growth apart.
 Not collected by pytest.  Results go in docs/performance.md.
 """
 
@@ -76,14 +79,29 @@ def fd_targets(pid: int) -> list[str]:
     return sorted(found)
 
 
+def smaps_rss(text: str) -> Counter[str]:
+    """Rss (kB) by mapping name in a /proc/PID/smaps: anonymous ones as ``[anon]``."""
+    by_name: Counter[str] = Counter()
+    name = ""
+    for line in text.splitlines():
+        fields = line.split()
+        if fields and "-" in fields[0] and not fields[0].endswith(":"):
+            name = fields[5] if len(fields) > 5 else "[anon]"
+        elif fields and fields[0] == "Rss:":
+            by_name[name] += int(fields[1])
+    return by_name
+
+
 class Soak:
-    def __init__(self, line: Line, media: float) -> None:
+    def __init__(self, line: Line, media: float, smaps: Path | None = None) -> None:
         self.line = line
         self.media = media
+        self.smaps = smaps
         self.a: PhoneProc = line.phone("Desk A")
         self.b: PhoneProc = line.phone("Desk B")
         self.failures: list[str] = []
         self.targets: dict[str, list[str]] = {}
+        self.maps: dict[str, str] = {}
 
     def pids(self) -> dict[str, int]:
         assert self.a.process is not None and self.b.process is not None
@@ -99,6 +117,9 @@ class Soak:
             phone.wait_state("idle", 10)
         time.sleep(1.0)
         self.targets = {who: fd_targets(pid) for who, pid in self.pids().items()}
+        self.maps = {
+            who: Path(f"/proc/{pid}/smaps").read_text() for who, pid in self.pids().items()
+        }
         return {who: (rss_kb(pid), fds(pid)) for who, pid in self.pids().items()}
 
     # -- one call of each kind
@@ -204,6 +225,7 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=1000)
     parser.add_argument("--every", type=int, default=100)
     parser.add_argument("--media", type=float, default=1.0, help="seconds in each call")
+    parser.add_argument("--smaps", type=Path, help="keep /proc/PID/smaps of each sample here")
     args = parser.parse_args()
     start = time.monotonic()
     with (
@@ -213,6 +235,9 @@ def main() -> int:
         soak = Soak(line, args.media)
         rows = [(0, soak.sample())]
         warm_targets: dict[str, list[str]] = {}
+        warm_maps: dict[str, str] = {}
+        if args.smaps:
+            args.smaps.mkdir(parents=True, exist_ok=True)
         kinds: dict[str, int] = {}
         for i in range(args.calls):
             kind = KINDS[i % len(KINDS)]
@@ -221,7 +246,11 @@ def main() -> int:
             if (i + 1) % args.every == 0:
                 rows.append((i + 1, soak.sample()))
                 if len(rows) == 2:
-                    warm_targets = soak.targets
+                    warm_targets, warm_maps = soak.targets, soak.maps
+                if args.smaps:
+                    for who, text in soak.maps.items():
+                        name = f"{i + 1}-{who.replace(' ', '')}.smaps"
+                        (args.smaps / name).write_text(text)
                 print(
                     f"{i + 1} calls, {time.monotonic() - start:.0f} s, "
                     f"{len(soak.failures)} failed: {rows[-1][1]}",
@@ -242,6 +271,11 @@ def main() -> int:
             if grew_fds > 0:
                 extra = Counter(soak.targets[who]) - Counter(warm_targets[who])
                 print(f"  new descriptors: {dict(extra)}")
+            if args.smaps:
+                before, after = smaps_rss(warm_maps[who]), smaps_rss(soak.maps[who])
+                grew = {n: after[n] - before[n] for n in after | before}
+                top = sorted(grew.items(), key=lambda kv: -abs(kv[1]))[:6]
+                print("  by mapping (kB): " + ", ".join(f"{n} {kb:+d}" for n, kb in top))
     return 0 if ok else 1
 
 
