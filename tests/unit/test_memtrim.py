@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import weakref
 from pathlib import Path
 
 from riptphone.memtrim import release_freed_memory
@@ -23,3 +24,19 @@ def test_freed_blocks_between_live_ones_go_back_to_the_system() -> None:
     assert release_freed_memory() is True
     assert before - rss_kb() > 8 * 1024
     del blocks
+
+
+class _Node:
+    def __init__(self) -> None:
+        self.other: _Node | None = None
+
+
+def test_garbage_cycles_are_collected_before_the_trim() -> None:
+    """A call leaves cycles only a full collection frees; their memory must go back too."""
+    a, b = _Node(), _Node()
+    a.other, b.other = b, a  # a cycle: reference counting alone never frees it
+    freed = []
+    weakref.finalize(a, freed.append, "a")
+    del a, b
+    release_freed_memory()
+    assert freed == ["a"]
