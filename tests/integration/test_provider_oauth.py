@@ -20,6 +20,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
