@@ -20,6 +20,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -310,13 +311,22 @@ def test_endpoint_refusals_and_limits(tmp_path: Path) -> None:
         def keep_alive() -> list[int]:
             context = ssl.create_default_context(cafile=env.ca)
             conn = http.client.HTTPSConnection("localhost", env.server.port, context=context)
-            statuses = []
-            for _ in range(3):
-                conn.request("GET", "/.well-known/ript-oauth")
-                resp = conn.getresponse()
-                resp.read()
-                statuses.append(resp.status)
-            conn.close()
+            statuses: list[int] = []
+            started = time.monotonic()
+            try:
+                for _ in range(3):
+                    conn.request("GET", "/.well-known/ript-oauth")
+                    resp = conn.getresponse()
+                    resp.read()
+                    statuses.append(resp.status)
+            except (OSError, http.client.HTTPException) as exc:
+                # Which request, and how long in: a handshake past https.TLS_TIMEOUT (the
+                # process starved) ends in SSLEOFError on the first one.
+                raise AssertionError(
+                    f"after {statuses} and {time.monotonic() - started:.1f} s: {exc!r}"
+                ) from exc
+            finally:
+                conn.close()
             return statuses
 
         assert await asyncio.to_thread(keep_alive) == [200, 200, 200]

@@ -592,6 +592,25 @@ def test_chunks_older_than_the_window_are_given_up_and_resends_are_paced() -> No
     assert call.phone_tx.resends(t + 1.01 * ms.RESEND_MIN_INTERVAL) == burst
 
 
+def test_a_chunk_given_up_then_acked_is_no_longer_counted_given_up() -> None:
+    """A late ack (its chunk re-sent near the window's end) takes the give-up back."""
+    call = Call()
+    late = call.phone_sends(0, 0.0)  # arrives, but its ack is late
+    t = ms.RESEND_WINDOW + 0.5
+    for i in range(1, 6):
+        call.provider_rx.receive(ch.frame([call.phone_sends(i, t)]), t)
+    call.provider_acks(t)
+    assert call.phone_tx.resends(t) == []
+    assert (call.phone_tx.stats().given_up, call.phone_tx.stats().lost) == (1, 1)
+    call.provider_rx.receive(ch.frame([late]), t)
+    call.provider_acks(t + 0.01)
+    stats = call.phone_tx.stats()
+    assert (stats.given_up, stats.lost, stats.acked) == (0, 0, 6)
+    call.provider_rx.receive(ch.frame([late]), t)  # a duplicate: its second ack changes nothing
+    call.provider_acks(t + 0.02)
+    assert call.phone_tx.stats().given_up == 0
+
+
 def test_reordering_within_the_gap_is_not_taken_for_loss() -> None:
     call = Call()
     late = call.phone_sends(0, 0.0)

@@ -130,7 +130,8 @@ class SenderStats:
     resent: int = 0
     """Media chunks sent again (each re-send counts) because a later one was acked first."""
     given_up: int = 0
-    """Media chunks never acked and older than :data:`RESEND_WINDOW`: not re-sent any more."""
+    """Media chunks older than :data:`RESEND_WINDOW` and not re-sent any more, less those acked
+    after all (a late ack): the chunks the sender takes as lost for good."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -333,6 +334,11 @@ class ChunkSender:
         slot = ack.acked_seq % SEND_HISTORY
         if stream.history_seq[slot] != ack.acked_seq or stream.history_acked[slot]:
             return None
+        if stream.history_chunk[slot] is None:
+            # Given up by resends() (only there is an unacked chunk's copy dropped), yet it
+            # arrived: its ack was late or its first ack lost.  Not a loss after all, so the
+            # count stays what the receiver's sequence gaps say (docs/performance.md, blips).
+            self._given_up -= 1
         stream.history_acked[slot] = True
         stream.history_chunk[slot] = None
         stream.acked += 1

@@ -395,12 +395,14 @@ class MediaSession:
         stats = self.stats()
         log.info(
             "event=media_stopped codec=%s transport=%s sent=%d received=%d acks=%d "
-            "auth_failures=%d played=%d puts_dropped=%d put_failures=%d",
+            "lost=%d given_up=%d auth_failures=%d played=%d puts_dropped=%d put_failures=%d",
             self.codec,
             self.transport,
             stats.chunks_sent,
             stats.chunks_received,
             stats.acks_received,
+            stats.chunks_lost,
+            stats.chunks_given_up,
             stats.auth_failures,
             self.frames_played,
             stats.puts_dropped,
