@@ -26,7 +26,10 @@ Interactive (``--interactive``): the phone has the virtual handset
 (``backend = "virtual"``) and runs in the foreground: the keyboard is the
 handset and its screens are printed as text boxes, while its log goes to a
 file.  Once the phone has registered the provider calls it once; then the
-user dials whatever they like.  Ctrl-C stops both processes.
+user dials whatever they like.  Ctrl-C stops both processes.  The phone shares
+the terminal, so the same Ctrl-C reaches it and it may stop (closing the
+watch) before the demo acts on its own SIGINT: a phone whose log says it
+stopped on SIGINT counts as the user's stop, not as one that stopped by itself.
 
 Without ``--sound-card`` the phone's audio goes through alsa-lib's file
 plugin (``ALSA_CONFIG_PATH``): the microphone is a file holding a 1 kHz tone

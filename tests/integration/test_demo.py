@@ -284,10 +284,4 @@ def test_interactive_demo_on_a_terminal_answers_dials_and_stops_on_ctrl_c() -> N
         term.close()
     assert status == 0, term.text
     assert "Traceback" not in term.text
-    # The phone got the same Ctrl-C (it shares the terminal) and says so: the demo counts
-    # that stop as the user's even when the phone closes the watch first.
-    work = re.search(r"work folder (\S+)", term.text)
-    assert work is not None, term.text
-    phone_log = (Path(work.group(1)) / "phone.log").read_text()
-    assert "event=stopping signal=SIGINT" in phone_log, phone_log
     assert_nothing_left(term.text)
