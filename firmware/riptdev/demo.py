@@ -26,7 +26,10 @@ Interactive (``--interactive``): the phone has the virtual handset
 (``backend = "virtual"``) and runs in the foreground: the keyboard is the
 handset and its screens are printed as text boxes, while its log goes to a
 file.  Once the phone has registered the provider calls it once; then the
-user dials whatever they like.  Ctrl-C stops both processes.
+user dials whatever they like.  Ctrl-C stops both processes.  The phone shares
+the terminal, so the same Ctrl-C reaches it and it may stop (closing the
+watch) before the demo acts on its own SIGINT: a phone whose log says it
+stopped on SIGINT counts as the user's stop, not as one that stopped by itself.
 
 Without ``--sound-card`` the phone's audio goes through alsa-lib's file
 plugin (``ALSA_CONFIG_PATH``): the microphone is a file holding a 1 kHz tone
@@ -159,6 +162,7 @@ class Demo:
         self.daemon_log = work / "phone.log"
         self.socket = work / "control.sock"
         self.playback = work / "playback.raw"
+        self.interrupted = False  # the user pressed Ctrl-C (the interactive demo's handler)
 
     def say(self, text: str) -> None:
         print(text, file=self.out, flush=True)
@@ -540,7 +544,19 @@ def _interactive(demo: Demo, *, sound_card: bool) -> None:
                     else "call again (space, then a number) or press Ctrl-C to end the demo"
                 )
     status = demo.daemon.wait()
+    if demo.interrupted or (status == 0 and stopped_on_sigint(demo.daemon_log)):
+        # The user's Ctrl-C: the phone shares the terminal, so the same SIGINT reached it,
+        # and it may have stopped (closing the watch) before this process raised its
+        # KeyboardInterrupt.  Its log names the signal, so this does not hang on timing.
+        raise KeyboardInterrupt
     raise DemoError(f"the phone stopped by itself (status {status}); its log: {demo.daemon_log}")
+
+
+def stopped_on_sigint(log: Path) -> bool:
+    """Whether the phone's log says it stopped on SIGINT (a Ctrl-C at its terminal)."""
+    text = log.read_text(errors="replace") if log.exists() else ""
+    stops = re.findall(r"event=stopping signal=(\S+)", text)
+    return bool(stops) and stops[-1] == "SIGINT"
 
 
 def run(
@@ -562,6 +578,16 @@ def run(
     demo = Demo(work, out)
     demo.say(f"work folder {work}")
     terminal = _save_terminal() if interactive else None
+    previous_sigint = signal.getsignal(signal.SIGINT)
+    if interactive:
+
+        def on_sigint(signum: int, frame: object) -> None:
+            # Noted before raising: the watch may end (the phone stopped on the same
+            # Ctrl-C) before the exception reaches the code that is running.
+            demo.interrupted = True
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGINT, on_sigint)
     try:
         if interactive:
             _interactive(demo, sound_card=sound_card)
@@ -589,6 +615,8 @@ def run(
     finally:
         demo.stop()
         _restore_terminal(terminal)
+        if interactive:
+            signal.signal(signal.SIGINT, previous_sigint)
         (work / "phone-state" / "tokens.json").unlink(missing_ok=True)  # no secret left behind
 
 

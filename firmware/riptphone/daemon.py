@@ -202,10 +202,11 @@ async def serve(
     stop = stop if stop is not None else asyncio.Event()
     notifier = notifier if notifier is not None else Notifier({})
     loop = asyncio.get_running_loop()
+    stopped_by: list[signal.Signals] = []  # the signal that stopped the phone, for the log
     main_thread = threading.current_thread() is threading.main_thread()
     if main_thread:
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, _stop_on, stop, sig, stopped_by)
     ca_file = config.provider.ca_file
     async with H3Client(ca_file=ca_file) as http:
         # Before anything reads the state: a reset a power cut interrupted is finished.
@@ -255,7 +256,9 @@ async def serve(
                 watchdog = loop.create_task(notifier.run_watchdog())
                 online = loop.create_task(phone.connect())
                 await stop.wait()
-                log.info("event=stopping")
+                # Which signal: a Ctrl-C at the terminal (SIGINT) tells a demo sharing that
+                # terminal that its user stopped the phone (riptdev.demo reads this line).
+                log.info("event=stopping signal=%s", stopped_by[0].name if stopped_by else "none")
                 notifier.stopping()
                 if main_thread:
                     loop.remove_signal_handler(signal.SIGHUP)
@@ -267,6 +270,12 @@ async def serve(
         finally:
             await asyncio.to_thread(handset.close)
     log.info("event=stopped")
+
+
+def _stop_on(stop: asyncio.Event, sig: signal.Signals, stopped_by: list[signal.Signals]) -> None:
+    if not stopped_by:
+        stopped_by.append(sig)
+    stop.set()
 
 
 async def _reload(reloader: Reloader, notifier: Notifier) -> None:

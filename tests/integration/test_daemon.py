@@ -212,6 +212,7 @@ def test_registers_once_and_keeps_the_handler_across_restarts(
 
     code, err = daemon.stop()
     assert code == 0
+    assert "event=stopping signal=SIGTERM" in err  # the demo tells a Ctrl-C (SIGINT) by it
     assert "event=stopped" in err
     assert err.count("event=enrolled") == 1
     assert TOKEN not in err

@@ -187,6 +187,18 @@ class Terminal:
                     raise AssertionError(f"the demo exited before {pattern!r}:\n{self.text}")
                 self.text += data.decode(errors="replace").replace("\r", "")
 
+    def wait_for_each(self, *patterns: str, wait: float = WAIT) -> None:
+        """Each of ``patterns`` after the previous match, in any order.
+
+        For lines two processes print at about the same time: the demo's (a hint) and
+        the phone's (its screen boxes) reach the terminal in either order.
+        """
+        start, end = self.seen, self.seen
+        for pattern in patterns:
+            self.seen = start
+            end = max(end, self.wait_for(pattern, wait).end())
+        self.seen = end
+
     def type(self, keys: str) -> None:
         os.write(self.fd, keys.encode())
 
@@ -264,8 +276,10 @@ def test_interactive_demo_on_a_terminal_answers_dials_and_stops_on_ctrl_c() -> N
         assert approved.returncode == 0, approved.stderr
         term.wait_for(box("Incoming call", "+1 408 555 0100", "lift to answer"))
         term.type(" ")
-        term.wait_for(box("+1 408 555 0100", "OPUS"))
-        term.wait_for("in the call with \\+14085550100: press space to hang up")
+        term.wait_for_each(
+            box("+1 408 555 0100", "OPUS"),
+            "in the call with \\+14085550100: press space to hang up",
+        )
         term.type(" ")
         term.wait_for(box("Call ended"))
         term.wait_for("now call the echo: space, then 14089529999")
