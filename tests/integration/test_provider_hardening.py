@@ -320,11 +320,14 @@ def test_each_oauth_login_is_a_device_and_a_new_login_takes_over_an_ended_ones(
         assert refused.status == 403
         seen = await env.send("GET", handler.uri, token=second.access_token)
         assert described(seen).push.password is None  # type: ignore[union-attr]
-        # The first login ends: its rotated refresh token used again revokes the family
-        # (RFC 9700), as a stolen one would; the phone is sent back to login.
+        # The first login ends: once its successor was used, a rotated refresh token used
+        # again revokes the family (RFC 9700), as a stolen one would; the phone is sent
+        # back to login.  (Before the successor is used it would be a lost answer:
+        # docs/provider-oauth.md, "Rotation and lost answers".)
+        later = refresh(refreshed.refresh_token)
         with pytest.raises(IssuerRefusalError):
             refresh(first.refresh_token)
-        assert (await env.send("GET", handler.uri, token=refreshed.access_token)).status == 401
+        assert (await env.send("GET", handler.uri, token=later.access_token)).status == 401
         # A new login of the phone (or any device of the account) takes the handler over:
         # the same URI, a fresh push password; the ended login's password stops working.
         again = await env.register("phone-a", token=second.access_token)
