@@ -102,6 +102,20 @@ class ProviderProcess:
         return f"localhost:{self.port}"
 
 
+def provider_command(config: Path, log_level: str = "info") -> list[str]:
+    """The command line of ``ript-provider serve`` on ``config`` (this interpreter)."""
+    return [
+        sys.executable,
+        "-m",
+        "riptprovider",
+        "serve",
+        "--config",
+        str(config),
+        "--log-level",
+        log_level,
+    ]
+
+
 def start_provider(
     work: Path,
     config_text: str,
@@ -128,16 +142,7 @@ def start_provider(
     log = work / f"{name}.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "riptprovider",
-                "serve",
-                "--config",
-                str(config),
-                "--log-level",
-                log_level,
-            ],
+            provider_command(config, log_level),
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=out,

@@ -54,6 +54,7 @@ from ript.protocol.events import CallStatus
 from riptdev.processes import (
     ProcessError,
     ProviderProcess,
+    provider_command,
     start_provider,
     stop_process,
     wait_for_line,
@@ -566,16 +567,7 @@ class ProviderCuts:
         log.write_bytes(b"")
         with log.open("ab") as out:
             process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "riptprovider",
-                    "serve",
-                    "--config",
-                    str(self.provider.config),
-                    "--log-level",
-                    "info",
-                ],
+                provider_command(self.provider.config),
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=out,
