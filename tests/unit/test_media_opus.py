@@ -128,15 +128,15 @@ def varied_frames() -> list[bytes]:
 
 
 @pytest.mark.parametrize(
-    "settings",
+    "options",
     [
         {},
         {"fec": False, "expected_loss_pct": 0, "complexity": 3},
         {"bitrate": 12000, "dtx": True, "complexity": 10},
     ],
 )
-def test_encode_gives_the_same_packets_as_opuslibs_own_wrapper(settings: dict[str, int]) -> None:
-    ours, reference = OpusEncoder(**settings), OpusEncoder(**settings)
+def test_encode_gives_the_same_packets_as_opuslibs_own_wrapper(options: dict[str, int]) -> None:
+    ours, reference = OpusEncoder(**options), OpusEncoder(**options)
     frames = varied_frames()
     packets = [ours.encode(f) for f in frames]
     # opuslib's Encoder.encode over an identically set up state: the path this module replaced.
