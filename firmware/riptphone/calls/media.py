@@ -218,6 +218,7 @@ class MediaSession:
         self._sender: ChunkSender
         self._receiver: ChunkReceiver
         self._timestamp: int
+        self._loss_hint: LossHint
         if previous is not None and previous.key == media_key:
             # The same leg after its byways were re-established: numbering goes on, so no
             # nonce repeats under the key and the provider's replay window keeps accepting.
