@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 __all__ = ["IDLE", "STRETCH", "Frame", "Gap", "JitterBuffer", "JitterError", "JitterStats"]
 
@@ -51,9 +52,8 @@ class JitterError(ValueError):
     """A value handed to the jitter buffer is out of range (a bug in the caller)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Frame:
-    """A received chunk whose turn has come."""
+class Frame(NamedTuple):
+    """A received chunk whose turn has come (a NamedTuple: one is made per chunk, cheaply)."""
 
     seq: int
     timestamp_ms: int
@@ -62,8 +62,7 @@ class Frame:
     """The chunk's payload type: the session's codec, or a telephone-event or CN chunk."""
 
 
-@dataclass(frozen=True, slots=True)
-class Gap:
+class Gap(NamedTuple):
     """No chunk to play this turn; what the caller plays instead depends on the fields.
 
     * ``seq`` set: that chunk is lost; conceal it, with FEC from ``next`` when present.

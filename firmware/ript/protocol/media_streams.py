@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from ript.protocol.chunks import (
     FULL_WIDTH,
@@ -86,8 +87,7 @@ _NO_CEILING = 1 << 64
 """The ceiling of a sender without reservations: above every sequence number."""
 
 
-@dataclass(frozen=True, slots=True)
-class PendingAck:
+class PendingAck(NamedTuple):
     """One received media chunk still to be acknowledged; ``delay_us`` since its receipt."""
 
     direction: Direction
@@ -97,8 +97,7 @@ class PendingAck:
     delay_us: int
 
 
-@dataclass(frozen=True, slots=True)
-class ReceiveResult:
+class ReceiveResult(NamedTuple):
     """What one body or datagram held.
 
     ``media`` are new, authenticated chunks with full sequence numbers and
