@@ -13,8 +13,9 @@ A/B: run it with ``PYTHONPATH=<other tree>/firmware`` in the same minutes.
 * ``session tick``: the phone's MediaSession without devices or network: one
   capture tick (``_tick``: encode, seal, frame with the acks owed, send, pop the
   jitter buffer, decode) and one received body (``_take_body``: a provider chunk
-  and an ack of ours).  With the codec stubbed (``no codec``), so that what
-  remains is this path's Python; and with real libopus for scale.
+  and an ack of ours, made beforehand: only the phone's side is timed).  With the
+  codec stubbed (``no codec``), so that what remains is this path's Python; and
+  with real libopus for scale.
 """
 
 from __future__ import annotations
@@ -118,16 +119,11 @@ class _Transport:
     name = "webtransport"
     puts_dropped = put_failures = get_failures = 0
 
-    def __init__(self) -> None:
-        self.sent: list[bytes] = []
-
     def start(self, deliver: Callable[[bytes], None]) -> None:
         pass
 
     def send(self, body: bytes) -> None:
-        self.sent.append(body)
-        if len(self.sent) > 100:
-            del self.sent[:-1]  # keep the latest: the provider acks it
+        pass
 
     def stop(self) -> None:
         pass
@@ -138,7 +134,7 @@ class _Playback:
         pass
 
 
-def session_tick(stub_codec: bool) -> Callable[[], Callable[[], None]]:
+def session_tick(stub_codec: bool, n_ops: int) -> Callable[[], Callable[[], None]]:
     from riptphone.calls.media import MediaSession
 
     def make() -> Callable[[], None]:
@@ -155,26 +151,30 @@ def session_tick(stub_codec: bool) -> Callable[[], Callable[[], None]]:
         session._playback = _Playback()  # type: ignore[assignment]
         codec = session._codec
         pcm = os.urandom(len(codec.silence))
+        source, sink = session._source, session._sink
+        ts0 = 1_700_000_000_000
         if stub_codec:
             decoded = codec.silence
             codec.encode = lambda _pcm: PAYLOAD  # type: ignore[method-assign]
             codec.decode = lambda _payload: decoded  # type: ignore[method-assign]
+        # The provider's bodies, made beforehand so that only the phone's work is timed:
+        # its chunk of each tick and the ack of the phone's chunk of the tick before (the
+        # phone numbers its chunks 0, 1, 2... one per tick: no DTX with the codec stubbed
+        # or with random PCM).
         k = keys()
         provider = ChunkSender(Direction.S2C, k)
-        provider_rx = ChunkReceiver(Direction.C2S, k)
-        ts = [1_700_000_000_000]
+        bodies = []
+        for i in range(n_ops + 100):
+            parts = [provider.media(1, 1, PayloadType.OPUS, ts0 + 20 * i, PAYLOAD, now=0.0)]
+            if i:
+                parts.append(provider.ack(Direction.C2S, source, sink, i - 1, 5000))
+            bodies.append(frame(parts))
+        feed = iter(bodies)
 
         def op() -> None:
             clock[0] += 0.02
             now = clock[0]
-            ts[0] += 20
-            # The provider's side (not the phone's cost, but needed to feed it): its chunk
-            # and the acks of what the phone sent last tick.
-            parts = [provider.media(1, 1, PayloadType.OPUS, ts[0], PAYLOAD, now=now)]
-            if transport.sent:
-                provider_rx.receive(transport.sent[-1], now)
-                parts += provider.acks(provider_rx.take_pending_acks(now))
-            session._take_body(frame(parts))
+            session._take_body(next(feed))
             session._tick(pcm, now)
 
         return op
@@ -196,8 +196,8 @@ def main() -> None:
     measure("round: media -> receive -> ack -> on_ack, clear", 10000, passes, chunk_round(False))
     measure("send: media + frame, sealed", 20000, passes, chunk_send)
     measure("receive: body + take_pending_acks, sealed", 20000, passes, chunk_receive)
-    measure("session: take_body + tick, sealed, no codec", 5000, passes, session_tick(True))
-    measure("session: take_body + tick, sealed, libopus", 2000, passes, session_tick(False))
+    measure("session: take_body + tick, sealed, no codec", 5000, passes, session_tick(True, 5000))
+    measure("session: take_body + tick, sealed, libopus", 2000, passes, session_tick(False, 2000))
 
 
 if __name__ == "__main__":

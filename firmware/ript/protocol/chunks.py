@@ -749,13 +749,18 @@ def decode_chunk_parts(chunk: Buffer) -> tuple[Envelope, memoryview, memoryview]
     if len(chunk) > MAX_CHUNK_SIZE:
         raise ChunkError(f"chunk of {len(chunk)} bytes exceeds the {MAX_CHUNK_SIZE}-byte limit")
     view = memoryview(chunk)
-    length, pos = _varint(view, 0, "envelope length")
+    if view and view[0] < 0x40:  # every envelope this side makes: a one-byte length
+        length, pos = view[0], 1
+    else:
+        length, pos = _varint(view, 0, "envelope length")
     end = pos + length
     if end > len(view):
         raise ChunkError(
             f"envelope length {length} at offset 0 runs past the {len(view)}-byte chunk"
         )
-    envelope = _parse_envelope(view, pos, end)
+    envelope = _common_envelope(view, pos, end)
+    if envelope is None:
+        envelope = _walk_envelope(view, pos, end)
     return envelope, view[pos:end], view[end:]
 
 
@@ -905,13 +910,18 @@ def decode_chunk(
 # --------------------------------------------------------------------------- framing
 
 
+_FRAME_LENGTHS = tuple(encode_varint(n) for n in range(MAX_CHUNK_SIZE + 1))
+"""The varint of every chunk length a chunk may have."""
+
+
 def frame(chunks: Iterable[Buffer]) -> bytes:
     """A body or datagram: each chunk preceded by its length as a varint."""
-    out = bytearray()
+    out: list[Buffer] = []
     for chunk in chunks:
-        out += encode_varint(len(chunk))
-        out += chunk
-    return bytes(out)
+        size = len(chunk)
+        out.append(_FRAME_LENGTHS[size] if size <= MAX_CHUNK_SIZE else encode_varint(size))
+        out.append(chunk)
+    return b"".join(out)
 
 
 def unframe_partial(body: Buffer) -> tuple[list[memoryview], ChunkError | None]:
@@ -925,10 +935,16 @@ def unframe_partial(body: Buffer) -> tuple[list[memoryview], ChunkError | None]:
     chunks: list[memoryview] = []
     pos = 0
     while pos < size:
-        try:
-            length, start = decode_varint(view, pos)
-        except VarintError:
-            return chunks, ChunkError(f"chunk length at offset {pos} is cut short")
+        first = view[pos]
+        if first < 0x40:
+            length, start = first, pos + 1
+        elif first < 0x80 and pos + 1 < size:  # the usual chunk: 64..16383 bytes
+            length, start = ((first & 0x3F) << 8) | view[pos + 1], pos + 2
+        else:
+            try:
+                length, start = decode_varint(view, pos)
+            except VarintError:
+                return chunks, ChunkError(f"chunk length at offset {pos} is cut short")
         end = start + length
         if end > size:
             return chunks, ChunkError(
