@@ -284,3 +284,18 @@ def test_an_event_sent_during_a_blip_reaches_the_phone_once_after_it(
         watch.quiet(handler_changed, 2.0)  # and no second time, from any byway
     seqs = [e["seq"] for e in watch.seen if handler_changed(e)]
     assert seqs == [before["seq"], during["seq"]], watch.seen
+
+
+def test_loss_on_the_path_turns_opus_fec_on(line: Line, phone: PhoneProc, net: UdpProxy) -> None:
+    # A clean path: the encoder expects no loss (no FEC data, its cheap mode).  With 10 %
+    # of the packets dropped each way, the re-sent chunks tell it within a few seconds.
+    uri, before = in_call(phone)
+    assert before["loss_hint_pct"] == 0, before
+    net.set(loss=0.1)
+    lossy = stats(
+        phone.wait_status(
+            lambda s: stats(s).get("loss_hint_pct", 0) >= 3, "the loss hint to rise", timeout=BACK
+        )
+    )
+    assert lossy["chunks_resent"] > 0, lossy
+    assert phone.status()["call"]["uri"] == uri

@@ -126,11 +126,13 @@ def _snr(reference: bytes, guess: bytes) -> float:
 
 
 def test_opus_fec_rebuilds_a_lost_frame_better_than_concealment() -> None:
-    # A voiced sound (200 Hz and harmonics) through the call's Opus settings: in-band FEC
-    # with a 10 % loss hint.  Frame 12 is lost; its FEC copy rides in frame 13.
+    # A voiced sound (200 Hz and harmonics) through the call's Opus settings, on a path
+    # that loses 10 %: in-band FEC.  Frame 12 is lost; its FEC copy rides in frame 13.
     spec = ToneSpec(((200, -14.0), (400, -18.0), (600, -22.0), (800, -26.0)))
     tone = ToneGenerator(spec, 48000, 20)
     sender = CallCodec("opus", 20, CodecSettings(opus_bitrate=24000, opus_complexity=5))
+    assert sender.adapts_to_loss
+    sender.expect_loss(10)
     packets = [sender.encode(tone.frame()) for _ in range(16)]
     clean = CallCodec("opus", 20)
     reference = [clean.decode(p) for p in packets]
@@ -142,6 +144,20 @@ def test_opus_fec_rebuilds_a_lost_frame_better_than_concealment() -> None:
     concealed = with_plc.conceal()
     assert _snr(reference[12], rebuilt) > _snr(reference[12], concealed) + 3
     assert _snr(reference[12], rebuilt) > 5
+
+
+def test_opus_sends_no_fec_data_before_the_path_shows_loss() -> None:
+    # The same sound, but the encoder has not been told of any loss (a clean path, or
+    # the call's first second): frame 13 carries no copy of frame 12.
+    spec = ToneSpec(((200, -14.0), (400, -18.0), (600, -22.0), (800, -26.0)))
+    tone = ToneGenerator(spec, 48000, 20)
+    sender = CallCodec("opus", 20, CodecSettings(opus_bitrate=24000, opus_complexity=5))
+    packets = [sender.encode(tone.frame()) for _ in range(16)]
+    with_next, with_plc = CallCodec("opus", 20), CallCodec("opus", 20)
+    for p in packets[:12]:
+        with_next.decode(p)
+        with_plc.decode(p)
+    assert with_next.recover(packets[13]) == with_plc.conceal()
 
 
 def test_opus_fec_false_sends_no_fec_data(tmp_path: Path) -> None:

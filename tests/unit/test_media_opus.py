@@ -1,13 +1,19 @@
-"""Opus through real libopus (ript.media.opus_codec): spectrum, PLC, FEC, errors."""
+"""Opus through real libopus (ript.media.opus_codec): spectrum, PLC, FEC, errors.
+
+The module calls opus_encode / opus_decode through its own ctypes prototypes;
+opuslib's wrappers over the same states are the reference it must match byte for byte.
+"""
 
 from __future__ import annotations
 
+import opuslib.api.ctl
+import opuslib.api.encoder
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ript.media.opus_codec import OpusCodecError, OpusDecoder, OpusEncoder
-from ript.media.tones import ToneGenerator, ToneSpec, goertzel, rms_dbov
+from ript.media.tones import NoiseGenerator, ToneGenerator, ToneSpec, dtmf_spec, goertzel, rms_dbov
 
 RATE = 48000
 FRAME = 1920  # bytes: 960 samples of 20 ms at 48 kHz
@@ -48,12 +54,12 @@ def test_plc_fills_a_lost_frame_with_the_right_length() -> None:
     assert len(dec.decode(packets[11])) == FRAME
 
 
-def lose_frame_20(fec: bool) -> tuple[bytes, bytes]:
+def lose_frame_20(fec: bool, enc: OpusEncoder | None = None) -> tuple[bytes, bytes]:
     """1 kHz for 400 ms, then 600 Hz; frame 20 (the first 600 Hz one) is lost.
 
     Returns (decode_fec of packet 21, PLC) from two decoders that saw packets 0..19.
     """
-    enc = OpusEncoder(bitrate=32000, fec=fec, expected_loss_pct=20)
+    enc = enc or OpusEncoder(bitrate=32000, fec=fec, expected_loss_pct=20)
     packets = [enc.encode(f) for f in sine_frames(20, 1000) + sine_frames(10, 600)]
     with_fec, plain = OpusDecoder(), OpusDecoder()
     for p in packets[:20]:
@@ -109,3 +115,121 @@ def test_any_bytes_decode_or_raise_the_module_error(packet: bytes) -> None:
     except OpusCodecError:
         return
     assert len(pcm) == FRAME
+
+
+def varied_frames() -> list[bytes]:
+    """Something less tidy than one sine: tones that change, a DTMF pair, noise, silence."""
+    frames = sine_frames(8, 440) + sine_frames(6, 1800)
+    dtmf = ToneGenerator(dtmf_spec("5"), RATE)
+    frames += [dtmf.frame() for _ in range(6)]
+    noise = NoiseGenerator(-30.0, RATE, seed=12)
+    frames += [noise.frame() for _ in range(6)]
+    return [*frames, bytes(FRAME), bytes(FRAME), *sine_frames(6, 250)]
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"fec": False, "expected_loss_pct": 0, "complexity": 3},
+        {"bitrate": 12000, "dtx": True, "complexity": 10},
+    ],
+)
+def test_encode_gives_the_same_packets_as_opuslibs_own_wrapper(options: dict[str, int]) -> None:
+    ours, reference = OpusEncoder(**options), OpusEncoder(**options)
+    frames = varied_frames()
+    packets = [ours.encode(f) for f in frames]
+    # opuslib's Encoder.encode over an identically set up state: the path this module replaced.
+    expected = [bytes(reference._encoder.encode(f, reference.frame_samples)) for f in frames]
+    assert packets == expected
+    assert all(type(p) is bytes for p in packets)
+
+
+def test_decode_conceal_and_fec_give_the_same_pcm_as_opuslibs_own_wrapper() -> None:
+    enc = OpusEncoder(expected_loss_pct=20)
+    packets = [enc.encode(f) for f in varied_frames()]
+    ours, reference = OpusDecoder(), OpusDecoder()
+    wrapper = reference._decoder  # opuslib.Decoder: returns PCM built through a list of ints
+
+    def theirs(packet: bytes, fec: bool = False) -> bytes:
+        return bytes(wrapper.decode(packet, reference.frame_samples, decode_fec=fec))
+
+    got: list[bytes] = []
+    expected: list[bytes] = []
+    for i, packet in enumerate(packets):
+        if i % 7 == 3:  # lost: rebuilt from the next packet's FEC
+            got.append(ours.decode_fec(packets[i + 1]))
+            expected.append(theirs(packets[i + 1], fec=True))
+        elif i % 7 == 5:  # lost, nothing after it yet: concealed
+            got.append(ours.conceal())
+            expected.append(theirs(b""))
+        else:
+            got.append(ours.decode(packet))
+            expected.append(theirs(packet))
+    assert got == expected
+    assert all(type(p) is bytes and len(p) == FRAME for p in got)
+    assert len(set(got)) > len(got) // 2  # real audio, not one frame over and over
+
+
+def test_returned_frames_and_packets_do_not_share_a_buffer() -> None:
+    enc, dec = OpusEncoder(), OpusDecoder()
+    p1 = enc.encode(sine_frames(1, 1000)[0])
+    kept_p1 = bytes(bytearray(p1))
+    p2 = enc.encode(NoiseGenerator(-10.0, RATE, seed=1).frame())
+    assert p1 == kept_p1 != p2
+    a = dec.decode(p1)
+    kept_a = bytes(bytearray(a))
+    b = dec.decode(p2)
+    c = dec.conceal()
+    assert a == kept_a
+    assert a != b != c
+    assert a is not b and b is not c
+
+
+def packet_loss_setting(enc: OpusEncoder) -> int:
+    return int(opuslib.api.encoder.encoder_ctl(enc._state, opuslib.api.ctl.get_packet_loss_perc))
+
+
+def test_set_packet_loss_reaches_libopus_and_is_range_checked() -> None:
+    enc = OpusEncoder(expected_loss_pct=10)
+    assert packet_loss_setting(enc) == 10
+    for pct in (0, 37, 100):
+        enc.set_packet_loss(pct)
+        assert packet_loss_setting(enc) == pct
+    for bad in (-1, 101):
+        with pytest.raises(OpusCodecError, match=rf"expected loss must be 0\.\.100 %, got {bad}"):
+            enc.set_packet_loss(bad)
+    assert packet_loss_setting(enc) == 100
+
+
+def test_set_packet_loss_skips_the_ctl_when_nothing_changes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    enc = OpusEncoder(expected_loss_pct=10)
+    calls: list[int] = []
+    real = opuslib.api.encoder.encoder_ctl
+
+    def counting(state: object, request: object, value: int) -> object:
+        calls.append(value)
+        return real(state, request, value)
+
+    monkeypatch.setattr(opuslib.api.encoder, "encoder_ctl", counting)
+    enc.set_packet_loss(10)
+    enc.set_packet_loss(15)
+    enc.set_packet_loss(15)
+    enc.set_packet_loss(0)
+    assert calls == [15, 0]
+
+
+def test_set_packet_loss_turns_in_band_fec_on_and_off_mid_stream() -> None:
+    # FEC is on in both; only the expected loss decides whether libopus spends bits on it.
+    turned_on = OpusEncoder(fec=True, expected_loss_pct=0)
+    turned_on.set_packet_loss(20)
+    rebuilt, concealed = lose_frame_20(True, turned_on)
+    assert goertzel(rebuilt, RATE, 600) > 2 * goertzel(rebuilt, RATE, 1000)
+    assert goertzel(concealed, RATE, 1000) > 100 * goertzel(concealed, RATE, 600)
+
+    turned_off = OpusEncoder(fec=True, expected_loss_pct=20)
+    turned_off.set_packet_loss(0)
+    rebuilt, concealed = lose_frame_20(True, turned_off)
+    assert rebuilt == concealed  # no FEC in the packets: decode_fec falls back to PLC

@@ -448,6 +448,7 @@ def test_a_lost_chunk_is_rebuilt_from_fec_or_concealed_not_played_as_silence(cod
     spec = ToneSpec(((200, -14.0), (400, -18.0), (600, -22.0)))
     tone = ToneGenerator(spec, rate, 20)
     far_codec = CallCodec(codec, 20, CodecSettings(opus_complexity=5))
+    far_codec.expect_loss(10)  # the far end's path loses chunks: its Opus adds FEC
     reference_codec = CallCodec(codec, 20)
     packets = [far_codec.encode(tone.frame()) for _ in range(16)]
     reference = [reference_codec.decode(p) for p in packets]
@@ -805,3 +806,67 @@ def test_a_real_microphone_whose_reads_block_does_not_stop_the_call(
     # The frames after the stall went out once each, in order (the first may have
     # coincided with a silent tick of the loop, which took its turn).
     assert resumed == list(range(10 - len(resumed), 10)) and len(resumed) >= 9, resumed
+
+
+def _opus_mode(packet: bytes) -> str:
+    """RFC 6716 section 3.1: the TOC byte's configuration says SILK, hybrid or CELT."""
+    config = packet[0] >> 3
+    return "silk" if config < 12 else "hybrid" if config < 16 else "celt"
+
+
+def _lossy_opus_call(
+    phases: list[tuple[int, int | None]], settings: CodecSettings | None = None
+) -> tuple[list[list[str]], list[int]]:
+    """A 1 kHz tone sent for (seconds, lose every n-th chunk) phases: the Opus modes the far
+    end received in each phase, and the session's loss hint at the end of every second."""
+    clock = Clock()
+    sends = _Sends()
+    media = MediaSession(
+        sends,
+        media_key=KEY,
+        client_directives="1 to 1: opus;",
+        capture_device="unused",
+        playback_device="unused",
+        clock=clock,
+        settings=settings,
+    )
+    far_rx = ChunkReceiver(
+        Direction.C2S, MediaKeys.from_material(KEY.key, KEY.salt, KEY.tag_length)
+    )
+    far_tx = provider_sender(KEY)
+    tone = ToneGenerator(ToneSpec(((1000, -20.0),)), 48000, 20)
+    modes: list[list[str]] = []
+    hints: list[int] = []
+    for count, lose_every in phases:
+        modes.append([])
+        for tick in range(50 * count):
+            clock.now += 0.02
+            media._on_mic(tone.frame())
+            body = sends.bodies.pop()
+            sends.bodies.clear()  # re-sends: counted by the sender, not looked at here
+            if lose_every is None or tick % lose_every:
+                for chunk_ in far_rx.receive(body, clock.now).media:
+                    modes[-1].append(_opus_mode(chunk_.payload))
+                media._take_body(frame(far_tx.acks(far_rx.take_pending_acks(clock.now))))
+            if tick % 50 == 49:
+                hints.append(media.stats().loss_hint_pct)
+    return modes, hints
+
+
+def test_opus_fec_follows_the_loss_the_acks_show() -> None:
+    # On a clean path the encoder expects no loss and codes the CPU bench's tone in its
+    # cheap CELT mode; when a tenth of the chunks go missing it is told so within a
+    # second and moves to SILK with in-band FEC; ten clean seconds later it is back.
+    modes, hints = _lossy_opus_call([(2, None), (3, 10), (20, None)])
+    assert hints[:2] == [0, 0]
+    assert set(modes[0][-50:]) == {"celt"}  # (its first frames are SILK: warm-up)
+    assert hints[2] >= 5  # the first lossy second
+    assert modes[1][-45:].count("silk") >= 40, modes[1][-45:]  # FEC lives in SILK
+    assert hints[-1] == 0
+    assert set(modes[2][-100:]) == {"celt"}
+
+
+def test_opus_fec_off_in_the_settings_never_expects_loss() -> None:
+    modes, hints = _lossy_opus_call([(1, None), (3, 10)], CodecSettings(opus_fec=False))
+    assert hints == [0, 0, 0, 0]
+    assert set(modes[1]) == {"celt"}

@@ -590,6 +590,8 @@ def test_chunks_older_than_the_window_are_given_up_and_resends_are_paced() -> No
     # Not again before the interval; again after it if still not acked.
     assert call.phone_tx.resends(t + ms.RESEND_MIN_INTERVAL / 2) == []
     assert call.phone_tx.resends(t + 1.01 * ms.RESEND_MIN_INTERVAL) == burst
+    # Each re-send counts; each chunk re-sent counts once (the loss Opus FEC is told of).
+    assert (call.phone_tx.stats().resent, call.phone_tx.stats().resent_chunks) == (8, 4)
 
 
 def test_a_chunk_given_up_then_acked_is_no_longer_counted_given_up() -> None:

@@ -149,6 +149,9 @@ class SenderStats:
     rtt_avg: float | None
     resent: int = 0
     """Media chunks sent again (each re-send counts) because a later one was acked first."""
+    resent_chunks: int = 0
+    """Media chunks sent more than once (each counted once, however often it was re-sent):
+    the first sends the path lost, or whose acks it lost."""
     given_up: int = 0
     """Media chunks older than :data:`RESEND_WINDOW` and not re-sent any more, less those acked
     after all (a late ack): the chunks the sender takes as lost for good."""
@@ -243,6 +246,7 @@ class ChunkSender:
         self._rtt_last: float | None = None
         self._unacked_since: float | None = None
         self._resent = 0
+        self._resent_chunks = 0
         self._given_up = 0
         self._first_seq = 0
         self._ceiling = _NO_CEILING
@@ -496,6 +500,8 @@ class ChunkSender:
                             if out is _NOTHING:
                                 out = []
                             out.append(chunk)
+                            if stream.history_resent[slot] == stream.history_time[slot]:
+                                self._resent_chunks += 1  # its first re-send
                             stream.history_resent[slot] = now
                             self._resent += 1
                 if advancing:
@@ -538,6 +544,7 @@ class ChunkSender:
             rtt_min=self._rtt_min,
             rtt_avg=self._rtt_sum / self._rtt_count if self._rtt_count else None,
             resent=self._resent,
+            resent_chunks=self._resent_chunks,
             given_up=self._given_up,
         )
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 import platform
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,8 +43,6 @@ DEFAULT_PTIME = 30
 PI_COMPLEXITY = 3
 """Opus complexity on an ARM board (a Raspberry Pi): docs/daemon.md gives the figures."""
 DESKTOP_COMPLEXITY = 9
-EXPECTED_LOSS_PCT = 10
-"""The packet-loss hint given to libopus: in-band FEC is only produced when it expects loss."""
 
 
 class MediaError(Exception):
@@ -176,6 +174,7 @@ class CallCodec:
         if codec is None or codec.new_encoder is None or codec.new_decoder is None:
             raise MediaError(f"the client directive asks for {name}, which the phone cannot send")
         settings = settings or CodecSettings()
+        self._expect_loss: Callable[[int], None] | None = None
         self.name = codec.name.lower()
         self.payload_type: PayloadType = codec.payload_type
         self.rate = codec.clock_rate
@@ -188,17 +187,31 @@ class CallCodec:
                 codec.clock_rate,
                 settings.opus_bitrate,
                 fec=settings.opus_fec,
-                expected_loss_pct=EXPECTED_LOSS_PCT if settings.opus_fec else 0,
+                # No loss expected until the path shows some (expect_loss): in-band FEC
+                # costs bits and CPU for nothing on a clean path (ript.media.loss_hint).
+                expected_loss_pct=0,
                 dtx=True,
                 complexity=settings.opus_complexity,
                 frame_ms=frame_ms,
             )
             self.encode = encoder.encode
+            if settings.opus_fec:
+                self._expect_loss = encoder.set_packet_loss
         else:
             self.encode = codec.new_encoder(frame_ms).encode
         self._decoder: Decoder = codec.new_decoder(frame_ms)
         self.decode = self._decoder.decode
         self.conceal = self._decoder.conceal
+
+    @property
+    def adapts_to_loss(self) -> bool:
+        """Whether :meth:`expect_loss` does anything: Opus with ``opus_fec`` on."""
+        return self._expect_loss is not None
+
+    def expect_loss(self, pct: int) -> None:
+        """Tell the encoder the path's loss (per cent): with any, Opus adds in-band FEC."""
+        if self._expect_loss is not None:
+            self._expect_loss(pct)
 
     def recover(self, next_payload: bytes) -> bytes:
         """A lost frame rebuilt from the next payload (Opus in-band FEC), else concealed."""

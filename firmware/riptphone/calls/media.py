@@ -56,6 +56,7 @@ from typing import Protocol
 from ript.media.cn import CnPlayer
 from ript.media.dtmf import DTMFError, DTMFReceiver, EventSender
 from ript.media.jitter import Frame, Gap, JitterBuffer
+from ript.media.loss_hint import LossHint
 from ript.media.tones import NoiseGenerator, ToneGenerator, dtmf_spec
 from ript.media.vad import EnergyVad
 from ript.protocol.chunks import MEDIA_BODY_LIMIT, PayloadType, frame, pack_datagrams
@@ -70,6 +71,8 @@ from riptphone.hw.audio import AudioError
 
 log = logging.getLogger(__name__)
 
+LOSS_WINDOW_MS = 1000
+"""How often the loss the acks show is handed to the Opus encoder (ript.media.loss_hint)."""
 CN_EVERY_MS = 400
 """In silence with CN negotiated, one CN chunk this often (docs/daemon.md says why)."""
 DTX_BYTES = 2
@@ -154,6 +157,8 @@ class MediaStats:
     audio_error: str | None = None
     """Why the microphone or earpiece is unusable right now (a card unplugged), else None."""
     audio_recoveries: int = 0
+    loss_hint_pct: int = 0
+    """The loss (per cent) the Opus encoder is told to expect: above 0, it sends in-band FEC."""
 
     def to_json(self) -> dict[str, int | float | bool | None]:
         return {name: getattr(self, name) for name in self.__slots__}
@@ -213,12 +218,14 @@ class MediaSession:
         self._sender: ChunkSender
         self._receiver: ChunkReceiver
         self._timestamp: int
+        self._loss_hint: LossHint
         if previous is not None and previous.key == media_key:
             # The same leg after its byways were re-established: numbering goes on, so no
             # nonce repeats under the key and the provider's replay window keeps accepting.
             self._sender = previous._sender
             self._receiver = previous._receiver
             self._timestamp = previous._timestamp
+            self._loss_hint = previous._loss_hint  # it reads the sender's running totals
             # Full values until one is acked again: a provider that restarted since has
             # no reference to expand our truncated ones against (protocol.md 9.1).
             self._sender.require_full_values()
@@ -228,6 +235,12 @@ class MediaSession:
             # Profile section 8: a chunk's timestamp is the Unix time in ms of its first
             # sample; the first frame is being captured now, each next one ptime later.
             self._timestamp = int(wall() * 1000)
+            self._loss_hint = LossHint()
+        # Opus's in-band FEC follows the loss the acks show, checked once a second.
+        if self._codec.adapts_to_loss and self._loss_hint.pct:
+            self._codec.expect_loss(self._loss_hint.pct)
+        self._loss_window = max(1, LOSS_WINDOW_MS // plan.ptime)
+        self._loss_due = self._loss_window
         self._jitter = JitterBuffer(
             plan.ptime,
             min_delay_ms=plan.ptime,
@@ -305,6 +318,7 @@ class MediaSession:
                 for device in (self._capture, self._playback)
                 if device is not None
             ),
+            loss_hint_pct=self._loss_hint.pct if self._codec.adapts_to_loss else 0,
         )
 
     def audio_error(self) -> str | None:
@@ -452,6 +466,9 @@ class MediaSession:
         # Send this frame (with the acks owed), or the acks alone when no media goes
         # and they have waited long enough; then play one frame.
         self._tick_at = now
+        self._loss_due -= 1
+        if not self._loss_due:
+            self._adapt_to_loss()
         if not self._send_frame(pcm, now):
             receiver = self._receiver
             deadline = receiver.ack_deadline
@@ -546,6 +563,17 @@ class MediaSession:
         )
         if self._call_later is not None:
             self._timer = self._call_later(STALL_TICKS * self._ptime / 1000, self._check_capture)
+
+    def _adapt_to_loss(self) -> None:
+        # Once a second (ticks, not a timer: no wake-up of its own).
+        self._loss_due = self._loss_window
+        if not self._codec.adapts_to_loss:
+            return
+        sent = self._sender.stats()
+        pct = self._loss_hint.update(sent.sent, sent.resent_chunks)
+        if pct is not None:
+            self._codec.expect_loss(pct)
+            log.debug("event=opus_loss_hint pct=%d", pct)
 
     def _send_frame(self, pcm: bytes, now: float) -> bool:
         """Encode, seal and send one capture frame; False when nothing went (DTX, CN)."""
