@@ -298,11 +298,15 @@ class JitterBuffer:
             self._next = min(self._packets)
             self._gaps_in_row = 0
             self._compress_count = 0
-        target_frames = self.target_ms // self._frame_ms
-        excess_ms = self.delay_ms - self.target_ms
+        # Per frame: the target and the delay (playout running: _next is set) without
+        # the properties' calls.
+        target = self._target
+        frame_ms = self._frame_ms
+        target_frames = target // frame_ms
+        excess_ms = max(0, self._max_seq - self._next + 1) * frame_ms - target
         if excess_ms > self._skip_excess:
             self._skip_to(self._max_seq - target_frames + 1)
-        elif excess_ms > self._frame_ms:
+        elif excess_ms > frame_ms:
             self._compress_count += 1
             if self._compress_count >= self._compress_every:
                 self._compress_count = 0
@@ -323,7 +327,7 @@ class JitterBuffer:
             self._next = None
             self._first_arrival = None
             return IDLE
-        if self.delay_ms < self.target_ms:
+        if max(0, self._max_seq - seq + 1) * frame_ms < target:
             # Too little buffered to call the chunk lost: it may only be late.  Play one
             # frame of concealment without using up its turn, which adds a frame of delay.
             self._concealed += 1

@@ -705,13 +705,19 @@ class ChunkReceiver:
     def take_pending_acks(self, now: float) -> list[PendingAck]:
         """Every media chunk received since the last call, to be acked; clears the queue."""
         direction = self.direction
+        queue = self._pending
+        if len(queue) == 1:  # the usual case: the chunk of the tick before
+            source, sink, seq, at = queue.popleft()
+            delay = round((now - at) * 1e6)
+            delay = 0 if delay < 0 else delay if delay <= VARINT_MAX else VARINT_MAX
+            return [PendingAck(direction, source, sink, seq, delay)]
         pending = [
             PendingAck(
                 direction, source, sink, seq, min(max(0, round((now - at) * 1e6)), VARINT_MAX)
             )
-            for source, sink, seq, at in self._pending
+            for source, sink, seq, at in queue
         ]
-        self._pending.clear()
+        queue.clear()
         return pending
 
     @property
