@@ -15,7 +15,7 @@ import ript.protocol.chunks as ch
 from ript.protocol.chunks import AckChunk, ChunkError, MediaChunk, PayloadType
 from ript.protocol.events import Direction
 from ript.protocol.media_crypto import MediaKeys
-from ript.protocol.media_streams import ChunkSender
+from ript.protocol.media_streams import ChunkReceiver, ChunkSender, PendingAck
 
 KEYS = MediaKeys.from_material(bytes(range(16)), bytes(range(12)), 8)
 C2S = Direction.C2S
@@ -159,3 +159,13 @@ def test_media_package_near_misses_go_to_the_walk(payload: bytes, index: int, va
     common = ch._common_media_payload(package)
     if common is not None:
         assert _walk_package(bytes(package)) == [(ch.PackageType.MEDIA, common)]
+
+
+def test_one_pending_ack_is_taken_like_several() -> None:
+    sender = ChunkSender(C2S, KEYS)
+    rx = ChunkReceiver(C2S, KEYS)
+    rx.receive(ch.frame([sender.media(1, 2, PayloadType.OPUS, 5, b"x", now=0.0)]), 2.0)
+    assert rx.take_pending_acks(2.0125) == [PendingAck(C2S, 1, 2, 0, 12_500)]
+    assert not rx.has_pending_acks
+    rx.receive(ch.frame([sender.media(1, 2, PayloadType.OPUS, 25, b"x", now=0.0)]), 3.0)
+    assert rx.take_pending_acks(2.5) == [PendingAck(C2S, 1, 2, 1, 0)]  # never negative
