@@ -427,7 +427,9 @@ class ChunkSender:
 
     def acks(self, pending: Iterable[PendingAck]) -> list[bytes]:
         """One acknowledgement chunk per entry of :meth:`ChunkReceiver.take_pending_acks`."""
-        return [self.ack(p.direction, p.source, p.sink, p.seq, p.delay_us) for p in pending]
+        ack = self.ack
+        # A PendingAck's fields are ack()'s arguments, in order.
+        return [ack(*p) for p in pending]
 
     def on_ack(self, ack: AckChunk, now: float) -> float | None:
         """Take note of an ack of one of our chunks; return its RTT in seconds if known.
