@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 __all__ = ["IDLE", "STRETCH", "Frame", "Gap", "JitterBuffer", "JitterError", "JitterStats"]
 
@@ -51,9 +52,8 @@ class JitterError(ValueError):
     """A value handed to the jitter buffer is out of range (a bug in the caller)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Frame:
-    """A received chunk whose turn has come."""
+class Frame(NamedTuple):
+    """A received chunk whose turn has come (a NamedTuple: one is made per chunk, cheaply)."""
 
     seq: int
     timestamp_ms: int
@@ -62,8 +62,7 @@ class Frame:
     """The chunk's payload type: the session's codec, or a telephone-event or CN chunk."""
 
 
-@dataclass(frozen=True, slots=True)
-class Gap:
+class Gap(NamedTuple):
     """No chunk to play this turn; what the caller plays instead depends on the fields.
 
     * ``seq`` set: that chunk is lost; conceal it, with FEC from ``next`` when present.
@@ -299,11 +298,15 @@ class JitterBuffer:
             self._next = min(self._packets)
             self._gaps_in_row = 0
             self._compress_count = 0
-        target_frames = self.target_ms // self._frame_ms
-        excess_ms = self.delay_ms - self.target_ms
+        # Per frame: the target and the delay (playout running: _next is set) without
+        # the properties' calls.
+        target = self._target
+        frame_ms = self._frame_ms
+        target_frames = target // frame_ms
+        excess_ms = max(0, self._max_seq - self._next + 1) * frame_ms - target
         if excess_ms > self._skip_excess:
             self._skip_to(self._max_seq - target_frames + 1)
-        elif excess_ms > self._frame_ms:
+        elif excess_ms > frame_ms:
             self._compress_count += 1
             if self._compress_count >= self._compress_every:
                 self._compress_count = 0
@@ -324,7 +327,7 @@ class JitterBuffer:
             self._next = None
             self._first_arrival = None
             return IDLE
-        if self.delay_ms < self.target_ms:
+        if max(0, self._max_seq - seq + 1) * frame_ms < target:
             # Too little buffered to call the chunk lost: it may only be late.  Play one
             # frame of concealment without using up its turn, which adds a frame of delay.
             self._concealed += 1

@@ -18,12 +18,16 @@ every call of one object); neither reads time or does I/O itself.
 
 from __future__ import annotations
 
+import struct
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from ript.protocol.chunks import (
     FULL_WIDTH,
+    MAX_CHUNK_SIZE,
+    SEQ_LIMIT,
     TRUNCATED_SEQ_WIDTH,
     TRUNCATED_TIMESTAMP_WIDTH,
     AckChunk,
@@ -38,13 +42,12 @@ from ript.protocol.chunks import (
     decode_chunk_parts,
     expand,
     media_from_package,
-    open_body,
     unframe_partial,
 )
 from ript.protocol.errors import RiptProtocolError
 from ript.protocol.events import Direction
-from ript.protocol.media_crypto import MediaKeys
-from ript.protocol.varint import VARINT_MAX, Buffer, varint_size
+from ript.protocol.media_crypto import DIRECTION_CODES, MediaKeys
+from ript.protocol.varint import VARINT_MAX, Buffer, encode_varint, varint_size
 
 SEND_HISTORY = 1024
 """Chunks kept per stream (send time, sealed bytes) for RTT and re-sending: 10 s of 10 ms
@@ -85,9 +88,27 @@ _WINDOW_MASK = (1 << REPLAY_WINDOW) - 1
 _NO_CEILING = 1 << 64
 """The ceiling of a sender without reservations: above every sequence number."""
 
+# The common chunks built without the general encoders (issue #12): the same bytes as
+# chunks.encode_media_envelope / encode_control_envelope / encode_ack_package write for
+# them (type order, 1-byte payload type, no optional field, no extension), packed at once.
+_FULL_HEAD = struct.Struct(">HQHQ")
+"""``01 08 seq | 02 08 timestamp`` of a media envelope with full values."""
+_TRUNCATED_HEAD = struct.Struct(">HHHI")
+"""``01 02 seq | 02 04 timestamp`` of a media envelope with truncated values."""
+_ACK_ENVELOPE = struct.Struct(">HBHQHH")
+"""``00 01 01 | 01 08 seq | 0b 02 0001``: the envelope of an acknowledgement."""
+_ACK_PACKAGE = struct.Struct(">HBHBHBHQB")
+"""``14 01 dir | 05 01 source | 06 01 sink | 01 08 seq | 15``, then the delay's length and value."""
+_LENGTH_BYTES = tuple(bytes((n,)) for n in range(64))
+"""A one-byte varint per value below 64 (envelope lengths, the delay's length)."""
+_MEDIA_HEADS = tuple(
+    b"\x04" + (bytes((n,)) if n < 0x40 else (n | 0x4000).to_bytes(2, "big"))
+    for n in range(MAX_CHUNK_SIZE + 1)
+)
+"""``04 length`` of a media package, per payload length."""
 
-@dataclass(frozen=True, slots=True)
-class PendingAck:
+
+class PendingAck(NamedTuple):
     """One received media chunk still to be acknowledged; ``delay_us`` since its receipt."""
 
     direction: Direction
@@ -97,8 +118,7 @@ class PendingAck:
     delay_us: int
 
 
-@dataclass(frozen=True, slots=True)
-class ReceiveResult:
+class ReceiveResult(NamedTuple):
     """What one body or datagram held.
 
     ``media`` are new, authenticated chunks with full sequence numbers and
@@ -169,6 +189,8 @@ class _SendStream:
         "next_seq",
         "resend_from",
         "sent",
+        "tail",
+        "tail_type",
         "truncate",
     )
 
@@ -188,6 +210,20 @@ class _SendStream:
         self.history_resent = [0.0] * SEND_HISTORY
         # Every chunk below this one is acked, given up or forgotten: re-sending looks from here.
         self.resend_from = first_seq
+        # The envelope's end (payload type, source, sink) of the common layout for payload
+        # type tail_type (None: not known yet, or no common layout), checked once.
+        self.tail = b""
+        self.tail_type: int | None = None
+
+
+def _check_fits(chunk: bytes) -> None:
+    size = len(chunk)
+    if size > MAX_CHUNK_SIZE:
+        raise ChunkEncodeError(f"chunk of {size} bytes exceeds the {MAX_CHUNK_SIZE}-byte limit")
+    if varint_size(size) + size > DATAGRAM_PAYLOAD:
+        raise ChunkEncodeError(
+            f"chunk of {size} bytes does not fit a {DATAGRAM_PAYLOAD}-byte datagram"
+        )
 
 
 class ChunkSender:
@@ -246,10 +282,7 @@ class ChunkSender:
         else:
             nonce = self._key.nonce(*nonce_fields)
             chunk = assemble_chunk(envelope, self._key.seal(nonce, envelope, package))
-        if varint_size(len(chunk)) + len(chunk) > DATAGRAM_PAYLOAD:
-            raise ChunkEncodeError(
-                f"chunk of {len(chunk)} bytes does not fit a {DATAGRAM_PAYLOAD}-byte datagram"
-            )
+        _check_fits(chunk)
         return chunk
 
     def media(
@@ -279,21 +312,48 @@ class ChunkSender:
         seq = stream.next_seq
         if seq >= self._ceiling:
             self._reserve_from(seq)
-        chunk = MediaChunk(
-            seq,
-            timestamp_ms,
-            payload_type,
-            source,
-            sink,
-            payload,
-            active_level,
-            reference_frame,
-            spatial_layer,
-            temporal_layer,
-            seq_bytes=FULL_WIDTH if full else TRUNCATED_SEQ_WIDTH,
-            timestamp_bytes=FULL_WIDTH if full else TRUNCATED_TIMESTAMP_WIDTH,
-        )
-        encoded = self._seal(*chunk_parts(chunk))
+        if (
+            stream.tail_type == payload_type
+            and active_level is None
+            and reference_frame is None
+            and spatial_layer is None
+            and temporal_layer is None
+            and seq < SEQ_LIMIT
+            and 0 <= timestamp_ms < SEQ_LIMIT
+            and len(payload) <= MAX_CHUNK_SIZE
+        ):
+            # The common chunk (issue #12): the bytes chunk_parts and _seal would make.
+            if full:
+                envelope = _FULL_HEAD.pack(0x0108, seq, 0x0208, timestamp_ms) + stream.tail
+            else:
+                envelope = (
+                    _TRUNCATED_HEAD.pack(
+                        0x0102, seq & _SEQ_MASK, 0x0204, timestamp_ms & _TIMESTAMP_MASK
+                    )
+                    + stream.tail
+                )
+            package = _MEDIA_HEADS[len(payload)] + payload
+            key = self._key
+            if key is not None:
+                package = key.seal(key.nonce(source, sink, 0, seq), envelope, package)
+            encoded = b"".join((_LENGTH_BYTES[len(envelope)], envelope, package))
+            _check_fits(encoded)
+        else:
+            chunk = MediaChunk(
+                seq,
+                timestamp_ms,
+                payload_type,
+                source,
+                sink,
+                payload,
+                active_level,
+                reference_frame,
+                spatial_layer,
+                temporal_layer,
+                seq_bytes=FULL_WIDTH if full else TRUNCATED_SEQ_WIDTH,
+                timestamp_bytes=FULL_WIDTH if full else TRUNCATED_TIMESTAMP_WIDTH,
+            )
+            encoded = self._media_chunk(stream, chunk)
         if new_stream:
             self._streams[(source, sink)] = stream
         slot = seq % SEND_HISTORY
@@ -309,20 +369,67 @@ class ChunkSender:
             self._unacked_since = now
         return encoded
 
+    def _media_chunk(self, stream: _SendStream, chunk: MediaChunk) -> bytes:
+        """A media chunk through the general encoders (any field); notes the common tail."""
+        encoded = self._seal(*chunk_parts(chunk))
+        # The encoders accepted source, sink and payload type: a 1-byte payload type gives
+        # the common layout, whose tail is kept for the next chunks of this stream.
+        if 0 <= chunk.payload_type < 0x40:
+            stream.tail = bytes((3, 1, chunk.payload_type, 5, 1, chunk.source, 6, 1, chunk.sink))
+            stream.tail_type = chunk.payload_type
+        return encoded
+
     def ack(
         self, acked_direction: Direction, source: int, sink: int, acked_seq: int, delay_us: int
     ) -> bytes:
         """A sealed acknowledgement control chunk with the next control sequence number."""
-        if self._control_seq >= self._ceiling:
-            self._reserve_from(self._control_seq)
-        chunk = AckChunk(self._control_seq, acked_direction, source, sink, acked_seq, delay_us)
-        encoded = self._seal(*chunk_parts(chunk))
-        self._control_seq += 1
+        seq = self._control_seq
+        if seq >= self._ceiling:
+            self._reserve_from(seq)
+        if (
+            0 <= source <= 0xFF
+            and 0 <= sink <= 0xFF
+            and 0 <= acked_seq < SEQ_LIMIT
+            and 0 <= delay_us <= VARINT_MAX
+            and seq < SEQ_LIMIT
+            and source.__class__ is not bool
+            and sink.__class__ is not bool
+        ):
+            # The common acknowledgement (issue #12): the bytes chunk_parts and _seal make.
+            envelope = _ACK_ENVELOPE.pack(0x0001, 1, 0x0108, seq, 0x0B02, 1)
+            delay = encode_varint(delay_us)
+            package = b"".join(
+                (
+                    _ACK_PACKAGE.pack(
+                        0x1401,
+                        DIRECTION_CODES[acked_direction],
+                        0x0501,
+                        source,
+                        0x0601,
+                        sink,
+                        0x0108,
+                        acked_seq,
+                        0x15,
+                    ),
+                    _LENGTH_BYTES[len(delay)],
+                    delay,
+                )
+            )
+            key = self._key
+            if key is not None:
+                package = key.seal(key.nonce(0, 0, 1, seq), envelope, package)
+            encoded = b"".join((_LENGTH_BYTES[len(envelope)], envelope, package))
+        else:
+            chunk = AckChunk(seq, acked_direction, source, sink, acked_seq, delay_us)
+            encoded = self._seal(*chunk_parts(chunk))
+        self._control_seq = seq + 1
         return encoded
 
     def acks(self, pending: Iterable[PendingAck]) -> list[bytes]:
         """One acknowledgement chunk per entry of :meth:`ChunkReceiver.take_pending_acks`."""
-        return [self.ack(p.direction, p.source, p.sink, p.seq, p.delay_us) for p in pending]
+        ack = self.ack
+        # A PendingAck's fields are ack()'s arguments, in order.
+        return [ack(*p) for p in pending]
 
     def on_ack(self, ack: AckChunk, now: float) -> float | None:
         """Take note of an ack of one of our chunks; return its RTT in seconds if known.
@@ -530,7 +637,12 @@ class ChunkReceiver:
             try:
                 envelope, envelope_bytes, rest = decode_chunk_parts(raw)
                 if envelope.kind is ChunkKind.CONTROL:
-                    package = open_body(envelope, envelope_bytes, rest, key, envelope.seq)
+                    # open_body() inlined (per chunk): the nonce of a control chunk.
+                    package = (
+                        rest
+                        if key is None
+                        else key.open(key.nonce(0, 0, 1, envelope.seq), envelope_bytes, rest)
+                    )
                     if package is None:
                         auth_failures += 1
                         continue
@@ -555,7 +667,13 @@ class ChunkReceiver:
                     timestamp = expand(
                         timestamp, envelope.timestamp_bytes, stream.highest_timestamp
                     )
-                package = open_body(envelope, envelope_bytes, rest, key, seq)
+                package = (
+                    rest
+                    if key is None
+                    else key.open(
+                        key.nonce(envelope.source, envelope.sink, 0, seq), envelope_bytes, rest
+                    )
+                )
                 if package is None:
                     auth_failures += 1
                     continue
@@ -589,13 +707,19 @@ class ChunkReceiver:
     def take_pending_acks(self, now: float) -> list[PendingAck]:
         """Every media chunk received since the last call, to be acked; clears the queue."""
         direction = self.direction
+        queue = self._pending
+        if len(queue) == 1:  # the usual case: the chunk of the tick before
+            source, sink, seq, at = queue.popleft()
+            delay = round((now - at) * 1e6)
+            delay = 0 if delay < 0 else delay if delay <= VARINT_MAX else VARINT_MAX
+            return [PendingAck(direction, source, sink, seq, delay)]
         pending = [
             PendingAck(
                 direction, source, sink, seq, min(max(0, round((now - at) * 1e6)), VARINT_MAX)
             )
-            for source, sink, seq, at in self._pending
+            for source, sink, seq, at in queue
         ]
-        self._pending.clear()
+        queue.clear()
         return pending
 
     @property
