@@ -165,7 +165,9 @@ class AudioConfig:
         _complexity,
     )
     opus_fec: bool = _help(
-        "Opus in-band FEC (a lost frame rebuilt from the next), sent while the path loses chunks (none on a clean path; more encoder time while on)", True
+        "Opus in-band FEC (a lost frame rebuilt from the next), sent while the path"
+        " loses chunks (none on a clean path; more encoder time while on)",
+        True,
     )
     jitter_max_ms: int = _help("the jitter buffer's largest delay in ms", 200, _between(20, 1000))
     volume: int = _help("the initial playback volume in percent", 70, _between(0, 100))
