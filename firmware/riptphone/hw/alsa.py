@@ -79,6 +79,39 @@ def _uncheck(key: _CheckKey) -> None:
         _checked.discard(key)
 
 
+class _StopSignal:
+    """A stream thread's stop flag and frame-turn sleep: ``threading.Event`` for one stop, cheaper.
+
+    ``Event.wait(timeout)`` builds a Condition wait in Python at each call (a new
+    lock, a waiter list, two acquires); the stream threads wait once per frame,
+    so that was most of their own CPU next to the wake-up itself (docs/performance.md,
+    issue #12).  Here the wait is one C-level ``Lock.acquire(timeout)`` on a lock
+    held until :meth:`set` releases it, so a stop still ends the wait at once.
+    """
+
+    __slots__ = ("_guard", "_held", "stopped")
+
+    def __init__(self) -> None:
+        self._held = threading.Lock()
+        self._held.acquire()
+        self._guard = threading.Lock()  # two concurrent set() calls release once
+        self.stopped = False
+        """True once :meth:`set` was called (read by the thread at each turn)."""
+
+    def set(self) -> None:
+        with self._guard:
+            if not self.stopped:
+                self.stopped = True
+                self._held.release()
+
+    def wait(self, timeout: float) -> bool:
+        """Sleep up to ``timeout`` seconds, ending early on :meth:`set`; True when stopped."""
+        if self._held.acquire(True, timeout):
+            self._held.release()  # leave it free: every later wait returns at once
+            return True
+        return self.stopped
+
+
 def _reason(error: Exception) -> str:
     """ALSA's reason without pyalsaaudio's trailing ``[device]``."""
     text = str(error)
@@ -101,7 +134,7 @@ class _AlsaStream:
         self._format = fmt
         self._periods = periods
         self._max_late = max_late_frames
-        self._stop = threading.Event()
+        self._stop = _StopSignal()
         self._thread: threading.Thread | None = None
         self._frames = 0
         self._underruns = 0
@@ -184,7 +217,6 @@ class _AlsaStream:
         if self._thread is not None:
             raise AudioError(f"audio {self._direction} on {self.device!r} was already started")
         pcm = self._open_pcm()
-        self._stop.clear()
         self._thread = threading.Thread(
             target=self._run_and_close,
             args=(pcm,),
@@ -289,7 +321,7 @@ class _AlsaStream:
         wait = clock.wait_ns(now)
         if wait:
             return not self._stop.wait(wait / 1e9)
-        return not self._stop.is_set()
+        return not self._stop.stopped
 
 
 class AlsaCapture(_AlsaStream):
@@ -359,7 +391,7 @@ class AlsaCapture(_AlsaStream):
         clock = FrameClock(period, time.monotonic_ns() + period, self._max_late)
         stop = self._stop
         pending = bytearray()
-        while not stop.is_set():
+        while not stop.stopped:
             t0 = time.monotonic_ns()
             count, data = pcm.read()
             t1 = time.monotonic_ns()
