@@ -83,10 +83,12 @@ class _StopSignal:
     """A stream thread's stop flag and frame-turn sleep: ``threading.Event`` for one stop, cheaper.
 
     ``Event.wait(timeout)`` builds a Condition wait in Python at each call (a new
-    lock, a waiter list, two acquires); the stream threads wait once per frame,
-    so that was most of their own CPU next to the wake-up itself (docs/performance.md,
-    issue #12).  Here the wait is one C-level ``Lock.acquire(timeout)`` on a lock
-    held until :meth:`set` releases it, so a stop still ends the wait at once.
+    lock, a waiter list, two acquires); the stream threads wait once per frame
+    on a device that does not pace (the file plugin), and that Python, run with
+    caches gone cold since the last frame, showed in their CPU (docs/performance.md,
+    "Issue #12: the audio threads").  Here the wait is one C-level
+    ``Lock.acquire(timeout)`` on a lock held until :meth:`set` releases it, so a
+    stop still ends the wait at once.
     """
 
     __slots__ = ("_guard", "_held", "stopped")
