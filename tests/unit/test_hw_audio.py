@@ -353,6 +353,57 @@ def test_playback_keeps_real_time(alsa_files: FilePluginAlsa) -> None:
     assert split(alsa_files.playback_file.read_bytes())[:50] == numbered_frames(50)
 
 
+def test_playback_after_a_stall_skips_the_turns_it_missed(alsa_files: FilePluginAlsa) -> None:
+    calls = 0
+
+    def stalling_filler() -> bytes:
+        nonlocal calls
+        calls += 1
+        if calls == 6:  # 3 of prefill, then the thread stalls at its third turn
+            time.sleep(0.3)  # 15 frame turns
+        return FILL
+
+    sink = AlsaPlayback(alsa_files.playback_device, RATE, filler=stalling_filler, max_late_frames=5)
+    sink.start()
+    wait_for(lambda: sink.stats().frames >= 25)
+    sink.stop()
+    stats = sink.stats()
+    # The turns slept through are counted, not played late in a burst ...
+    assert 5 <= stats.missed <= 15
+    # ... and every turn handled wrote exactly one frame (after the prefill).
+    assert len(split(alsa_files.playback_file.read_bytes())) == 3 + stats.frames
+
+
+def test_the_stop_signal_ends_a_wait_at_once_and_stays_set() -> None:
+    stop = alsa._StopSignal()
+    assert not stop.stopped
+    assert stop.wait(0.01) is False  # nobody stopped: the turn's sleep just ends
+    woke: list[bool] = []
+    waiter = threading.Thread(target=lambda: woke.append(stop.wait(60.0)))
+    waiter.start()
+    time.sleep(0.05)
+    stop.set()
+    waiter.join(10.0)  # a wait that ignored set() would still sleep for a minute
+    assert not waiter.is_alive() and woke == [True]
+    stop.set()  # twice is harmless
+    assert stop.stopped
+    assert stop.wait(60.0) is True and stop.wait(60.0) is True  # every later wait: at once
+
+
+def test_a_stopped_stream_is_not_left_sleeping_through_its_turn(
+    alsa_files: FilePluginAlsa, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Frames of a second: stop() lands while the thread sleeps towards its next turn,
+    # and gives up on it after half of that, unless the stop woke it.
+    monkeypatch.setattr(alsa, "_JOIN_TIMEOUT_S", 0.5)
+    sink = AlsaPlayback(alsa_files.playback_device, RATE, frame_ms=1000, prefill_frames=0)
+    sink.start()
+    wait_for(lambda: sink.stats().frames >= 1)
+    sink.stop()
+    assert not sink.running
+    assert sink.stats().frames == 1
+
+
 def test_playback_queue_is_bounded_and_drops_the_oldest() -> None:
     sink = AlsaPlayback("phone_out", RATE, queue_size=3)
     results = [sink.write(f) for f in numbered_frames(5)]

@@ -79,6 +79,41 @@ def _uncheck(key: _CheckKey) -> None:
         _checked.discard(key)
 
 
+class _StopSignal:
+    """A stream thread's stop flag and frame-turn sleep: ``threading.Event`` for one stop, cheaper.
+
+    ``Event.wait(timeout)`` builds a Condition wait in Python at each call (a new
+    lock, a waiter list, two acquires); the stream threads wait once per frame
+    on a device that does not pace (the file plugin), and that Python, run with
+    caches gone cold since the last frame, showed in their CPU (docs/performance.md,
+    "Issue #12: the audio threads").  Here the wait is one C-level
+    ``Lock.acquire(timeout)`` on a lock held until :meth:`set` releases it, so a
+    stop still ends the wait at once.
+    """
+
+    __slots__ = ("_guard", "_held", "stopped")
+
+    def __init__(self) -> None:
+        self._held = threading.Lock()
+        self._held.acquire()
+        self._guard = threading.Lock()  # two concurrent set() calls release once
+        self.stopped = False
+        """True once :meth:`set` was called (read by the thread at each turn)."""
+
+    def set(self) -> None:
+        with self._guard:
+            if not self.stopped:
+                self.stopped = True
+                self._held.release()
+
+    def wait(self, timeout: float) -> bool:
+        """Sleep up to ``timeout`` seconds, ending early on :meth:`set`; True when stopped."""
+        if self._held.acquire(True, timeout):
+            self._held.release()  # leave it free: every later wait returns at once
+            return True
+        return self.stopped
+
+
 def _reason(error: Exception) -> str:
     """ALSA's reason without pyalsaaudio's trailing ``[device]``."""
     text = str(error)
@@ -101,7 +136,7 @@ class _AlsaStream:
         self._format = fmt
         self._periods = periods
         self._max_late = max_late_frames
-        self._stop = threading.Event()
+        self._stop = _StopSignal()
         self._thread: threading.Thread | None = None
         self._frames = 0
         self._underruns = 0
@@ -184,7 +219,6 @@ class _AlsaStream:
         if self._thread is not None:
             raise AudioError(f"audio {self._direction} on {self.device!r} was already started")
         pcm = self._open_pcm()
-        self._stop.clear()
         self._thread = threading.Thread(
             target=self._run_and_close,
             args=(pcm,),
@@ -283,13 +317,14 @@ class _AlsaStream:
     def _wait_turn(self, clock: FrameClock) -> bool:
         """Skip stalled turns and sleep until the next frame is due; False if stopping."""
         now = time.monotonic_ns()
+        wait = clock.wait_ns(now)
+        if wait:
+            # The next frame is not due yet, so no turn is overdue: nothing to catch up.
+            return not self._stop.wait(wait / 1e9)
         missed = clock.catch_up(now)
         if missed:
             self._missed += missed
-        wait = clock.wait_ns(now)
-        if wait:
-            return not self._stop.wait(wait / 1e9)
-        return not self._stop.is_set()
+        return not self._stop.stopped
 
 
 class AlsaCapture(_AlsaStream):
@@ -358,11 +393,16 @@ class AlsaCapture(_AlsaStream):
         # The first frame is complete one period after the stream starts.
         clock = FrameClock(period, time.monotonic_ns() + period, self._max_late)
         stop = self._stop
+        # Names bound once: the thread wakes with cold caches every 20 ms, and each
+        # lookup less per frame shows in its CPU time (docs/performance.md, issue #12).
+        monotonic_ns = time.monotonic_ns
+        read = pcm.read
+        emit = self._emit
         pending = bytearray()
-        while not stop.is_set():
-            t0 = time.monotonic_ns()
-            count, data = pcm.read()
-            t1 = time.monotonic_ns()
+        while not stop.stopped:
+            t0 = monotonic_ns()
+            count, data = read()
+            t1 = monotonic_ns()
             if count < 0:
                 # -EPIPE: overrun; pyalsaaudio re-prepares at the next read.
                 self._note_xrun()
@@ -374,7 +414,7 @@ class AlsaCapture(_AlsaStream):
                 # The card made us wait for this frame: it is due now, not later.
                 clock.rebase(t1)
             if len(data) == need and not pending:
-                if not self._emit(data, clock):
+                if not emit(data, clock):
                     return
                 continue
             # The device chose another period size: cut whole frames out.
@@ -382,7 +422,7 @@ class AlsaCapture(_AlsaStream):
             while len(pending) >= need:
                 frame = bytes(pending[:need])
                 del pending[:need]
-                if not self._emit(frame, clock):
+                if not emit(frame, clock):
                     return
 
 
@@ -451,12 +491,15 @@ class AlsaPlayback(_AlsaStream):
         try:
             pcm.write(frame)
         except alsaaudio.ALSAAudioError as exc:
-            if not str(exc).startswith(_XRUN_MESSAGES):
-                raise
-            # Underrun: pyalsaaudio re-prepares a PCM in XRUN state at the next
-            # write, so write the frame again rather than lose it.
-            self._note_xrun()
-            pcm.write(frame)
+            self._write_again(pcm, frame, exc)
+
+    def _write_again(self, pcm: Any, frame: bytes, exc: alsaaudio.ALSAAudioError) -> None:
+        if not str(exc).startswith(_XRUN_MESSAGES):
+            raise exc
+        # Underrun: pyalsaaudio re-prepares a PCM in XRUN state at the next
+        # write, so write the frame again rather than lose it.
+        self._note_xrun()
+        pcm.write(frame)
 
     def _run(self, pcm: Any) -> None:
         period = self._format.period_ns
@@ -466,16 +509,24 @@ class AlsaPlayback(_AlsaStream):
         xruns = self._xruns
         for _ in range(self._prefill):
             self._write_frame(pcm, filler())
-        clock = FrameClock(period, time.monotonic_ns(), self._max_late)
-        while self._wait_turn(clock):
+        # Names bound once: the thread wakes with cold caches every 20 ms, and each
+        # lookup less per frame shows in its CPU time (docs/performance.md, issue #12).
+        monotonic_ns = time.monotonic_ns
+        write = pcm.write
+        wait_turn = self._wait_turn
+        clock = FrameClock(period, monotonic_ns(), self._max_late)
+        while wait_turn(clock):
             try:
                 frame = queue.popleft()
             except IndexError:
                 frame = filler()
                 self._underruns += 1
-            t0 = time.monotonic_ns()
-            self._write_frame(pcm, frame)
-            t1 = time.monotonic_ns()
+            t0 = monotonic_ns()
+            try:
+                write(frame)
+            except alsaaudio.ALSAAudioError as exc:
+                self._write_again(pcm, frame, exc)
+            t1 = monotonic_ns()
             clock.advance()
             if t1 - t0 >= paced:
                 # The card is pacing us (its buffer was full): write the next frame
