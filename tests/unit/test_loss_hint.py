@@ -50,3 +50,13 @@ def test_the_hint_is_capped_and_a_window_without_sending_changes_nothing() -> No
 def test_a_trickle_of_loss_under_half_a_percent_is_no_loss() -> None:
     hint = LossHint()
     assert _windows(hint, [(1000, 4), (1000, 4), (1000, 4), (1000, 6)]) == [0, 0, 0, 1]
+
+
+def test_a_sparse_window_goes_on_until_it_holds_enough_chunks() -> None:
+    # Opus DTX in silence: one chunk per ~400 ms, two or three a second.  One of them lost
+    # is no 33 % loss rate: the windows run on until 20 chunks went out, so the hint says
+    # 1 in 20 (5 %), not the 20 % cap that would keep FEC on for a dozen seconds.
+    hint = LossHint()
+    hints = _windows(hint, [(3, 0), (2, 1), *[(3, 0), (2, 0)] * 4])
+    assert max(hints) == 5, hints
+    assert hints[:5] == [0] * 5  # no window closed before 20 chunks

@@ -870,3 +870,50 @@ def test_opus_fec_off_in_the_settings_never_expects_loss() -> None:
     modes, hints = _lossy_opus_call([(1, None), (3, 10)], CodecSettings(opus_fec=False))
     assert hints == [0, 0, 0, 0]
     assert set(modes[1]) == {"celt"}
+
+
+def test_the_loss_hint_window_stays_a_second_when_the_leg_changes_codec() -> None:
+    # The same leg (same key) re-established with a new directive keeps its sender; a G.711
+    # session before it must still close its loss windows, or the Opus session's first
+    # window spans the whole G.711 session and a long-gone burst turns FEC on, on a clean path.
+    clock = Clock()
+    sends = _Sends()
+    far_rx = ChunkReceiver(
+        Direction.C2S, MediaKeys.from_material(KEY.key, KEY.salt, KEY.tag_length)
+    )
+    far_tx = provider_sender(KEY)
+
+    def run(media: MediaSession, rate: int, phases: list[tuple[int, int | None]]) -> list[int]:
+        tone = ToneGenerator(ToneSpec(((1000, -20.0),)), rate, 20)
+        hints: list[int] = []
+        for seconds, lose_every in phases:
+            for tick in range(50 * seconds):
+                clock.now += 0.02
+                media._on_mic(tone.frame())
+                body = sends.bodies.pop()
+                sends.bodies.clear()
+                if lose_every is None or tick % lose_every:
+                    far_rx.receive(body, clock.now)
+                    media._take_body(frame(far_tx.acks(far_rx.take_pending_acks(clock.now))))
+                if tick % 50 == 49:
+                    hints.append(media._loss_hint.pct)
+        return hints
+
+    def session(directive: str, previous: MediaSession | None) -> MediaSession:
+        return MediaSession(
+            sends,
+            media_key=KEY,
+            client_directives=directive,
+            capture_device="unused",
+            playback_device="unused",
+            clock=clock,
+            previous=previous,
+        )
+
+    g711 = session("1 to 1: PCMU;", None)
+    run(g711, 8000, [(2, 10), (20, None)])  # a lossy start, then long clean
+    opus = session("1 to 1: opus;", g711)
+    assert opus._sender is g711._sender  # the same leg: numbering goes on
+    hints = run(opus, 48000, [(2, None)])
+    assert hints == [0, 0]
+    assert opus.stats().loss_hint_pct == 0

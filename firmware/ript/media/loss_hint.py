@@ -10,10 +10,11 @@ same hint from the loss its receiver reports; here the loss is what the far end'
 acks show: a chunk re-sent because a later one was acked first was lost on the
 way (or its ack was), either way a lossy path.
 
-:class:`LossHint` takes the sender's running totals once per window (a second)
-and returns the hint in per cent: it rises at once to the window's loss, so a
-lossy path is protected from the next window on, and falls back slowly (a
-quarter of the way per window), so a burst does not switch FEC off and on again.
+:class:`LossHint` takes the sender's running totals once per window (a second,
+longer when under 20 chunks went out in it) and returns the hint in per cent: it
+rises at once to the window's loss, so a lossy path is protected from the next
+window on, and falls back slowly (a quarter of the way per window), so a burst
+does not switch FEC off and on again.
 Sans-IO: no clock of its own, the caller decides when a window ends.
 """
 
@@ -21,13 +22,17 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["MAX_HINT_PCT", "OFF_BELOW", "LossHint"]
+__all__ = ["MAX_HINT_PCT", "MIN_WINDOW_SENT", "OFF_BELOW", "LossHint"]
 
 MAX_HINT_PCT = 20
 """The largest hint given: beyond it libopus takes more bits for FEC than the voice
 can spare at these bit rates (WebRTC caps its Opus hint at 20 % too)."""
 OFF_BELOW = 0.005
 """A smoothed loss under this (half a per cent) is no loss: the hint goes to 0."""
+MIN_WINDOW_SENT = 20
+"""Chunks a window needs before it is closed; a sparser one (Opus DTX in silence sends one
+chunk per ~400 ms) goes on into the next second: one lost chunk of two or three is no
+loss rate, and it would turn FEC on at the 20 % cap for some twelve seconds."""
 FALL = 0.25
 """Share of the way to a lower window loss taken per window (from 10 % to off in ~10 s)."""
 
@@ -48,12 +53,14 @@ class LossHint:
         """End a window at these totals; the new hint when it changed, else None.
 
         ``sent`` and ``resent`` are running totals (they only grow); a window in
-        which nothing was sent (muted by DTX, held byways) changes nothing.
+        which fewer than :data:`MIN_WINDOW_SENT` chunks were sent (silence under DTX,
+        held byways) is not closed: it goes on until that many have been sent.
         """
-        new_sent, new_resent = sent - self._sent, resent - self._resent
-        self._sent, self._resent = sent, resent
-        if new_sent <= 0:
+        new_sent = sent - self._sent
+        if new_sent < MIN_WINDOW_SENT:
             return None
+        new_resent = resent - self._resent
+        self._sent, self._resent = sent, resent
         loss = min(1.0, max(0.0, new_resent / new_sent))
         if loss >= self._smoothed:
             self._smoothed = loss

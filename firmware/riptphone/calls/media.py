@@ -565,13 +565,14 @@ class MediaSession:
             self._timer = self._call_later(STALL_TICKS * self._ptime / 1000, self._check_capture)
 
     def _adapt_to_loss(self) -> None:
-        # Once a second (ticks, not a timer: no wake-up of its own).
+        # Once a second (ticks, not a timer: no wake-up of its own).  The window closes
+        # whatever the codec: the hint and the sender outlive this session when the leg
+        # is re-established (``previous``), and an Opus session after a G.711 one must
+        # not take all of the G.711 session's chunks for its first second.
         self._loss_due = self._loss_window
-        if not self._codec.adapts_to_loss:
-            return
         sent = self._sender.stats()
         pct = self._loss_hint.update(sent.sent, sent.resent_chunks)
-        if pct is not None:
+        if pct is not None and self._codec.adapts_to_loss:
             self._codec.expect_loss(pct)
             log.debug("event=opus_loss_hint pct=%d", pct)
 
