@@ -45,6 +45,11 @@ MAX_PUTS = 256
 loses none (QUIC retransmits what a stalled PUT holds; profile section 10)."""
 GET_RETRY_S = 0.2
 """Pause before reopening a GET that failed (not one that was answered)."""
+GET_REFUSED_MAX_S = 3.2
+"""Longest pause before reopening a GET the provider refused (403, 404, 5xx...): the pause
+doubles from :data:`GET_RETRY_S` with each refusal in a row, all slots together, and is
+back at :data:`GET_RETRY_S` at the first GET answered; else the 20 slots would ask a
+provider that keeps refusing 100 times a second for as long as the call lasts."""
 SESSION_TIMEOUT_S = 2.0
 """How long the provider has to answer the session's CONNECT before the byways are used."""
 
@@ -240,6 +245,7 @@ class BywaysTransport:
         self.get_failures = 0
         self.receive_failures = 0
         """Bodies the session's receive path raised on (a bug: the first is logged)."""
+        self._refused_pause = GET_RETRY_S
 
     @property
     def name(self) -> str:
@@ -376,6 +382,7 @@ class BywaysTransport:
 
     def _got(self, status: int, body: bytes) -> None:
         if 200 <= status < 300:
+            self._refused_pause = GET_RETRY_S
             self._take(body)
             self._open_get()
         elif status == 409:
@@ -385,11 +392,13 @@ class BywaysTransport:
         else:
             # A 404 means the call is over: the signalling byways will say so.
             self.get_failures += 1
-            self._retry_get()
+            pause = self._refused_pause
+            self._refused_pause = min(GET_REFUSED_MAX_S, 2 * pause)
+            self._retry_get(pause)
 
-    def _retry_get(self) -> None:
+    def _retry_get(self, pause: float = GET_RETRY_S) -> None:
         if self._deliver is not None:
-            asyncio.get_running_loop().call_later(GET_RETRY_S, self._open_get)
+            asyncio.get_running_loop().call_later(pause, self._open_get)
 
     async def _get_slow(self) -> None:
         # A GET through the coroutine: connects, refreshes the token, prepares the headers.
