@@ -622,3 +622,32 @@ def test_the_client_offers_no_qpack_dynamic_table() -> None:
         assert settings[Setting.QPACK_BLOCKED_STREAMS] == 0
 
     run(scenario)
+
+
+def test_a_probe_sends_one_ping_the_peer_acknowledges_and_needs_a_connection() -> None:
+    # The runner PINGs while byways are opening, so a path that comes back is seen at
+    # once and not at QUIC's next backed-off probe (riptphone.calls.runner._probe).
+    async def scenario(server: TestServer, client: H3Client) -> None:
+        client.probe(server.origin)  # no connection yet: nothing happens, nothing raises
+        await client.request("POST", server.url("/echo"), body=b"warm up")
+        conn = await client.connection(server.origin)
+        await asyncio.sleep(ACK_DELAY * 2)
+        sent = count_datagrams(conn)
+        acked = []
+        events = conn.quic_event_received
+
+        def seen(event: Any) -> None:
+            if type(event).__name__ == "PingAcknowledged":
+                acked.append(event)
+            events(event)
+
+        conn.quic_event_received = seen  # type: ignore[method-assign]
+        client.probe(server.url("/echo"))
+        assert len(sent) == 1  # sent at once, not at the next loop turn
+        for _ in range(100):
+            if acked:
+                break
+            await asyncio.sleep(0.01)
+        assert len(acked) == 1
+
+    run(scenario)

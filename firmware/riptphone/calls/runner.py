@@ -56,6 +56,8 @@ log = logging.getLogger(__name__)
 MEDIA_LOOK_S = 0.25
 """While media flows the runner hands its traffic to the machine at least this often, so
 the 1 s no-ack timer fires within 1.25 s of the last ack (the session never wakes it)."""
+PROBE_EVERY_S = 0.25
+"""How often the connection is PINGed while the call's byways are opening (see _probe)."""
 
 Step = Callable[[float], list[Action]]
 """One input for the machine: given ``now``, feed it and return its actions."""
@@ -235,7 +237,11 @@ class CallRunner:
 
     async def _read(self, byways: SignallingByways) -> None:
         try:
-            await byways.wait_up()
+            prober = asyncio.get_running_loop().create_task(self._probe(self.call.uri))
+            try:
+                await byways.wait_up()
+            finally:
+                prober.cancel()
             self._inputs.put_nowait(self.call.signalling_up)
             first = True
             async for event in byways.events():
@@ -253,6 +259,19 @@ class CallRunner:
                 self._inputs.put_nowait(self.call.call_gone)
             else:
                 self._fault(str(exc), lost=connection_gone(exc))
+
+    async def _probe(self, uri: str) -> None:
+        """PING the connection every :data:`PROBE_EVERY_S` while the byways are not up.
+
+        After a fade, the PUT that reopens the byways waits for QUIC's next probe,
+        which has backed off to seconds by then (1.2-4.8 s after 4 s without an
+        answer): past the 5 s the byways get (OPEN_TIMEOUT), the connection is
+        abandoned and the media sent at the fade's start ages past the 8 s it is
+        kept for.  A steady PING finds the path within one interval of its return.
+        """
+        while True:
+            await asyncio.sleep(PROBE_EVERY_S)
+            self.client.probe_connection(uri)
 
     def _receive(self, event: Event, now: float) -> list[Action]:
         if self._on_event is not None and not isinstance(event, Pong):

@@ -394,6 +394,10 @@ def _path_matches(request_path: str, cookie_path: str) -> bool:
 # --------------------------------------------------------------------------- ACKs
 
 
+_PROBE_UID = -1
+"""The uid of :meth:`_H3Protocol.probe`'s PINGs: no waiter has it (aioquic's are ``id()``s)."""
+
+
 def delay_acks(quic: QuicConnection) -> None:
     """Let 1-RTT ACKs wait up to :data:`ACK_DELAY` (after the handshake, whose ACKs must not)."""
     # aioquic has no option for it: its delay is a private attribute, read per packet.
@@ -912,6 +916,11 @@ class _H3Protocol(QuicConnectionProtocol):
         if self._ack_waiters:
             self._acked.set()
 
+    def probe(self) -> None:
+        """Queue a PING and send it (its acknowledgement is not waited for)."""
+        self._quic.send_ping(_PROBE_UID)
+        self.transmit()
+
     async def ping_peer(self) -> None:
         self.check_usable()
         try:
@@ -1197,6 +1206,19 @@ class H3Client:
         """How many QUIC connections this client has opened to the origin so far."""
         entry = self._origins.get(_target(url_or_origin).origin)
         return 0 if entry is None else entry.connections_opened
+
+    def probe(self, url_or_origin: str) -> None:
+        """Send a PING on the origin's connection now, if it has one (answer not awaited).
+
+        A path that was cut sees no packet from us but QUIC's probes, whose timer doubles
+        at each: after a few seconds of silence the next one can be seconds away, and a
+        request sent meanwhile waits for it.  A PING acknowledged once the path is back
+        makes aioquic take that request's packet for lost and send it again at once.
+        """
+        entry = self._origins.get(_target(url_or_origin).origin)
+        proto = None if entry is None else entry.protocol
+        if proto is not None and proto.accepts_requests:
+            proto.probe()
 
     def abandon(self, url_or_origin: str, reason: str) -> None:
         """Close the origin's connection now: it is taken as dead (a provider that restarted

@@ -378,6 +378,10 @@ class RiptClient:
             with contextlib.suppress(H3Error):  # not an https URL: nothing was stored for it
                 self.http.forget_cookies(uri)
 
+    def probe_connection(self, call_uri: str) -> None:
+        """PING the connection that carries ``call_uri`` (see :meth:`H3Client.probe`)."""
+        self.http.probe(call_uri)
+
     def abandon_connection(self, call_uri: str, reason: str) -> None:
         """Drop the connection that carries ``call_uri``: it answers nothing any more."""
         self.http.abandon(call_uri, reason)
