@@ -767,31 +767,17 @@ def decode_chunk_parts(chunk: Buffer) -> tuple[Envelope, memoryview, memoryview]
 def media_from_package(envelope: Envelope, package: Buffer, seq: int, timestamp: int) -> MediaChunk:
     """Combine a media envelope and its opened package; ``seq``/``timestamp`` already expanded."""
     payload = _common_media_payload(package)
-    if payload is not None:
-        return MediaChunk(
-            seq,
-            timestamp,
-            envelope.payload_type,
-            envelope.source,
-            envelope.sink,
-            payload,
-            envelope.active_level,
-            envelope.reference_frame,
-            envelope.spatial_layer,
-            envelope.temporal_layer,
-            envelope.extra,
-            (),
-            envelope.seq_bytes,
-            envelope.timestamp_bytes,
-        )
-    extra: list[Tlv] = []
-    for tlv_type, start, stop in _split_tlvs(package, 0, len(package), "package"):
-        if tlv_type == PackageType.MEDIA:
-            payload = bytes(package[start:stop])
-        else:
-            extra.append((tlv_type, bytes(package[start:stop])))
+    extra: tuple[Tlv, ...] = ()
     if payload is None:
-        raise ChunkError("media chunk package has no media payload (type 4)")
+        found: list[Tlv] = []
+        for tlv_type, start, stop in _split_tlvs(package, 0, len(package), "package"):
+            if tlv_type == PackageType.MEDIA:
+                payload = bytes(package[start:stop])
+            else:
+                found.append((tlv_type, bytes(package[start:stop])))
+        if payload is None:
+            raise ChunkError("media chunk package has no media payload (type 4)")
+        extra = tuple(found)
     return MediaChunk(
         seq,
         timestamp,
@@ -804,7 +790,7 @@ def media_from_package(envelope: Envelope, package: Buffer, seq: int, timestamp:
         envelope.spatial_layer,
         envelope.temporal_layer,
         envelope.extra,
-        tuple(extra),
+        extra,
         envelope.seq_bytes,
         envelope.timestamp_bytes,
     )
