@@ -26,6 +26,8 @@ import statistics
 import time
 from collections.abc import Callable
 
+from bench_protocol import media_round  # this folder: the script's own directory
+
 from ript.protocol.chunks import PayloadType, frame
 from ript.protocol.descriptions import MediaKey
 from ript.protocol.events import Direction
@@ -58,27 +60,8 @@ def keys() -> MediaKeys:
 
 
 def chunk_round(sealed: bool) -> Callable[[], Callable[[], None]]:
-    def make() -> Callable[[], None]:
-        k = keys() if sealed else None
-        tx = ChunkSender(Direction.C2S, k)
-        rx = ChunkReceiver(Direction.C2S, k)
-        back = ChunkSender(Direction.S2C, k)
-        back_rx = ChunkReceiver(Direction.S2C, k)
-        clock = [0.0, 1_700_000_000_000]
-
-        def op() -> None:
-            clock[0] += 0.02
-            clock[1] += 20
-            now = clock[0]
-            chunk = tx.media(1, 1, PayloadType.OPUS, clock[1], PAYLOAD, now=now)
-            rx.receive(frame([chunk]), now)
-            acks = back.acks(rx.take_pending_acks(now))
-            for ack in back_rx.receive(frame(acks), now).acks:
-                tx.on_ack(ack, now)
-
-        return op
-
-    return make
+    # bench_protocol.py's round, with a wall-clock timestamp as in a call.
+    return media_round(keys() if sealed else None, PAYLOAD, 1_700_000_000_000)
 
 
 def chunk_send() -> Callable[[], None]:

@@ -32,9 +32,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import opuslib
-import opuslib.api
-
 from ript.media import opus_codec
 from ript.media.tones import NoiseGenerator, ToneGenerator, ToneSpec, dtmf_spec
 
@@ -61,32 +58,11 @@ def coders(complexity: int) -> tuple[Any, Any]:
     return enc, opus_codec.OpusDecoder(RATE)
 
 
-def prototype(name: str, restype: Any, *argtypes: Any) -> Any:
-    func = opuslib.api.libopus[name]  # a fresh function object: opuslib's stays as it is
-    func.argtypes = argtypes
-    func.restype = restype
-    return func
-
-
-OPUS_ENCODE = prototype(
-    "opus_encode",
-    ctypes.c_int32,
-    ctypes.c_void_p,
-    ctypes.c_char_p,
-    ctypes.c_int,
-    ctypes.c_char_p,
-    ctypes.c_int32,
-)
-OPUS_DECODE = prototype(
-    "opus_decode",
-    ctypes.c_int,
-    ctypes.c_void_p,
-    ctypes.c_char_p,
-    ctypes.c_int32,
-    ctypes.c_char_p,
-    ctypes.c_int,
-    ctypes.c_int,
-)
+# The bare calls go through the module's own prototypes: module - bare is then exactly
+# the Python the module puts around them.
+OPUS_ENCODE = opus_codec._opus_encode
+OPUS_DECODE = opus_codec._opus_decode
+prototype = opus_codec._prototype
 VERSION = prototype("opus_get_version_string", ctypes.c_char_p)
 NB_FRAMES = prototype("opus_packet_get_nb_frames", ctypes.c_int, ctypes.c_char_p, ctypes.c_int32)
 

@@ -70,20 +70,24 @@ def event_parse_bytewise() -> Callable[[], None]:
     return op
 
 
-def media_round(keys: MediaKeys | None) -> Callable[[], Callable[[], None]]:
+def media_round(
+    keys: MediaKeys | None, payload: bytes | None = None, first_timestamp: int = 0
+) -> Callable[[], Callable[[], None]]:
+    """A chunk sent, received, acked back and the ack taken (bench_chunk_path.py too)."""
+
     def make() -> Callable[[], None]:
         tx = ChunkSender(Direction.C2S, keys)
         rx = ChunkReceiver(Direction.C2S, keys)
         back = ChunkSender(Direction.S2C, keys)
         back_rx = ChunkReceiver(Direction.S2C, keys)
-        payload = os.urandom(80)
-        clock = [0.0, 0]
+        body = os.urandom(80) if payload is None else payload
+        clock = [0.0, first_timestamp]
 
         def op() -> None:
             clock[0] += 0.02
             clock[1] += 20
             now = clock[0]
-            chunk = tx.media(1, 1, PayloadType.OPUS, int(clock[1]), payload, now=now)
+            chunk = tx.media(1, 1, PayloadType.OPUS, int(clock[1]), body, now=now)
             rx.receive(frame([chunk]), now)
             acks = back.acks(rx.take_pending_acks(now))
             for ack in back_rx.receive(frame(acks), now).acks:

@@ -567,22 +567,32 @@ _ACK_PACKAGE_HEADS = (0x1401, 0x0501, 0x0601, 0x0108)
 _VARINT_MASKS = (0x3F, 0x3FFF, 0x3FFF_FFFF, 0x3FFF_FFFF_FFFF_FFFF)
 
 
+_MEDIA_LAYOUTS = {
+    _MEDIA_TRUNCATED.size: (_MEDIA_TRUNCATED, _MEDIA_TRUNCATED_HEADS, 2, 4),
+    _MEDIA_FULL.size: (_MEDIA_FULL, _MEDIA_FULL_HEADS, 8, 8),
+}
+"""The media envelopes of the common layouts by length: struct, TLV heads, seq and
+timestamp widths (truncated: 2 and 4 bytes; full: 8 and 8)."""
+
+
 def _common_envelope(buf: Buffer, pos: int, end: int) -> Envelope | None:
     """The envelope at ``buf[pos:end]`` if it has one of the common layouts, else ``None``."""
     length = end - pos
-    if length == 19:
-        t = _MEDIA_TRUNCATED.unpack_from(buf, pos)
-        if t[0::2] == _MEDIA_TRUNCATED_HEADS and t[5] < 0x40:
+    media = _MEDIA_LAYOUTS.get(length)
+    if media is not None:
+        layout, heads, seq_bytes, timestamp_bytes = media
+        t = layout.unpack_from(buf, pos)
+        if t[0::2] == heads and t[5] < 0x40:
             pt = t[5]
             return Envelope(
-                ChunkKind.MEDIA, t[1], 2, t[3], 4, _PAYLOAD_TYPES.get(pt, pt), t[7], t[9]
-            )
-    elif length == 29:
-        t = _MEDIA_FULL.unpack_from(buf, pos)
-        if t[0::2] == _MEDIA_FULL_HEADS and t[5] < 0x40:
-            pt = t[5]
-            return Envelope(
-                ChunkKind.MEDIA, t[1], 8, t[3], 8, _PAYLOAD_TYPES.get(pt, pt), t[7], t[9]
+                ChunkKind.MEDIA,
+                t[1],
+                seq_bytes,
+                t[3],
+                timestamp_bytes,
+                _PAYLOAD_TYPES.get(pt, pt),
+                t[7],
+                t[9],
             )
     elif length == 17:
         t = _CONTROL.unpack_from(buf, pos)
