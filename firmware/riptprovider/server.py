@@ -58,7 +58,7 @@ import itertools
 import logging
 import time
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, cast
@@ -76,11 +76,13 @@ from ript.backoff import BackoffPolicy
 from ript.media import codecs
 from ript.media.codecs import FRAME_MS
 from ript.media.dtmf import DTMFError, DTMFReceiver
+from ript.media.jitter import Frame, JitterBuffer
 from ript.media.tones import ToneGenerator, ToneSpec
 from ript.protocol.advertisement import GrammarError, parse_directive
 from ript.protocol.chunks import (
     DATAGRAM_LIMIT,
     MEDIA_BODY_LIMIT,
+    MediaChunk,
     PayloadType,
     frame,
     pack_datagrams,
@@ -878,6 +880,13 @@ class RunningServer:
                 media.generator = asyncio.get_running_loop().create_task(
                     self._generate(account, media, plan)
                 )
+        elif answered and media.generator is None and far_end.media is MediaMode.LOOPBACK:
+            plan = _plan(call.server_directives, far_end)
+            ptime = FRAME_MS if plan is None else plan.ptime
+            media.loopback = _Loopback(ptime)
+            media.generator = asyncio.get_running_loop().create_task(
+                self._loop_back(account, media, media.loopback)
+            )
         return media
 
     def _resume_numbering(self, media: _Media, key: MediaKey) -> None:
@@ -915,6 +924,8 @@ class RunningServer:
             for chunk in result.media:
                 stream = (chunk.source, chunk.sink, chunk.payload_type)
                 self._send_frame(media, call_uri, stream, chunk.timestamp, chunk.payload, now=now)
+        elif media.loopback is not None:
+            media.loopback.hear(result.media, now)
         acks = media.sender.acks(media.receiver.take_pending_acks(now))
         conn.respond(request.stream_id, 200, frame(acks), MEDIA)
         if result.acks:
@@ -979,6 +990,8 @@ class RunningServer:
             for chunk in result.media:
                 stream = (chunk.source, chunk.sink, chunk.payload_type)
                 self._send_frame(media, media.uri, stream, chunk.timestamp, chunk.payload, now=now)
+        elif media.loopback is not None:
+            media.loopback.hear(result.media, now)
         if media.receiver.has_pending_acks and media.ack_timer is None:
             # Acks ride on the next media datagram; alone once the oldest waited ACK_HOLD.
             loop = asyncio.get_running_loop()
@@ -1089,6 +1102,37 @@ class RunningServer:
         except Exception:
             log.exception("the far end's media generator for %s failed", media.uri)
 
+    async def _loop_back(self, account: Account, media: _Media, loopback: _Loopback) -> None:
+        """The loopback far end's voice: what it heard, a frame each ptime, in order.
+
+        A frame leaves when its turn to be played comes, with the timestamp the phone
+        gave it: the phone's silences (DTX, CN) stay silences, and the far end's own
+        playout adjustments look like network jitter.  A frame it lost, or has not yet
+        received by its turn, sends nothing (the phone conceals it).
+        """
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        ptime = loopback.ptime
+        count = 0
+        try:
+            while self._media.get(media.uri) is media and media.loopback is loopback:
+                if count % CHECK_EVERY == 0:
+                    self._core.get_call(account, media.uri)  # 404: the call is over
+                now = loop.time()
+                turn = loopback.jitter.pop(now)
+                if type(turn) is Frame and loopback.stream is not None:
+                    source, sink = loopback.stream
+                    stream = (source, sink, turn.payload_type)
+                    self._send_frame(
+                        media, media.uri, stream, turn.timestamp_ms, turn.payload, now=now
+                    )
+                count += 1
+                await asyncio.sleep(max(0.0, start + count * ptime / 1000 - loop.time()))
+        except RiptHttpError:
+            media.generator = None  # as _generate: a later media request starts it again
+        except Exception:
+            log.exception("the far end's loopback for %s failed", media.uri)
+
     async def _media_get(
         self, conn: _Connection, sid: int, account: Account, call_uri: str
     ) -> None:
@@ -1118,6 +1162,19 @@ def _log_media(call_uri: str, media: _Media) -> None:
         tx.resent,
         tx.given_up,
     )
+    if media.loopback is not None:
+        jitter = media.loopback.jitter.stats()
+        log.info(
+            "event=loopback_ended call=%s received=%d concealed=%d stretched=%d discarded=%d "
+            "late=%d playout_ms=%d",
+            call_uri,
+            jitter.received,
+            jitter.concealed,
+            jitter.stretched,
+            jitter.discarded,
+            jitter.late,
+            jitter.target_ms,
+        )
 
 
 def _datagrams(media: _Media, chunk: bytes, now: float) -> list[bytes]:
@@ -1194,6 +1251,7 @@ class _Media:
     sessions: list[_WtSession] = field(default_factory=list)
     """Open sessions of the call's current handler, oldest first; media goes to the last."""
     ack_timer: asyncio.TimerHandle | None = None
+    loopback: _Loopback | None = None
     sender: ChunkSender = field(init=False)
     receiver: ChunkReceiver = field(init=False)
 
@@ -1218,6 +1276,37 @@ class _Media:
         if self.ack_timer is not None:
             self.ack_timer.cancel()
             self.ack_timer = None
+
+
+class _Loopback:
+    """A far end whose earpiece feeds its microphone: what it hears, back in order.
+
+    The phone's chunks go through a jitter buffer (the phone's own,
+    :class:`~ript.media.jitter.JitterBuffer`) and come back as they are played,
+    one per ptime on the far end's clock (:meth:`RunningServer._loop_back`).
+    ``echo`` sends each chunk back as it arrives instead, so chunks the path
+    reordered on the way in come back renumbered in that order: audio played
+    out of order at the phone, whatever its own jitter buffer does.  Payloads
+    are passed through as they came (no transcoding).  RFC 4733 events are not
+    looped back: their timestamp is the press's start, not a frame's, and the
+    provider logs them.
+    """
+
+    __slots__ = ("jitter", "ptime", "stream")
+
+    def __init__(self, ptime: int) -> None:
+        self.ptime = ptime
+        self.jitter = JitterBuffer(ptime, min_delay_ms=ptime, max_delay_ms=max(200, ptime))
+        self.stream: tuple[int, int] | None = None
+        """The (source, sink) of the phone's audio, which the far end answers on."""
+
+    def hear(self, chunks: Iterable[MediaChunk], now: float) -> None:
+        jitter = self.jitter
+        for chunk in chunks:
+            if chunk.payload_type == PayloadType.TELEPHONE_EVENT:
+                continue
+            self.stream = (chunk.source, chunk.sink)
+            jitter.push(chunk.seq, chunk.timestamp, chunk.payload, now, chunk.payload_type)
 
 
 PTIMES = (10, 20, 40, 60)

@@ -221,6 +221,8 @@ class QualityRun:
     late: int
     media_restarts: int
     """Media sessions after the first (re-established byways): the played file is the last one's."""
+    concealed: int = 0
+    """Frames the phone's earpiece played as concealment (``frames_concealed``)."""
 
 
 def quality_line(
@@ -247,6 +249,7 @@ def quality_line(
                 "chunks_lost": r.chunks_lost,
                 "late": r.late,
                 "media_restarts": r.media_restarts,
+                "concealed": r.concealed,
             }
             for r in runs
         ],

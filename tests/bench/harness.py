@@ -52,8 +52,8 @@ _refused: set[str] = set()
 """Provider keys refused once in this run: not tried again (the refusal is logged once)."""
 
 
-def bench_provider_toml(base: str) -> str:
-    """``base`` plus a far end that answers at once and echoes the media."""
+def bench_provider_toml(base: str, media: str = "echo") -> str:
+    """``base`` plus a far end that answers at once and echoes the media (or ``media``)."""
     return (
         base
         + f"""
@@ -61,7 +61,7 @@ def bench_provider_toml(base: str) -> str:
 match = "{AT_ONCE}"
 outcome = "answer"
 answer-after = 0.0
-media = "echo"
+media = "{media}"
 """
     )
 

@@ -1,9 +1,16 @@
 """Audio quality under loss: PESQ (ITU-T P.862) of speech through the echo far end.
 
 The phone's microphone is a file (alsa-lib's file plugin): 2 s of silence,
-then speech.  The far end echoes every chunk, so the speech crosses the
-network twice (phone -> provider -> phone) before the phone plays it into
-the playback file.  tests/faultnet.py's UDP proxy sits between phone and
+then speech.  The far end sends what it hears back (the provider's
+``media = "loopback"``: through a jitter buffer, in order, one chunk per
+20 ms, as a phone whose earpiece feeds its microphone would), so the speech
+crosses the network twice (phone -> provider -> phone) before the phone
+plays it into the playback file.  ``media = "echo"``, which answers each
+chunk as it arrives, would play every pair of chunks the path swapped on the
+way in out of order at the phone (a third of the frames at 40 ms of jitter):
+a score of the test's far end, not of the phone.
+
+tests/faultnet.py's UDP proxy sits between phone and
 provider (the provider's ``[server] origin`` names the proxy), and once the
 call is answered it drops ``loss`` % of the packets each way at random and
 delays each by up to 40 ms (so packets also come out of order).
@@ -195,7 +202,9 @@ def measure_quality(
     notes: list[str] = []
     proxy_port = free_udp_port()
     base = with_server_key(
-        bench_provider_toml(PROVIDER_TOML), "origin", f'"https://localhost:{proxy_port}"'
+        bench_provider_toml(PROVIDER_TOML, "loopback"),
+        "origin",
+        f'"https://localhost:{proxy_port}"',
     )
     call_s = LEAD_S + len(speech) / 2 / SPEECH_RATE + TAIL_S
     # The upstream is the provider's port, known once it runs: case_processes sets it.
@@ -227,6 +236,7 @@ def measure_quality(
             chunks_lost=int(stats.get("chunks_lost") or 0),
             late=int(stats.get("late") or 0),
             media_restarts=restarts,
+            concealed=int(stats.get("frames_concealed") or 0),
         )
     return scored, notes
 

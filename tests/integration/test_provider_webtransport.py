@@ -27,6 +27,7 @@ from .test_provider_server import (
     AD,
     AUTH,
     JSON_AUTH,
+    LOOPBACK_DEST,
     OTHER_DEVICE_TOKEN,
     TONE_DEST,
     Env,
@@ -310,5 +311,60 @@ def test_media_without_the_leg_cookie_is_refused_to_another_device_of_the_accoun
             assert (await mine.response_headers()).status == 200
             await own.wait(3)
         assert env.server.sessions_opened == 1
+
+    run(body, tmp_path)
+
+
+def test_loopback_far_end_sends_back_in_order_on_its_own_clock(tmp_path: Path) -> None:
+    # Pairs sent swapped, as a path with jitter delivers them: the loopback far end plays
+    # them through its jitter buffer and sends them back in their order, each when its
+    # turn comes (echo would send them back swapped, renumbered).
+    async def body(env: Env) -> None:
+        call = await answered_call(env, LOOPBACK_DEST)
+        sink = Datagrams()
+        status, opened = await session(env, call, sink)
+        assert status == 200
+        keys = keys_of(call)
+        sender = ChunkSender(Direction.C2S, keys)
+        receiver = ChunkReceiver(Direction.S2C, keys)
+        chunks = [
+            sender.media(0, 0, PayloadType.PCMU, 5000 + 20 * i, bytes([i]) * 160, now=0)
+            for i in range(20)
+        ]
+        for i in range(0, 20, 2):
+            opened.send_datagram(frame([chunks[i + 1]]))
+            opened.send_datagram(frame([chunks[i]]))
+            await asyncio.sleep(0.04)
+        await asyncio.sleep(0.3)
+        back = [c for d in sink.got for c in receiver.receive(d, time.monotonic()).media]
+        order = [c.payload[0] for c in back]
+        assert order == sorted(order) and len(set(order)) == len(order)
+        assert len(order) >= 16, order  # a frame may be given up to catch up; not more
+        assert all(c.payload == bytes([c.payload[0]]) * 160 for c in back)
+        assert {c.payload_type for c in back} == {PayloadType.PCMU}
+        assert [c.timestamp for c in back] == [5000 + 20 * i for i in order]
+        assert back[0].seq < back[-1].seq
+
+    run(body, tmp_path)
+
+
+def test_echo_far_end_sends_back_in_arrival_order(tmp_path: Path) -> None:
+    # The contrast the loopback mode exists for: echo answers each chunk as it arrives.
+    async def body(env: Env) -> None:
+        call = await answered_call(env)
+        sink = Datagrams()
+        _, opened = await session(env, call, sink)
+        keys = keys_of(call)
+        sender = ChunkSender(Direction.C2S, keys)
+        receiver = ChunkReceiver(Direction.S2C, keys)
+        first = sender.media(0, 0, PayloadType.PCMU, 5000, b"\x01" * 160, now=0)
+        second = sender.media(0, 0, PayloadType.PCMU, 5020, b"\x02" * 160, now=0)
+        opened.send_datagram(frame([second]))
+        await sink.wait(1)
+        opened.send_datagram(frame([first]))
+        got = await sink.wait(2)
+        back = [c for d in got for c in receiver.receive(d, time.monotonic()).media]
+        assert [(c.payload[0], c.timestamp) for c in back] == [(2, 5020), (1, 5000)]
+        assert back[0].seq < back[1].seq
 
     run(body, tmp_path)

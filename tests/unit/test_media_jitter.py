@@ -228,3 +228,95 @@ def test_the_delay_grows_at_once_and_shrinks_a_frame_per_half_second() -> None:
     first_drop = next(i for i, t in enumerate(targets) if t < 120)
     assert first_drop >= 25
     assert targets[-1] == 20  # back to one frame once calm
+
+
+def talkspurts(jitter: float, seed: int) -> tuple[list[tuple[float, int, int]], int]:
+    """Talkspurts of 1 s with 120 ms of sender silence (DTX) between them, jittered:
+    (arrival, seq, timestamp_ms); seqs run on through the silences, timestamps jump.
+    (Silences of 200 ms and more let the buffer take the stream as paused anyway.)"""
+    rng = random.Random(seed)
+    arrivals = []
+    seq = 0
+    tick = 0
+    for _ in range(12):
+        for _ in range(50):
+            arrivals.append((tick * TICK + rng.uniform(0, jitter), seq, tick * 20))
+            seq += 1
+            tick += 1
+        tick += 6
+    return sorted(arrivals), tick
+
+
+def breaks_in_speech(jb: JitterBuffer, arrivals: list[tuple[float, int, int]], ticks: int) -> int:
+    """Pops every 20 ms; how often two frames that follow in time were not played in a row."""
+    played: list[tuple[int, int]] = []
+    i = 0
+    for tick in range(ticks + 20):
+        now = tick * TICK + 0.01
+        while i < len(arrivals) and arrivals[i][0] <= now:
+            _, seq, ts = arrivals[i]
+            jb.push(seq, 10_000 + ts, b"s", arrivals[i][0])
+            i += 1
+        got = jb.pop(now)
+        if isinstance(got, Frame):
+            played.append((tick, got.timestamp_ms))
+    assert [ts for _, ts in played] == sorted(ts for _, ts in played)
+    return sum(
+        1 for (p1, t1), (p2, t2) in itertools.pairwise(played) if t2 - t1 == 20 and p2 != p1 + 1
+    )
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_talkspurt_after_the_senders_silence_starts_behind_the_target_delay(seed: int) -> None:
+    # The buffer drains in each silence. Without waiting at the talkspurt's first chunk, the
+    # first late chunks of every talkspurt were stretched into its speech (9-17 breaks in
+    # these 13 s at 40 ms of jitter, seeds 1-8); with the wait, 0-2.
+    arrivals, ticks = talkspurts(0.04, seed)
+    jb = JitterBuffer()
+    assert breaks_in_speech(jb, arrivals, ticks) <= 3
+    stats = jb.stats()
+    assert stats.lost == 0 and stats.late == 0 and stats.discarded <= 3
+    assert stats.received == 600
+
+
+def test_the_wait_at_a_talkspurt_says_nothing_is_due_and_keeps_the_chunk() -> None:
+    jb = JitterBuffer(min_delay_ms=60)
+    out = []
+    for tick in range(16):
+        if tick < 10:
+            jb.push(tick, tick * 20, b"a", tick * TICK)
+        out.append(jb.pop(tick * TICK + 0.01))
+    assert frames_of(out) == list(range(10))
+    assert isinstance(out[-1], Gap) and out[-1].stretch  # the sender went quiet
+    # The next talkspurt: seq 10, but 300 ms later in media time.
+    now = 16 * TICK
+    jb.push(10, 500, b"b", now)
+    assert jb.pop(now + 0.01) == Gap(None)  # nothing due: the silence is lengthened
+    jb.push(11, 520, b"b", now + 0.02)
+    assert jb.pop(now + 0.03) == Gap(None)
+    jb.push(12, 540, b"b", now + 0.04)
+    got = jb.pop(now + 0.05)  # 60 ms buffered: the talkspurt plays, in order
+    assert isinstance(got, Frame) and got.seq == 10
+    assert [f.seq for f in (jb.pop(now + 0.07), jb.pop(now + 0.09)) if isinstance(f, Frame)] == [
+        11,
+        12,
+    ]
+
+
+def test_a_lost_chunk_or_an_event_is_not_taken_for_a_talkspurt() -> None:
+    # A loss: seq and timestamp both skip a frame, so the next chunk plays on at once.
+    jb = JitterBuffer()
+    for seq in range(5):
+        jb.push(seq, seq * 20, b"a", seq * TICK)
+    out = [jb.pop(seq * TICK + 0.01) for seq in range(5)]
+    jb.push(6, 120, b"a", 5 * TICK)
+    out += [jb.pop(5 * TICK + 0.01), jb.pop(6 * TICK + 0.01)]
+    assert frames_of(out) == [0, 1, 2, 3, 4, 6]
+    # An RFC 4733 event's timestamp is its press's start, not a jump in media time.
+    jb = JitterBuffer()
+    jb.push(0, 1000, b"a", 0.0)
+    assert isinstance(jb.pop(0.01), Frame)
+    assert isinstance(jb.pop(0.03), Gap)
+    jb.push(1, 5000, b"e", 0.04, payload_type=101, timed=False)
+    got = jb.pop(0.05)
+    assert isinstance(got, Frame) and got.seq == 1 and not got.timed

@@ -28,7 +28,15 @@ Guarantees, whatever arrives:
   straight to the target.  Dropped frames count as ``discarded``;
 * after ``underrun_frames`` missing frames in a row with nothing buffered, the
   stream is taken as paused: concealment stops and playout restarts at the
-  next chunk that arrives, after the target delay.
+  next chunk that arrives, after the target delay;
+* a talkspurt after the sender's own silence (Opus DTX, or CN: the sequence
+  numbers go on but the timestamps jump) starts behind the target delay too:
+  the chunk that ends the silence waits (``pop`` says nothing is due) until
+  the target's worth of media is buffered or the target has passed.  Its
+  predecessor's silence is lengthened, which nobody hears, instead of the
+  first jitter of the talkspurt being stretched into its speech; the buffer
+  drains in every silence, so without this each talkspurt would rebuild its
+  cushion out of concealed speech.
 
 Each chunk is assumed to carry one frame (``frame_ms``, the call's ptime) of
 audio; timestamps serve the jitter estimate (``timed=False`` keeps an RFC 4733
@@ -60,6 +68,8 @@ class Frame(NamedTuple):
     payload: bytes
     payload_type: int = 0
     """The chunk's payload type: the session's codec, or a telephone-event or CN chunk."""
+    timed: bool = True
+    """False for a chunk whose timestamp is not its media time (an RFC 4733 event's)."""
 
 
 class Gap(NamedTuple):
@@ -119,6 +129,7 @@ class JitterBuffer:
         "_gaps_in_row",
         "_jitter",
         "_last_emitted",
+        "_last_ts",
         "_late",
         "_lost",
         "_max_delay",
@@ -167,6 +178,7 @@ class JitterBuffer:
         self._packets: dict[int, Frame] = {}
         self._next: int | None = None  # next seq to play; None while waiting to (re)start
         self._last_emitted = -1
+        self._last_ts: int | None = None  # timestamp of the last timed frame handed out
         self._max_seq = -1
         self._first_arrival: float | None = None
         self._prev_transit: float | None = None
@@ -231,7 +243,7 @@ class JitterBuffer:
                 for old in stale:
                     del self._packets[old]
                 self._discarded += len(stale)
-        self._packets[seq] = Frame(seq, timestamp_ms, payload, payload_type)
+        self._packets[seq] = Frame(seq, timestamp_ms, payload, payload_type, timed)
         return True
 
     # -- output --------------------------------------------------------------------------------
@@ -282,6 +294,7 @@ class JitterBuffer:
         self._discarded += len(dropped)
         self._lost += seq - self._next - len(dropped)
         self._last_emitted = seq - 1
+        self._last_ts = None
         self._next = seq
 
     def pop(self, now: float) -> Frame | Gap:
@@ -316,8 +329,24 @@ class JitterBuffer:
         seq = self._next
         frame = self._packets.pop(seq, None)
         if frame is not None:
+            last_ts = self._last_ts
+            if (
+                self._gaps_in_row
+                and last_ts is not None
+                and frame.timed
+                and frame.timestamp_ms - last_ts > (seq - self._last_emitted) * frame_ms
+                and (self._max_seq - seq + 1) * frame_ms < target
+            ):
+                # The first chunk after the sender's silence, with less than the target
+                # buffered: the talkspurt starts behind the target delay (module docstring).
+                self._packets[seq] = frame
+                self._next = None
+                self._first_arrival = now
+                self._last_ts = None
+                return IDLE
             self._next = seq + 1
             self._last_emitted = seq
+            self._last_ts = frame.timestamp_ms if frame.timed else None
             self._gaps_in_row = 0
             return frame
         self._gaps_in_row += 1

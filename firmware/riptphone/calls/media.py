@@ -154,6 +154,10 @@ class MediaStats:
     """Chunks never acked within 8 s: no longer re-sent."""
     frames_too_late: int = 0
     """Received chunks that came after their turn to play (or beyond the buffer): dropped."""
+    frames_concealed: int = 0
+    """Frames the earpiece played as concealment: for a chunk lost, or one not yet there."""
+    playout_delay_ms: int = 0
+    """The jitter buffer's target delay: how much media it keeps ahead of the earpiece."""
     audio_error: str | None = None
     """Why the microphone or earpiece is unusable right now (a card unplugged), else None."""
     audio_recoveries: int = 0
@@ -312,6 +316,8 @@ class MediaSession:
             chunks_resent=sent.resent,
             chunks_given_up=sent.given_up,
             frames_too_late=jitter.late + jitter.discarded,
+            frames_concealed=jitter.concealed,
+            playout_delay_ms=jitter.target_ms,
             audio_error=self.audio_error(),
             audio_recoveries=sum(
                 device.stats().recoveries
@@ -407,9 +413,11 @@ class MediaSession:
             if device is not None:
                 device.stop()
         stats = self.stats()
+        earpiece = None if self._playback is None else self._playback.stats()
         log.info(
             "event=media_stopped codec=%s transport=%s sent=%d received=%d acks=%d "
-            "lost=%d given_up=%d auth_failures=%d played=%d puts_dropped=%d put_failures=%d",
+            "lost=%d given_up=%d auth_failures=%d played=%d puts_dropped=%d put_failures=%d "
+            "concealed=%d too_late=%d playout_ms=%d underruns=%d",
             self.codec,
             self.transport,
             stats.chunks_sent,
@@ -421,6 +429,10 @@ class MediaSession:
             self.frames_played,
             stats.puts_dropped,
             stats.put_failures,
+            stats.frames_concealed,
+            stats.frames_too_late,
+            stats.playout_delay_ms,
+            0 if earpiece is None else earpiece.underruns,
         )
 
     # ------------------------------------------------------------ send
