@@ -18,7 +18,7 @@ table to :func:`load_accounts`::
     answer-after = 2.0                  # s after alerting (0 = at once)
     reject-after = 1.0                  # s after alerting for decline
     noanswer-after = 30.0               # s after alerting before noanswer
-    media = "echo"                      # echo | loopback | tone | file | silence
+    media = "echo"                      # echo | echo-in-order | tone | file | silence
     tone-hz = 440                       # with media = "tone"
     file = "/path/to/audio.wav"         # with media = "file"
 
@@ -54,7 +54,7 @@ class MediaMode(enum.StrEnum):
     """What the simulated far end sends once the call is answered."""
 
     ECHO = "echo"
-    LOOPBACK = "loopback"
+    ECHO_IN_ORDER = "echo-in-order"
     TONE = "tone"
     FILE = "file"
     SILENCE = "silence"

@@ -58,7 +58,7 @@ import itertools
 import logging
 import time
 import weakref
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, cast
@@ -76,7 +76,6 @@ from ript.backoff import BackoffPolicy
 from ript.media import codecs
 from ript.media.codecs import FRAME_MS
 from ript.media.dtmf import DTMFError, DTMFReceiver
-from ript.media.jitter import Frame, JitterBuffer
 from ript.media.tones import ToneGenerator, ToneSpec
 from ript.protocol.advertisement import GrammarError, parse_directive
 from ript.protocol.chunks import (
@@ -138,6 +137,7 @@ PANIC_EVERY = 1.0
 """Seconds between two media-panic events of one call."""
 TONE_DBOV = -16.0
 _GENERATED = frozenset({MediaMode.TONE, MediaMode.FILE, MediaMode.SILENCE})
+_ECHOES = frozenset({MediaMode.ECHO, MediaMode.ECHO_IN_ORDER})
 LEG_COOKIE = "ript-leg"
 """Cookie naming the handler leg a media request belongs to (set by ``POST {call}``)."""
 MAX_SESSIONS = 4
@@ -873,20 +873,14 @@ class RunningServer:
             self._media[call_uri] = media
         far_end = account.far_end(call.to)
         answered = call.state is CallStatus.ANSWERED
-        media.echo = answered and far_end.media is MediaMode.ECHO
+        media.echo = answered and far_end.media in _ECHOES
+        media.in_order = far_end.media is MediaMode.ECHO_IN_ORDER
         if answered and media.generator is None and far_end.media in _GENERATED:
             plan = _plan(call.server_directives, far_end)
             if plan is not None:
                 media.generator = asyncio.get_running_loop().create_task(
                     self._generate(account, media, plan)
                 )
-        elif answered and media.generator is None and far_end.media is MediaMode.LOOPBACK:
-            plan = _plan(call.server_directives, far_end)
-            ptime = FRAME_MS if plan is None else plan.ptime
-            media.loopback = _Loopback(ptime)
-            media.generator = asyncio.get_running_loop().create_task(
-                self._loop_back(account, media, media.loopback)
-            )
         return media
 
     def _resume_numbering(self, media: _Media, key: MediaKey) -> None:
@@ -921,11 +915,7 @@ class RunningServer:
         if media.echo:
             # The echo first: the held GET's task answers in the next loop iteration,
             # before the transmit the reply below schedules, so both share one packet.
-            for chunk in result.media:
-                stream = (chunk.source, chunk.sink, chunk.payload_type)
-                self._send_frame(media, call_uri, stream, chunk.timestamp, chunk.payload, now=now)
-        elif media.loopback is not None:
-            media.loopback.hear(result.media, now)
+            self._echo(media, call_uri, result.media, now)
         acks = media.sender.acks(media.receiver.take_pending_acks(now))
         conn.respond(request.stream_id, 200, frame(acks), MEDIA)
         if result.acks:
@@ -987,11 +977,7 @@ class RunningServer:
             if chunk.payload_type == PayloadType.TELEPHONE_EVENT:
                 self._note_dtmf(media, session.call_uri, chunk.timestamp, chunk.payload)
         if media.echo:
-            for chunk in result.media:
-                stream = (chunk.source, chunk.sink, chunk.payload_type)
-                self._send_frame(media, media.uri, stream, chunk.timestamp, chunk.payload, now=now)
-        elif media.loopback is not None:
-            media.loopback.hear(result.media, now)
+            self._echo(media, media.uri, result.media, now)
         if media.receiver.has_pending_acks and media.ack_timer is None:
             # Acks ride on the next media datagram; alone once the oldest waited ACK_HOLD.
             loop = asyncio.get_running_loop()
@@ -1045,20 +1031,32 @@ class RunningServer:
         payload: bytes,
         *,
         now: float,
+        seq: int | None = None,
     ) -> None:
-        """Send one chunk on the newest session, else the newest open GET, else media-panic."""
+        """Send one chunk on the newest session, else the newest open GET, else media-panic.
+
+        ``seq``: the chunk's number (the in-order echo's); else the stream's next.
+        """
         if media.sessions:
             session = media.sessions[-1]
             source, sink, payload_type = stream
-            encoded = media.sender.media(source, sink, payload_type, timestamp_ms, payload, now=now)
-            session.conn.send_datagrams(session.stream_id, _datagrams(media, encoded, now))
+            sealed = media.sender.media(
+                source, sink, payload_type, timestamp_ms, payload, now=now, seq=seq
+            )
+            session.conn.send_datagrams(session.stream_id, _datagrams(media, sealed, now))
             return
+        encoded: bytes | None = None
         while media.waiting:
             held = media.waiting.pop()
             if held.done():
                 continue
-            source, sink, payload_type = stream
-            encoded = media.sender.media(source, sink, payload_type, timestamp_ms, payload, now=now)
+            if encoded is None or seq is None:
+                # A chunk numbered by the caller is sealed once: the next GET carries the
+                # same bytes (one number, one nonce, one ciphertext).
+                source, sink, payload_type = stream
+                encoded = media.sender.media(
+                    source, sink, payload_type, timestamp_ms, payload, now=now, seq=seq
+                )
             try:
                 # Answered here, not by the GET's task one loop iteration later: so the
                 # answer shares the packet of the PUT's reply (see _HeldGet).
@@ -1102,36 +1100,24 @@ class RunningServer:
         except Exception:
             log.exception("the far end's media generator for %s failed", media.uri)
 
-    async def _loop_back(self, account: Account, media: _Media, loopback: _Loopback) -> None:
-        """The loopback far end's voice: what it heard, a frame each ptime, in order.
+    def _echo(
+        self, media: _Media, call_uri: str, chunks: tuple[MediaChunk, ...], now: float
+    ) -> None:
+        """The echo far end: each chunk back at once, same stream, payload and timestamp.
 
-        A frame leaves when its turn to be played comes, with the timestamp the phone
-        gave it: the phone's silences (DTX, CN) stay silences, and the far end's own
-        playout adjustments look like network jitter.  A frame it lost, or has not yet
-        received by its turn, sends nothing (the phone conceals it).
+        ``echo`` numbers them in the order they arrived, so two chunks the path swapped
+        on the way in are played swapped at the phone.  ``echo-in-order`` gives each the
+        phone's own number (past the numbering's start): the phone sees the round trip's
+        reordering and loss as its own, which its jitter buffer undoes or conceals.
         """
-        loop = asyncio.get_running_loop()
-        start = loop.time()
-        ptime = loopback.ptime
-        count = 0
-        try:
-            while self._media.get(media.uri) is media and media.loopback is loopback:
-                if count % CHECK_EVERY == 0:
-                    self._core.get_call(account, media.uri)  # 404: the call is over
-                now = loop.time()
-                turn = loopback.jitter.pop(now)
-                if type(turn) is Frame and loopback.stream is not None:
-                    source, sink = loopback.stream
-                    stream = (source, sink, turn.payload_type)
-                    self._send_frame(
-                        media, media.uri, stream, turn.timestamp_ms, turn.payload, now=now
-                    )
-                count += 1
-                await asyncio.sleep(max(0.0, start + count * ptime / 1000 - loop.time()))
-        except RiptHttpError:
-            media.generator = None  # as _generate: a later media request starts it again
-        except Exception:
-            log.exception("the far end's loopback for %s failed", media.uri)
+        in_order = media.in_order
+        first = media.sender.first_seq
+        for chunk in chunks:
+            stream = (chunk.source, chunk.sink, chunk.payload_type)
+            seq = first + chunk.seq if in_order else None
+            self._send_frame(
+                media, call_uri, stream, chunk.timestamp, chunk.payload, now=now, seq=seq
+            )
 
     async def _media_get(
         self, conn: _Connection, sid: int, account: Account, call_uri: str
@@ -1162,19 +1148,6 @@ def _log_media(call_uri: str, media: _Media) -> None:
         tx.resent,
         tx.given_up,
     )
-    if media.loopback is not None:
-        jitter = media.loopback.jitter.stats()
-        log.info(
-            "event=loopback_ended call=%s received=%d concealed=%d stretched=%d discarded=%d "
-            "late=%d playout_ms=%d",
-            call_uri,
-            jitter.received,
-            jitter.concealed,
-            jitter.stretched,
-            jitter.discarded,
-            jitter.late,
-            jitter.target_ms,
-        )
 
 
 def _datagrams(media: _Media, chunk: bytes, now: float) -> list[bytes]:
@@ -1251,7 +1224,8 @@ class _Media:
     sessions: list[_WtSession] = field(default_factory=list)
     """Open sessions of the call's current handler, oldest first; media goes to the last."""
     ack_timer: asyncio.TimerHandle | None = None
-    loopback: _Loopback | None = None
+    in_order: bool = False
+    """With ``echo``: the echo keeps the phone's numbering (``echo-in-order``)."""
     sender: ChunkSender = field(init=False)
     receiver: ChunkReceiver = field(init=False)
 
@@ -1276,37 +1250,6 @@ class _Media:
         if self.ack_timer is not None:
             self.ack_timer.cancel()
             self.ack_timer = None
-
-
-class _Loopback:
-    """A far end whose earpiece feeds its microphone: what it hears, back in order.
-
-    The phone's chunks go through a jitter buffer (the phone's own,
-    :class:`~ript.media.jitter.JitterBuffer`) and come back as they are played,
-    one per ptime on the far end's clock (:meth:`RunningServer._loop_back`).
-    ``echo`` sends each chunk back as it arrives instead, so chunks the path
-    reordered on the way in come back renumbered in that order: audio played
-    out of order at the phone, whatever its own jitter buffer does.  Payloads
-    are passed through as they came (no transcoding).  RFC 4733 events are not
-    looped back: their timestamp is the press's start, not a frame's, and the
-    provider logs them.
-    """
-
-    __slots__ = ("jitter", "ptime", "stream")
-
-    def __init__(self, ptime: int) -> None:
-        self.ptime = ptime
-        self.jitter = JitterBuffer(ptime, min_delay_ms=ptime, max_delay_ms=max(200, ptime))
-        self.stream: tuple[int, int] | None = None
-        """The (source, sink) of the phone's audio, which the far end answers on."""
-
-    def hear(self, chunks: Iterable[MediaChunk], now: float) -> None:
-        jitter = self.jitter
-        for chunk in chunks:
-            if chunk.payload_type == PayloadType.TELEPHONE_EVENT:
-                continue
-            self.stream = (chunk.source, chunk.sink)
-            jitter.push(chunk.seq, chunk.timestamp, chunk.payload, now, chunk.payload_type)
 
 
 PTIMES = (10, 20, 40, 60)

@@ -1,14 +1,14 @@
 """Audio quality under loss: PESQ (ITU-T P.862) of speech through the echo far end.
 
 The phone's microphone is a file (alsa-lib's file plugin): 2 s of silence,
-then speech.  The far end sends what it hears back (the provider's
-``media = "loopback"``: through a jitter buffer, in order, one chunk per
-20 ms, as a phone whose earpiece feeds its microphone would), so the speech
+then speech.  The far end echoes every chunk at once with the phone's own
+sequence number (the provider's ``media = "echo-in-order"``), so the speech
 crosses the network twice (phone -> provider -> phone) before the phone
-plays it into the playback file.  ``media = "echo"``, which answers each
-chunk as it arrives, would play every pair of chunks the path swapped on the
-way in out of order at the phone (a third of the frames at 40 ms of jitter):
-a score of the test's far end, not of the phone.
+plays it into the playback file, and the phone's jitter buffer faces the
+whole round trip's reordering and loss.  Plain ``media = "echo"`` numbers
+the chunks in the order they arrived, so every pair the path swapped on the
+way in would be played swapped at the phone (about a third of the frames at
+40 ms of jitter): a score of the test's far end, not of the phone.
 
 tests/faultnet.py's UDP proxy sits between phone and
 provider (the provider's ``[server] origin`` names the proxy), and once the
@@ -202,7 +202,7 @@ def measure_quality(
     notes: list[str] = []
     proxy_port = free_udp_port()
     base = with_server_key(
-        bench_provider_toml(PROVIDER_TOML, "loopback"),
+        bench_provider_toml(PROVIDER_TOML, "echo-in-order"),
         "origin",
         f'"https://localhost:{proxy_port}"',
     )

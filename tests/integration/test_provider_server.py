@@ -54,7 +54,7 @@ NUMBER = "+14085551002"
 CALLEE = "+14089529999"
 TONE_DEST = "+14089520001"
 FILE_DEST = "+14089520005"
-LOOPBACK_DEST = "+14089520006"
+IN_ORDER_DEST = "+14089520006"
 FAR_WAV = Path(__file__).resolve().parents[1] / "vectors" / "far-end-1200hz-16k.wav"
 PCMU_AD = "1 in: PCMU;\n1 out: PCMU;"
 AD = "1 in: opus; PCMU; PCMA; telephone-event; CN;\n1 out: opus; PCMU; PCMA; telephone-event; CN;"
@@ -69,7 +69,7 @@ ACCOUNTS = load_accounts(
             "far-end": [
                 {"match": TONE_DEST, "media": "tone", "tone-hz": 1000},
                 {"match": FILE_DEST, "media": "file", "file": str(FAR_WAV)},
-                {"match": LOOPBACK_DEST, "media": "loopback"},
+                {"match": IN_ORDER_DEST, "media": "echo-in-order"},
                 {"match": "*", "outcome": "answer", "answer-after": 0.5},
             ],
         }

@@ -303,15 +303,44 @@ def test_the_wait_at_a_talkspurt_says_nothing_is_due_and_keeps_the_chunk() -> No
     ]
 
 
-def test_a_lost_chunk_or_an_event_is_not_taken_for_a_talkspurt() -> None:
-    # A loss: seq and timestamp both skip a frame, so the next chunk plays on at once.
-    jb = JitterBuffer()
-    for seq in range(5):
-        jb.push(seq, seq * 20, b"a", seq * TICK)
-    out = [jb.pop(seq * TICK + 0.01) for seq in range(5)]
+@pytest.mark.parametrize("min_delay_ms", [20, 60])
+def test_a_lost_chunk_is_not_taken_for_a_talkspurt(min_delay_ms: int) -> None:
+    # Chunks 5 and 6 lost: seq and timestamp skip together, so after the loss is declared
+    # the stream plays on at once, with no wait in the middle of speech.
+    jb = JitterBuffer(min_delay_ms=min_delay_ms)
+    out = simulate(jb, [(i * TICK + 0.005, i) for i in range(40) if i not in (5, 6)], 0.9)
+    started = next(i for i, x in enumerate(out) if isinstance(x, Frame))
+    ended = max(i for i, x in enumerate(out) if isinstance(x, Frame))
+    played = out[started : ended + 1]
+    seqs = [x.seq for x in played if x.seq is not None]
+    assert seqs == sorted(seqs) and seqs[-1] == 39
+    assert [x.seq for x in played if isinstance(x, Gap) and x.seq is not None] == [5, 6]
+    # A stretch may wait for 5 and 6 (and a frame be shed after), never a talkspurt's wait.
+    assert Gap(None) not in played
+    assert jb.stats().lost == 2
+
+
+def test_the_chunk_after_a_declared_loss_plays_on_at_once() -> None:
+    # 5 is lost; 6 and 7 came early, so 5 is declared lost with 60 ms buffered. Then
+    # only 40 ms is buffered behind 6, and its timestamp is two frames after 4's: it
+    # must still play at its turn (it follows the lost frame), not wait as a talkspurt.
+    jb = JitterBuffer(min_delay_ms=60)
+    out = []
+    for tick in range(5):
+        jb.push(tick, tick * 20, b"a", tick * TICK)
+        out.append(jb.pop(tick * TICK + 0.01))
     jb.push(6, 120, b"a", 5 * TICK)
-    out += [jb.pop(5 * TICK + 0.01), jb.pop(6 * TICK + 0.01)]
-    assert frames_of(out) == [0, 1, 2, 3, 4, 6]
+    jb.push(7, 140, b"a", 5 * TICK)
+    out += [jb.pop(tick * TICK + 0.01) for tick in range(5, 10)]
+    kinds = [(type(x).__name__, x.seq) for x in out]
+    assert kinds == [("Gap", None), ("Gap", None)] + [("Frame", i) for i in range(5)] + [
+        ("Gap", 5),
+        ("Frame", 6),
+        ("Frame", 7),
+    ]
+
+
+def test_an_event_is_not_taken_for_a_talkspurt() -> None:
     # An RFC 4733 event's timestamp is its press's start, not a jump in media time.
     jb = JitterBuffer()
     jb.push(0, 1000, b"a", 0.0)
@@ -320,3 +349,24 @@ def test_a_lost_chunk_or_an_event_is_not_taken_for_a_talkspurt() -> None:
     jb.push(1, 5000, b"e", 0.04, payload_type=101, timed=False)
     got = jb.pop(0.05)
     assert isinstance(got, Frame) and got.seq == 1 and not got.timed
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_loss_costs_one_frame_of_concealment_not_a_wait(seed: int) -> None:
+    # An echo's round trip: 6 % loss, two legs of 0-40 ms jitter each. A chunk missing
+    # while later ones are here is lost and concealed in its own turn. Waiting for it until
+    # the target was buffered behind it (as before) stretched 23-27 frames and shed 8-13
+    # real ones in these 30 s; now 13-14 stretches (delay spikes) and at most one shed.
+    rng = random.Random(seed)
+    arrivals = [
+        (i * TICK + rng.uniform(0, 0.04) + rng.uniform(0, 0.04), i)
+        for i in range(1500)
+        if rng.random() >= 0.06
+    ]
+    jb = JitterBuffer()
+    out = simulate(jb, arrivals, 31.0)
+    stats = jb.stats()
+    assert stats.lost >= 1500 - len(arrivals) - stats.late
+    assert stats.stretched <= 18
+    assert stats.discarded <= 3
+    assert frames_of(out) == sorted(frames_of(out))

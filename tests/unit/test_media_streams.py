@@ -69,6 +69,28 @@ def test_sequence_numbers_per_stream_from_zero_with_full_values() -> None:
     assert tx.stats().sent == 4
 
 
+def test_a_chunk_numbered_by_the_caller_mirrors_another_senders_numbers() -> None:
+    # The provider's in-order echo: out of order and with a hole, then on from the highest.
+    tx = ChunkSender(S2C, KEYS)
+    tx.resume_numbering(1000, lambda number: number + 100)
+    assert tx.first_seq == 1000
+    rx = ChunkReceiver(S2C, KEYS)
+    sent = [
+        tx.media(1, 1, PayloadType.OPUS, TS + 20 * i, OPUS, now=0, seq=1000 + i) for i in (1, 0, 3)
+    ]
+    sent.append(tx.media(1, 1, PayloadType.OPUS, TS + 80, OPUS, now=0))
+    got = [c for raw in sent for c in rx.receive(ch.frame([raw]), 0.1).media]
+    assert [(c.seq, c.timestamp) for c in got] == [
+        (1001, TS + 20),
+        (1000, TS),
+        (1003, TS + 60),
+        (1004, TS + 80),
+    ]
+    assert rx.stats().auth_failures == 0 and tx.stats().sent == 4
+    with pytest.raises(ChunkEncodeError, match="below 1000"):
+        tx.media(1, 1, PayloadType.OPUS, TS, OPUS, now=0, seq=999)
+
+
 def test_truncation_starts_once_a_full_value_chunk_is_acked() -> None:
     call = Call()
     first = call.phone_sends(0, 0.0)

@@ -21,8 +21,11 @@ Guarantees, whatever arrives:
   RFC 3550 interarrival jitter estimate, rounded up to whole frames and kept
   within ``[min_delay_ms, max_delay_ms]`` (the phone's ``[audio] jitter_max_ms``);
   it grows at once when jitter rises and comes down by one frame per
-  ``shrink_every_ms`` (500 ms) while the estimate stays below it.  Below target, a missing chunk is
-  waited for (stretch) rather than given up.  Above target the buffer catches up:
+  ``shrink_every_ms`` (500 ms) while the estimate stays below it.  A missing chunk is
+  waited for (stretch) only while nothing after it has arrived either (the stream is
+  late, a delay spike); once later chunks are here it is taken as lost and concealed in
+  its own turn (Opus FEC from the next), so a loss costs one frame of concealment and no
+  delay.  Above target the buffer catches up:
   slightly above, it drops one frame in every ``compress_every`` pops; more than
   ``skip_excess_ms`` above (the burst that follows a 5 s migration), it skips
   straight to the target.  Dropped frames count as ``discarded``;
@@ -207,6 +210,11 @@ class JitterBuffer:
         """
         if not 0 <= seq < SEQ_LIMIT or not 0 <= timestamp_ms < SEQ_LIMIT:
             raise JitterError(f"sequence number {seq} or timestamp {timestamp_ms} is not 64-bit")
+        if seq in self._packets:
+            # Before the estimate: a second copy (the sender re-sent a chunk whose ack was
+            # lost) arrives a round trip late, which says nothing of the path's jitter.
+            self._duplicates += 1
+            return False
         if timed:
             # RFC 3550 section 6.4.1 interarrival jitter, each step clipped to the largest delay
             # we would ever use so that one outage (a migration) cannot blow the estimate up.
@@ -217,9 +225,6 @@ class JitterBuffer:
             self._prev_transit = transit
         if seq <= self._last_emitted:
             self._late += 1
-            return False
-        if seq in self._packets:
-            self._duplicates += 1
             return False
         if seq <= self._max_seq - self._capacity:
             self._discarded += 1  # further behind the newest chunk than we keep
@@ -356,14 +361,18 @@ class JitterBuffer:
             self._next = None
             self._first_arrival = None
             return IDLE
-        if max(0, self._max_seq - seq + 1) * frame_ms < target:
-            # Too little buffered to call the chunk lost: it may only be late.  Play one
-            # frame of concealment without using up its turn, which adds a frame of delay.
+        if self._max_seq < seq:
+            # Nothing after it has come either: the stream is late, not this chunk lost.
+            # Play one frame of concealment without using up its turn (a frame of delay).
             self._concealed += 1
             self._stretched += 1
             return STRETCH
         self._next = seq + 1
         self._last_emitted = seq
+        if self._last_ts is not None:
+            # Taken as the frame after the last one, so the next chunk does not look
+            # like the start of a talkspurt (its timestamp is a frame further on).
+            self._last_ts += frame_ms
         self._lost += 1
         self._concealed += 1
         return Gap(seq, self._packets.get(seq + 1))

@@ -267,6 +267,11 @@ class ChunkSender:
         self._reserve = reserve
         self._ceiling = first_seq  # the first number asks for a reservation
 
+    @property
+    def first_seq(self) -> int:
+        """The first number of every stream (0, or where :meth:`resume_numbering` began)."""
+        return self._first_seq
+
     def _reserve_from(self, number: int) -> None:
         reserve = self._reserve
         ceiling = number if reserve is None else reserve(number)
@@ -298,18 +303,27 @@ class ChunkSender:
         reference_frame: bool | None = None,
         spatial_layer: int | None = None,
         temporal_layer: int | None = None,
+        seq: int | None = None,
     ) -> bytes:
         """The next chunk of stream (``source``, ``sink``), numbered and sealed.
 
         Full values travel until this stream's full-value chunk is acked (and
         always on a reference frame, as the draft asks for intra frames).
+        ``seq`` numbers the chunk instead of the stream's next number: a sender that
+        mirrors another's numbering (the provider's in-order echo) may send out of
+        order and leave holes.  It must be at least :attr:`first_seq` and never a
+        number this stream used before (a nonce must not repeat); later chunks
+        without ``seq`` continue after the highest number sent.
         """
         stream = self._streams.get((source, sink))
         new_stream = stream is None
         if stream is None:
             stream = _SendStream(self._first_seq)
         full = not stream.truncate or bool(reference_frame)
-        seq = stream.next_seq
+        if seq is None:
+            seq = stream.next_seq
+        elif seq < self._first_seq:
+            raise ChunkEncodeError(f"sequence number {seq} is below {self._first_seq}")
         if seq >= self._ceiling:
             self._reserve_from(seq)
         if (
@@ -363,7 +377,8 @@ class ChunkSender:
         stream.history_acked[slot] = False
         stream.history_chunk[slot] = encoded
         stream.history_resent[slot] = now
-        stream.next_seq = seq + 1
+        if seq >= stream.next_seq:
+            stream.next_seq = seq + 1
         stream.sent += 1
         if self._unacked_since is None:
             self._unacked_since = now
