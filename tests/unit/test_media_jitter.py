@@ -370,3 +370,39 @@ def test_a_loss_costs_one_frame_of_concealment_not_a_wait(seed: int) -> None:
     assert stats.stretched <= 18
     assert stats.discarded <= 3
     assert frames_of(out) == sorted(frames_of(out))
+
+
+def test_the_target_starts_at_the_initial_delay_and_holds_it_through_silence() -> None:
+    jb = JitterBuffer(initial_delay_ms=60)
+    assert jb.target_ms == 60
+    # 2 s of the sender's silence (nothing says the path is calm), then a calm stream.
+    out = simulate(jb, [(2.0 + i * TICK, i) for i in range(150)], 5.2)
+    assert out[:100] == [Gap(None)] * 100
+    first = next(i for i, x in enumerate(out) if isinstance(x, Frame))
+    assert first == 100 + 2  # the first talkspurt waits until 60 ms of it is buffered
+    assert frames_of(out) == list(range(150))  # coming down drops no frame of speech
+    assert jb.target_ms == 20  # a frame per half second of media
+    assert jb.stats().discarded == 0
+    assert JitterBuffer(initial_delay_ms=500).target_ms == 200  # within the bounds
+    assert JitterBuffer(initial_delay_ms=0).target_ms == 20
+
+
+def test_an_excess_left_by_a_target_coming_down_drains_in_the_next_silence() -> None:
+    # A talkspurt of 1.5 s starts 60 ms behind and stays there while the target comes
+    # down to 20 ms (no frame of speech dropped for it); after 120 ms of the sender's
+    # silence the next talkspurt plays its first chunk at once, 20 ms behind.
+    jb = JitterBuffer(initial_delay_ms=60)
+    played_at = {}
+    for tick in range(120):
+        now = tick * TICK
+        if tick < 75:
+            jb.push(tick, tick * 20, b"a", now)
+        elif tick >= 81:
+            jb.push(tick - 6, tick * 20, b"b", now)  # numbers go on, timestamps jumped
+        got = jb.pop(now + 0.01)
+        if isinstance(got, Frame):
+            played_at[got.seq] = tick
+    assert played_at[0] == 2 and played_at[74] == 76  # 60 ms behind, all of it
+    assert jb.stats().discarded == 0
+    assert played_at[75] == 81  # the excess went in the silence
+    assert played_at[113] == 119

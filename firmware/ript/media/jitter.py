@@ -20,14 +20,17 @@ Guarantees, whatever arrives:
 * the playout delay follows the network: the target is about three times the
   RFC 3550 interarrival jitter estimate, rounded up to whole frames and kept
   within ``[min_delay_ms, max_delay_ms]`` (the phone's ``[audio] jitter_max_ms``);
-  it grows at once when jitter rises and comes down by one frame per
-  ``shrink_every_ms`` (500 ms) while the estimate stays below it.  A missing chunk is
-  waited for (stretch) only while nothing after it has arrived either (the stream is
-  late, a delay spike); once later chunks are here it is taken as lost and concealed in
-  its own turn (Opus FEC from the next), so a loss costs one frame of concealment and no
-  delay.  Above target the buffer catches up:
-  slightly above, it drops one frame in every ``compress_every`` pops; more than
-  ``skip_excess_ms`` above (the burst that follows a 5 s migration), it skips
+  it starts at ``initial_delay_ms`` (default: the minimum), grows at once when
+  jitter rises and comes down by one frame per ``shrink_every_ms`` (500 ms) of
+  media flowing while the estimate stays below it (not in the sender's silences).
+  A missing chunk is waited for (stretch) only while nothing after it has arrived
+  either (the stream is late, a delay spike); once later chunks are here it is
+  taken as lost and concealed in its own turn (Opus FEC from the next), so a loss
+  costs one frame of concealment and no delay.  Above target the buffer catches
+  up: more than two frames above, it drops one frame in every ``compress_every``
+  pops (up to two frames over are left for the next silence of the sender to
+  drain, so a target coming down costs no speech); more than ``skip_excess_ms``
+  above (the burst that follows a 5 s migration), it skips
   straight to the target.  Dropped frames count as ``discarded``;
 * after ``underrun_frames`` missing frames in a row with nothing buffered, the
   stream is taken as paused: concealment stops and playout restarts at the
@@ -160,6 +163,7 @@ class JitterBuffer:
         compress_every: int = 4,
         underrun_frames: int = 10,
         shrink_every_ms: int = 500,
+        initial_delay_ms: int | None = None,
     ) -> None:
         if frame_ms <= 0 or not frame_ms <= min_delay_ms <= max_delay_ms <= capacity_ms:
             raise JitterError(
@@ -176,7 +180,11 @@ class JitterBuffer:
         self._compress_every = compress_every
         self._shrink_pops = max(1, shrink_every_ms // frame_ms)
         self._calm_pops = 0
-        self._target = min_delay_ms
+        # Where the target starts: before any chunk the jitter is unknown, so a phone may
+        # start above the minimum and come down as the path proves calm.
+        initial = min_delay_ms if initial_delay_ms is None else initial_delay_ms
+        initial = initial // frame_ms * frame_ms
+        self._target = min(max_delay_ms, max(min_delay_ms, initial))
         self._underrun_frames = underrun_frames
         self._packets: dict[int, Frame] = {}
         self._next: int | None = None  # next seq to play; None while waiting to (re)start
@@ -275,6 +283,8 @@ class JitterBuffer:
             self._target = wanted
             self._calm_pops = 0
             return
+        if not self._packets:
+            return  # nothing flowing (the sender's silence): no evidence the path is calm
         self._calm_pops += 1
         if self._calm_pops >= self._shrink_pops:
             self._calm_pops = 0
@@ -324,7 +334,7 @@ class JitterBuffer:
         excess_ms = max(0, self._max_seq - self._next + 1) * frame_ms - target
         if excess_ms > self._skip_excess:
             self._skip_to(self._max_seq - target_frames + 1)
-        elif excess_ms > frame_ms:
+        elif excess_ms > 2 * frame_ms:
             self._compress_count += 1
             if self._compress_count >= self._compress_every:
                 self._compress_count = 0

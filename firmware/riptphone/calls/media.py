@@ -73,6 +73,11 @@ log = logging.getLogger(__name__)
 
 LOSS_WINDOW_MS = 1000
 """How often the loss the acks show is handed to the Opus encoder (ript.media.loss_hint)."""
+INITIAL_PLAYOUT_MS = 60
+"""The jitter buffer's target delay at the start of a leg, before any jitter is known: the
+first words ("Hello?") come after silence with no chunk to measure the path by, and one
+frame of delay let 40 ms of jitter stretch them.  It comes down a frame per half second of
+received media once the path shows itself calm (the excess drains in the next silence)."""
 CN_EVERY_MS = 400
 """In silence with CN negotiated, one CN chunk this often (docs/daemon.md says why)."""
 DTX_BYTES = 2
@@ -250,6 +255,7 @@ class MediaSession:
             min_delay_ms=plan.ptime,
             max_delay_ms=max(plan.ptime, settings.jitter_max_ms),
             skip_excess_ms=max(plan.ptime, settings.jitter_max_ms),
+            initial_delay_ms=INITIAL_PLAYOUT_MS,
         )
         self._capture_device = capture_device
         self._playback_device = playback_device
