@@ -138,6 +138,9 @@ PANIC_EVERY = 1.0
 TONE_DBOV = -16.0
 _GENERATED = frozenset({MediaMode.TONE, MediaMode.FILE, MediaMode.SILENCE})
 _ECHOES = frozenset({MediaMode.ECHO, MediaMode.ECHO_IN_ORDER})
+_ECHO_SEQ_LIMIT = 1 << 63
+"""The in-order echo's numbers stay below this: reservations are kept in SQLite (signed
+64-bit), and the phone, which chooses the number echoed, could otherwise exceed it."""
 LEG_COOKIE = "ript-leg"
 """Cookie naming the handler leg a media request belongs to (set by ``POST {call}``)."""
 MAX_SESSIONS = 4
@@ -1115,6 +1118,8 @@ class RunningServer:
         for chunk in chunks:
             stream = (chunk.source, chunk.sink, chunk.payload_type)
             seq = first + chunk.seq if in_order else None
+            if seq is not None and seq >= _ECHO_SEQ_LIMIT:
+                continue  # not a number the provider can reserve: this chunk is not echoed
             self._send_frame(
                 media, call_uri, stream, chunk.timestamp, chunk.payload, now=now, seq=seq
             )

@@ -320,7 +320,16 @@ def test_echo_in_order_numbers_each_chunk_as_the_phone_did(tmp_path: Path) -> No
     # (lost on the way in): each comes back at once with the phone's own number, so the
     # phone's jitter buffer puts them back in order and sees the loss as its own.
     async def body(env: Env) -> None:
-        call = await answered_call(env, IN_ORDER_DEST)
+        call = await place_ok(env, IN_ORDER_DEST)
+        assert call.media_key is not None
+        # As after a restart under this key: the provider's numbering resumes at 5000.
+        env.server._core.reserve_s2c(call.media_key, 5000)
+        path = call.uri.removeprefix(env.server.origin)
+        reverse = await env.client.open_stream(
+            "GET", env.url(f"{path}/events"), headers=AUTH, end_stream=True
+        )
+        events = await next_events(reverse, EventStreamReader(), 3)
+        assert events[-1].type == "answered"
         sink = Datagrams()
         status, opened = await session(env, call, sink)
         assert status == 200
@@ -345,7 +354,8 @@ def test_echo_in_order_numbers_each_chunk_as_the_phone_did(tmp_path: Path) -> No
                 await sink.wait(len(sink.got) + 1)
         back = media_back()
         assert [c.payload[0] for c in back] == [1, 0, 3, 2, 5, 7, 6]  # at once, as they came
-        assert [c.seq for c in back] == [1, 0, 3, 2, 5, 7, 6]  # numbered as the phone did
+        # Numbered as the phone did, past where the provider's numbering resumed.
+        assert [c.seq for c in back] == [5000 + i for i in (1, 0, 3, 2, 5, 7, 6)]
         assert [c.timestamp for c in back] == [5000 + 20 * c.payload[0] for c in back]
 
     run(body, tmp_path)

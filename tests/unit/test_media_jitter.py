@@ -406,3 +406,17 @@ def test_an_excess_left_by_a_target_coming_down_drains_in_the_next_silence() -> 
     assert jb.stats().discarded == 0
     assert played_at[75] == 81  # the excess went in the silence
     assert played_at[113] == 119
+
+
+def test_a_chunk_after_its_turn_does_not_feed_the_jitter_estimate() -> None:
+    # A path without jitter; chunk 10 is lost and its re-send arrives 150 ms late, after
+    # its turn: it is dropped as late and says nothing of the path (it used to add two
+    # big steps to the estimate, this one's and the next chunk's against it).
+    jb = JitterBuffer()
+    arrivals = [(i * TICK + 0.005, i) for i in range(60) if i != 10]
+    arrivals.append((10 * TICK + 0.155, 10))
+    simulate(jb, arrivals, 1.3)
+    stats = jb.stats()
+    assert stats.late == 1 and stats.lost == 1
+    assert stats.jitter_ms < 1.0
+    assert stats.target_ms == 20

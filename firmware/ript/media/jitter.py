@@ -218,9 +218,14 @@ class JitterBuffer:
         """
         if not 0 <= seq < SEQ_LIMIT or not 0 <= timestamp_ms < SEQ_LIMIT:
             raise JitterError(f"sequence number {seq} or timestamp {timestamp_ms} is not 64-bit")
+        # Before the estimate: a chunk whose turn has passed (mostly a lost one the sender
+        # re-sent, a round trip late) or a second copy of one says more about the re-send
+        # than about the path's jitter, and one such step (twice: it would also be the next
+        # chunk's reference) would raise the delay of everything after it.
+        if seq <= self._last_emitted:
+            self._late += 1
+            return False
         if seq in self._packets:
-            # Before the estimate: a second copy (the sender re-sent a chunk whose ack was
-            # lost) arrives a round trip late, which says nothing of the path's jitter.
             self._duplicates += 1
             return False
         if timed:
@@ -231,9 +236,6 @@ class JitterBuffer:
                 step = min(abs(transit - self._prev_transit), float(self._max_delay))
                 self._jitter += (step - self._jitter) / 16.0
             self._prev_transit = transit
-        if seq <= self._last_emitted:
-            self._late += 1
-            return False
         if seq <= self._max_seq - self._capacity:
             self._discarded += 1  # further behind the newest chunk than we keep
             return False
