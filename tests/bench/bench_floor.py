@@ -1,0 +1,400 @@
+"""The floor under issue #12's goals: the design card's stack carrying a call's audio, nothing else.
+
+    PYTHONPATH=firmware .venv/bin/python tests/bench/bench_floor.py \
+        [--quic aioquic] [--quic qh3] [--no-phone] [--no-peer] [--runs 5] [--seconds 20]
+
+What a phone cannot do without, and nothing more (the "floor" client):
+
+* a capture thread reading 20 ms frames from an ALSA PCM (alsa-lib's file
+  plugin, a 1 kHz tone, paced by the thread as the phone's is) and posting each
+  into the asyncio loop;
+* Opus at the phone's settings on this machine (48 kHz mono, 24 kbit/s,
+  complexity 9, FEC allowed, through the phone's own ctypes encoder);
+* each packet sent as a WebTransport datagram over HTTP/3 on QUIC (aioquic, the
+  design card's library, or qh3, the fork issue #12 names), with the phone's
+  ACK policy (an ACK waits up to 20 ms and rides on the next datagram);
+* each datagram received decoded and queued for a playback thread writing
+  20 ms frames to an ALSA PCM.
+
+It leaves out everything RIPT adds: chunk framing and sealing, acknowledgements
+and re-sends, the jitter buffer and concealment, the control socket, MQTT, the
+screen.  It also sends nothing after a packet in (the phone schedules a transmit
+so that a due ACK or a reopened request goes out), so it is a lower bound, not
+a competitor.  The far end is a minimal aioquic server echoing each datagram.
+
+Each run measures, back to back on the same machine: the floor client for each
+``--quic``, the phone in a WebTransport Opus call (tests/bench/compare.py) and
+baresip calling itself (``../shared/peerbench``), all over ``--seconds`` of
+established audio.  CPU is utime + stime of all threads (/proc/PID/stat), given
+per call-minute; memory is the peak RSS (VmHWM).  One JSON line per kind, with
+medians and the ratio to baresip's median.  Results go in docs/performance.md.
+
+qh3 is not a dependency: ``--quic qh3`` needs it importable (``pip install
+qh3``, or ``--qh3-path DIR`` for a ``pip install --target DIR qh3``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import importlib
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: alsa, integration, bench
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "firmware"))
+
+RATE = 48000
+FRAME_SAMPLES = 960  # 20 ms
+PERIOD_S = 0.020
+ACK_DELAY_S = 0.020  # as riptphone.net.h3.ACK_DELAY
+SETTLE_S = 1.0
+PEERBENCH = Path(__file__).resolve().parents[3] / "shared" / "peerbench"
+
+
+def _quic(lib: str) -> dict[str, Any]:
+    """The names the floor uses, from ``aioquic`` or ``qh3`` (the same API)."""
+    return {
+        "asyncio": importlib.import_module(f"{lib}.asyncio"),
+        "h3": importlib.import_module(f"{lib}.h3.connection"),
+        "h3_events": importlib.import_module(f"{lib}.h3.events"),
+        "config": importlib.import_module(f"{lib}.quic.configuration"),
+        "events": importlib.import_module(f"{lib}.quic.events"),
+    }
+
+
+def _delay_acks(quic: Any) -> None:
+    # aioquic only (a private attribute, as the phone sets it); qh3 has no such setting.
+    if hasattr(quic, "_ack_delay"):
+        quic._ack_delay = ACK_DELAY_S
+
+
+def _ack_now(quic: Any, now: float) -> None:
+    """The ACK owed rides on the packet about to be built (riptphone.net.h3.ack_now)."""
+    spaces = getattr(quic, "_spaces", None)
+    if not spaces:
+        return
+    from aioquic.tls import Epoch
+
+    space = spaces.get(Epoch.ONE_RTT)
+    if space is not None and space.ack_at is not None and space.ack_at > now:
+        space.ack_at = now
+
+
+# --------------------------------------------------------------------------- the echo far end
+
+
+def serve(port_file: Path, cert: Path, key: Path) -> None:
+    q = _quic("aioquic")
+    h3_events, events = q["h3_events"], q["events"]
+
+    class Echo(q["asyncio"].QuicConnectionProtocol):  # type: ignore[misc]
+        h3: Any = None
+
+        def quic_event_received(self, event: Any) -> None:
+            if isinstance(event, events.ProtocolNegotiated):
+                self.h3 = q["h3"].H3Connection(self._quic, enable_webtransport=True)
+            elif isinstance(event, events.HandshakeCompleted):
+                _delay_acks(self._quic)
+            if self.h3 is None:
+                return
+            for h3_event in self.h3.handle_event(event):
+                if isinstance(h3_event, h3_events.HeadersReceived):
+                    if (b":method", b"CONNECT") in h3_event.headers:
+                        self.h3.send_headers(h3_event.stream_id, [(b":status", b"200")])
+                elif isinstance(h3_event, h3_events.DataReceived) and h3_event.stream_ended:
+                    # A byway: the chunk comes back as the answer's body.
+                    stream_id = h3_event.stream_id
+                    self.h3.send_headers(stream_id, [(b":status", b"200")])
+                    self.h3.send_data(stream_id, h3_event.data, end_stream=True)
+                    _ack_now(self._quic, self._loop.time())
+                elif isinstance(h3_event, h3_events.DatagramReceived):
+                    self.h3.send_datagram(h3_event.stream_id, h3_event.data)
+                    _ack_now(self._quic, self._loop.time())
+
+    async def main() -> None:
+        config = q["config"].QuicConfiguration(
+            is_client=False, alpn_protocols=q["h3"].H3_ALPN, max_datagram_frame_size=65536
+        )
+        config.load_cert_chain(str(cert), str(key))
+        server = await q["asyncio"].serve(
+            "127.0.0.1", 0, configuration=config, create_protocol=Echo
+        )
+        port_file.write_text(str(server._transport.get_extra_info("sockname")[1]))
+        await asyncio.Event().wait()
+
+    asyncio.run(main())
+
+
+# --------------------------------------------------------------------------- the floor client
+
+
+def client(lib: str, transport: str, port: int, ca_file: Path) -> None:
+    import alsaaudio
+
+    from ript.media.opus_codec import OpusDecoder, OpusEncoder
+
+    q = _quic(lib)
+    h3_events, events = q["h3_events"], q["events"]
+    encoder = OpusEncoder(RATE, 24000, fec=True, expected_loss_pct=0, complexity=9)
+    decoder = OpusDecoder(RATE)
+    played: collections.deque[bytes] = collections.deque(maxlen=10)
+    silence = bytes(2 * FRAME_SAMPLES)
+    stop = threading.Event()
+
+    class Floor(q["asyncio"].QuicConnectionProtocol):  # type: ignore[misc]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.h3 = q["h3"].H3Connection(self._quic, enable_webtransport=True)
+            self.answered: asyncio.Future[None] = asyncio.get_event_loop().create_future()
+            self.session = -1
+            self.put_headers: list[tuple[bytes, bytes]] = []
+
+        def quic_event_received(self, event: Any) -> None:
+            if isinstance(event, events.HandshakeCompleted):
+                _delay_acks(self._quic)
+            for h3_event in self.h3.handle_event(event):
+                if isinstance(h3_event, h3_events.DatagramReceived | h3_events.DataReceived):
+                    if h3_event.data:
+                        played.append(decoder.decode(h3_event.data))
+                elif isinstance(h3_event, h3_events.HeadersReceived) and not self.answered.done():
+                    self.answered.set_result(None)
+
+        def datagram_received(self, data: bytes, addr: Any) -> None:
+            # The lower bound: no transmit after a packet in (the phone schedules one).
+            self._quic.receive_datagram(data, addr, now=self._loop.time())
+            self._process_events()
+
+        def on_mic(self, pcm: bytes) -> None:
+            self.h3.send_datagram(self.session, encoder.encode(pcm))
+            _ack_now(self._quic, self._loop.time())
+            self.transmit()
+
+        def on_mic_byway(self, pcm: bytes) -> None:
+            # One request per chunk, its answer the echo: fewer streams than the
+            # phone's PUT and held GET per chunk, so still a lower bound.
+            stream_id = self._quic.get_next_available_stream_id()
+            self.h3.send_headers(stream_id, self.put_headers)
+            self.h3.send_data(stream_id, encoder.encode(pcm), end_stream=True)
+            _ack_now(self._quic, self._loop.time())
+            self.transmit()
+
+    def capture(loop: asyncio.AbstractEventLoop, on_mic: Any) -> None:
+        pcm = alsaaudio.PCM(
+            alsaaudio.PCM_CAPTURE, alsaaudio.PCM_NORMAL, device="phone_in", channels=1,
+            rate=RATE, format=alsaaudio.PCM_FORMAT_S16_LE, periodsize=FRAME_SAMPLES, periods=4,
+        )  # fmt: skip
+        due = time.monotonic() + PERIOD_S
+        while not stop.is_set():
+            _, data = pcm.read()
+            wait = due - time.monotonic()
+            if wait > 0:
+                stop.wait(wait)
+            due += PERIOD_S
+            loop.call_soon_threadsafe(on_mic, data)
+
+    def playback() -> None:
+        pcm = alsaaudio.PCM(
+            alsaaudio.PCM_PLAYBACK, alsaaudio.PCM_NORMAL, device="phone_out", channels=1,
+            rate=RATE, format=alsaaudio.PCM_FORMAT_S16_LE, periodsize=FRAME_SAMPLES, periods=3,
+        )  # fmt: skip
+        due = time.monotonic() + PERIOD_S
+        while not stop.is_set():
+            wait = due - time.monotonic()
+            if wait > 0:
+                stop.wait(wait)
+            due += PERIOD_S
+            pcm.write(played.popleft() if played else silence)
+
+    async def main() -> None:
+        config = q["config"].QuicConfiguration(
+            is_client=True,
+            alpn_protocols=q["h3"].H3_ALPN,
+            max_datagram_frame_size=65536,
+            server_name="localhost",
+        )
+        config.load_verify_locations(str(ca_file))
+        connect = q["asyncio"].connect
+        async with connect("127.0.0.1", port, configuration=config, create_protocol=Floor) as p:
+            p.session = p._quic.get_next_available_stream_id()
+            p.h3.send_headers(
+                p.session,
+                [
+                    (b":method", b"CONNECT"),
+                    (b":protocol", b"webtransport"),
+                    (b":scheme", b"https"),
+                    (b":authority", f"localhost:{port}".encode()),
+                    (b":path", b"/media"),
+                ],
+            )
+            p.transmit()
+            await p.answered
+            loop = asyncio.get_running_loop()
+            p.put_headers = [
+                (b":method", b"PUT"),
+                (b":scheme", b"https"),
+                (b":authority", f"localhost:{port}".encode()),
+                (b":path", b"/media/chunk"),
+                (b"content-type", b"application/octet-stream"),
+            ]
+            on_mic = p.on_mic if transport == "webtransport" else p.on_mic_byway
+            threading.Thread(target=capture, args=(loop, on_mic), daemon=True).start()
+            threading.Thread(target=playback, daemon=True).start()
+            print("ready", flush=True)
+            await asyncio.Event().wait()
+
+    asyncio.run(main())
+
+
+# --------------------------------------------------------------------------- measuring
+
+
+def _cpu_and_hwm(pid: int) -> tuple[float, float]:
+    from bench.compare import cpu_seconds
+    from bench.harness import proc_status_kb
+
+    return cpu_seconds(pid), proc_status_kb(pid, "VmHWM") / 1024
+
+
+def heard_fraction(played: bytes, seconds: float) -> float:
+    """Of the last ``seconds`` of what the playback thread wrote, the share of frames not silent."""
+    size = 2 * FRAME_SAMPLES
+    frames = [played[i : i + size] for i in range(0, len(played) - size + 1, size)]
+    tail = frames[-int(seconds / PERIOD_S) :]
+    return sum(1 for frame in tail if frame.count(0) < size) / max(1, len(tail))
+
+
+def measure_floor(
+    work: Path, lib: str, transport: str, seconds: float, qh3_path: str | None
+) -> tuple[float, float]:
+    """One call of the floor client: (CPU s per call-minute, peak RSS in MB)."""
+    from alsa.fileplugin import write_asoundrc
+    from integration.h3_test_server import make_pki
+    from riptdev.processes import stop_process, tone_pcm
+
+    work.mkdir(parents=True)
+    pki = make_pki(work)
+    alsa = write_asoundrc(work / "alsa", tone_pcm(seconds + 20, RATE))
+    port_file = work / "port"
+    me = [sys.executable, __file__]
+    server = subprocess.Popen(
+        [*me, "--role", "server", str(port_file), str(pki.cert_file), str(pki.key_file)]
+    )
+    floor: subprocess.Popen[str] | None = None
+    try:
+        deadline = time.monotonic() + 20
+        while not (port_file.exists() and port_file.read_text()):
+            if time.monotonic() > deadline or server.poll() is not None:
+                raise SystemExit("bench: the echo server did not start")
+            time.sleep(0.05)
+        env = alsa.env()
+        if qh3_path:
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [qh3_path, env.get("PYTHONPATH")]))
+        floor = subprocess.Popen(
+            [*me, "--role", "client", lib, transport, port_file.read_text(), str(pki.ca_file)],
+            env=env,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert floor.stdout is not None
+        if floor.stdout.readline().strip() != "ready":
+            raise SystemExit(f"bench: the floor client on {lib} did not start its call")
+        time.sleep(SETTLE_S)
+        before, _ = _cpu_and_hwm(floor.pid)
+        start = time.monotonic()
+        time.sleep(seconds)
+        after, hwm = _cpu_and_hwm(floor.pid)
+        window = time.monotonic() - start
+        heard = heard_fraction(alsa.playback_file.read_bytes(), seconds)
+        if heard < 0.9:  # not a call: the echo did not come back (or not in time)
+            raise SystemExit(f"bench: floor-{lib}-{transport} heard the echo in {heard:.0%}")
+        return (after - before) * 60 / window, hwm
+    finally:
+        if floor is not None:
+            stop_process(floor)
+        stop_process(server)
+
+
+def main() -> int:
+    # The far end and the floor client are this file run again: they import only
+    # what the floor needs (not argparse, json, ...), as their memory is measured.
+    if sys.argv[1:2] == ["--role"]:
+        role, *rest = sys.argv[2:]
+        if role == "server":
+            serve(Path(rest[0]), Path(rest[1]), Path(rest[2]))
+        else:
+            client(rest[0], rest[1], int(rest[2]), Path(rest[3]))
+        return 0
+
+    import argparse
+    import json
+    import statistics
+    import tempfile
+
+    from bench.benchlib import cases
+    from bench.compare import measure_baresip, measure_phone, own_loopback
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quic", action="append", choices=["aioquic", "qh3"])
+    parser.add_argument("--transport", action="append", choices=["webtransport", "byways"])
+    parser.add_argument("--qh3-path", default=None, help="a folder holding the qh3 package")
+    parser.add_argument("--no-phone", action="store_true", help="leave out the phone's call")
+    parser.add_argument("--no-peer", action="store_true", help="leave out baresip")
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--peerbench", default=str(PEERBENCH))
+    args = parser.parse_args()
+    transports = args.transport or ["webtransport"]
+    kinds = [f"floor-{lib}-{t}" for t in transports for lib in args.quic or ["aioquic"]]
+    kinds += [] if args.no_phone else [f"phone-{t}" for t in transports]
+    kinds += [] if args.no_peer else ["baresip"]
+    peerbench = Path(args.peerbench)
+    if "baresip" in kinds and not (peerbench / "run_baresip_bench.sh").exists():
+        raise SystemExit(f"bench: no run_baresip_bench.sh in {peerbench}")
+    opus_case = {case.transport: case for case in cases(transports, ["opus"])}
+    cpu: dict[str, list[float]] = {kind: [] for kind in kinds}
+    rss: dict[str, list[float]] = {kind: [] for kind in kinds}
+    work = Path(tempfile.mkdtemp(prefix="bench-floor-"))
+    with own_loopback() as prefix:
+        for run in range(1, args.runs + 1):
+            for kind in kinds:
+                where = work / f"r{run}" / kind
+                if kind.startswith("floor-"):
+                    _, lib, transport = kind.split("-")
+                    got = measure_floor(where, lib, transport, args.seconds, args.qh3_path)
+                elif kind.startswith("phone-"):
+                    phone = measure_phone(where, opus_case[kind[6:]], args.seconds)
+                    got = phone.phone_cpu_s_per_min, phone.phone_peak_rss_mb
+                else:
+                    peer = measure_baresip(peerbench, where, "opus", args.seconds, prefix)
+                    got = peer.caller_cpu_s_per_min, peer.caller_peak_rss_mb
+                cpu[kind].append(got[0])
+                rss[kind].append(got[1])
+                print(
+                    f"run {run} {kind}: {got[0]:.2f} s/min, peak RSS {got[1]:.1f} MB"
+                    f" (load {os.getloadavg()[0]:.2f})",
+                    file=sys.stderr,
+                    flush=True,
+                )
+    peer_median = statistics.median(cpu["baresip"]) if "baresip" in cpu else None
+    for kind in kinds:
+        median = statistics.median(cpu[kind])
+        line: dict[str, object] = {
+            "kind": kind,
+            "cpu_s_per_min": round(median, 3),
+            "runs": [round(value, 3) for value in cpu[kind]],
+            "peak_rss_mb": round(max(rss[kind]), 1),
+        }
+        if peer_median:
+            line["ratio_to_baresip"] = round(median / peer_median, 2)
+        print(json.dumps(line), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
