@@ -1,7 +1,8 @@
 """The floor under issue #12's goals: the design card's stack carrying a call's audio, nothing else.
 
     PYTHONPATH=firmware .venv/bin/python tests/bench/bench_floor.py \
-        [--quic aioquic] [--quic qh3] [--no-phone] [--no-peer] [--runs 5] [--seconds 20]
+        [--quic aioquic] [--quic qh3] [--transport webtransport] [--transport byways] \
+        [--no-phone] [--no-peer] [--runs 5] [--seconds 20]
 
 What a phone cannot do without, and nothing more (the "floor" client):
 
@@ -10,24 +11,37 @@ What a phone cannot do without, and nothing more (the "floor" client):
   into the asyncio loop;
 * Opus at the phone's settings on this machine (48 kHz mono, 24 kbit/s,
   complexity 9, FEC allowed, through the phone's own ctypes encoder);
-* each packet sent as a WebTransport datagram over HTTP/3 on QUIC (aioquic, the
-  design card's library, or qh3, the fork issue #12 names), with the phone's
-  ACK policy (an ACK waits up to 20 ms and rides on the next datagram);
-* each datagram received decoded and queued for a playback thread writing
-  20 ms frames to an ALSA PCM.
+* each packet sent over HTTP/3 on QUIC (aioquic, the design card's library, or
+  qh3, the fork issue #12 names): as a WebTransport datagram, or (byways) as
+  one request per chunk whose answer is the echo, fewer streams than the
+  phone's PUT and held GET.  On aioquic with the phone's ACK policy (an ACK
+  waits up to 20 ms and rides on the next packet); qh3 has no ACK delay and
+  sends each ACK alone about 1 ms after a packet arrives, so its floor counts
+  one packet out per tick more than it needs;
+* each packet received decoded and queued for a playback thread writing
+  20 ms frames to an ALSA PCM.  The two audio threads' share is reported on
+  its own (``audio_threads_s_per_min``): baresip's peerbench run reads a WAV
+  file and plays nothing.
 
 It leaves out everything RIPT adds: chunk framing and sealing, acknowledgements
 and re-sends, the jitter buffer and concealment, the control socket, MQTT, the
 screen.  It also sends nothing after a packet in (the phone schedules a transmit
 so that a due ACK or a reopened request goes out), so it is a lower bound, not
-a competitor.  The far end is a minimal aioquic server echoing each datagram.
+a competitor.  The far end is a minimal aioquic server echoing each datagram
+or body.  A run fails unless the echoed tone is heard (Goertzel, as the call
+bench checks the phone's audio) in 90 % of the measured frames.
 
 Each run measures, back to back on the same machine: the floor client for each
-``--quic``, the phone in a WebTransport Opus call (tests/bench/compare.py) and
+``--quic`` and ``--transport``, the phone in an Opus call on each transport
+(tests/bench/compare.py) and
 baresip calling itself (``../shared/peerbench``), all over ``--seconds`` of
 established audio.  CPU is utime + stime of all threads (/proc/PID/stat), given
-per call-minute; memory is the peak RSS (VmHWM).  One JSON line per kind, with
-medians and the ratio to baresip's median.  Results go in docs/performance.md.
+per call-minute; memory is the peak RSS (VmHWM, the highest of the runs).  One
+JSON line per kind, with medians and the ratio to baresip's median.  Measure
+with the Python the phone ships on (Debian's ``/usr/bin/python3``, see
+provisioning/deb/build.sh): an interpreter built without PGO and LTO, such as
+pyenv's default, runs the same code about a quarter slower.  Results go in
+docs/performance.md.
 
 qh3 is not a dependency: ``--quic qh3`` needs it importable (``pip install
 qh3``, or ``--qh3-path DIR`` for a ``pip install --target DIR qh3``).
@@ -39,10 +53,12 @@ import asyncio
 import collections
 import importlib
 import os
+import select
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +81,10 @@ def _quic(lib: str) -> dict[str, Any]:
         "h3_events": importlib.import_module(f"{lib}.h3.events"),
         "config": importlib.import_module(f"{lib}.quic.configuration"),
         "events": importlib.import_module(f"{lib}.quic.events"),
+        # aioquic's packet spaces are keyed by Epoch; qh3 keeps them in Rust.
+        "one_rtt": importlib.import_module("aioquic.tls").Epoch.ONE_RTT
+        if lib == "aioquic"
+        else None,
     }
 
 
@@ -74,14 +94,11 @@ def _delay_acks(quic: Any) -> None:
         quic._ack_delay = ACK_DELAY_S
 
 
-def _ack_now(quic: Any, now: float) -> None:
+def _ack_now(quic: Any, now: float, one_rtt: Any) -> None:
     """The ACK owed rides on the packet about to be built (riptphone.net.h3.ack_now)."""
-    spaces = getattr(quic, "_spaces", None)
-    if not spaces:
+    if one_rtt is None:
         return
-    from aioquic.tls import Epoch
-
-    space = spaces.get(Epoch.ONE_RTT)
+    space = quic._spaces.get(one_rtt)
     if space is not None and space.ack_at is not None and space.ack_at > now:
         space.ack_at = now
 
@@ -112,10 +129,10 @@ def serve(port_file: Path, cert: Path, key: Path) -> None:
                     stream_id = h3_event.stream_id
                     self.h3.send_headers(stream_id, [(b":status", b"200")])
                     self.h3.send_data(stream_id, h3_event.data, end_stream=True)
-                    _ack_now(self._quic, self._loop.time())
+                    _ack_now(self._quic, self._loop.time(), q["one_rtt"])
                 elif isinstance(h3_event, h3_events.DatagramReceived):
                     self.h3.send_datagram(h3_event.stream_id, h3_event.data)
-                    _ack_now(self._quic, self._loop.time())
+                    _ack_now(self._quic, self._loop.time(), q["one_rtt"])
 
     async def main() -> None:
         config = q["config"].QuicConfiguration(
@@ -151,7 +168,7 @@ def client(lib: str, transport: str, port: int, ca_file: Path) -> None:
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self.h3 = q["h3"].H3Connection(self._quic, enable_webtransport=True)
-            self.answered: asyncio.Future[None] = asyncio.get_event_loop().create_future()
+            self.answered: asyncio.Future[None] = self._loop.create_future()
             self.session = -1
             self.put_headers: list[tuple[bytes, bytes]] = []
 
@@ -172,7 +189,7 @@ def client(lib: str, transport: str, port: int, ca_file: Path) -> None:
 
         def on_mic(self, pcm: bytes) -> None:
             self.h3.send_datagram(self.session, encoder.encode(pcm))
-            _ack_now(self._quic, self._loop.time())
+            _ack_now(self._quic, self._loop.time(), q["one_rtt"])
             self.transmit()
 
         def on_mic_byway(self, pcm: bytes) -> None:
@@ -181,10 +198,10 @@ def client(lib: str, transport: str, port: int, ca_file: Path) -> None:
             stream_id = self._quic.get_next_available_stream_id()
             self.h3.send_headers(stream_id, self.put_headers)
             self.h3.send_data(stream_id, encoder.encode(pcm), end_stream=True)
-            _ack_now(self._quic, self._loop.time())
+            _ack_now(self._quic, self._loop.time(), q["one_rtt"])
             self.transmit()
 
-    def capture(loop: asyncio.AbstractEventLoop, on_mic: Any) -> None:
+    def capture(loop: asyncio.AbstractEventLoop, on_mic: Callable[[bytes], None]) -> None:
         pcm = alsaaudio.PCM(
             alsaaudio.PCM_CAPTURE, alsaaudio.PCM_NORMAL, device="phone_in", channels=1,
             rate=RATE, format=alsaaudio.PCM_FORMAT_S16_LE, periodsize=FRAME_SAMPLES, periods=4,
@@ -233,7 +250,7 @@ def client(lib: str, transport: str, port: int, ca_file: Path) -> None:
                 ],
             )
             p.transmit()
-            await p.answered
+            await asyncio.wait_for(p.answered, 20)
             loop = asyncio.get_running_loop()
             p.put_headers = [
                 (b":method", b"PUT"),
@@ -261,18 +278,35 @@ def _cpu_and_hwm(pid: int) -> tuple[float, float]:
     return cpu_seconds(pid), proc_status_kb(pid, "VmHWM") / 1024
 
 
+def _main_thread_cpu(pid: int) -> float:
+    """CPU seconds of the process's main thread (the asyncio loop's); the rest is its audio."""
+    from bench.compare import TICKS
+
+    with open(f"/proc/{pid}/task/{pid}/stat") as stat:
+        text = stat.read()
+    fields = text[text.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
 def heard_fraction(played: bytes, seconds: float) -> float:
-    """Of the last ``seconds`` of what the playback thread wrote, the share of frames not silent."""
+    """Of the last ``seconds`` the playback thread wrote, the share of frames holding the tone."""
+    from riptdev.processes import OTHER_HZ, TONE_HZ, goertzel, tone_found
+
     size = 2 * FRAME_SAMPLES
     frames = [played[i : i + size] for i in range(0, len(played) - size + 1, size)]
     tail = frames[-int(seconds / PERIOD_S) :]
-    return sum(1 for frame in tail if frame.count(0) < size) / max(1, len(tail))
+    heard = sum(
+        1
+        for frame in tail
+        if tone_found(goertzel(frame, RATE, TONE_HZ), goertzel(frame, RATE, OTHER_HZ))
+    )
+    return heard / max(1, len(tail))
 
 
 def measure_floor(
     work: Path, lib: str, transport: str, seconds: float, qh3_path: str | None
-) -> tuple[float, float]:
-    """One call of the floor client: (CPU s per call-minute, peak RSS in MB)."""
+) -> tuple[float, float, float]:
+    """One call of the floor client: CPU s per call-minute (all, audio threads), peak RSS in MB."""
     from alsa.fileplugin import write_asoundrc
     from integration.h3_test_server import make_pki
     from riptdev.processes import stop_process, tone_pcm
@@ -302,18 +336,22 @@ def measure_floor(
             text=True,
         )
         assert floor.stdout is not None
-        if floor.stdout.readline().strip() != "ready":
+        started, _, _ = select.select([floor.stdout], [], [], 30)
+        if not started or floor.stdout.readline().strip() != "ready":
             raise SystemExit(f"bench: the floor client on {lib} did not start its call")
         time.sleep(SETTLE_S)
         before, _ = _cpu_and_hwm(floor.pid)
+        main_before = _main_thread_cpu(floor.pid)
         start = time.monotonic()
         time.sleep(seconds)
         after, hwm = _cpu_and_hwm(floor.pid)
+        main_after = _main_thread_cpu(floor.pid)
         window = time.monotonic() - start
         heard = heard_fraction(alsa.playback_file.read_bytes(), seconds)
         if heard < 0.9:  # not a call: the echo did not come back (or not in time)
             raise SystemExit(f"bench: floor-{lib}-{transport} heard the echo in {heard:.0%}")
-        return (after - before) * 60 / window, hwm
+        audio = (after - before) - (main_after - main_before)
+        return (after - before) * 60 / window, audio * 60 / window, hwm
     finally:
         if floor is not None:
             stop_process(floor)
@@ -321,8 +359,8 @@ def measure_floor(
 
 
 def main() -> int:
-    # The far end and the floor client are this file run again: they import only
-    # what the floor needs (not argparse, json, ...), as their memory is measured.
+    # The far end and the floor client are this file run again; argparse, json and
+    # the bench's helpers stay out of them, as the client's memory is measured.
     if sys.argv[1:2] == ["--role"]:
         role, *rest = sys.argv[2:]
         if role == "server":
@@ -332,12 +370,13 @@ def main() -> int:
         return 0
 
     import argparse
+    import contextlib
     import json
     import statistics
     import tempfile
 
-    from bench.benchlib import cases
-    from bench.compare import measure_baresip, measure_phone, own_loopback
+    from bench.benchlib import cases, mismatches
+    from bench.compare import PeerError, measure_baresip, measure_phone, own_loopback
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quic", action="append", choices=["aioquic", "qh3"])
@@ -359,19 +398,37 @@ def main() -> int:
     opus_case = {case.transport: case for case in cases(transports, ["opus"])}
     cpu: dict[str, list[float]] = {kind: [] for kind in kinds}
     rss: dict[str, list[float]] = {kind: [] for kind in kinds}
+    audio: dict[str, list[float]] = {kind: [] for kind in kinds if kind.startswith("floor-")}
     work = Path(tempfile.mkdtemp(prefix="bench-floor-"))
-    with own_loopback() as prefix:
+    # baresip's own network namespace (root only) is made only when baresip runs.
+    loopback = own_loopback() if "baresip" in kinds else contextlib.nullcontext([])
+    with loopback as prefix:
         for run in range(1, args.runs + 1):
             for kind in kinds:
                 where = work / f"r{run}" / kind
                 if kind.startswith("floor-"):
                     _, lib, transport = kind.split("-")
-                    got = measure_floor(where, lib, transport, args.seconds, args.qh3_path)
+                    total, threads, peak = measure_floor(
+                        where, lib, transport, args.seconds, args.qh3_path
+                    )
+                    audio[kind].append(threads)
+                    got = total, peak
                 elif kind.startswith("phone-"):
-                    phone = measure_phone(where, opus_case[kind[6:]], args.seconds)
+                    case = opus_case[kind[6:]]
+                    phone = measure_phone(where, case, args.seconds)
+                    # A call that fell back to byways is not a WebTransport figure.
+                    problems = mismatches(case, phone.transport, phone.codec) + phone.notes
+                    for problem in problems:
+                        print(f"bench: {kind} run {run}: {problem}", file=sys.stderr)
+                    if mismatches(case, phone.transport, phone.codec):
+                        continue
                     got = phone.phone_cpu_s_per_min, phone.phone_peak_rss_mb
                 else:
-                    peer = measure_baresip(peerbench, where, "opus", args.seconds, prefix)
+                    try:
+                        peer = measure_baresip(peerbench, where, "opus", args.seconds, prefix)
+                    except PeerError as exc:  # one lost comparison, not the whole run
+                        print(f"bench: baresip run {run} failed: {exc}", file=sys.stderr)
+                        continue
                     got = peer.caller_cpu_s_per_min, peer.caller_peak_rss_mb
                 cpu[kind].append(got[0])
                 rss[kind].append(got[1])
@@ -381,8 +438,11 @@ def main() -> int:
                     file=sys.stderr,
                     flush=True,
                 )
-    peer_median = statistics.median(cpu["baresip"]) if "baresip" in cpu else None
+    peer_median = statistics.median(cpu["baresip"]) if cpu.get("baresip") else None
     for kind in kinds:
+        if not cpu[kind]:
+            print(f"bench: {kind}: no run gave a figure", file=sys.stderr)
+            continue
         median = statistics.median(cpu[kind])
         line: dict[str, object] = {
             "kind": kind,
@@ -390,6 +450,8 @@ def main() -> int:
             "runs": [round(value, 3) for value in cpu[kind]],
             "peak_rss_mb": round(max(rss[kind]), 1),
         }
+        if kind in audio:  # the capture and playback threads' share (baresip's run has neither)
+            line["audio_threads_s_per_min"] = round(statistics.median(audio[kind]), 3)
         if peer_median:
             line["ratio_to_baresip"] = round(median / peer_median, 2)
         print(json.dumps(line), flush=True)
