@@ -404,6 +404,15 @@ def delay_acks(quic: QuicConnection) -> None:
     quic._ack_delay = ACK_DELAY
 
 
+def ack_waits_until(quic: QuicConnection, now: float) -> float | None:
+    """When the 1-RTT ACK owed falls due, if it is owed and may still wait; else None."""
+    space = quic._spaces.get(Epoch.ONE_RTT)
+    if space is None or space.ack_at is None or space.ack_at <= now:
+        return None
+    due: float = space.ack_at
+    return due
+
+
 def ack_now(quic: QuicConnection, now: float) -> None:
     """Make an ACK owed due now, so the packet about to be built carries it."""
     space = quic._spaces.get(Epoch.ONE_RTT)
@@ -953,15 +962,43 @@ class _H3Protocol(QuicConnectionProtocol):
         # datagram out (an ACK, then the answer's request as another).  Here the
         # transmit waits for the end of this loop iteration's callbacks: what the
         # woken tasks send (a new GET after an answer) leaves in the same packet.
-        self._quic.receive_datagram(cast(bytes, data), addr, now=self._loop.time())
+        now = self._loop.time()
+        self._quic.receive_datagram(cast(bytes, data), addr, now=now)
         self._process_events()
-        self._transmit_soon()
+        if not self._ack_can_wait(now):
+            self._transmit_soon()
         # aioquic delivers ConnectionTerminated only after the closing/draining
         # period (3 PTO); fail streams as soon as the close is known.
         close = self._quic._close_event
         if close is not None and self._lost is None:
             self._terminated(close)
         self.wake_senders()
+
+    def _ack_can_wait(self, now: float) -> bool:
+        """Leave the transmit to the ACK's due time: True if nothing else must go now.
+
+        In a call a packet comes in every 20 ms and what it needs back is an ACK,
+        which waits for our next packet; the transmit after it found nothing to
+        send, at 41-88 us a time (docs/performance.md, "the floor of the stack").
+        It waits only when the packet asked for an ACK that may be delayed and we
+        wrote nothing: the timer is armed for the ACK's due time, and whatever
+        else the packet made due (a retransmission, flow-control credit, a
+        PATH_RESPONSE) leaves with it, at most ACK_DELAY later.  A packet with no
+        ACK owed (an ACK alone, which may declare data lost) transmits at once.
+        """
+        if self._wrote or not self.handshake_done or self._transmit_task is not None:
+            return False
+        if self._quic._close_pending:  # a CONNECTION_CLOSE of ours (a protocol error)
+            return False
+        due = ack_waits_until(self._quic, now)
+        if due is None:
+            return False
+        if self._timer_at is None or due < self._timer_at:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = self._loop.call_at(due, self._handle_timer)
+            self._timer_at = due
+        return True
 
     def quic_event_received(self, event: qe.QuicEvent) -> None:
         # Look first: H3Connection.handle_event drops these without a trace.
