@@ -571,6 +571,37 @@ def test_back_to_back_exchanges_send_one_datagram_each_with_the_acks_riding_alon
     run(scenario)
 
 
+def test_packets_in_wait_for_the_ack_delay_instead_of_a_transmit_each() -> None:
+    # A call's packets come every 20 ms and need only an ACK, which waits: the
+    # transmit after each of them found nothing to send (docs/performance.md,
+    # "the floor of the stack").  The ACKs still leave, at most ACK_DELAY late.
+    async def scenario(server: TestServer, client: H3Client) -> None:
+        await client.request("POST", server.url("/echo"), body=b"warm up")
+        conn: Any = await client.connection(server.origin)
+        await asyncio.sleep(ACK_DELAY * 2)
+        sent = count_datagrams(conn)
+        quic = conn._quic
+        calls: list[int] = []
+        build = quic.datagrams_to_send
+
+        def counting(now: float) -> list[tuple[bytes, Any]]:
+            built: list[tuple[bytes, Any]] = build(now=now)
+            calls.append(len(built))
+            return built
+
+        quic.datagrams_to_send = counting
+        stream = await client.open_stream("GET", server.url("/stream?n=30&ms=5&size=3"))
+        assert len(await stream.read_all()) == 90
+        await asyncio.sleep(ACK_DELAY * 2)
+        # 30 packets in over ~150 ms: a transmit for the request, then about one per
+        # ACK_DELAY (8 when the loop keeps time, a loaded machine's stalls add a few).
+        assert len(calls) <= 15, calls
+        assert calls.count(0) <= 3, calls  # old: a transmit per packet in, most of them empty
+        assert 5 <= len(sent) <= 15  # the ACKs did leave
+
+    run(scenario)
+
+
 def test_a_deferred_request_rides_with_the_next_one_or_leaves_after_the_ack_delay() -> None:
     async def get(client: H3Client, url: str) -> tuple[int, bytes]:
         async with await client.open_stream("GET", url, end_stream=True, defer=True) as stream:
