@@ -593,11 +593,12 @@ def test_packets_in_wait_for_the_ack_delay_instead_of_a_transmit_each() -> None:
         stream = await client.open_stream("GET", server.url("/stream?n=30&ms=5&size=3"))
         assert len(await stream.read_all()) == 90
         await asyncio.sleep(ACK_DELAY * 2)
-        # 30 packets in over ~150 ms: a transmit for the request, then about one per
-        # ACK_DELAY (8 when the loop keeps time, a loaded machine's stalls add a few).
-        assert len(calls) <= 15, calls
-        assert calls.count(0) <= 3, calls  # old: a transmit per packet in, most of them empty
-        assert 5 <= len(sent) <= 15  # the ACKs did leave
+        # Up to 30 packets in over ~150 ms: a transmit for the request, then about one
+        # per ACK_DELAY (8 when the loop keeps time; a loaded machine's stalls add a
+        # few).  The old way: a transmit for each packet in, 40 calls, most empty.
+        assert len(calls) <= 20, calls
+        assert calls.count(0) <= 3, calls
+        assert 2 <= len(sent) <= 20  # the request, and the ACKs did leave
 
     run(scenario)
 
