@@ -201,11 +201,15 @@ def client(lib: str, transport: str, port: int, ca_file: Path) -> None:
             _ack_now(self._quic, self._loop.time(), q["one_rtt"])
             self.transmit()
 
-    def capture(loop: asyncio.AbstractEventLoop, on_mic: Callable[[bytes], None]) -> None:
-        pcm = alsaaudio.PCM(
-            alsaaudio.PCM_CAPTURE, alsaaudio.PCM_NORMAL, device="phone_in", channels=1,
-            rate=RATE, format=alsaaudio.PCM_FORMAT_S16_LE, periodsize=FRAME_SAMPLES, periods=4,
+    def open_pcm(kind: int, device: str, periods: int) -> Any:
+        # The phone's format and periods (riptphone.hw.alsa): 20 ms periods, 4 in, 3 out.
+        return alsaaudio.PCM(
+            kind, alsaaudio.PCM_NORMAL, device=device, channels=1, rate=RATE,
+            format=alsaaudio.PCM_FORMAT_S16_LE, periodsize=FRAME_SAMPLES, periods=periods,
         )  # fmt: skip
+
+    def capture(loop: asyncio.AbstractEventLoop, on_mic: Callable[[bytes], None]) -> None:
+        pcm = open_pcm(alsaaudio.PCM_CAPTURE, "phone_in", 4)
         due = time.monotonic() + PERIOD_S
         while not stop.is_set():
             _, data = pcm.read()
@@ -216,10 +220,7 @@ def client(lib: str, transport: str, port: int, ca_file: Path) -> None:
             loop.call_soon_threadsafe(on_mic, data)
 
     def playback() -> None:
-        pcm = alsaaudio.PCM(
-            alsaaudio.PCM_PLAYBACK, alsaaudio.PCM_NORMAL, device="phone_out", channels=1,
-            rate=RATE, format=alsaaudio.PCM_FORMAT_S16_LE, periodsize=FRAME_SAMPLES, periods=3,
-        )  # fmt: skip
+        pcm = open_pcm(alsaaudio.PCM_PLAYBACK, "phone_out", 3)
         due = time.monotonic() + PERIOD_S
         while not stop.is_set():
             wait = due - time.monotonic()
