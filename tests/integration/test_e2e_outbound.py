@@ -283,6 +283,16 @@ def _in_a_call_then_cut(phone: PhoneProcess) -> str:
     return uri
 
 
+def _log_once_it_shows(phone: PhoneProcess, *lines: str) -> str:
+    """The phone's log once it holds every one of ``lines``, or as it is after WAIT s."""
+    deadline = time.monotonic() + WAIT
+    log = phone.log_text()
+    while not all(line in log for line in lines) and time.monotonic() < deadline:
+        time.sleep(0.05)
+        log = phone.log_text()
+    return log
+
+
 def _ended_at_the_provider(api: ProviderApi, uri: str) -> CallDescription | None:
     """The call's description once final (None: gone), within WAIT s (its idle timer is 30 s)."""
     deadline = time.monotonic() + WAIT
@@ -304,9 +314,13 @@ def test_a_call_cut_by_a_power_cut_is_hung_up_at_the_restart_with_the_handset_do
     """
     uri = _in_a_call_then_cut(phone)
     phone.start("idle")  # through "ended" ("phone restarted")
-    log = phone.log_text()
-    assert f"event=call_reclaimed call={uri}" in log
-    assert f"event=call_ended call={uri} reason='hung up'" in log  # by the phone, not a timer
+    # "idle" may be seen before the listed call is claimed (the calls are listed
+    # after start-up): wait for the claim and the hang-up in the log.
+    reclaimed = f"event=call_reclaimed call={uri}"
+    ended = f"event=call_ended call={uri} reason='hung up'"  # by the phone, not a timer
+    log = _log_once_it_shows(phone, reclaimed, ended)
+    assert reclaimed in log
+    assert ended in log
     description = _ended_at_the_provider(api, uri)
     assert description is None or description.state.value == "ended"
     status = phone.status()
