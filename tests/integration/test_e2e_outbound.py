@@ -315,7 +315,7 @@ def test_a_call_cut_by_a_power_cut_is_hung_up_at_the_restart_with_the_handset_do
     uri = _in_a_call_then_cut(phone)
     phone.start("idle")  # through "ended" ("phone restarted")
     # "idle" may be seen before the listed call is claimed (the calls are listed
-    # after start-up): wait for the claim and the hang-up in the log.
+    # after start-up): wait for the claim and the hang-up in the log, then for idle.
     reclaimed = f"event=call_reclaimed call={uri}"
     ended = f"event=call_ended call={uri} reason='hung up'"  # by the phone, not a timer
     log = _log_once_it_shows(phone, reclaimed, ended)
@@ -323,8 +323,9 @@ def test_a_call_cut_by_a_power_cut_is_hung_up_at_the_restart_with_the_handset_do
     assert ended in log
     description = _ended_at_the_provider(api, uri)
     assert description is None or description.state.value == "ended"
-    status = phone.status()
-    assert status["state"] == "idle" and status.get("call") is None
+    assert phone.process is not None
+    status = wait_for_state(phone.process, phone.socket, phone.log, "idle", WAIT)  # past "ended"
+    assert status.get("call") is None
 
 
 def test_a_call_cut_by_a_power_cut_goes_on_at_the_restart_with_the_handset_up(
