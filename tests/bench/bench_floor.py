@@ -88,6 +88,11 @@ def _quic(lib: str) -> dict[str, Any]:
     }
 
 
+# _delay_acks and _ack_now copy riptphone.net.h3's delay_acks and ack_now rather
+# than import them: that module brings the phone's HTTP/3 client with it, 3.9 MB
+# that would count in the floor client's peak RSS.
+
+
 def _delay_acks(quic: Any) -> None:
     # aioquic only (a private attribute, as the phone sets it); qh3 has no such setting.
     if hasattr(quic, "_ack_delay"):
