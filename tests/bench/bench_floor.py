@@ -15,9 +15,10 @@ What a phone cannot do without, and nothing more (the "floor" client):
   qh3, the fork issue #12 names): as a WebTransport datagram, or (byways) as
   one request per chunk whose answer is the echo, fewer streams than the
   phone's PUT and held GET.  On aioquic with the phone's ACK policy (an ACK
-  waits up to 20 ms and rides on the next packet); qh3 has no ACK delay and
-  sends each ACK alone about 1 ms after a packet arrives, so its floor counts
-  one packet out per tick more than it needs;
+  waits up to 20 ms and rides on the next packet); qh3's core schedules each
+  ACK 1 ms after its packet and has no setting for it, so the floor moves
+  that timer to 20 ms (``_hold_acks_for_data``) and the ACK rides on data as
+  on aioquic;
 * each packet received decoded and queued for a playback thread writing
   20 ms frames to an ALSA PCM.  The two audio threads' share is reported on
   its own (``audio_threads_s_per_min``): baresip's peerbench run reads a WAV
@@ -99,6 +100,35 @@ def _delay_acks(quic: Any) -> None:
         quic._ack_delay = ACK_DELAY_S
 
 
+def _hold_acks_for_data(quic: Any) -> None:
+    """qh3 only: let an ACK wait up to ``ACK_DELAY_S`` for a packet of data to ride on.
+
+    qh3's packet core schedules each ACK 1 ms after the packet that needs it
+    (its timer kind ``ack_application``) and has no setting for that delay; at
+    20 ms a tick, the ACK would leave alone before the next packet of data.
+    The protocol arms its timer from ``get_timer()``, so the floor moves an ACK
+    timer to ``ACK_DELAY_S`` after the packet (the aioquic floor's and the
+    phone's delay); a packet of data built sooner carries the ACK and the
+    core's timer moves on.  Only the ACK's timer moves (a loss-detection time
+    inside the hold waits for it, at most 19 ms; none is due on loopback
+    without loss).
+    """
+    core = getattr(quic, "_core", None)
+    if core is None or not hasattr(core, "get_timer"):
+        return
+    core_timer = core.get_timer
+    hold = ACK_DELAY_S - 0.001  # qh3's own 1 ms is already in the time it gives
+
+    def get_timer() -> float | None:
+        timer = core_timer()
+        if timer is None:
+            return None
+        kind, at = timer
+        return at + hold if kind == "ack_application" else at
+
+    quic.get_timer = get_timer
+
+
 def _ack_now(quic: Any, now: float, one_rtt: Any) -> None:
     """The ACK owed rides on the packet about to be built (riptphone.net.h3.ack_now)."""
     if one_rtt is None:
@@ -156,7 +186,7 @@ def serve(port_file: Path, cert: Path, key: Path) -> None:
 # --------------------------------------------------------------------------- the floor client
 
 
-def client(lib: str, transport: str, port: int, ca_file: Path) -> None:
+def client(lib: str, transport: str, port: int, ca_file: Path, audio_threads: int) -> None:
     import alsaaudio
 
     from ript.media.opus_codec import OpusDecoder, OpusEncoder
@@ -180,6 +210,7 @@ def client(lib: str, transport: str, port: int, ca_file: Path) -> None:
         def quic_event_received(self, event: Any) -> None:
             if isinstance(event, events.HandshakeCompleted):
                 _delay_acks(self._quic)
+                _hold_acks_for_data(self._quic)
             for h3_event in self.h3.handle_event(event):
                 if isinstance(h3_event, h3_events.DatagramReceived | h3_events.DataReceived):
                     if h3_event.data:
@@ -234,6 +265,21 @@ def client(lib: str, transport: str, port: int, ca_file: Path) -> None:
             due += PERIOD_S
             pcm.write(played.popleft() if played else silence)
 
+    def duplex(loop: asyncio.AbstractEventLoop, on_mic: Callable[[bytes], None]) -> None:
+        # Both directions on one thread, one wake-up a frame: possible where
+        # neither device paces (the file plugin) or both run on one clock.
+        capture_pcm = open_pcm(alsaaudio.PCM_CAPTURE, "phone_in", 4)
+        playback_pcm = open_pcm(alsaaudio.PCM_PLAYBACK, "phone_out", 3)
+        due = time.monotonic() + PERIOD_S
+        while not stop.is_set():
+            _, data = capture_pcm.read()
+            wait = due - time.monotonic()
+            if wait > 0:
+                stop.wait(wait)
+            due += PERIOD_S
+            loop.call_soon_threadsafe(on_mic, data)
+            playback_pcm.write(played.popleft() if played else silence)
+
     async def main() -> None:
         config = q["config"].QuicConfiguration(
             is_client=True,
@@ -266,8 +312,11 @@ def client(lib: str, transport: str, port: int, ca_file: Path) -> None:
                 (b"content-type", b"application/octet-stream"),
             ]
             on_mic = p.on_mic if transport == "webtransport" else p.on_mic_byway
-            threading.Thread(target=capture, args=(loop, on_mic), daemon=True).start()
-            threading.Thread(target=playback, daemon=True).start()
+            if audio_threads == 1:
+                threading.Thread(target=duplex, args=(loop, on_mic), daemon=True).start()
+            else:
+                threading.Thread(target=capture, args=(loop, on_mic), daemon=True).start()
+                threading.Thread(target=playback, daemon=True).start()
             print("ready", flush=True)
             await asyncio.Event().wait()
 
@@ -310,7 +359,7 @@ def heard_fraction(played: bytes, seconds: float) -> float:
 
 
 def measure_floor(
-    work: Path, lib: str, transport: str, seconds: float, qh3_path: str | None
+    work: Path, lib: str, transport: str, seconds: float, qh3_path: str | None, audio_threads: int
 ) -> tuple[float, float, float]:
     """One call of the floor client: CPU s per call-minute (all, audio threads), peak RSS in MB."""
     from alsa.fileplugin import write_asoundrc
@@ -336,7 +385,10 @@ def measure_floor(
         if qh3_path:
             env["PYTHONPATH"] = os.pathsep.join(filter(None, [qh3_path, env.get("PYTHONPATH")]))
         floor = subprocess.Popen(
-            [*me, "--role", "client", lib, transport, port_file.read_text(), str(pki.ca_file)],
+            [
+                *me, "--role", "client", lib, transport, port_file.read_text(),
+                str(pki.ca_file), str(audio_threads),
+            ],  # fmt: skip
             env=env,
             stdout=subprocess.PIPE,
             text=True,
@@ -372,7 +424,7 @@ def main() -> int:
         if role == "server":
             serve(Path(rest[0]), Path(rest[1]), Path(rest[2]))
         else:
-            client(rest[0], rest[1], int(rest[2]), Path(rest[3]))
+            client(rest[0], rest[1], int(rest[2]), Path(rest[3]), int(rest[4]))
         return 0
 
     import argparse
@@ -388,6 +440,13 @@ def main() -> int:
     parser.add_argument("--quic", action="append", choices=["aioquic", "qh3"])
     parser.add_argument("--transport", action="append", choices=["webtransport", "byways"])
     parser.add_argument("--qh3-path", default=None, help="a folder holding the qh3 package")
+    parser.add_argument(
+        "--audio-threads",
+        action="append",
+        type=int,
+        choices=[1, 2],
+        help="the floor's audio on two threads (the phone's design, default) or one for both",
+    )
     parser.add_argument("--no-phone", action="store_true", help="leave out the phone's call")
     parser.add_argument("--no-peer", action="store_true", help="leave out baresip")
     parser.add_argument("--runs", type=int, default=5)
@@ -395,7 +454,12 @@ def main() -> int:
     parser.add_argument("--peerbench", default=str(PEERBENCH))
     args = parser.parse_args()
     transports = args.transport or ["webtransport"]
-    kinds = [f"floor-{lib}-{t}" for t in transports for lib in args.quic or ["aioquic"]]
+    kinds = [
+        f"floor-{lib}-{t}" + ("" if threads == 2 else "-1thread")
+        for t in transports
+        for threads in args.audio_threads or [2]
+        for lib in args.quic or ["aioquic"]
+    ]
     kinds += [] if args.no_phone else [f"phone-{t}" for t in transports]
     kinds += [] if args.no_peer else ["baresip"]
     peerbench = Path(args.peerbench)
@@ -413,9 +477,9 @@ def main() -> int:
             for kind in kinds:
                 where = work / f"r{run}" / kind
                 if kind.startswith("floor-"):
-                    _, lib, transport = kind.split("-")
+                    _, lib, transport, *one = kind.split("-")
                     total, threads, peak = measure_floor(
-                        where, lib, transport, args.seconds, args.qh3_path
+                        where, lib, transport, args.seconds, args.qh3_path, 1 if one else 2
                     )
                     audio[kind].append(threads)
                     got = total, peak

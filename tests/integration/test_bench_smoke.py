@@ -56,7 +56,8 @@ def test_the_floor_bench_carries_audio_both_ways_on_both_transports() -> None:
     # comes back (heard in 90 % of the measured frames); baresip and qh3 stay on-demand.
     done = subprocess.run(
         [sys.executable, str(FLOOR), "--no-phone", "--no-peer", "--runs", "1", "--seconds", "2",
-         "--transport", "webtransport", "--transport", "byways"],
+         "--transport", "webtransport", "--transport", "byways", "--audio-threads", "2",
+         "--audio-threads", "1"],
         capture_output=True,
         text=True,
         timeout=90,
@@ -67,7 +68,9 @@ def test_the_floor_bench_carries_audio_both_ways_on_both_transports() -> None:
     lines = [json.loads(x) for x in done.stdout.splitlines() if x.startswith("{")]
     assert [line["kind"] for line in lines] == [
         "floor-aioquic-webtransport",
+        "floor-aioquic-webtransport-1thread",
         "floor-aioquic-byways",
+        "floor-aioquic-byways-1thread",
     ], done.stdout
     for line in lines:
         assert line["cpu_s_per_min"] > 0 and len(line["runs"]) == 1
