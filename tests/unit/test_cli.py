@@ -78,10 +78,9 @@ def test_unknown_command_is_one_clear_error() -> None:
 
 # Loaded by the daemon only when needed, each for about 1 MB of memory it would
 # otherwise hold for as long as it runs (docs/performance.md, "the phone's memory
-# in a call"): the installed version (--version), the TNAuthList's DER codec
-# (enrolment; a phone with its certificate signs PASSporTs without it) and PyJWT
-# (parsing and verifying PASSporTs, which the provider does; the phone only signs).
-NOT_IN_THE_DAEMON = ("importlib.metadata", "pyasn1", "jwt")
+# in a call"): the installed version (--version) and the TNAuthList's DER codec
+# (enrolment; a phone with its certificate signs PASSporTs without it).
+NOT_IN_THE_DAEMON = ("importlib.metadata", "pyasn1")
 
 
 def test_the_daemon_does_not_load_what_it_needs_only_off_its_path() -> None:

@@ -8,13 +8,10 @@ P-256 key, naming the certificate that vouches for the caller's number::
 
 Numbers are in RFC 8224 §8.3 canonical form (E.164 digits, no ``+``) and
 both JSON objects are serialised as RFC 8225 §9 asks (keys in lexicographic
-order, no white space).  Parsing and verifying the JWS is PyJWT's; this
-module adds the PASSporT rules on top: header values, claim shapes,
+order, no white space).  The JWS layer is PyJWT's (nothing hand-rolled);
+this module adds the PASSporT rules on top: header values, claim shapes,
 freshness of ``iat``, and that the signer's certificate (RFC 8226
-TNAuthList) covers ``orig``.  Signing is done here with ``cryptography``
-(the two JSON parts, base64url, R and S of the signature: a dozen lines that
-the tests check against PyJWT's own output), so that a phone, which only
-signs, does not load PyJWT.
+TNAuthList) covers ``orig``.
 
 :func:`verify_chain` validates the certificate chain itself with
 ``cryptography``'s X.509 path builder (``PolicyBuilder``).
@@ -22,19 +19,16 @@ signs, does not load PyJWT.
 
 from __future__ import annotations
 
-import base64
 import datetime as _dt
-import functools
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import jwt
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.verification import (
     ExtensionPolicy,
     PolicyBuilder,
@@ -47,9 +41,6 @@ from ript.protocol.errors import RemoteProtocolError
 from ript.protocol.strictjson import JsonBodyError, load_json
 from ript.protocol.tnauth import TnAuthError, check_tn, covers, tn_from_e164
 
-if TYPE_CHECKING:
-    import jwt
-
 ALG = "ES256"
 TYP = "passport"
 DEFAULT_MAX_AGE_S = 60
@@ -57,23 +48,8 @@ DEFAULT_MAX_AGE_S = 60
 MAX_TOKEN_LENGTH = 8192
 """Longest token accepted; a real one is about 400 characters."""
 
-
-@functools.cache
-def _jws() -> jwt.PyJWS:
-    """PyJWT's JWS codec, for parsing and verifying (only ES256 is registered, so no
-    other algorithm can ever be tried).
-
-    Imported on first use: a phone only signs (:func:`create_passport`, which
-    needs no PyJWT), and PyJWT with what it imports holds about 0.5 MB of memory
-    (docs/performance.md, "the phone's memory in a call").
-    """
-    import jwt  # noqa: PLC0415
-
-    return jwt.PyJWS(algorithms=[ALG])
-
-
-def _b64url(data: bytes) -> bytes:
-    return base64.urlsafe_b64encode(data).rstrip(b"=")
+# Only ES256 is registered, so no other algorithm can ever be tried.
+_JWS = jwt.PyJWS(algorithms=[ALG])
 
 
 class PassportError(RemoteProtocolError):
@@ -115,15 +91,11 @@ def create_passport(
         "iat": iat,
     }
     payload = json.dumps(claims, separators=(",", ":"), sort_keys=True).encode()
-    # The compact JWS of RFC 7515 as PyJWT writes it (tests/unit/test_passport.py
-    # compares the two): the header's keys in the RFC 8225 §9 order alg, typ, x5u;
-    # base64url without padding; the ES256 signature as R and S of 32 bytes each
-    # (RFC 7518 §3.4), not the DER that cryptography returns.
-    header = json.dumps({"alg": ALG, "typ": TYP, "x5u": cert_uri}, separators=(",", ":"))
-    signing_input = _b64url(header.encode()) + b"." + _b64url(payload)
-    r, s = decode_dss_signature(key.sign(signing_input, ec.ECDSA(hashes.SHA256())))
-    signature = r.to_bytes(32, "big") + s.to_bytes(32, "big")
-    return (signing_input + b"." + _b64url(signature)).decode("ascii")
+    # PyJWT starts from {"typ": ..., "alg": ...}; ours replaces typ, and
+    # sort_headers gives the RFC 8225 §9 key order alg, typ, x5u.
+    return _JWS.encode(
+        payload, key, algorithm=ALG, headers={"typ": TYP, "x5u": cert_uri}, sort_headers=True
+    )
 
 
 def _load_claims(payload: bytes) -> dict[str, Any]:
@@ -195,10 +167,8 @@ def decode_passport_unverified(token: str) -> Passport:
         raise PassportError(f"PASSporT of {len(token)} characters exceeds {MAX_TOKEN_LENGTH}")
     if not token.isascii() or token.count(".") != 2:
         raise PassportError("a PASSporT must be a compact JWS: three base64url parts joined by '.'")
-    import jwt  # noqa: PLC0415 (see _jws)
-
     try:
-        parts = _jws().decode_complete(token, options={"verify_signature": False})
+        parts = _JWS.decode_complete(token, options={"verify_signature": False})
     except (jwt.PyJWTError, ValueError, RecursionError) as exc:
         raise PassportError(f"malformed JWS: {exc}") from None
     alg, typ, x5u = _check_header(parts["header"])
@@ -308,10 +278,8 @@ def verify_passport(
         public_key.curve, ec.SECP256R1
     ):
         raise PassportError(f"certificate key must be EC P-256, not {type(public_key).__name__}")
-    import jwt  # noqa: PLC0415 (see _jws)
-
     try:
-        _jws().decode_complete(token, key=public_key, algorithms=[ALG])
+        _JWS.decode_complete(token, key=public_key, algorithms=[ALG])
     except jwt.InvalidSignatureError:
         raise PassportError(
             "PASSporT signature does not verify with the certificate's key"
