@@ -9,15 +9,33 @@ import argparse
 import sys
 from pathlib import Path
 
-from ript.version import version
 from riptphone.control import client as control_client
+
+
+class _VersionAction(argparse.Action):
+    """``--version``, its figure read only when asked for.
+
+    Why: the installed version comes from :mod:`importlib.metadata`, which with
+    the distribution's metadata it parses costs the daemon about 1 MB of memory
+    for as long as it runs (0.3 MB on a Pi, where gpiozero imports the module
+    anyway: docs/performance.md, "the phone's memory in a call").
+    """
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="show the version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object, **kwargs: object) -> None:
+        from ript.version import version  # noqa: PLC0415
+
+        print(f"{parser.prog} {version()}")
+        parser.exit()
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ript-phone", description="RIPT desk phone firmware (calls over HTTP/3)."
     )
-    parser.add_argument("--version", action="version", version=f"ript-phone {version()}")
+    parser.add_argument("--version", action=_VersionAction)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run = commands.add_parser("run", help="run the phone daemon")
     run.add_argument("--config", required=True, type=Path, help="the configuration file (TOML)")

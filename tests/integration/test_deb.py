@@ -23,6 +23,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 BUILD = ROOT / "provisioning" / "deb" / "build.sh"
 VERSION = metadata.version("ript-phone")
+SITE = "/opt/ript-phone/lib/python{0}.{1}/site-packages"
 
 pytestmark = [
     pytest.mark.e2e,
@@ -68,6 +69,11 @@ def test_the_packages_hold_what_they_should(packages: dict[str, Path]) -> None:
     ):
         assert path in phone, path
     assert "riptdev" not in phone  # dev tools never reach a phone
+    # The bytecode ships compiled: the daemon cannot write it, and compiling at each start
+    # costs memory and time (build.sh).
+    site = SITE.format(*_python_version())
+    for module in ("riptphone/__pycache__/daemon", "aioquic/quic/__pycache__/connection"):
+        assert f".{site}/{module}.cpython-{''.join(_python_version())}.pyc" in phone, module
     assert "root/root" in phone.splitlines()[0]
     fields = run("dpkg-deb", "--field", packages["ript-phone"], "Package", "Version")
     assert fields.split() == ["Package:", "ript-phone", "Version:", VERSION]
@@ -78,6 +84,12 @@ def test_the_packages_hold_what_they_should(packages: dict[str, Path]) -> None:
     assert "./opt/ript-phone/bin" not in provider  # the program comes with ript-phone
     depends = run("dpkg-deb", "--field", packages["ript-provider"], "Depends")
     assert f"ript-phone (= {VERSION})" in depends
+
+
+def _python_version() -> tuple[str, str]:
+    """Debian's python3's major and minor version, the one the package is built for."""
+    major, minor = run("/usr/bin/python3", "-c", "import sys; print(*sys.version_info[:2])").split()
+    return major, minor
 
 
 def _installable() -> str | None:
@@ -117,6 +129,16 @@ def test_install_upgrade_and_purge(packages: dict[str, Path]) -> None:
         for program in ("/opt/ript-phone/bin/ript-phone", "/usr/bin/ript-phone"):
             assert run(program, "--version").strip() == f"ript-phone {VERSION}"
         assert run("/usr/bin/ript-provider", "--version").strip() == f"ript-provider {VERSION}"
+        # The shipped bytecode is what Python uses: importing the daemon (as root, who could
+        # rewrite a stale file) changes none of it, and tracebacks name the installed files.
+        site = Path(SITE.format(*_python_version()))
+        before = {p: p.stat().st_mtime_ns for p in site.rglob("*.pyc")}
+        probe = "import riptphone.daemon as d; print(d.main.__code__.co_filename)"
+        unset = ("PYTHONPATH", "PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX")
+        env = {k: v for k, v in os.environ.items() if k not in unset}
+        shown = run("/opt/ript-phone/bin/python3", "-c", probe, env=env).strip()
+        assert shown == str(site / "riptphone" / "daemon.py")
+        assert {p: p.stat().st_mtime_ns for p in site.rglob("*.pyc")} == before
         # The installed unit verifies as it is, with its real paths.
         verify = subprocess.run(
             ["systemd-analyze", "verify", "--man=no", "/lib/systemd/system/ript-phone.service"],

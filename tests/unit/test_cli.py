@@ -74,3 +74,24 @@ def test_unknown_command_is_one_clear_error() -> None:
     done = ript_phone("frobnicate")
     assert done.returncode == 2
     assert "invalid choice: 'frobnicate'" in done.stderr
+
+
+# Loaded by the daemon only when needed, each for about 1 MB of memory it would
+# otherwise hold for as long as it runs (docs/performance.md, "the phone's memory
+# in a call"): the installed version (--version) and the TNAuthList's DER codec
+# (enrolment; a phone with its certificate signs PASSporTs without it).
+NOT_IN_THE_DAEMON = ("importlib.metadata", "pyasn1")
+
+
+def test_the_daemon_does_not_load_what_it_needs_only_off_its_path() -> None:
+    probe = (
+        "import sys\n"
+        "from riptphone import cli, daemon\n"
+        "cli._parser().parse_args(['run', '--config', 'phone.toml'])\n"
+        f"print(sorted(m for m in {NOT_IN_THE_DAEMON!r} if m in sys.modules))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 import typing
 from pathlib import Path
 
@@ -239,3 +240,22 @@ def test_without_freetype_the_bitmap_font_fits_too(monkeypatch: pytest.MonkeyPat
         assert_inside(r.layout(Ringing("+14085551002", "Zoë 李 " * 20), strict=True))
     finally:
         r.row_metrics.cache_clear()
+
+
+def test_segno_loads_only_to_draw_a_qr_code() -> None:
+    # A phone that is logged in never shows a QR code: segno (about 0.8 MB once
+    # imported) must not load with the renderer or for the other screens.
+    probe = (
+        "import sys\n"
+        "from riptphone.ui import render as r\n"
+        "from riptphone.ui.model import InCall, NotProvisioned\n"
+        "r.render(InCall('+14085551002', 61, 'Alice', codec='OPUS', quality=3))\n"
+        "print('segno' in sys.modules)\n"
+        "r.render(NotProvisioned('https://p.example/device?code=WDJB-MJHT', 'WDJB-MJHT'))\n"
+        "print('segno' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "True"]

@@ -15,8 +15,14 @@ value is the DER of (RFC 8226 §9; its ASN.1 module uses EXPLICIT TAGS)::
 
 This module holds the three entry kinds as values (:class:`TnOne`,
 :class:`TnRange`, :class:`TnSpc`), their DER codec (:func:`encode_tn_auth_list`,
-:func:`decode_tn_auth_list`, built on pyasn1 rather than hand-written ASN.1)
-and :func:`covers`, which says whether a list vouches for a number.
+:func:`decode_tn_auth_list`, built on pyasn1 rather than hand-written ASN.1,
+in :mod:`ript.protocol.tnauth_der`) and :func:`covers`, which says whether a
+list vouches for a number.
+
+pyasn1 is imported only when a DER list is encoded or decoded (enrolment,
+checking a certificate): it costs about 1.2 MB of memory, and a phone that
+has its certificate, and signs its PASSporTs with it, needs only the values
+and :func:`tn_from_e164` (docs/performance.md, "the phone's memory in a call").
 
 Numbers here are always in the canonical form of RFC 8224 §8.3: the digits
 of the E.164 number without ``+`` (``"14085551002"``).
@@ -24,15 +30,8 @@ of the E.164 number without ``+`` (``"14085551002"``).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
-
-from pyasn1.codec.der import decoder as _der_decoder
-from pyasn1.codec.der import encoder as _der_encoder
-from pyasn1.error import PyAsn1Error
-from pyasn1.type import char, namedtype, tag, univ
 
 from ript.protocol.errors import RemoteProtocolError
 
@@ -41,9 +40,6 @@ TN_AUTH_LIST_OID = "1.3.6.1.5.5.7.1.26"
 
 TN_MAX_DIGITS = 15
 _TN_ALPHABET = frozenset("0123456789#*")
-# A TNAuthList sits in a certificate extension; a few KiB is far more than any
-# real one, and the cap keeps a hostile blob from costing much to decode.
-_MAX_DER_LENGTH = 16384
 
 
 class TnAuthError(RemoteProtocolError):
@@ -114,82 +110,11 @@ class TnSpc:
 TnEntry = TnOne | TnRange | TnSpc
 
 
-def _context(number: int) -> tag.Tag:
-    return tag.Tag(tag.tagClassContext, tag.tagFormatConstructed, number)
-
-
-class _Range(univ.Sequence):  # type: ignore[misc]
-    componentType = namedtype.NamedTypes(  # noqa: N815 (pyasn1's name)
-        namedtype.NamedType("start", char.IA5String()),
-        namedtype.NamedType("count", univ.Integer()),
-    )
-
-
-class _Entry(univ.Choice):  # type: ignore[misc]
-    # EXPLICIT TAGS: each alternative is a constructed [n] wrapping the universal TLV.
-    componentType = namedtype.NamedTypes(  # noqa: N815
-        namedtype.NamedType("spc", char.IA5String().subtype(explicitTag=_context(0))),
-        namedtype.NamedType("range", _Range().subtype(explicitTag=_context(1))),
-        namedtype.NamedType("one", char.IA5String().subtype(explicitTag=_context(2))),
-    )
-
-
-class _List(univ.SequenceOf):  # type: ignore[misc]
-    componentType = _Entry()  # noqa: N815
-
-
-def _to_asn1(entries: Iterable[TnEntry]) -> Any:
-    value = _List()
-    for entry in entries:
-        item = _Entry()
-        if isinstance(entry, TnOne):
-            item["one"] = entry.tn
-        elif isinstance(entry, TnSpc):
-            item["spc"] = entry.code
-        elif isinstance(entry, TnRange):
-            item["range"]["start"] = entry.start
-            item["range"]["count"] = entry.count
-        else:
-            raise TnAuthError(f"not a TN entry: {entry!r}")
-        value.append(item)
-    return value
-
-
 def encode_tn_auth_list(entries: Iterable[TnEntry]) -> bytes:
     """DER of a TNAuthorizationList holding ``entries`` in order (at least one)."""
-    value = _to_asn1(entries)
-    if len(value) == 0:
-        raise TnAuthError("a TNAuthList must hold at least one entry")
-    try:
-        return bytes(_der_encoder.encode(value))
-    except PyAsn1Error as exc:
-        raise TnAuthError(f"cannot DER-encode the TNAuthList: {exc}") from None
+    from ript.protocol import tnauth_der  # noqa: PLC0415 (pyasn1 only when DER is needed)
 
-
-def _from_asn1(item: Any, index: int) -> TnEntry:
-    name = item.getName()
-    component = item.getComponent()
-    where = f"TNAuthList entry {index}"
-    if name == "one":
-        return TnOne(check_tn(str(component), f"{where}: number"))
-    if name == "spc":
-        return TnSpc(str(component))
-    if name == "range":
-        count = int(component["count"])
-        if count < 2:
-            raise TnAuthError(f"{where}: range count {count} is below 2")
-        return TnRange(check_tn(str(component["start"]), f"{where}: range start"), count)
-    raise TnAuthError(f"{where}: unknown alternative {name!r}")
-
-
-def _why(exc: Exception) -> str:
-    # pyasn1 messages embed whole schema reprs; keep the gist.
-    text = str(exc)
-    unexpected = re.search(r"tags ([0-9:-]+)> not in asn1Spec", text)
-    if unexpected:
-        return f"unexpected tag {unexpected.group(1)} (class:form:number, outermost last)"
-    gist = text.split(" at <", 1)[0].strip()[:100]
-    return f"{type(exc).__name__}: {gist}" if gist else type(exc).__name__
+    return tnauth_der.encode(entries)
 
 
 def decode_tn_auth_list(der: bytes | bytearray | memoryview) -> list[TnEntry]:
@@ -199,29 +124,9 @@ def decode_tn_auth_list(der: bytes | bytearray | memoryview) -> list[TnEntry]:
     produce), and a range carrying components beyond ``start`` and ``count``
     is rejected rather than skipped.
     """
-    if not isinstance(der, bytes | bytearray | memoryview):
-        raise TnAuthError(f"TNAuthList must be bytes, not {type(der).__name__}")
-    der = bytes(der)  # pyasn1 wants bytes, and a private copy cannot change under us
-    if not der:
-        raise TnAuthError("TNAuthList is empty (0 bytes)")
-    if len(der) > _MAX_DER_LENGTH:
-        raise TnAuthError(f"TNAuthList of {len(der)} bytes exceeds {_MAX_DER_LENGTH}")
-    try:
-        value, rest = _der_decoder.decode(der, asn1Spec=_List())
-        reencoded = bytes(_der_encoder.encode(value))
-    except (PyAsn1Error, ValueError, TypeError) as exc:
-        raise TnAuthError(f"TNAuthList is not a DER SEQUENCE OF TNEntry ({_why(exc)})") from None
-    if rest:
-        consumed = len(der) - len(rest)
-        raise TnAuthError(f"TNAuthList has {len(rest)} trailing bytes at offset {consumed}")
-    if reencoded != der:
-        raise TnAuthError("TNAuthList is BER but not DER (non-minimal or non-canonical encoding)")
-    if len(value) == 0:
-        raise TnAuthError("TNAuthList holds no entry (SIZE (1..MAX))")
-    try:
-        return [_from_asn1(item, index) for index, item in enumerate(value)]
-    except PyAsn1Error as exc:
-        raise TnAuthError(f"TNAuthList entry is incomplete ({_why(exc)})") from None
+    from ript.protocol import tnauth_der  # noqa: PLC0415
+
+    return tnauth_der.decode(der)
 
 
 def _range_covers(entry: TnRange, tn: str) -> bool:

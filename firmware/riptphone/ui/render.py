@@ -28,9 +28,8 @@ import functools
 import string
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, assert_never
+from typing import TYPE_CHECKING, Literal, assert_never
 
-import segno
 from PIL import Image, ImageDraw, ImageFont
 
 from riptphone.ui import text as t
@@ -49,6 +48,9 @@ from riptphone.ui.model import (
     Ringing,
     Screen,
 )
+
+if TYPE_CHECKING:
+    import segno
 
 WIDTH = 128
 HEIGHT = 64
@@ -668,6 +670,11 @@ def qr_for(url: str) -> tuple[segno.QRCode, int] | None:
     """
     if not url:
         return None
+    # Imported here: only the log-in screens draw a QR code, and segno holds about
+    # 0.8 MB for as long as the daemon runs once imported (docs/performance.md,
+    # "the phone's memory in a call").
+    import segno  # noqa: PLC0415
+
     try:
         for error in ("M", "L"):
             qr = segno.make(url, error=error, micro=False, boost_error=True)
