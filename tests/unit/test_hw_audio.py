@@ -473,7 +473,11 @@ class FakePcm:
         return FMT.samples_per_frame, struct.pack("<h", self.calls) * FMT.samples_per_frame
 
     def write(self, data: bytes) -> int:
-        self._scripted()
+        action = self._scripted()
+        if action == "epipe":
+            return -32  # pyalsaaudio 0.11: an underrun, the PCM re-prepared, nothing written
+        if action == "full":
+            return 0  # non-blocking and no room (-EAGAIN)
         self.written.append(bytes(data))
         return len(data) // 2
 
@@ -530,6 +534,20 @@ def test_playback_rewrites_the_frame_after_an_underrun() -> None:
     assert sink.pcm.written[:4] == frames  # the frame whose write hit the xrun is not lost
     assert sink.stats().xruns == 1
     assert sink.pcm.closed
+
+
+def test_playback_rewrites_the_frame_after_an_underrun_reported_as_epipe() -> None:
+    # pyalsaaudio 0.11 returns -EPIPE from write() instead of raising "Broken pipe".
+    sink = FakePlayback("fake", RATE, prefill_frames=0)
+    sink.pcm = FakePcm({2: "epipe"})
+    frames = numbered_frames(4)
+    for frame in frames:
+        sink.write(frame)
+    sink.start()
+    wait_for(lambda: sink.stats().frames >= 4)
+    sink.stop()
+    assert sink.pcm.written[:4] == frames
+    assert sink.stats().xruns == 1
 
 
 class VanishingPlayback(FakePlayback):
@@ -657,3 +675,151 @@ def test_the_alsa_classes_are_audio_sources_and_sinks() -> None:
         assert source.format == sink.format == FMT
 
     asyncio.run(main())
+
+
+# --- a playback driven by its capture: one thread for a call's audio ----------------------
+
+
+def test_a_capture_drives_its_playback_on_its_own_thread_one_turn_per_frame(
+    alsa_files: FilePluginAlsa,
+) -> None:
+    source = alsa_files.capture_in.read_bytes()
+    frames = numbered_frames(30)
+
+    async def main() -> tuple[list[bytes], set[str], AlsaCapture, AlsaPlayback]:
+        loop = asyncio.get_running_loop()
+        sink = AlsaPlayback(alsa_files.playback_device, RATE, queue_size=50, filler=lambda: FILL)
+        got: list[bytes] = []
+        done = asyncio.Event()
+
+        def on_frame(frame: bytes) -> None:
+            got.append(frame)
+            if len(got) == 40:
+                done.set()
+
+        cap = AlsaCapture(
+            alsa_files.capture_device, RATE, loop=loop, on_frame=on_frame, drives=sink
+        )
+        with pytest.raises(AudioError, match="driven before its capture"):
+            cap.start()
+        for frame in frames:
+            sink.write(frame)
+        sink.start(driven=True)
+        cap.start()
+        try:
+            await asyncio.wait_for(done.wait(), 5)
+            names = {thread.name for thread in threading.enumerate()}
+        finally:
+            cap.stop()
+            sink.stop()
+        return got, names, cap, sink
+
+    got, names, cap, sink = asyncio.run(main())
+    assert b"".join(got) == source[: 40 * BPF]
+    # The capture's thread and the playback's standby, no playback thread of its own.
+    assert {name for name in names if name.startswith("alsa-")} == {
+        f"alsa-capture-{alsa_files.capture_device}",
+        f"alsa-standby-{alsa_files.playback_device}",
+    }
+    out = split(alsa_files.playback_file.read_bytes())
+    prefill = 2  # periods - 1: room for the first turn's frame on a card
+    assert out[:prefill] == [FILL] * prefill
+    assert out[prefill : prefill + 30] == frames
+    played = sink.stats()
+    assert len(out) == prefill + played.frames
+    # One turn per captured frame (the capture may be one frame past its last post).
+    assert cap.stats().frames - 1 <= played.frames <= cap.stats().frames
+    assert sink.standby_turns == 0
+    assert (played.dropped, played.xruns, played.error) == (0, 0, None)
+    assert not sink.running
+
+
+def test_a_driven_playback_plays_alone_while_its_capture_is_stuck_then_hands_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(alsa, "STANDBY_CHECK_S", 0.05)
+    sink = FakePlayback("fake", RATE, prefill_frames=0)
+    sink.pcm = FakePcm({})
+    frames = numbered_frames(10)
+    for frame in frames:
+        sink.write(frame)
+    sink.start(driven=True)
+    try:
+        # Nobody drives it (a microphone whose reads block): the standby plays on time.
+        wait_for(lambda: sink.standby_turns >= 10)
+        assert sink.pcm.written[:10] == frames
+        # The capture's turns come back: the standby stands down.
+        stop_driving = threading.Event()
+
+        def drive() -> None:
+            while not stop_driving.wait(0.02):
+                sink.driven_turn()
+
+        driver = threading.Thread(target=drive)
+        driver.start()
+        try:
+            time.sleep(0.2)
+            alone = sink.standby_turns
+            time.sleep(0.3)
+            assert sink.standby_turns == alone  # no turn of its own while driven
+        finally:
+            stop_driving.set()
+            driver.join()
+    finally:
+        sink.stop()
+    assert not sink.running and sink.pcm.closed
+
+
+def test_a_driven_playback_drops_a_frame_the_card_has_no_room_for() -> None:
+    sink = FakePlayback("fake", RATE, prefill_frames=0)
+    sink.pcm = FakePcm({2: "full", 3: "epipe"})
+    frames = numbered_frames(4)
+    for frame in frames:
+        sink.write(frame)
+    sink.start(driven=True)
+    for _ in range(4):
+        sink.driven_turn()
+    sink.stop()
+    # Frame 2 found the buffer full (a card slower than the microphone): dropped.
+    # Frame 3 underran (-EPIPE) and was written again.
+    assert sink.pcm.written == [frames[0], frames[2], frames[3]]
+    stats = sink.stats()
+    assert (stats.frames, stats.dropped, stats.xruns) == (4, 1, 1)
+    sink.driven_turn()  # after stop: nothing
+    assert stats.frames == sink.stats().frames
+
+
+def test_a_driven_playback_that_vanishes_is_retried_and_recovers(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(alsa, "REOPEN_EVERY_S", 0.1)
+    caplog.set_level(logging.INFO, logger="riptphone.hw.alsa")
+    sink = VanishingPlayback("fake", RATE, prefill_frames=0)
+    sink.pcm = FakePcm({3: alsaaudio.ALSAAudioError("No such device [fake]")})
+    sink.start(driven=True)
+    sink.gone = True
+    for _ in range(3):
+        sink.driven_turn()
+    assert sink.stats().error == "No such device"
+    for frame in numbered_frames(3):
+        sink.write(frame)
+    sink.driven_turn()
+    assert sink.queued == 2  # the frame due at a turn without the card is dropped
+    sink.gone = False  # plugged in again
+    sink.pcm.closed = False
+    time.sleep(0.12)
+    sink.driven_turn()  # the retry is due: the card is opened again
+    assert sink.stats().recoveries == 1 and sink.stats().error is None
+    sink.driven_turn()
+    sink.stop()
+    assert len(sink.pcm.written) == 3  # two turns before the card went, one after it came back
+    messages = [
+        r.getMessage()
+        for r in caplog.records
+        if "fail" in r.getMessage() or "recovered" in r.getMessage()
+    ]
+    assert messages[0] == (
+        "audio playback failed device=fake reason=No such device (retrying every 0.1 s)"
+    )
+    assert messages[1].startswith("audio playback recovered device=fake after ")
+    assert len(messages) == 2

@@ -785,8 +785,12 @@ def test_a_real_microphone_whose_reads_block_does_not_stop_the_call(
                     ]
                 )
             )
-            # The loop's own ticks play the far end and ack it.
+            # The loop's own ticks play the far end and ack it, and the earpiece, which
+            # the stuck capture thread no longer drives, plays on its own clock.
             await _until(lambda: media.frames_played >= 5, "the earpiece to play")
+            playback = media._playback
+            assert playback is not None
+            await _until(lambda: playback.standby_turns >= 5, "the earpiece's own turns")
             await _until(lambda: (take_sent(), len(acks) == 5)[1], "the acks")
             os.write(writer, b"".join(back))  # the microphone is back
             await _until(lambda: media._stall_since is None, "capture to drive the ticks again")

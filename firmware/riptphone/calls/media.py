@@ -393,10 +393,17 @@ class MediaSession:
         rate = self._codec.rate
         ptime = self._ptime
         playback = AlsaPlayback(self._playback_device, rate, frame_ms=ptime)
+        # One thread for both directions: the earpiece takes its turn after each
+        # microphone frame (docs/audio.md, "One thread for a call's audio").
         capture = AlsaCapture(
-            self._capture_device, rate, loop=loop, on_frame=self._on_mic, frame_ms=ptime
+            self._capture_device,
+            rate,
+            loop=loop,
+            on_frame=self._on_mic,
+            frame_ms=ptime,
+            drives=playback,
         )
-        playback.start()
+        playback.start(driven=True)
         try:
             capture.start()
         except BaseException:
@@ -688,7 +695,7 @@ class MediaSession:
         try:
             pcm = self._earpiece_pcm(self._jitter.pop(now))
             if pcm is None:
-                return  # nothing due: the playback thread plays silence
+                return  # nothing due: the earpiece plays its filler (silence)
             playback.write(pcm)
         except (ValueError, AudioError):
             # A payload that does not decode to one frame: skip it, the filler plays.

@@ -1,12 +1,26 @@
-"""ALSA capture and playback (pyalsaaudio), each on its own thread, paced in real time.
+"""ALSA capture and playback (pyalsaaudio), paced in real time, off the asyncio loop.
 
 :class:`AlsaCapture` reads 20 ms frames on a thread and posts each into the
 asyncio loop with ``loop.call_soon_threadsafe`` (to a callback, or to the
 bounded :attr:`AlsaCapture.frames` queue, dropping the oldest when full).
 :class:`AlsaPlayback` takes frames from :meth:`AlsaPlayback.write` (non-blocking,
-into a bounded deque) and writes one per frame turn on its thread; when the
-deque is empty at a turn it writes the caller's filler (silence by default, or
-PLC) and counts an underrun, so the output stays time-continuous.
+into a bounded deque) and writes one per frame turn; when the deque is empty at
+a turn it writes the caller's filler (silence by default, or PLC) and counts an
+underrun, so the output stays time-continuous.
+
+A playback either has its own thread (``start()``: tones, rings) or is driven
+by a capture (``start(driven=True)`` and ``AlsaCapture(drives=playback)``: a
+call).  Driven, its turns are taken on the capture's thread right after each
+captured frame is posted, so a call's audio costs one thread wake-up per frame
+instead of two, as a sound-device clock drives both directions in Linphone's
+ticker or a duplex PortAudio callback.  The driven PCM is opened non-blocking:
+a playback card on another clock than the microphone's can never hold up the
+capture; a frame it has no room for is dropped and counted (``dropped``), and
+one that underran is written again.  A microphone whose reads block without an
+error (a stalled USB card) would silence the earpiece with it, so a driven
+playback keeps a standby thread that looks every :data:`STANDBY_CHECK_S` (5
+wake-ups a second, not 50) and, after :data:`STANDBY_AFTER_FRAMES` frames
+without a turn, plays on its own clock until the capture's turns come back.
 
 Pacing: a real sound card blocks at the sample rate, but alsa-lib's ``file``
 plugin over ``null`` (tests, the demo) returns at once.  So each thread keeps a
@@ -17,8 +31,10 @@ crystal wins over the CPU clock, so a slightly fast or slow card never drifts
 into xruns).  After a stall longer than ``max_late_frames`` the clock skips to
 the frame due now and counts the turns as ``missed``.
 
-Xruns (``-EPIPE``) are counted and recovered: pyalsaaudio 0.11 re-prepares a
-PCM in the XRUN state at the next ``read``/``write``.  One log line per burst.
+Xruns (``-EPIPE``) are counted and recovered: pyalsaaudio 0.11 re-prepares the
+PCM and returns ``-EPIPE`` from ``read``/``write`` (older releases raised "Broken
+pipe"); the frame a write lost to an underrun is written again.  One log line
+per burst.
 Any other ALSA error on the thread (a USB card unplugged) is one error line
 and ``stats().error``; the thread then tries to open the device again every
 :data:`REOPEN_EVERY_S` and goes on when it is back (``stats().recoveries``),
@@ -62,6 +78,10 @@ _XRUN_MESSAGES = (os.strerror(errno.EPIPE), os.strerror(errno.ESTRPIPE))
 _JOIN_TIMEOUT_S = 2.0
 REOPEN_EVERY_S = 1.0
 """While a device is gone, how often its thread tries to open it again."""
+STANDBY_CHECK_S = 0.2
+"""How often a driven playback's standby thread checks that the capture still drives it."""
+STANDBY_AFTER_FRAMES = 3
+"""Frames without a driven turn after which the standby thread plays on its own."""
 
 _CheckKey = tuple[int, str, int, int, int]
 _checked: set[_CheckKey] = set()
@@ -145,6 +165,7 @@ class _AlsaStream:
         self._xruns = XrunLog()
         self._error: str | None = None
         self._recoveries = 0
+        self._mode = alsaaudio.PCM_NORMAL
 
     @property
     def format(self) -> AudioFormat:
@@ -171,7 +192,7 @@ class _AlsaStream:
         try:
             return alsaaudio.PCM(
                 self._pcm_type,
-                alsaaudio.PCM_NORMAL,
+                self._mode,
                 device=self.device,
                 channels=1,
                 rate=fmt.rate,
@@ -332,7 +353,10 @@ class AlsaCapture(_AlsaStream):
 
     Frames go to ``on_frame`` (called in the loop) when given, else into
     :attr:`frames`, an ``asyncio.Queue`` of ``queue_size`` frames that drops the
-    oldest frame when full (counted as ``dropped``).
+    oldest frame when full (counted as ``dropped``).  ``drives``: a playback
+    started with ``start(driven=True)``, whose turn is taken on this thread after
+    each frame posted (also while the microphone is gone), so a call's two
+    directions share one thread; stop the capture before it.
     """
 
     _pcm_type = alsaaudio.PCM_CAPTURE
@@ -349,10 +373,17 @@ class AlsaCapture(_AlsaStream):
         on_frame: FrameCallback | None = None,
         periods: int = 4,
         max_late_frames: int = 5,
+        drives: AlsaPlayback | None = None,
     ) -> None:
         super().__init__(device, AudioFormat(rate, frame_ms), periods, max_late_frames)
         if queue_size < 1:
             raise AudioError(f"capture queue_size must be at least 1, not {queue_size}")
+        if drives is not None and drives.format != self._format:
+            raise AudioError(
+                f"a capture at {self._format.rate} Hz / {frame_ms} ms cannot drive a playback "
+                f"at {drives.format.rate} Hz / {drives.format.frame_ms} ms"
+            )
+        self._drives = drives
         self._loop = loop
         self._on_frame = on_frame
         self._silence = self._format.silence()
@@ -368,10 +399,19 @@ class AlsaCapture(_AlsaStream):
             self._dropped += 1
         self.frames.put_nowait(frame)
 
+    def start(self) -> None:
+        drives = self._drives
+        if drives is not None and not drives.driven:
+            raise AudioError(f"start the playback on {drives.device!r} driven before its capture")
+        super().start()
+
     def _while_gone(self) -> None:
-        # Silence on time keeps the call's media flowing while the microphone is away.
+        # Silence on time keeps the call's media flowing while the microphone is away,
+        # and the earpiece it drives keeps its turns.
         with contextlib.suppress(RuntimeError):  # the loop is closed: stopping
             self._loop.call_soon_threadsafe(self._deliver, self._silence)
+        if self._drives is not None:
+            self._drives.driven_turn()
 
     def _emit(self, frame: bytes, clock: FrameClock) -> bool:
         """Wait for the frame's turn and post it into the loop; False when it is time to end."""
@@ -384,6 +424,8 @@ class AlsaCapture(_AlsaStream):
         clock.advance()
         self._frames += 1
         self._xruns.frame()
+        if self._drives is not None:
+            self._drives.driven_turn()
         return True
 
     def _run(self, pcm: Any) -> None:
@@ -431,10 +473,12 @@ class AlsaPlayback(_AlsaStream):
 
     :meth:`write` queues a frame (any thread, never blocks); the deque holds
     ``queue_size`` frames and drops the oldest when full.  ``filler`` is called
-    on the playback thread when a turn finds the deque empty and must return
+    on the playing thread when a turn finds the deque empty and must return
     one frame (default: silence).  ``prefill_frames`` of filler are written at
     start: on a real card they are the cushion against scheduling jitter (the
-    playback latency is about ``periods`` frames).
+    playback latency is about ``periods`` frames).  Driven by a capture
+    (``start(driven=True)``), at most ``periods - 1`` are, so that the card has
+    room for the frame of the first turn.
     """
 
     _pcm_type = alsaaudio.PCM_PLAYBACK
@@ -462,6 +506,173 @@ class AlsaPlayback(_AlsaStream):
         self._queue: deque[bytes] = deque(maxlen=queue_size)
         silence = self._format.silence()
         self._filler: Callable[[], bytes] = filler if filler is not None else lambda: silence
+        # Driven by a capture: the PCM (None while the device is gone), and a lock
+        # so that stop() never closes it under the capture thread's turn.
+        self.driven = False
+        self._pcm: Any = None
+        self._turn_lock = threading.Lock()
+        self._gone_at = 0.0
+        self._next_try = 0.0
+        self._driven_at_ns = 0
+        self.standby_turns = 0
+        """Turns the standby thread played because the capture did not drive them."""
+
+    @property
+    def running(self) -> bool:
+        if self.driven:
+            return not self._stop.stopped
+        return super().running
+
+    def start(self, *, driven: bool = False) -> None:
+        """Open the device; then play on a thread of its own, or (``driven``) on a capture's."""
+        if not driven:
+            if self.driven:
+                raise AudioError(f"audio playback on {self.device!r} was already started")
+            super().start()
+            return
+        if self.driven or self._thread is not None:
+            raise AudioError(f"audio playback on {self.device!r} was already started")
+        self._mode = alsaaudio.PCM_NONBLOCK
+        pcm = self._open_pcm()
+        try:
+            self._prefill_pcm(pcm)
+        except alsaaudio.ALSAAudioError as exc:
+            pcm.close()
+            raise AudioDeviceError(self.device, _reason(exc)) from None
+        self._pcm = pcm
+        self.driven = True
+        self._driven_at_ns = time.monotonic_ns()
+        self._thread = threading.Thread(
+            target=self._standby, name=f"alsa-standby-{self.device}", daemon=True
+        )
+        self._thread.start()
+        log.info(
+            "audio playback started device=%s rate=%d frame_ms=%d driven=capture",
+            self.device,
+            self._format.rate,
+            self._format.frame_ms,
+        )
+
+    def stop(self) -> None:
+        if not self.driven:
+            super().stop()
+            return
+        with self._turn_lock:
+            if self._stop.stopped:
+                return
+            self._stop.set()
+            pcm, self._pcm = self._pcm, None
+        if pcm is not None:
+            pcm.close()
+        if self._thread is not None:
+            self._thread.join(_JOIN_TIMEOUT_S)
+        log.info(
+            "audio playback stopped device=%s frames=%d xruns=%d",
+            self.device,
+            self._frames,
+            self._xruns.count,
+        )
+
+    def _prefill_pcm(self, pcm: Any) -> None:
+        driven = self._mode == alsaaudio.PCM_NONBLOCK
+        count = min(self._prefill, self._periods - 1) if driven else self._prefill
+        for _ in range(count):
+            self._write_frame(pcm, self._filler())
+
+    def driven_turn(self) -> None:
+        """One frame turn, on the thread of the capture that drives this playback."""
+        with self._turn_lock:
+            self._driven_at_ns = time.monotonic_ns()
+            self._turn()
+
+    def _standby(self) -> None:
+        """The driven playback's watchdog: play on our own while the capture is stuck."""
+        period = self._format.period_ns
+        quiet_ns = STANDBY_AFTER_FRAMES * period
+        stop = self._stop
+        while not stop.wait(STANDBY_CHECK_S):
+            if time.monotonic_ns() - self._driven_at_ns < quiet_ns:
+                continue
+            log.warning(
+                "audio playback device=%s is not driven by its capture: playing on its own",
+                self.device,
+            )
+            clock = FrameClock(period, time.monotonic_ns(), self._max_late)
+            while self._wait_turn(clock):
+                clock.advance()
+                with self._turn_lock:
+                    if time.monotonic_ns() - self._driven_at_ns < period:
+                        break  # the capture's turns are back
+                    self.standby_turns += 1
+                    self._turn()
+            else:
+                return  # stopping
+            log.info("audio playback device=%s is driven by its capture again", self.device)
+
+    def _turn(self) -> None:
+        # Under _turn_lock.
+        if self._stop.stopped:
+            return
+        pcm = self._pcm
+        if pcm is None:
+            self._gone_turn()
+            return
+        try:
+            frame = self._queue.popleft()
+        except IndexError:
+            frame = self._filler()
+            self._underruns += 1
+        try:
+            written = pcm.write(frame)
+            if written < 0:  # -EPIPE: it underran and was re-prepared
+                self._note_xrun()
+                written = pcm.write(frame)
+        except alsaaudio.ALSAAudioError as exc:
+            try:
+                self._write_again(pcm, frame, exc)
+            except alsaaudio.ALSAAudioError as failed:
+                self._fail(pcm, failed)
+                return
+            written = 1
+        if written == 0:
+            # No room: this card's clock is slower than the microphone's. Drop
+            # rather than let the delay grow.
+            self._dropped += 1
+        self._frames += 1
+        self._xruns.frame()
+
+    def _fail(self, pcm: Any, error: alsaaudio.ALSAAudioError) -> None:
+        self._error = _reason(error)
+        _uncheck(self._check_key)
+        log.error(
+            "audio playback failed device=%s reason=%s (retrying every %g s)",
+            self.device,
+            self._error,
+            REOPEN_EVERY_S,
+        )
+        self._pcm = None
+        with contextlib.suppress(alsaaudio.ALSAAudioError):
+            pcm.close()
+        self._gone_at = self._next_try = time.monotonic()
+
+    def _gone_turn(self) -> None:
+        """A driven turn without a device: drop the frame due, try the device every second."""
+        self._while_gone()
+        now = time.monotonic()
+        if now < self._next_try:
+            return
+        self._next_try = now + REOPEN_EVERY_S
+        try:
+            pcm = self._open_pcm()
+            self._prefill_pcm(pcm)
+        except (AudioDeviceError, alsaaudio.ALSAAudioError):
+            return
+        self._pcm = pcm
+        self._error = None
+        self._recoveries += 1
+        log.info(
+            "audio playback recovered device=%s after %.1f s", self.device, now - self._gone_at
+        )
 
     def write(self, frame: bytes) -> bool:
         """Queue one frame without blocking; False if the queue was full (oldest dropped)."""
@@ -489,15 +700,17 @@ class AlsaPlayback(_AlsaStream):
 
     def _write_frame(self, pcm: Any, frame: bytes) -> None:
         try:
-            pcm.write(frame)
+            if pcm.write(frame) < 0:  # -EPIPE (pyalsaaudio 0.11): underran, re-prepared
+                self._note_xrun()
+                pcm.write(frame)
         except alsaaudio.ALSAAudioError as exc:
             self._write_again(pcm, frame, exc)
 
     def _write_again(self, pcm: Any, frame: bytes, exc: alsaaudio.ALSAAudioError) -> None:
         if not str(exc).startswith(_XRUN_MESSAGES):
             raise exc
-        # Underrun: pyalsaaudio re-prepares a PCM in XRUN state at the next
-        # write, so write the frame again rather than lose it.
+        # Underrun (pyalsaaudio before 0.11 raised it): the PCM was re-prepared, so
+        # write the frame again rather than lose it.
         self._note_xrun()
         pcm.write(frame)
 
@@ -507,8 +720,7 @@ class AlsaPlayback(_AlsaStream):
         queue = self._queue
         filler = self._filler
         xruns = self._xruns
-        for _ in range(self._prefill):
-            self._write_frame(pcm, filler())
+        self._prefill_pcm(pcm)
         # Names bound once: the thread wakes with cold caches every 20 ms, and each
         # lookup less per frame shows in its CPU time (docs/performance.md, issue #12).
         monotonic_ns = time.monotonic_ns
@@ -523,7 +735,9 @@ class AlsaPlayback(_AlsaStream):
                 self._underruns += 1
             t0 = monotonic_ns()
             try:
-                write(frame)
+                if write(frame) < 0:  # -EPIPE (pyalsaaudio 0.11): underran, re-prepared
+                    self._note_xrun()
+                    write(frame)
             except alsaaudio.ALSAAudioError as exc:
                 self._write_again(pcm, frame, exc)
             t1 = monotonic_ns()
