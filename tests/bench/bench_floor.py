@@ -359,7 +359,13 @@ def heard_fraction(played: bytes, seconds: float) -> float:
 
 
 def measure_floor(
-    work: Path, lib: str, transport: str, seconds: float, qh3_path: str | None, audio_threads: int
+    work: Path,
+    lib: str,
+    transport: str,
+    seconds: float,
+    qh3_path: str | None,
+    *,
+    audio_threads: int,
 ) -> tuple[float, float, float]:
     """One call of the floor client: CPU s per call-minute (all, audio threads), peak RSS in MB."""
     from alsa.fileplugin import write_asoundrc
@@ -384,11 +390,9 @@ def measure_floor(
         env = alsa.env()
         if qh3_path:
             env["PYTHONPATH"] = os.pathsep.join(filter(None, [qh3_path, env.get("PYTHONPATH")]))
+        role = [lib, transport, port_file.read_text(), str(pki.ca_file), str(audio_threads)]
         floor = subprocess.Popen(
-            [
-                *me, "--role", "client", lib, transport, port_file.read_text(),
-                str(pki.ca_file), str(audio_threads),
-            ],  # fmt: skip
+            [*me, "--role", "client", *role],
             env=env,
             stdout=subprocess.PIPE,
             text=True,
@@ -479,8 +483,9 @@ def main() -> int:
                 if kind.startswith("floor-"):
                     _, lib, transport, *one = kind.split("-")
                     total, threads, peak = measure_floor(
-                        where, lib, transport, args.seconds, args.qh3_path, 1 if one else 2
-                    )
+                        where, lib, transport, args.seconds, args.qh3_path,
+                        audio_threads=1 if one else 2,
+                    )  # fmt: skip
                     audio[kind].append(threads)
                     got = total, peak
                 elif kind.startswith("phone-"):
