@@ -97,6 +97,54 @@ def test_prepared_request_over_limit_is_cut_as_it_streams() -> None:
     run(scenario, max_response_bytes=1000)
 
 
+def test_prepared_requests_are_one_write_each_and_need_no_qpack_acknowledgement() -> None:
+    """The media byways' requests (send_prepared): headers encoded once, without the QPACK
+    dynamic table the server offers (whose use it would acknowledge on its decoder stream,
+    for each request), and headers, body and FIN written into QUIC at once."""
+
+    async def scenario(server: TestServer, client: H3Client) -> None:
+        conn: Any = await client.connection(server.origin)
+        (server_conn,) = server.connections
+        assert server_conn.h3._max_table_capacity > 0  # the server offers a dynamic table
+        quic = conn._quic
+        writes: list[int] = []
+        write = quic.send_stream_data
+
+        def counting(stream_id: int, data: bytes, end_stream: bool = False) -> None:
+            writes.append(stream_id)
+            write(stream_id, data, end_stream)
+
+        quic.send_stream_data = counting
+        put = client.prepare("PUT", server.url("/echo"), headers={"x-token": "t" * 40})
+        get = client.prepare("GET", server.url("/echo"), headers={"x-token": "t" * 40})
+        answers: list[tuple[int, bytes, H3Error | None]] = []
+
+        def on_complete(stream: H3Stream, status: int, body: bytes, error: H3Error | None) -> None:
+            answers.append((status, body, error))
+
+        for n in range(6):
+            body = b"%d" % n * (n + 1)
+            assert client.send_prepared(put, body, on_complete) is not None
+            assert client.send_prepared(get, None, on_complete, defer=n % 2 == 1) is not None
+            while len(answers) < 2 * (n + 1):
+                await asyncio.sleep(0.005)
+        assert [a for a in answers if a[1]] == [(200, b"%d" % n * (n + 1), None) for n in range(6)]
+        assert [a for a in answers if not a[1]] == [(200, b"", None)] * 6
+        seen = server.requests_seen[-12:]
+        assert [(m, p) for m, p, _ in seen] == [("PUT", "/echo"), ("GET", "/echo")] * 6
+        assert [h.get("content-length") for _, _, h in seen[::2]] == [str(n + 1) for n in range(6)]
+        assert all(h["x-token"] == "t" * 40 and h["user-agent"] == "ript-phone" for *_, h in seen)
+        # One write per request (and one to open each deferred GET, which takes its id);
+        # before: the HEADERS frame, the QPACK encoder stream's, the DATA frame with FIN.
+        assert len([sid for sid in writes if sid % 4 == 0]) == 12 + 3, writes
+        await asyncio.sleep(ACK_DELAY * 2)
+        assert conn._h3._encoder_bytes_sent == 0  # nothing inserted in the dynamic table
+        assert server_conn.h3._decoder_bytes_sent == 0  # so nothing to acknowledge
+        assert [sid for sid in conn._h3._stream if sid % 4 == 0] == []  # each one dropped
+
+    run(scenario)
+
+
 def test_a_raising_completion_callback_stays_out_of_aioquics_event_handling(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

@@ -37,8 +37,19 @@ from typing import Any, Final, Self, cast
 from urllib.parse import urlsplit
 
 import certifi
+import pylsqpack
 from aioquic.asyncio.protocol import QuicConnectionProtocol
-from aioquic.h3.connection import H3_ALPN, ErrorCode, FrameType, H3Connection, Setting, StreamType
+from aioquic.h3.connection import (
+    H3_ALPN,
+    ErrorCode,
+    FrameType,
+    H3Connection,
+    HeadersState,
+    Setting,
+    StreamType,
+    encode_frame,
+)
+from aioquic.h3.connection import H3Stream as _AioquicH3Stream
 from aioquic.h3.events import DatagramReceived, DataReceived, H3Event, HeadersReceived
 from aioquic.quic import events as qe
 from aioquic.quic.configuration import QuicConfiguration
@@ -757,6 +768,22 @@ class _StaticQpackH3(H3Connection):
         settings[Setting.QPACK_BLOCKED_STREAMS] = 0
         return settings
 
+    def send_encoded(self, stream_id: int, frames: bytes) -> None:
+        """A whole request encoded beforehand (:func:`_request_frames`): one write, with FIN.
+
+        What :meth:`send_headers` and :meth:`send_data` do for it, in one call into
+        QUIC instead of four (the HEADERS frame, the QPACK encoder stream's empty
+        write, the DATA frame, the FIN): the request's state, as they leave it, so
+        the response is read and the stream dropped as any other.  The phone sets no
+        QUIC logger, so no frame_created events are written (as send_headers would).
+        """
+        stream = self._stream.get(stream_id)
+        if stream is None:
+            stream = self._stream[stream_id] = _AioquicH3Stream(stream_id)
+        stream.headers_send_state = HeadersState.AFTER_HEADERS
+        stream.sending_ended = True
+        self._quic.send_stream_data(stream_id, frames, end_stream=True)
+
 
 class _H3Protocol(QuicConnectionProtocol):
     """aioquic protocol for one origin: sees QUIC events before H3 swallows them."""
@@ -779,8 +806,9 @@ class _H3Protocol(QuicConnectionProtocol):
         self._control_id: int | None = None
         self._ignored_uni: set[int] = set()
         self._wrote = False  # request data queued since the last transmit
-        # Deferred requests (stream id, headers, end_stream) and the timer that sends them.
-        self._held: list[tuple[int, list[tuple[bytes, bytes]], bool]] = []
+        # Deferred requests (stream id, headers or encoded frames, end_stream) and the
+        # timer that sends them.
+        self._held: list[tuple[int, list[tuple[bytes, bytes]] | bytes, bool]] = []
         self._held_timer: asyncio.TimerHandle | None = None
         # WebTransport sessions' datagram receivers, by CONNECT stream id.
         self._datagram_sinks: dict[int, Callable[[bytes], None]] = {}
@@ -849,7 +877,28 @@ class _H3Protocol(QuicConnectionProtocol):
             return
         for stream_id, headers, end_stream in held:
             if stream_id in self._streams:
-                self._h3.send_headers(stream_id, headers, end_stream=end_stream)
+                if isinstance(headers, bytes):
+                    self._h3.send_encoded(stream_id, headers)
+                else:
+                    self._h3.send_headers(stream_id, headers, end_stream=end_stream)
+
+    def start_encoded(self, frames: bytes, *, defer: bool = False) -> _StreamState:
+        """Start a whole request encoded beforehand (:func:`_request_frames`), ended."""
+        self.check_usable()
+        stream_id = self._quic.get_next_available_stream_id()
+        state = _StreamState(self, stream_id)
+        state.sent_fin = True
+        self._streams[stream_id] = state
+        if defer:
+            self._quic.send_stream_data(stream_id, b"", end_stream=False)  # takes the id
+            self._held.append((stream_id, frames, True))
+            if self._held_timer is None:
+                self._held_timer = self._loop.call_later(ACK_DELAY, self._send_held)
+            return state
+        self._h3.send_encoded(stream_id, frames)
+        self._wrote = True
+        self._transmit_soon()
+        return state
 
     def start_webtransport(
         self, headers: list[tuple[bytes, bytes]], on_datagram: Callable[[bytes], None]
@@ -1182,6 +1231,37 @@ class PreparedRequest:
     url: str
     target: _Target
     headers: tuple[tuple[bytes, bytes], ...]
+    field_section: bytes
+    """The headers as a QPACK field section of the static table and literals only."""
+
+
+_CONTENT_LENGTH_LINE: Final = b"\x54"
+"""QPACK literal field line naming static entry 4, ``content-length`` (RFC 9204 4.5.4)."""
+
+
+def _static_field_section(headers: Sequence[tuple[bytes, bytes]]) -> bytes:
+    """``headers`` encoded without the QPACK dynamic table, for any number of requests.
+
+    The connection's encoder would refer to its dynamic table once it has seen the
+    same headers twice: the peer must then acknowledge each request's field section
+    on its decoder stream (RFC 9204 4.4.1), a few bytes for the phone to take in per
+    media request; and it would encode them again for each.  A field section with a
+    Required Insert Count of 0 needs neither and is valid on any connection.
+    """
+    _, section = pylsqpack.Encoder().encode(0, list(headers))  # no table: none allowed
+    if section[:2] != b"\x00\x00":  # pragma: no cover - the encoder was given no table
+        raise AssertionError("a static QPACK field section refers to a dynamic table")
+    return section
+
+
+def _request_frames(section: bytes, body: bytes | None) -> bytes:
+    """A request's HEADERS frame (``section`` and, with ``body``, its content-length) and
+    DATA frame: the bytes :meth:`H3Connection.send_headers` and ``send_data`` would write."""
+    if not body:
+        return encode_frame(FrameType.HEADERS, section)
+    length = b"%d" % len(body)
+    section += _CONTENT_LENGTH_LINE + bytes((len(length),)) + length  # < 128: no Huffman
+    return encode_frame(FrameType.HEADERS, section) + encode_frame(FrameType.DATA, body)
 
 
 class H3Client:
@@ -1466,9 +1546,8 @@ class H3Client:
         The origin's cookies are those of now: prepare again to pick up new ones.
         """
         target = _target(url)
-        return PreparedRequest(
-            method, url, target, tuple(self._headers(method, target, headers, send_cookies))
-        )
+        encoded = tuple(self._headers(method, target, headers, send_cookies))
+        return PreparedRequest(method, url, target, encoded, _static_field_section(encoded))
 
     def send_prepared(
         self,
@@ -1496,10 +1575,9 @@ class H3Client:
         proto = None if entry is None else entry.protocol
         if proto is None or not proto.accepts_requests:
             return None
-        headers = list(request.headers)
-        if body:
-            headers.append((b"content-length", str(len(body)).encode()))
-        state = proto.start_request(headers, end_stream=not body, defer=defer and not body)
+        # Headers, body and FIN in one write, the headers encoded once (prepare).
+        frames = _request_frames(request.field_section, body)
+        state = proto.start_encoded(frames, defer=defer and not body)
         stream = H3Stream(state, request.url, self._max_send_buffer)
         limit = self._max_response_bytes
         target = request.target
@@ -1525,8 +1603,6 @@ class H3Client:
 
         state.on_complete = completed
         state.limit = (request.url, limit)
-        if body:
-            stream.end(body)
         return stream
 
     async def open_webtransport(
