@@ -49,6 +49,7 @@ from aioquic.h3.connection import (
     Setting,
     StreamType,
     encode_frame,
+    validate_response_headers,
 )
 from aioquic.h3.connection import H3Stream as _AioquicH3Stream
 from aioquic.h3.events import DatagramReceived, DataReceived, H3Event, HeadersReceived
@@ -753,6 +754,37 @@ class WebTransportSession:
 # --------------------------------------------------------------------------- connection
 
 
+_STATUS_200_SECTION: Final = b"\x00\x00\xd9"
+"""A QPACK field section of no dynamic table whose first line is static entry 25,
+``:status: 200`` (RFC 9204 4.5.2 and appendix A): a final response, never interim."""
+
+
+def _whole_response(data: bytes) -> tuple[bytes, bytes | None] | None:
+    """``data`` as a HEADERS frame starting ``:status: 200`` and at most one DATA frame,
+    exactly: (field section, body or None); None for anything else."""
+    if data[:1] != b"\x01":  # HEADERS
+        return None
+    try:
+        size, at = decode_varint(data, 1)
+    except VarintError:
+        return None
+    end = at + size
+    section = data[at:end]
+    if not section.startswith(_STATUS_200_SECTION) or end > len(data):
+        return None
+    if end == len(data):
+        return section, None
+    if data[end] != 0:  # DATA
+        return None
+    try:
+        size, at = decode_varint(data, end + 1)
+    except VarintError:
+        return None
+    if at + size != len(data):
+        return None
+    return section, data[at:]
+
+
 class _StaticQpackH3(H3Connection):
     """aioquic's HTTP/3 with no QPACK dynamic table offered to the peer (RFC 9204 section 3.2.3).
 
@@ -787,6 +819,42 @@ class _StaticQpackH3(H3Connection):
             self._decoder_bytes_sent += len(decoder)
             self._quic.send_stream_data(decoder_stream, decoder)
         return headers
+
+    def _receive_request_or_push_data(
+        self, stream: _AioquicH3Stream, data: bytes, stream_ended: bool
+    ) -> list[H3Event]:
+        # A media byway's answer, twice per 20 ms: a whole 200 response in one piece
+        # (HEADERS, at most one DATA frame, FIN) on a stream that has received nothing.
+        # Read here with the checks aioquic's generic frame loop makes for it (the
+        # header validation, content-length), and the same events; anything else (other
+        # statuses, pieces, more frames, a QUIC logger) takes aioquic's own way.
+        whole = (
+            _whole_response(data)
+            if stream_ended
+            and not stream.buffer
+            and stream.frame_size is None
+            and stream.headers_recv_state is HeadersState.INITIAL
+            and self._is_client
+            and self._quic_logger is None
+            else None
+        )
+        if whole is None:
+            return super()._receive_request_or_push_data(stream, data, stream_ended)
+        section, body = whole
+        stream_id = stream.stream_id
+        headers = self._decode_headers(stream_id, section)
+        validate_response_headers(headers, stream)
+        stream.headers_recv_state = HeadersState.AFTER_HEADERS
+        stream.receiving_ended = True
+        if body is None:
+            self._check_content_length(stream)
+            return [HeadersReceived(headers=headers, stream_id=stream_id, stream_ended=True)]
+        stream.content_length += len(body)
+        self._check_content_length(stream)
+        return [
+            HeadersReceived(headers=headers, stream_id=stream_id, stream_ended=False),
+            DataReceived(data=body, stream_id=stream_id, stream_ended=True),
+        ]
 
     def send_encoded(self, stream_id: int, frames: bytes) -> None:
         """A whole request encoded beforehand (:func:`_request_frames`): one write, with FIN.
