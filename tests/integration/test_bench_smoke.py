@@ -76,3 +76,17 @@ def test_the_floor_bench_carries_audio_both_ways_on_both_transports() -> None:
         assert line["cpu_s_per_min"] > 0 and len(line["runs"]) == 1
         assert 10 < line["peak_rss_mb"] < 1000
         assert "ratio_to_baresip" not in line  # no --peer run to compare with
+
+
+IMPORT_RSS = Path(__file__).resolve().parents[1] / "bench" / "import_rss.py"
+
+
+def test_the_import_rss_bench_weighs_the_phones_imports() -> None:
+    # qh3 is not a dependency, so only the aioquic run is checked here.
+    done = subprocess.run(
+        [sys.executable, str(IMPORT_RSS)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    line = json.loads(done.stdout)
+    assert line["quic"] == "aioquic" and 10 < line["vm_rss_mb"] < 1000
+    assert line["modules"] > 100
