@@ -123,3 +123,23 @@ def test_the_usual_answer_gives_its_headers_and_body() -> None:
     assert events[0].headers == [(b":status", b"200")] and not events[0].stream_ended
     assert events[1].data == BODY and events[1].stream_ended
     assert closed == []
+
+
+def test_the_end_of_a_webtransport_stream_is_not_taken_for_an_answer() -> None:
+    # A peer-opened WebTransport stream whose last piece happens to look like a
+    # whole 200 answer: it is stream data, as aioquic reads it.
+    def events(cls: type[H3Connection]) -> list[str]:
+        h3 = client(cls)
+        h3._enable_webtransport = True
+        opened = encode_uint_var(FrameType.WEBTRANSPORT_STREAM) + encode_uint_var(0)
+        stream_id = 1  # opened by the server, both ways
+        got = h3.handle_event(
+            StreamDataReceived(data=opened, end_stream=False, stream_id=stream_id)
+        )
+        got += h3.handle_event(
+            StreamDataReceived(data=HEADERS + DATA, end_stream=True, stream_id=stream_id)
+        )
+        return [type(e).__name__ for e in got]
+
+    assert events(_StaticQpackH3) == events(H3Connection)
+    assert "HeadersReceived" not in events(_StaticQpackH3)

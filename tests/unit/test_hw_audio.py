@@ -722,7 +722,7 @@ def test_a_capture_drives_its_playback_on_its_own_thread_one_turn_per_frame(
         f"alsa-standby-{alsa_files.playback_device}",
     }
     out = split(alsa_files.playback_file.read_bytes())
-    prefill = 2  # periods - 1: room for the first turn's frame on a card
+    prefill = 1  # periods - 2, at the first turn: a card then holds periods - 1 frames
     assert out[:prefill] == [FILL] * prefill
     assert out[prefill : prefill + 30] == frames
     played = sink.stats()
@@ -823,3 +823,33 @@ def test_a_driven_playback_that_vanishes_is_retried_and_recovers(
     )
     assert messages[1].startswith("audio playback recovered device=fake after ")
     assert len(messages) == 2
+
+
+def test_a_driven_playback_primes_the_card_at_its_first_turn() -> None:
+    # Four periods, as a call's earpiece: two frames of filler ahead of the first
+    # turn's frame, so that the card holds three after each write.
+    sink = FakePlayback("fake", RATE, periods=4, filler=lambda: FILL)
+    sink.pcm = FakePcm({})
+    frames = numbered_frames(3)
+    for frame in frames:
+        sink.write(frame)
+    sink.start(driven=True)
+    assert sink.pcm.written == []  # nothing before the first turn: it would play out
+    for _ in range(3):
+        sink.driven_turn()
+    sink.stop()
+    assert sink.pcm.written == [FILL, FILL, *frames]
+
+
+def test_a_driven_playback_primes_again_after_an_underrun() -> None:
+    sink = FakePlayback("fake", RATE, periods=4, filler=lambda: FILL)
+    sink.pcm = FakePcm({4: "epipe"})  # the second turn's frame finds the card underrun
+    frames = numbered_frames(2)
+    for frame in frames:
+        sink.write(frame)
+    sink.start(driven=True)
+    sink.driven_turn()
+    sink.driven_turn()
+    sink.stop()
+    assert sink.pcm.written == [FILL, FILL, frames[0], FILL, FILL, frames[1]]
+    assert sink.stats().xruns == 1

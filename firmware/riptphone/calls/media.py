@@ -392,9 +392,11 @@ class MediaSession:
         loop = asyncio.get_running_loop()
         rate = self._codec.rate
         ptime = self._ptime
-        playback = AlsaPlayback(self._playback_device, rate, frame_ms=ptime)
         # One thread for both directions: the earpiece takes its turn after each
-        # microphone frame (docs/audio.md, "One thread for a call's audio").
+        # microphone frame (docs/audio.md, "One thread for a call's audio").  Four
+        # periods: after each turn the card holds three (60 ms, as an earpiece on its
+        # own thread keeps it) and has room for a turn that comes early.
+        playback = AlsaPlayback(self._playback_device, rate, frame_ms=ptime, periods=4)
         capture = AlsaCapture(
             self._capture_device,
             rate,

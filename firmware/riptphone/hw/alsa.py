@@ -16,8 +16,10 @@ instead of two, as a sound-device clock drives both directions in Linphone's
 ticker or a duplex PortAudio callback.  The driven PCM is opened non-blocking:
 a playback card on another clock than the microphone's can never hold up the
 capture; a frame it has no room for is dropped and counted (``dropped``), and
-one that underran is written again.  A microphone whose reads block without an
-error (a stalled USB card) would silence the earpiece with it, so a driven
+one that underran is written again behind ``periods - 2`` frames of filler,
+so that the card holds ``periods - 1`` frames after each turn again.  A
+microphone whose reads block without an error (a stalled USB card) would
+silence the earpiece with it, so a driven
 playback keeps a standby thread that looks every :data:`STANDBY_CHECK_S` (5
 wake-ups a second, not 50) and, after :data:`STANDBY_AFTER_FRAMES` frames
 without a turn, plays on its own clock until the capture's turns come back.
@@ -477,8 +479,10 @@ class AlsaPlayback(_AlsaStream):
     one frame (default: silence).  ``prefill_frames`` of filler are written at
     start: on a real card they are the cushion against scheduling jitter (the
     playback latency is about ``periods`` frames).  Driven by a capture
-    (``start(driven=True)``), at most ``periods - 1`` are, so that the card has
-    room for the frame of the first turn.
+    (``start(driven=True)``), none are written at start (the card would play
+    them out before the capture's first frame); the first turn, and a turn
+    after an underrun, write ``min(prefill_frames, periods - 2)`` ahead of the
+    frame (:meth:`_prime`).
     """
 
     _pcm_type = alsaaudio.PCM_PLAYBACK
@@ -510,6 +514,7 @@ class AlsaPlayback(_AlsaStream):
         # so that stop() never closes it under the capture thread's turn.
         self.driven = False
         self._pcm: Any = None
+        self._primed = False
         self._turn_lock = threading.Lock()
         self._gone_at = 0.0
         self._next_try = 0.0
@@ -533,12 +538,14 @@ class AlsaPlayback(_AlsaStream):
         if self.driven or self._thread is not None:
             raise AudioError(f"audio playback on {self.device!r} was already started")
         self._mode = alsaaudio.PCM_NONBLOCK
-        pcm = self._open_pcm()
         try:
-            self._prefill_pcm(pcm)
-        except alsaaudio.ALSAAudioError as exc:
-            pcm.close()
-            raise AudioDeviceError(self.device, _reason(exc)) from None
+            pcm = self._open_pcm()
+        except AudioDeviceError:
+            self._mode = alsaaudio.PCM_NORMAL  # this object may still play on its own
+            raise
+        # Nothing written yet: the card would play the prefill out before the
+        # capture's first frame (its open and first period); the first turn primes it.
+        self._primed = False
         self._pcm = pcm
         self.driven = True
         self._driven_at_ns = time.monotonic_ns()
@@ -574,10 +581,20 @@ class AlsaPlayback(_AlsaStream):
         )
 
     def _prefill_pcm(self, pcm: Any) -> None:
-        driven = self._mode == alsaaudio.PCM_NONBLOCK
-        count = min(self._prefill, self._periods - 1) if driven else self._prefill
-        for _ in range(count):
+        for _ in range(self._prefill):
             self._write_frame(pcm, self._filler())
+
+    def _prime(self, pcm: Any) -> None:
+        """Driven: filler ahead of a turn's frame on a card that holds nothing (start, underrun).
+
+        ``periods - 2`` of them, so that after each turn's write the card holds
+        ``periods - 1`` frames (the margin against a late turn) and has room for
+        one more (a turn a little early is not dropped).
+        """
+        filler = self._filler
+        for _ in range(min(self._prefill, self._periods - 2)):
+            pcm.write(filler())
+        self._primed = True
 
     def driven_turn(self) -> None:
         """One frame turn, on the thread of the capture that drives this playback."""
@@ -623,17 +640,23 @@ class AlsaPlayback(_AlsaStream):
             frame = self._filler()
             self._underruns += 1
         try:
+            if not self._primed:
+                self._prime(pcm)
             written = pcm.write(frame)
-            if written < 0:  # -EPIPE: it underran and was re-prepared
+            if written < 0:  # -EPIPE: it underran and was re-prepared, empty
                 self._note_xrun()
+                self._prime(pcm)
                 written = pcm.write(frame)
         except alsaaudio.ALSAAudioError as exc:
             try:
-                self._write_again(pcm, frame, exc)
+                if not str(exc).startswith(_XRUN_MESSAGES):
+                    raise
+                self._note_xrun()  # pyalsaaudio before 0.11 raised it; re-prepared, empty
+                self._prime(pcm)
+                written = pcm.write(frame)
             except alsaaudio.ALSAAudioError as failed:
                 self._fail(pcm, failed)
                 return
-            written = 1
         if written == 0:
             # No room: this card's clock is slower than the microphone's. Drop
             # rather than let the delay grow.
@@ -664,9 +687,9 @@ class AlsaPlayback(_AlsaStream):
         self._next_try = now + REOPEN_EVERY_S
         try:
             pcm = self._open_pcm()
-            self._prefill_pcm(pcm)
-        except (AudioDeviceError, alsaaudio.ALSAAudioError):
+        except AudioDeviceError:
             return
+        self._primed = False  # the next turn primes the new PCM
         self._pcm = pcm
         self._error = None
         self._recoveries += 1

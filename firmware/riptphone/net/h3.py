@@ -832,6 +832,8 @@ class _StaticQpackH3(H3Connection):
             _whole_response(data)
             if stream_ended
             and not stream.buffer
+            and stream.frame_type is None  # not the rest of a WebTransport stream
+            and not stream.blocked
             and stream.frame_size is None
             and stream.headers_recv_state is HeadersState.INITIAL
             and self._is_client
@@ -870,6 +872,8 @@ class _StaticQpackH3(H3Connection):
             stream = self._stream[stream_id] = _AioquicH3Stream(stream_id)
         stream.headers_send_state = HeadersState.AFTER_HEADERS
         stream.sending_ended = True
+        if stream.is_ended():  # as aioquic's send_data leaves it: both ways done, dropped
+            self._stream.pop(stream_id)
         self._quic.send_stream_data(stream_id, frames, end_stream=True)
 
 
