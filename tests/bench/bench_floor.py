@@ -238,7 +238,8 @@ def client(lib: str, transport: str, port: int, ca_file: Path, audio_threads: in
             self.transmit()
 
     def open_pcm(kind: int, device: str, periods: int) -> Any:
-        # The phone's format and periods (riptphone.hw.alsa): 20 ms periods, 4 in, 3 out.
+        # The phone's format (riptphone.hw.alsa): 20 ms periods, 4 in, 3 out (a call's
+        # earpiece now has 4; over the file plugin, which never blocks, no difference).
         return alsaaudio.PCM(
             kind, alsaaudio.PCM_NORMAL, device=device, channels=1, rate=RATE,
             format=alsaaudio.PCM_FORMAT_S16_LE, periodsize=FRAME_SAMPLES, periods=periods,
