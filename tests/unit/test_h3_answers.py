@@ -9,7 +9,7 @@ from typing import Any
 import pylsqpack
 import pytest
 from aioquic.buffer import encode_uint_var
-from aioquic.h3.connection import FrameType, H3Connection, encode_frame
+from aioquic.h3.connection import FrameType, H3Connection, H3Stream, encode_frame
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
 from aioquic.quic.events import StreamDataReceived
@@ -143,3 +143,19 @@ def test_the_end_of_a_webtransport_stream_is_not_taken_for_an_answer() -> None:
 
     assert events(_StaticQpackH3) == events(H3Connection)
     assert "HeadersReceived" not in events(_StaticQpackH3)
+
+
+def test_a_request_on_a_stream_the_peer_already_ended_is_dropped_as_aioquic_drops_it() -> None:
+    # send_encoded leaves the H3 stream table as send_headers + send_data with FIN do.
+    def table(cls: type[_StaticQpackH3], encoded: bool) -> list[int]:
+        h3 = client(cls)
+        h3._quic.send_stream_data(0, b"", end_stream=False)
+        stream = h3._stream[0] = H3Stream(0)
+        stream.receiving_ended = True  # the peer's side is over already
+        if encoded:
+            h3.send_encoded(0, encode_frame(FrameType.HEADERS, OK))
+        else:
+            h3.send_headers(0, [(b":method", b"GET")], end_stream=True)
+        return sorted(h3._stream)
+
+    assert table(_StaticQpackH3, encoded=True) == table(_StaticQpackH3, encoded=False) == []

@@ -853,3 +853,20 @@ def test_a_driven_playback_primes_again_after_an_underrun() -> None:
     sink.stop()
     assert sink.pcm.written == [FILL, FILL, frames[0], FILL, FILL, frames[1]]
     assert sink.stats().xruns == 1
+
+
+def test_a_failed_driven_start_leaves_the_playback_able_to_play_on_its_own() -> None:
+    sink = VanishingPlayback("fake", RATE, prefill_frames=0)
+    sink.pcm = FakePcm({})
+    sink.gone = True
+    with pytest.raises(AudioDeviceError):
+        sink.start(driven=True)
+    assert not sink.driven and sink._mode == alsaaudio.PCM_NORMAL  # a blocking PCM again
+    sink.gone = False
+    frames = numbered_frames(3)
+    for frame in frames:
+        sink.write(frame)
+    sink.start()  # on its own thread, which paces by blocking writes on a card
+    wait_for(lambda: sink.stats().frames >= 3)
+    sink.stop()
+    assert sink.pcm.written[:3] == frames
