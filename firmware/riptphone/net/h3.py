@@ -933,8 +933,14 @@ class _H3Protocol(QuicConnectionProtocol):
             raise self._lost
 
     def start_request(
-        self, headers: list[tuple[bytes, bytes]], end_stream: bool, *, defer: bool = False
+        self,
+        request: list[tuple[bytes, bytes]] | bytes,
+        end_stream: bool,
+        *,
+        defer: bool = False,
     ) -> _StreamState:
+        """Open a request: its headers, or a whole request encoded beforehand
+        (:func:`_request_frames`, always ended: ``end_stream`` must be True)."""
         self.check_usable()
         stream_id = self._quic.get_next_available_stream_id()
         state = _StreamState(self, stream_id)
@@ -944,14 +950,22 @@ class _H3Protocol(QuicConnectionProtocol):
             # Held back until our next write (or ACK_DELAY): the stream is opened now,
             # with nothing on it, so later requests take the ids after this one.
             self._quic.send_stream_data(stream_id, b"", end_stream=False)
-            self._held.append((stream_id, headers, end_stream))
+            self._held.append((stream_id, request, end_stream))
             if self._held_timer is None:
                 self._held_timer = self._loop.call_later(ACK_DELAY, self._send_held)
             return state
-        self._h3.send_headers(stream_id, headers, end_stream=end_stream)
+        self._write_request(stream_id, request, end_stream)
         self._wrote = True
         self._transmit_soon()
         return state
+
+    def _write_request(
+        self, stream_id: int, request: list[tuple[bytes, bytes]] | bytes, end_stream: bool
+    ) -> None:
+        if isinstance(request, bytes):
+            self._h3.send_encoded(stream_id, request)
+        else:
+            self._h3.send_headers(stream_id, request, end_stream=end_stream)
 
     def _send_held(self) -> None:
         self._held_timer = None
@@ -967,30 +981,9 @@ class _H3Protocol(QuicConnectionProtocol):
         held, self._held = self._held, []
         if self._lost is not None:
             return
-        for stream_id, headers, end_stream in held:
+        for stream_id, request, end_stream in held:
             if stream_id in self._streams:
-                if isinstance(headers, bytes):
-                    self._h3.send_encoded(stream_id, headers)
-                else:
-                    self._h3.send_headers(stream_id, headers, end_stream=end_stream)
-
-    def start_encoded(self, frames: bytes, *, defer: bool = False) -> _StreamState:
-        """Start a whole request encoded beforehand (:func:`_request_frames`), ended."""
-        self.check_usable()
-        stream_id = self._quic.get_next_available_stream_id()
-        state = _StreamState(self, stream_id)
-        state.sent_fin = True
-        self._streams[stream_id] = state
-        if defer:
-            self._quic.send_stream_data(stream_id, b"", end_stream=False)  # takes the id
-            self._held.append((stream_id, frames, True))
-            if self._held_timer is None:
-                self._held_timer = self._loop.call_later(ACK_DELAY, self._send_held)
-            return state
-        self._h3.send_encoded(stream_id, frames)
-        self._wrote = True
-        self._transmit_soon()
-        return state
+                self._write_request(stream_id, request, end_stream)
 
     def start_webtransport(
         self, headers: list[tuple[bytes, bytes]], on_datagram: Callable[[bytes], None]
@@ -1669,7 +1662,7 @@ class H3Client:
             return None
         # Headers, body and FIN in one write, the headers encoded once (prepare).
         frames = _request_frames(request.field_section, body)
-        state = proto.start_encoded(frames, defer=defer and not body)
+        state = proto.start_request(frames, end_stream=True, defer=defer and not body)
         stream = H3Stream(state, request.url, self._max_send_buffer)
         limit = self._max_response_bytes
         target = request.target
